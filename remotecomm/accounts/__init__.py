@@ -1,0 +1,1 @@
+"""Users, management units, terminals: passwords, API tokens, login and its throttle."""

@@ -1,0 +1,135 @@
+"""Login (S101–S103) and API-token authentication.
+
+Wrong user and wrong password answer identically and take the same time;
+failed logins are throttled and land in the audit table before the answer
+goes out.  An API token is bound to the terminal that logged in with it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from remotecomm.accounts.passwords import PasswordHasherPool
+from remotecomm.accounts.throttle import LoginThrottle
+from remotecomm.accounts.tokens import looks_like_token, new_token, token_hash
+from remotecomm.clock import now_us, seconds_to_us
+from remotecomm.store import accounts as account_queries
+from remotecomm.store.audit import LOGIN_FAILED, LOGIN_THROTTLED, TOKEN_REFUSED, append_audit
+from remotecomm.store.engine import Store
+
+log = Logger()
+
+
+class Refused(Exception):
+    """A login or an authentication was refused; ``code`` is stable, ``message`` for people."""
+
+    def __init__(self, code: str, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retry_after = retry_after
+
+
+INVALID_CREDENTIALS = Refused("invalid-credentials", "user ID or password is wrong")
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authenticated API caller: who, in which unit, from which terminal."""
+
+    user_id: str
+    unit_id: str
+    role: str
+    terminal_id: str
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    """A fresh API token, returned once to the terminal that logged in."""
+
+    token: str
+    expires_us: int
+    user_id: str
+    unit_id: str
+    terminal_id: str
+
+
+class Accounts:
+    """Logs users in and authenticates API tokens."""
+
+    def __init__(self, store: Store, hasher: PasswordHasherPool, throttle: LoginThrottle,
+                 clock: IReactorTime, token_lifetime: float):
+        self._store = store
+        self._hasher = hasher
+        self._throttle = throttle
+        self._clock = clock
+        self._token_lifetime_us = seconds_to_us(token_lifetime)
+
+    async def login(self, user_id: str, password: str, terminal_id: str,
+                    source_address: str) -> IssuedToken:
+        """Check the password and issue an API token bound to ``terminal_id``."""
+        retry_after = self._throttle.retry_after(user_id, source_address)
+        if retry_after is not None:
+            await self._store.run(append_audit, now_us(self._clock), LOGIN_THROTTLED,
+                                  actor=user_id, source_address=source_address,
+                                  terminal_id=terminal_id)
+            raise Refused("too-many-attempts", "too many failed logins; try again later",
+                          retry_after=retry_after)
+
+        record = await self._store.run(account_queries.login_record, user_id)
+        matches = await self._hasher.verify(record.password_hash if record else None, password)
+        if not matches or record.disabled:
+            self._throttle.record_failure(user_id, source_address)
+            reason = ("unknown-user" if record is None else
+                      "disabled" if matches else "wrong-password")
+            await self._store.run(append_audit, now_us(self._clock), LOGIN_FAILED,
+                                  actor=user_id, source_address=source_address,
+                                  unit_id=record.unit_id if record else None,
+                                  terminal_id=terminal_id, reason=reason)
+            log.info("login refused for {user_id} from {source_address}",
+                     user_id=user_id, source_address=source_address)
+            raise INVALID_CREDENTIALS
+
+        self._throttle.record_success(user_id)
+        token = new_token()
+        issued_us = now_us(self._clock)
+        expires_us = issued_us + self._token_lifetime_us
+        await self._store.run(account_queries.record_login, token_hash(token), user_id,
+                              terminal_id, issued_us, expires_us, source_address)
+        log.info("user {user_id} logged in on terminal {terminal_id}",
+                 user_id=user_id, terminal_id=terminal_id)
+        return IssuedToken(token=token, expires_us=expires_us, user_id=user_id,
+                           unit_id=record.unit_id, terminal_id=terminal_id)
+
+    async def authenticate(self, token: str | None, terminal_id: str | None,
+                           source_address: str) -> Caller:
+        """The caller an API token stands for, if it is valid for ``terminal_id`` now."""
+        if token is None:
+            raise Refused("unauthenticated", "this call needs an API token: log in first")
+        record = (await self._store.run(account_queries.token_record, token_hash(token))
+                  if looks_like_token(token) else None)
+        now = now_us(self._clock)
+        if record is None or record.revoked_us is not None or record.disabled:
+            refusal = Refused("invalid-token", "the API token is not valid: log in again")
+        elif record.expires_us <= now:
+            refusal = Refused("token-expired", "the API token has expired: log in again")
+        elif terminal_id != record.terminal_id:
+            refusal = Refused("terminal-mismatch",
+                              "the API token belongs to another terminal: log in again")
+        else:
+            return Caller(user_id=record.user_id, unit_id=record.unit_id, role=record.role,
+                          terminal_id=record.terminal_id)
+        await self._store.run(append_audit, now, TOKEN_REFUSED,
+                              actor=record.user_id if record else None,
+                              source_address=source_address,
+                              unit_id=record.unit_id if record else None,
+                              terminal_id=terminal_id, reason=refusal.code)
+        raise refusal
+
+    async def logout(self, caller_token: str) -> None:
+        """Revoke an API token (after :meth:`authenticate` accepted it)."""
+        await self._store.run(account_queries.revoke_token, token_hash(caller_token),
+                              now_us(self._clock))

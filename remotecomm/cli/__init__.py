@@ -1,0 +1,1 @@
+"""The ``remotecomm`` command: terminal side (login, devices) and server administration."""

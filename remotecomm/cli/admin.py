@@ -1,0 +1,104 @@
+"""``remotecomm admin``: set up a server and provision units, users and devices.
+
+These commands work on the server's own files (its config, CA and
+database), so they run on the server host; they apply pending migrations
+first, like the server does at start.
+"""
+
+from __future__ import annotations
+
+import datetime
+import zoneinfo
+
+from twisted.internet.interfaces import IReactorTime
+
+from remotecomm.accounts.passwords import PasswordRuleError, check_new_password, make_hasher
+from remotecomm.cli.errors import EXIT_FAILED, EXIT_USAGE, CliError
+from remotecomm.clock import now_us
+from remotecomm.messages import text
+from remotecomm.server.config import ServerConfig
+from remotecomm.store import accounts as account_queries
+from remotecomm.store import devices as device_queries
+from remotecomm.store.engine import SchemaTooNew, Store, current_revision, migrate, open_sqlite
+from remotecomm.tls import TLSSetupError, create_ca, issue_certificate
+
+
+def _moment(clock: IReactorTime) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(clock.seconds(), datetime.timezone.utc)
+
+
+def _open_store(config: ServerConfig) -> Store:
+    engine = open_sqlite(config.database)
+    try:
+        migrate(engine)
+    except SchemaTooNew as e:
+        raise CliError(f"{config.database}: {e}", EXIT_FAILED) from None
+    return Store(engine, reactor=None)
+
+
+def init(config: ServerConfig, clock: IReactorTime) -> list[str]:
+    """Create the data folder, a development CA, the server certificate and the database.
+
+    Existing files are kept, so running it again is harmless.
+    """
+    lines = []
+    config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tls = config.tls
+    if tls.ca_certificate.exists():
+        lines.append(text("init-ca-kept", path=tls.ca_certificate))
+    else:
+        create_ca(tls.ca_certificate, tls.ca_key, "remotecomm development CA", _moment(clock))
+        lines.append(text("init-ca", path=tls.ca_certificate))
+    if tls.certificate.exists():
+        lines.append(text("init-cert-kept", path=tls.certificate))
+    else:
+        try:
+            issue_certificate(tls.ca_certificate, tls.ca_key, tls.certificate, tls.key,
+                              tls.names, _moment(clock))
+        except TLSSetupError as e:
+            raise CliError(str(e)) from None
+        lines.append(text("init-cert", path=tls.certificate, names=", ".join(tls.names)))
+    store = _open_store(config)
+    lines.append(text("init-db", path=config.database, revision=current_revision(store.engine)))
+    store.engine.dispose()
+    return lines
+
+
+def _provision(config: ServerConfig, fn, *args) -> None:
+    store = _open_store(config)
+    try:
+        store.run_sync(fn, *args)
+    except (account_queries.AlreadyExists, account_queries.NotFound) as e:
+        raise CliError(str(e), EXIT_FAILED) from None
+    finally:
+        store.engine.dispose()
+
+
+def add_unit(config: ServerConfig, clock: IReactorTime, unit_id: str, name: str, time_zone: str) -> str:
+    """Create a management unit with the time zone its reports are cut in."""
+    try:
+        zoneinfo.ZoneInfo(time_zone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise CliError(f"unknown time zone {time_zone!r} (use an IANA name such as "
+                       f"Europe/Berlin or Asia/Tokyo)", EXIT_USAGE) from None
+    _provision(config, account_queries.insert_unit, unit_id, name, time_zone, now_us(clock))
+    return text("unit-added", unit_id=unit_id, time_zone=time_zone)
+
+
+def add_user(config: ServerConfig, clock: IReactorTime, user_id: str, display_name: str, password: str,
+             unit_id: str, role: str) -> str:
+    """Create a user in a unit, with an argon2id hash of the password."""
+    try:
+        check_new_password(password)
+    except PasswordRuleError as e:
+        raise CliError(str(e), EXIT_USAGE) from None
+    password_hash = make_hasher(config.accounts.password_hash).hash(password)
+    _provision(config, account_queries.insert_user, user_id, display_name, password_hash,
+               unit_id, role, now_us(clock))
+    return text("user-added", user_id=user_id, unit_id=unit_id, role=role)
+
+
+def add_device(config: ServerConfig, clock: IReactorTime, device_id: str, unit_id: str, name: str, model: str) -> str:
+    """Register a device in a unit."""
+    _provision(config, device_queries.insert_device, device_id, unit_id, name, model, now_us(clock))
+    return text("device-added", device_id=device_id, unit_id=unit_id)

@@ -1,0 +1,118 @@
+"""The terminal's HTTPS client for the manager's REST API (treq)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import treq
+from twisted.internet import error as net_error
+from twisted.internet.defer import CancelledError, TimeoutError
+from twisted.web.client import (Agent, BrowserLikePolicyForHTTPS, RequestTransmissionFailed,
+                                ResponseFailed, ResponseNeverReceived)
+
+from remotecomm.cli.errors import EXIT_NOT_LOGGED_IN, EXIT_UNREACHABLE, CliError
+from remotecomm.messages import text
+from remotecomm.tls import TLSSetupError
+
+MAX_ANSWER_BYTES = 1024 * 1024
+_NOT_LOGGED_IN_CODES = {"unauthenticated", "invalid-token", "token-expired", "terminal-mismatch",
+                        "missing-terminal-id"}
+
+
+def _https_policy(ca_path: Path | None) -> BrowserLikePolicyForHTTPS:
+    if ca_path is None:
+        return BrowserLikePolicyForHTTPS()
+    from twisted.internet import ssl
+    try:
+        ca = ssl.Certificate.loadPEM(ca_path.read_bytes())
+    except FileNotFoundError:
+        raise TLSSetupError(f"missing CA certificate {ca_path}") from None
+    except Exception as e:
+        raise TLSSetupError(f"cannot load CA certificate {ca_path}: {e}") from None
+    return BrowserLikePolicyForHTTPS(trustRoot=ca)
+
+
+class ApiClient:
+    """Calls the manager's API and turns every failure into a :class:`CliError`."""
+
+    def __init__(self, reactor, base_url: str, ca_path: Path | None, terminal_id: str,
+                 token: str | None = None, timeout: float = 15.0):
+        try:
+            policy = _https_policy(ca_path)
+        except TLSSetupError as e:
+            raise CliError(str(e)) from None
+        self._http = treq.client.HTTPClient(Agent(reactor, contextFactory=policy))
+        self._base_url = base_url
+        self._terminal_id = terminal_id
+        self._token = token
+        self._timeout = timeout
+
+    def _headers(self) -> dict[bytes, list[bytes]]:
+        headers = {b"accept": [b"application/json"],
+                   b"x-remotecomm-terminal": [self._terminal_id.encode("ascii")]}
+        if self._token is not None:
+            headers[b"authorization"] = [b"Bearer " + self._token.encode("ascii")]
+        return headers
+
+    async def get(self, path: str) -> dict[str, Any]:
+        """GET ``path`` and return the JSON answer."""
+        return await self._call("GET", path, None)
+
+    async def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST ``body`` as JSON to ``path`` and return the JSON answer."""
+        return await self._call("POST", path, body)
+
+    async def _call(self, method: str, path: str, body: dict | None) -> dict[str, Any]:
+        url = self._base_url + path
+        headers = self._headers()
+        data = None
+        if body is not None:
+            headers[b"content-type"] = [b"application/json"]
+            data = json.dumps(body).encode("utf-8")
+        try:
+            response = await self._http.request(method, url, headers=headers, data=data,
+                                                timeout=self._timeout)
+            raw = await self._read(response)
+        except (TimeoutError, CancelledError):
+            raise CliError(text("timeout", url=self._base_url, seconds=self._timeout),
+                           EXIT_UNREACHABLE) from None
+        except (net_error.ConnectError, net_error.DNSLookupError, net_error.ConnectionLost,
+                ResponseFailed, ResponseNeverReceived, RequestTransmissionFailed) as e:
+            raise CliError(text("unreachable", url=self._base_url, reason=_reason(e)),
+                           EXIT_UNREACHABLE) from None
+        try:
+            answer = json.loads(raw.decode("utf-8"))
+            if not isinstance(answer, dict):
+                raise ValueError("not an object")
+        except ValueError:
+            raise CliError(text("bad-answer", url=self._base_url, status=response.code)) from None
+        if response.code >= 400:
+            code = str(answer.get("code", "error"))
+            message = str(answer.get("message", f"HTTP {response.code}"))
+            exit_code = EXIT_NOT_LOGGED_IN if code in _NOT_LOGGED_IN_CODES else 1
+            raise CliError(text("server-error", message=message, code=code), exit_code)
+        return answer
+
+    async def _read(self, response) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+
+        def collect(chunk: bytes) -> None:
+            nonlocal size
+            size += len(chunk)
+            if size > MAX_ANSWER_BYTES:
+                raise ValueError("answer too large")
+            chunks.append(chunk)
+
+        await treq.collect(response, collect)
+        return b"".join(chunks)
+
+
+def _reason(exception: Exception) -> str:
+    """A one-line reason, looking inside the wrapper exceptions of twisted.web.client."""
+    reasons = getattr(exception, "reasons", None)
+    if reasons:
+        return "; ".join(str(r.value) or type(r.value).__name__ for r in reasons)
+    return str(exception) or type(exception).__name__

@@ -1,0 +1,260 @@
+"""``remotecomm``: the command a technician (and a server administrator) types.
+
+Terminal side::
+
+    remotecomm login [--user USER] [--password-stdin]
+    remotecomm devices [--json]
+    remotecomm logout
+
+Server side (on the server host, with its config)::
+
+    remotecomm admin --config etc/remotecomm.toml init
+    remotecomm admin --config … add-unit UNIT --name NAME --time-zone ZONE
+    remotecomm admin --config … add-user USER --unit UNIT [--role ROLE] [--password-stdin]
+    remotecomm admin --config … add-device DEVICE --unit UNIT [--name NAME] [--model MODEL]
+
+Every failure is one line on stderr and an exit code from
+:mod:`remotecomm.cli.errors`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+from remotecomm import __version__
+from remotecomm.cli import admin
+from remotecomm.cli.client import ApiClient
+from remotecomm.cli.errors import EXIT_NOT_LOGGED_IN, EXIT_OK, EXIT_USAGE, CliError
+from remotecomm.cli.terminal import load_settings, load_state, save_state, terminal_home
+from remotecomm.config import ConfigError
+from remotecomm.identifiers import DEVICE_ID, UNIT_ID, USER_ID
+from remotecomm.messages import text
+from remotecomm.store.schema import ROLES
+
+
+def _pattern(pattern: str, what: str):
+    def check(value: str) -> str:
+        if not re.fullmatch(pattern, value):
+            raise argparse.ArgumentTypeError(f"{value!r} is not a valid {what}")
+        return value
+    check.__name__ = what
+    return check
+
+
+def _positive_seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
+    if not 0 < seconds <= 600:
+        raise argparse.ArgumentTypeError("the timeout must be between 0 and 600 seconds")
+    return seconds
+
+
+def _text_arg(max_length: int):
+    def check(value: str) -> str:
+        if not value.strip() or len(value) > max_length or not value.isprintable():
+            raise argparse.ArgumentTypeError(
+                f"expected printable text of 1 to {max_length} characters")
+        return value
+    check.__name__ = "text"
+    return check
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the whole command."""
+    parser = argparse.ArgumentParser(prog="remotecomm",
+                                     description="Remote sessions to office devices.")
+    parser.add_argument("--version", action="version", version=f"remotecomm {__version__}")
+    parser.add_argument("--server", help="the manager's URL (or REMOTECOMM_SERVER)")
+    parser.add_argument("--ca", help="CA certificate to trust (or REMOTECOMM_CA)")
+    parser.add_argument("--timeout", type=_positive_seconds, default=15.0,
+                        help="seconds to wait for the server (default 15)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    login = commands.add_parser("login", help="log in and register this terminal")
+    login.add_argument("--user", type=str.lower, help="your user ID")
+    login.add_argument("--password-stdin", action="store_true",
+                       help="read the password from the first line of standard input")
+    commands.add_parser("logout", help="revoke this terminal's API token")
+    devices = commands.add_parser("devices", help="list the devices of your unit")
+    devices.add_argument("--json", action="store_true", help="print the answer as JSON")
+
+    admin_parser = commands.add_parser("admin", help="server administration (on the server)")
+    admin_parser.add_argument("--config", default=os.environ.get("REMOTECOMM_CONFIG"),
+                              help="the server's config file (or REMOTECOMM_CONFIG)")
+    admin_commands = admin_parser.add_subparsers(dest="admin_command", required=True,
+                                                 metavar="ADMIN_COMMAND")
+    admin_commands.add_parser("init", help="create the data folder, dev CA, certificate, database")
+    unit = admin_commands.add_parser("add-unit", help="create a management unit")
+    unit.add_argument("unit_id", type=_pattern(UNIT_ID, "unit ID"))
+    unit.add_argument("--name", type=_text_arg(200), required=True)
+    unit.add_argument("--time-zone", required=True, help="IANA time zone, e.g. Europe/Berlin")
+    user = admin_commands.add_parser("add-user", help="create a user in a unit")
+    user.add_argument("user_id", type=_pattern(USER_ID, "user ID (lower case)"))
+    user.add_argument("--unit", type=_pattern(UNIT_ID, "unit ID"), required=True)
+    user.add_argument("--role", choices=ROLES, default="technician")
+    user.add_argument("--name", type=_text_arg(200), help="display name (default: the user ID)")
+    user.add_argument("--password-stdin", action="store_true",
+                      help="read the password from the first line of standard input")
+    device = admin_commands.add_parser("add-device", help="register a device in a unit")
+    device.add_argument("device_id", type=_pattern(DEVICE_ID, "device ID (lower case)"))
+    device.add_argument("--unit", type=_pattern(UNIT_ID, "unit ID"), required=True)
+    device.add_argument("--name", type=_text_arg(200), help="display name (default: device ID)")
+    device.add_argument("--model", type=_text_arg(200), default="unknown model")
+    return parser
+
+
+def _read_password(from_stdin: bool, prompt: str, confirm: bool) -> str:
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif sys.stdin.isatty():
+        password = getpass.getpass(prompt)
+        if confirm and getpass.getpass(text("password-again")) != password:
+            raise CliError(text("passwords-differ"), EXIT_USAGE)
+    else:
+        raise CliError("no password: use --password-stdin or run in a terminal", EXIT_USAGE)
+    if not password:
+        raise CliError(text("password-empty"), EXIT_USAGE)
+    return password
+
+
+def _run_admin(args: argparse.Namespace) -> list[str]:
+    from twisted.internet import reactor
+
+    from remotecomm.server.config import load_server_config
+
+    if not args.config:
+        raise CliError("admin commands need --config (or REMOTECOMM_CONFIG)", EXIT_USAGE)
+    try:
+        config = load_server_config(args.config)
+    except ConfigError as e:
+        raise CliError(str(e), EXIT_USAGE) from None
+    if args.admin_command == "init":
+        return admin.init(config, reactor)
+    if args.admin_command == "add-unit":
+        return [admin.add_unit(config, reactor, args.unit_id, args.name, args.time_zone)]
+    if args.admin_command == "add-user":
+        password = _read_password(args.password_stdin, text("password-prompt",
+                                                              user_id=args.user_id), True)
+        return [admin.add_user(config, reactor, args.user_id, args.name or args.user_id,
+                               password, args.unit, args.role)]
+    return [admin.add_device(config, reactor, args.device_id, args.unit,
+                             args.name or args.device_id, args.model)]
+
+
+async def _run_terminal(reactor, args: argparse.Namespace) -> list[str]:
+    home = terminal_home()
+    settings = load_settings(home, args.server, args.ca)
+    state = load_state(home)
+
+    if args.command == "login":
+        if settings.server_url is None:
+            raise CliError(text("no-server", path=home / "terminal.toml"), EXIT_USAGE)
+        user_id = args.user
+        if user_id is None:
+            if not sys.stdin.isatty() or args.password_stdin:
+                raise CliError("give your user ID with --user", EXIT_USAGE)
+            user_id = input("User ID: ").strip().lower()
+        password = _read_password(args.password_stdin,
+                                  text("password-prompt", user_id=user_id), False)
+        client = ApiClient(reactor, settings.server_url, settings.ca_certificate,
+                           state.terminal_id, timeout=args.timeout)
+        answer = await client.post("/api/v1/login", {
+            "user_id": user_id, "password": password, "terminal_id": state.terminal_id})
+        try:
+            state.token, state.expires_at_us = str(answer["token"]), int(answer["expires_at_us"])
+        except (KeyError, ValueError, TypeError):
+            raise CliError(f"the server at {settings.server_url} gave no token") from None
+        state.server_url, state.user_id = settings.server_url, user_id
+        save_state(home, state)
+        return [text("logged-in", user_id=user_id, unit_id=answer.get("unit_id"),
+                     terminal_id=state.terminal_id, expires_at=answer.get("expires_at"))]
+
+    if state.token is None:
+        raise CliError(text("not-logged-in"), EXIT_NOT_LOGGED_IN)
+    client = ApiClient(reactor, settings.server_url or state.server_url, settings.ca_certificate,
+                       state.terminal_id, token=state.token, timeout=args.timeout)
+    if args.command == "logout":
+        await client.post("/api/v1/logout", {})
+        state.token = state.expires_at_us = None
+        save_state(home, state)
+        return [text("logged-out")]
+
+    answer = await client.get("/api/v1/devices")
+    if args.json:
+        return [json.dumps(answer, indent=2)]
+    return format_devices(answer)
+
+
+def format_devices(answer: dict) -> list[str]:
+    """The devices answer as a readable table."""
+    devices = answer.get("devices") or []
+    unit_id = answer.get("unit_id", "?")
+    if not devices:
+        return [text("no-devices", unit_id=unit_id)]
+    rows = [("DEVICE", "NAME", "MODEL", "STATE", "LAST SEEN (UTC)")]
+    for device in devices:
+        rows.append((
+            str(device.get("device_id", "?")),
+            str(device.get("name", "")),
+            str(device.get("model", "")),
+            text("online") if device.get("online") else text("offline"),
+            str(device.get("last_seen_at") or text("never")).replace("T", " ").rstrip("Z"),
+        ))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [text("devices-header", unit_id=unit_id)]
+    lines += ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
+              for row in rows]
+    return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``remotecomm`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "admin":
+            lines = _run_admin(args)
+        else:
+            lines = _run_async(args)
+    except CliError as e:
+        sys.stderr.write(f"remotecomm: {e.message}\n")
+        raise SystemExit(e.exit_code) from None
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+    for line in lines:
+        print(line)
+    raise SystemExit(EXIT_OK)
+
+
+def _run_async(args: argparse.Namespace) -> list[str]:
+    from twisted.internet import reactor
+    from twisted.internet.defer import ensureDeferred
+
+    outcome: dict = {}
+
+    def finish(result):
+        outcome["result"] = result
+        reactor.stop()
+
+    def start():
+        ensureDeferred(_run_terminal(reactor, args)).addBoth(finish)
+
+    reactor.callWhenRunning(start)
+    reactor.run(installSignalHandlers=True)
+    result = outcome.get("result")
+    if hasattr(result, "value"):  # a Failure
+        if isinstance(result.value, CliError):
+            raise result.value
+        raise CliError(f"unexpected error: {result.getErrorMessage()}")
+    return result
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,1 @@
+"""``twistd device-agent``: the agent on a device ("Cloud Hub Agent")."""

@@ -1,0 +1,47 @@
+"""The message catalogue: every text the CLI (and later the panel) shows a person.
+
+Texts are looked up by a stable key so that a second language (Japanese is
+expected) is a second table, not a hunt through the code.
+"""
+
+from __future__ import annotations
+
+import os
+
+CATALOGUE: dict[str, dict[str, str]] = {
+    "en": {
+        "logged-in": "Logged in as {user_id} (unit {unit_id}) on terminal {terminal_id}; "
+                     "the token expires at {expires_at}.",
+        "logged-out": "Logged out.",
+        "not-logged-in": "not logged in: run `remotecomm login` first",
+        "no-server": "no server URL: use --server, REMOTECOMM_SERVER or server_url in {path}",
+        "no-devices": "No devices in unit {unit_id}.",
+        "devices-header": "Devices of unit {unit_id}:",
+        "never": "never",
+        "online": "online",
+        "offline": "offline",
+        "unreachable": "cannot reach {url}: {reason}",
+        "timeout": "no answer from {url} within {seconds:g} s",
+        "server-error": "{message} ({code})",
+        "bad-answer": "the server at {url} did not answer as remotecomm does (HTTP {status})",
+        "password-prompt": "Password for {user_id}: ",
+        "password-again": "Password again: ",
+        "passwords-differ": "the passwords differ",
+        "password-empty": "no password given",
+        "init-ca": "Created the CA {path}",
+        "init-ca-kept": "Kept the existing CA {path}",
+        "init-cert": "Created the server certificate {path} for {names}",
+        "init-cert-kept": "Kept the existing server certificate {path}",
+        "init-db": "Database {path} is at schema {revision}",
+        "unit-added": "Unit {unit_id} created ({time_zone}).",
+        "user-added": "User {user_id} created in unit {unit_id} as {role}.",
+        "device-added": "Device {device_id} registered in unit {unit_id}.",
+    },
+}
+
+
+def text(key: str, **fields: object) -> str:
+    """The text for ``key`` in the user's language (``REMOTECOMM_LANG``, default English)."""
+    language = os.environ.get("REMOTECOMM_LANG", "en")
+    table = CATALOGUE.get(language, CATALOGUE["en"])
+    return table.get(key, CATALOGUE["en"][key]).format(**fields)

@@ -1,0 +1,1 @@
+"""``twistd remotecomm``: the manager (REST API, XMPP component) and the relay."""

@@ -1,0 +1,125 @@
+"""The server's configuration (``etc/remotecomm.toml``), validated as a whole."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from remotecomm.config import ConfigError, ConfigFile, is_loopback_endpoint
+
+TLS_PROFILES = ("modern", "intermediate")
+
+
+@dataclass(frozen=True)
+class TLSConfig:
+    """Where the server's certificate lives and which TLS profile it speaks."""
+
+    enabled: bool
+    certificate: Path
+    key: Path
+    ca_certificate: Path
+    ca_key: Path
+    profile: str
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PasswordHashConfig:
+    """argon2id cost parameters and the bounds of the hashing pool."""
+
+    time_cost: int = 3
+    memory_kib: int = 65536
+    parallelism: int = 1
+    threads: int = 2
+    max_waiting: int = 64
+
+
+@dataclass(frozen=True)
+class AccountsConfig:
+    """API token lifetime and login throttling."""
+
+    api_token_lifetime: float
+    failures_per_account: int
+    failures_per_address: int
+    failure_window: float
+    password_hash: PasswordHashConfig
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything ``twistd remotecomm`` needs, with paths resolved."""
+
+    config_path: Path
+    data_dir: Path
+    listen: str
+    public_url: str
+    tls: TLSConfig
+    database: Path
+    accounts: AccountsConfig
+
+
+def load_server_config(path: str | Path) -> ServerConfig:
+    """Read and validate a server config file; raise :class:`ConfigError` on any problem."""
+    config = ConfigFile.load(path)
+
+    server = config.section("server")
+    data_dir = server.get_path("data_dir", config.path.parent / "data")
+    listen = server.get_server_endpoint("listen", "tcp:8443:interface=127.0.0.1")
+    public_url = server.get_str("public_url", "https://localhost:8443",
+                                pattern=r"https?://[^\s/?#]+/?")
+    server.finish()
+
+    tls_section = config.section("tls")
+    tls_dir = data_dir / "tls"
+    tls = TLSConfig(
+        enabled=tls_section.get_bool("enabled", True),
+        certificate=tls_section.get_path("certificate", tls_dir / "server.pem", base=data_dir),
+        key=tls_section.get_path("key", tls_dir / "server.key", base=data_dir),
+        ca_certificate=tls_section.get_path("ca_certificate", tls_dir / "ca.pem", base=data_dir),
+        ca_key=tls_section.get_path("ca_key", tls_dir / "ca.key", base=data_dir),
+        profile=tls_section.get_choice("profile", "modern", TLS_PROFILES),
+        names=tuple(tls_section.get_str_list("names", ["localhost", "127.0.0.1"])),
+    )
+    tls_section.finish()
+    if not tls.enabled and not is_loopback_endpoint(listen):
+        raise ConfigError(
+            f"{config.path}: [tls] enabled = false is allowed only when [server] listen "
+            f"binds a loopback interface (plain HTTP is for loopback tests)")
+    scheme = "https" if tls.enabled else "http"
+    if not public_url.startswith(scheme + "://"):
+        raise ConfigError(f"{config.path}: [server] public_url must start with {scheme}:// "
+                          f"when [tls] enabled = {str(tls.enabled).lower()}")
+
+    store = config.section("store")
+    database = store.get_path("database", data_dir / "manager.sqlite3", base=data_dir)
+    store.finish()
+
+    accounts = config.section("accounts")
+    hashing = PasswordHashConfig(
+        time_cost=accounts.get_int("argon2_time_cost", 3, minimum=1, maximum=20),
+        memory_kib=accounts.get_int("argon2_memory_kib", 65536, minimum=8, maximum=4 * 1024 * 1024),
+        parallelism=accounts.get_int("argon2_parallelism", 1, minimum=1, maximum=16),
+        threads=accounts.get_int("password_hash_threads", 2, minimum=1, maximum=64),
+        max_waiting=accounts.get_int("password_hash_max_waiting", 64, minimum=1, maximum=10_000),
+    )
+    accounts_config = AccountsConfig(
+        api_token_lifetime=accounts.get_duration("api_token_lifetime", 12 * 3600,
+                                                 minimum=60, maximum=30 * 86400),
+        failures_per_account=accounts.get_int("login_failures_per_account", 5, minimum=1),
+        failures_per_address=accounts.get_int("login_failures_per_address", 20, minimum=1),
+        failure_window=accounts.get_duration("login_failure_window", 900, minimum=1),
+        password_hash=hashing,
+    )
+    accounts.finish()
+
+    config.finish()
+    return ServerConfig(
+        config_path=config.path,
+        data_dir=data_dir,
+        listen=listen,
+        public_url=public_url.rstrip("/"),
+        tls=tls,
+        database=database,
+        accounts=accounts_config,
+    )
+

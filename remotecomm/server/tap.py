@@ -1,0 +1,100 @@
+"""``twistd remotecomm``: options and the one place that builds the server."""
+
+from __future__ import annotations
+
+import sys
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import MultiService
+from twisted.internet.endpoints import serverFromString
+from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.python import usage
+
+from remotecomm import __version__
+from remotecomm.accounts.login import Accounts
+from remotecomm.accounts.passwords import PasswordHasherPool
+from remotecomm.accounts.throttle import LoginThrottle
+from remotecomm.config import ConfigError
+from remotecomm.server.config import ServerConfig, load_server_config
+from remotecomm.server.nvx import NativeHelpersMissing, check_native_helpers
+from remotecomm.services import StartStopService
+from remotecomm.store.engine import SchemaTooNew, Store, migrate, open_sqlite
+from remotecomm.tls import TLSSetupError, server_tls_options
+from remotecomm.web.api import Api
+from remotecomm.web.json_api import make_site
+
+log = Logger()
+
+
+class Options(usage.Options):
+    """Command-line options of ``twistd remotecomm``."""
+
+    optParameters = [
+        ["config", "c", None, "The server's config file (see etc/remotecomm.toml)."],
+    ]
+
+    def postOptions(self) -> None:
+        if not self["config"]:
+            raise usage.UsageError("--config is required (see etc/remotecomm.toml)")
+        try:
+            self["server_config"] = load_server_config(self["config"])
+        except ConfigError as e:
+            raise usage.UsageError(str(e)) from None
+
+
+def _refuse_to_start(message: str) -> None:
+    sys.stderr.write(f"remotecomm: {message}\n")
+    raise SystemExit(1)
+
+
+def build_service(config: ServerConfig, reactor) -> MultiService:
+    """Open the store, build the objects, wire them, and return them as one service."""
+    try:
+        check_native_helpers()
+    except NativeHelpersMissing as e:
+        _refuse_to_start(str(e))
+
+    engine = open_sqlite(config.database)
+    try:
+        migrate(engine)
+    except SchemaTooNew as e:
+        _refuse_to_start(f"{config.database}: {e}")
+    store = Store(engine, reactor)
+    hasher = PasswordHasherPool(reactor, config.accounts.password_hash)
+    throttle = LoginThrottle(reactor, config.accounts.failures_per_account,
+                             config.accounts.failures_per_address,
+                             config.accounts.failure_window)
+    accounts = Accounts(store, hasher, throttle, reactor, config.accounts.api_token_lifetime)
+    api = Api(accounts, store, reactor)
+
+    factory = make_site(api.resource())
+    if config.tls.enabled:
+        try:
+            tls_options = server_tls_options(config.tls.certificate, config.tls.key,
+                                             config.tls.profile)
+        except TLSSetupError as e:
+            _refuse_to_start(str(e))
+        factory = TLSMemoryBIOFactory(tls_options, False, factory)
+
+    root = MultiService()
+    StartStopService("store", store.start, store.stop).setServiceParent(root)
+    StartStopService("password-hashing", hasher.start, hasher.stop).setServiceParent(root)
+    web = StreamServerEndpointService(serverFromString(reactor, config.listen), factory)
+    web.setName("web")
+    web._raiseSynchronously = True  # a port in use must stop twistd, not just log
+    web.setServiceParent(root)
+    log.info("remotecomm {version} serving {listen} ({scheme}, TLS profile {profile}); "
+             "autobahn native helpers active; database {database}",
+             version=__version__, listen=config.listen,
+             scheme="https" if config.tls.enabled else "plain http (loopback only)",
+             profile=config.tls.profile if config.tls.enabled else "none",
+             database=str(config.database))
+    return root
+
+
+def makeService(options: Options) -> MultiService:
+    """twistd's entry point."""
+    from twisted.internet import reactor
+
+    return build_service(options["server_config"], reactor)

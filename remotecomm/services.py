@@ -1,0 +1,25 @@
+"""Small building blocks for the ``MultiService`` trees that ``makeService`` returns."""
+
+from typing import Callable
+
+from twisted.application.service import Service
+
+
+class StartStopService(Service):
+    """Calls ``start`` when the application starts and ``stop`` when it stops.
+
+    For thread pools and similar objects that need no more than that.
+    """
+
+    def __init__(self, name: str, start: Callable[[], None], stop: Callable[[], object]):
+        self.setName(name)
+        self._start = start
+        self._stop = stop
+
+    def startService(self) -> None:
+        super().startService()
+        self._start()
+
+    def stopService(self):
+        super().stopService()
+        return self._stop()

@@ -1,0 +1,137 @@
+"""Opening, migrating and using the database, off the reactor thread.
+
+A transaction function is a plain function ``fn(connection, *args)`` with
+no side effects beyond the database: it may be retried, and it never waits
+on the network.  :meth:`Store.run` runs one in a dedicated thread pool
+(never the reactor's default pool, which DNS uses) inside one transaction
+and fires its Deferred after the commit.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.threads import deferToThreadPool
+from twisted.python.threadpool import ThreadPool
+
+T = TypeVar("T")
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+SQLITE_BUSY_TIMEOUT_S = 10
+
+
+class StoreBusy(Exception):
+    """Too many transactions are already waiting for the store."""
+
+
+class SchemaTooNew(Exception):
+    """The database was migrated by a newer remotecomm than this one."""
+
+
+def open_sqlite(path: Path, pool_size: int = 1) -> Engine:
+    """An engine on a SQLite file in WAL mode, with a busy timeout and foreign keys on."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(
+        f"sqlite:///{path}",
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False},
+        pool_size=pool_size, max_overflow=0,
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.close()
+
+    return engine
+
+
+def _alembic_config(connection: Connection) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str:
+    """The newest migration this code knows."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return ScriptDirectory.from_config(config).get_current_head()
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The migration the database is at (``None`` for an empty database)."""
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def migrate(engine: Engine, revision: str = "head") -> None:
+    """Bring the database to ``revision``, in one transaction.
+
+    Refuses a database that a newer remotecomm has migrated beyond what
+    this code knows, instead of running against a schema it cannot read.
+    """
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    known = {script.revision for script in ScriptDirectory.from_config(config).walk_revisions()}
+    current = current_revision(engine)
+    if current is not None and current not in known:
+        raise SchemaTooNew(f"the database is at schema revision {current}, which this "
+                           f"remotecomm does not know (newest known: {head_revision()})")
+    with engine.begin() as connection:
+        command.upgrade(_alembic_config(connection), revision)
+
+
+class Store:
+    """Runs transaction functions in a dedicated, bounded thread pool."""
+
+    def __init__(self, engine: Engine, reactor, threads: int = 1, max_waiting: int = 1000):
+        self.engine = engine
+        self._reactor = reactor
+        self._pool = ThreadPool(minthreads=threads, maxthreads=threads, name="remotecomm-store")
+        self._max_waiting = max_waiting
+        self._waiting = 0
+
+    def start(self) -> None:
+        """Start the thread pool."""
+        self._pool.start()
+
+    def stop(self) -> None:
+        """Finish queued transactions and stop the thread pool."""
+        self._pool.stop()
+        self.engine.dispose()
+
+    def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Deferred[T]:
+        """Run ``fn(connection, *args, **kwargs)`` in one transaction, off the reactor."""
+        if self._waiting >= self._max_waiting:
+            return fail(StoreBusy(f"{self._waiting} transactions already waiting"))
+        self._waiting += 1
+
+        def done(result):
+            self._waiting -= 1
+            return result
+
+        d = deferToThreadPool(self._reactor, self._pool, self.run_sync, fn, *args, **kwargs)
+        d.addBoth(done)
+        return d
+
+    def run_sync(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a transaction function on this thread (admin commands, the pool's threads)."""
+        with self.engine.begin() as connection:
+            return fn(connection, *args, **kwargs)
+
+    def check(self) -> Deferred[bool]:
+        """Whether the database answers a trivial query (for ``/readyz``)."""
+        return self.run(lambda connection: connection.execute(text("SELECT 1")).scalar() == 1)
+

@@ -1,0 +1,136 @@
+"""The tables as the code expects them at the newest migration.
+
+Instants are UTC epoch microseconds (``BigInteger``); secrets are stored
+only as SHA-256 hashes.  The migrations in ``migrations/versions`` build
+exactly this (a test compares them).
+"""
+
+from sqlalchemy import (BigInteger, Boolean, CheckConstraint, Column, ForeignKey, Index,
+                        Integer, MetaData, String, Table, Text)
+
+metadata = MetaData()
+
+ROLES = ("technician", "unit-admin")
+SESSION_SIDES = ("device", "terminal")
+
+units = Table(
+    "units", metadata,
+    Column("unit_id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("time_zone", String(64), nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+)
+
+users = Table(
+    "users", metadata,
+    Column("user_id", String(128), primary_key=True),
+    Column("display_name", String(200), nullable=False),
+    Column("password_hash", String(255), nullable=False),
+    Column("disabled", Boolean, nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+)
+
+memberships = Table(
+    "memberships", metadata,
+    Column("user_id", String(128), ForeignKey("users.user_id"), primary_key=True),
+    Column("unit_id", String(64), ForeignKey("units.unit_id"), primary_key=True),
+    Column("role", String(32), nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    CheckConstraint("role IN ('technician', 'unit-admin')", name="ck_memberships_role"),
+)
+
+terminals = Table(
+    "terminals", metadata,
+    Column("terminal_id", String(64), primary_key=True),
+    Column("registered_us", BigInteger, nullable=False),
+    Column("last_login_us", BigInteger, nullable=False),
+    Column("last_user_id", String(128), ForeignKey("users.user_id"), nullable=False),
+)
+
+api_tokens = Table(
+    "api_tokens", metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("user_id", String(128), ForeignKey("users.user_id"), nullable=False),
+    Column("terminal_id", String(64), ForeignKey("terminals.terminal_id"), nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    Column("expires_us", BigInteger, nullable=False),
+    Column("revoked_us", BigInteger, nullable=True),
+    Column("source_address", String(64), nullable=True),
+)
+Index("ix_api_tokens_user", api_tokens.c.user_id)
+
+devices = Table(
+    "devices", metadata,
+    Column("device_id", String(64), primary_key=True),
+    Column("unit_id", String(64), ForeignKey("units.unit_id"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    Column("revoked_us", BigInteger, nullable=True),
+    Column("online", Boolean, nullable=False),
+    Column("last_seen_us", BigInteger, nullable=True),
+)
+Index("ix_devices_unit", devices.c.unit_id)
+
+# One row per session request (S141); the relay's session ID appears only
+# once the relay issued it (S147).  Every stamp is what held at that time.
+sessions = Table(
+    "sessions", metadata,
+    Column("request_id", String(64), primary_key=True),
+    Column("state", String(32), nullable=False),
+    Column("unit_id", String(64), nullable=False),
+    Column("user_id", String(128), nullable=False),
+    Column("terminal_id", String(64), nullable=False),
+    Column("device_id", String(64), nullable=False),
+    Column("app_id", String(64), nullable=False),
+    Column("relay_node", String(200), nullable=True),
+    Column("session_id", String(64), nullable=True, unique=True),
+    Column("device_token_hash", String(64), nullable=True, unique=True),
+    Column("terminal_token_hash", String(64), nullable=True, unique=True),
+    Column("terminal_token_delivered", Boolean, nullable=False),
+    Column("approver", String(200), nullable=True),
+    Column("approved_by_test_approver", Boolean, nullable=False),
+    Column("requested_us", BigInteger, nullable=False),
+    Column("approval_deadline_us", BigInteger, nullable=True),
+    Column("decided_us", BigInteger, nullable=True),
+    Column("join_deadline_us", BigInteger, nullable=True),
+    Column("lifetime_deadline_us", BigInteger, nullable=True),
+    Column("idle_timeout_us", BigInteger, nullable=True),
+    Column("ended_us", BigInteger, nullable=True),
+    Column("end_reason", String(32), nullable=True),
+)
+Index("ix_sessions_device_terminal", sessions.c.device_id, sessions.c.terminal_id)
+Index("ix_sessions_unit_requested", sessions.c.unit_id, sessions.c.requested_us)
+
+# One row per side of a session: who connected, when, how it ended, bytes.
+session_connections = Table(
+    "session_connections", metadata,
+    Column("request_id", String(64), ForeignKey("sessions.request_id"), primary_key=True),
+    Column("side", String(16), primary_key=True),
+    Column("party_id", String(128), nullable=False),
+    Column("started_us", BigInteger, nullable=True),
+    Column("ended_us", BigInteger, nullable=True),
+    Column("ended_normally", Boolean, nullable=True),
+    Column("end_reason", String(32), nullable=True),
+    Column("bytes_from_side", BigInteger, nullable=False),
+    Column("bytes_to_side", BigInteger, nullable=False),
+    Column("started_log_key", String(128), nullable=True, unique=True),
+    Column("ended_log_key", String(128), nullable=True, unique=True),
+    CheckConstraint("side IN ('device', 'terminal')", name="ck_session_connections_side"),
+)
+
+# Append-only: rows are inserted, never updated or deleted (triggers refuse it).
+audit = Table(
+    "audit", metadata,
+    Column("audit_id", Integer, primary_key=True, autoincrement=True),
+    Column("at_us", BigInteger, nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("actor", String(200), nullable=True),
+    Column("source_address", String(64), nullable=True),
+    Column("unit_id", String(64), nullable=True),
+    Column("detail", Text, nullable=False),
+)
+Index("ix_audit_at", audit.c.at_us)
+
+__all__ = ["metadata", "units", "users", "memberships", "terminals", "api_tokens", "devices",
+           "sessions", "session_connections", "audit", "ROLES", "SESSION_SIDES"]

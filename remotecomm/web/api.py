@@ -1,0 +1,175 @@
+"""The REST API (``/api/v1``) and the health checks.
+
+``POST /api/v1/login``, ``POST /api/v1/logout``, ``GET /api/v1/devices``,
+``GET /healthz``, ``GET /readyz``.  Documented in ``docs/protocol.md``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Awaitable, Callable
+
+from twisted.internet.defer import ensureDeferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.web import server
+
+from remotecomm.accounts.login import Accounts, Caller, Refused
+from remotecomm.accounts.passwords import MAX_PASSWORD_BYTES, HasherBusy
+from remotecomm.clock import iso_from_us
+from remotecomm.identifiers import TERMINAL_ID
+from remotecomm.store.devices import devices_of_unit
+from remotecomm.store.engine import Store, StoreBusy
+from remotecomm.web.json_api import ApiError, Route, Router, no_more_fields, read_json, take_str
+
+log = Logger()
+
+TERMINAL_HEADER = b"x-remotecomm-terminal"
+READINESS_TIMEOUT = 2.0
+
+_REFUSAL_STATUS = {
+    "invalid-credentials": 401,
+    "unauthenticated": 401,
+    "invalid-token": 401,
+    "token-expired": 401,
+    "terminal-mismatch": 401,
+    "too-many-attempts": 429,
+}
+
+ReadinessCheck = Callable[[], Awaitable[bool]]
+
+
+def _api_error(refusal: Refused) -> ApiError:
+    headers = {}
+    if refusal.code in ("unauthenticated", "invalid-token", "token-expired", "terminal-mismatch"):
+        headers["WWW-Authenticate"] = 'Bearer realm="remotecomm"'
+    if refusal.retry_after is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(refusal.retry_after)))
+    return ApiError(_REFUSAL_STATUS[refusal.code], refusal.code, refusal.message, headers=headers)
+
+
+BUSY = ApiError(503, "busy", "the server is busy; try again shortly", headers={"Retry-After": "1"})
+
+
+def _source(request: server.Request) -> str:
+    address = request.getClientAddress()
+    return getattr(address, "host", None) or "unknown"
+
+
+def _bearer_token(request: server.Request) -> str | None:
+    header = request.getHeader(b"authorization")
+    if header is None:
+        return None
+    scheme, _, value = header.partition(b" ")
+    if scheme.lower() != b"bearer" or not value.strip():
+        raise ApiError(401, "unauthenticated", "use 'Authorization: Bearer <token>'",
+                       headers={"WWW-Authenticate": 'Bearer realm="remotecomm"'})
+    try:
+        return value.strip().decode("ascii")
+    except UnicodeDecodeError:
+        return ""
+
+
+class Api:
+    """The manager's REST handlers, wired to the accounts and the store."""
+
+    def __init__(self, accounts: Accounts, store: Store, clock: IReactorTime,
+                 readiness: dict[str, ReadinessCheck] | None = None):
+        self._accounts = accounts
+        self._store = store
+        self._clock = clock
+        self._readiness = readiness if readiness is not None else {"store": store.check}
+
+    def resource(self) -> Router:
+        """The twisted.web resource that serves every route."""
+        return Router([
+            Route("/api/v1/login", post=self.login),
+            Route("/api/v1/logout", post=self.logout),
+            Route("/api/v1/devices", get=self.devices),
+            Route("/healthz", get=self.healthz),
+            Route("/readyz", get=self.readyz),
+        ])
+
+    async def _caller(self, request: server.Request) -> tuple[Caller, str]:
+        token = _bearer_token(request)
+        terminal = request.getHeader(TERMINAL_HEADER)
+        terminal_id = terminal.decode("ascii", "replace") if terminal is not None else None
+        if token is not None and terminal_id is None:
+            raise ApiError(401, "missing-terminal-id",
+                           "send the terminal ID in the X-Remotecomm-Terminal header")
+        try:
+            return await self._accounts.authenticate(token, terminal_id, _source(request)), token
+        except Refused as refusal:
+            raise _api_error(refusal) from None
+        except StoreBusy:
+            raise BUSY from None
+
+    async def login(self, request: server.Request) -> tuple[int, dict]:
+        """S101–S103: user ID, password and terminal ID in; an API token out."""
+        body = read_json(request)
+        user_id = take_str(body, "user_id", max_length=200).strip().lower()
+        password = take_str(body, "password", max_length=4 * MAX_PASSWORD_BYTES)
+        terminal_id = take_str(body, "terminal_id", TERMINAL_ID)
+        no_more_fields(body)
+        try:
+            issued = await self._accounts.login(user_id, password, terminal_id, _source(request))
+        except Refused as refusal:
+            raise _api_error(refusal) from None
+        except (HasherBusy, StoreBusy):
+            raise BUSY from None
+        return 200, {
+            "token": issued.token,
+            "token_type": "Bearer",
+            "expires_at": iso_from_us(issued.expires_us),
+            "expires_at_us": issued.expires_us,
+            "user_id": issued.user_id,
+            "unit_id": issued.unit_id,
+            "terminal_id": issued.terminal_id,
+        }
+
+    async def logout(self, request: server.Request) -> tuple[int, dict]:
+        """Revoke the caller's API token."""
+        caller, token = await self._caller(request)
+        await self._accounts.logout(token)
+        log.info("user {user_id} logged out on terminal {terminal_id}",
+                 user_id=caller.user_id, terminal_id=caller.terminal_id)
+        return 200, {"status": "logged-out"}
+
+    async def devices(self, request: server.Request) -> tuple[int, dict]:
+        """The devices of the caller's own unit, with their online state."""
+        caller, _ = await self._caller(request)
+        try:
+            rows = await self._store.run(devices_of_unit, caller.unit_id)
+        except StoreBusy:
+            raise BUSY from None
+        return 200, {
+            "unit_id": caller.unit_id,
+            "devices": [{
+                "device_id": row["device_id"],
+                "name": row["name"],
+                "model": row["model"],
+                "online": bool(row["online"]),
+                "last_seen_at": iso_from_us(row["last_seen_us"]),
+                "last_seen_us": row["last_seen_us"],
+            } for row in rows],
+        }
+
+    async def healthz(self, request: server.Request) -> tuple[int, dict]:
+        """Liveness: the process answers."""
+        return 200, {"status": "ok"}
+
+    async def readyz(self, request: server.Request) -> tuple[int, dict]:
+        """Readiness: every dependency answers within a short deadline."""
+        failing = []
+        for name, check in self._readiness.items():
+            try:
+                d = ensureDeferred(check())
+                d.addTimeout(READINESS_TIMEOUT, self._clock)
+                if not await d:
+                    failing.append(name)
+            except Exception:
+                failing.append(name)
+        if failing:
+            raise ApiError(503, "not-ready", "not ready: " + ", ".join(failing), failing=failing)
+        return 200, {"status": "ready"}
+
