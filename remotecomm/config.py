@@ -9,6 +9,7 @@ agent, terminal) are built from :class:`Section` readers.
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from pathlib import Path
@@ -123,7 +124,7 @@ class Section:
         path = Path(value).expanduser()
         if not path.is_absolute():
             path = (base or self._base_dir) / path
-        return path
+        return Path(os.path.normpath(path))
 
     def get_server_endpoint(self, key: str, default: str) -> str:
         """A Twisted server endpoint string (``tcp:8443:interface=127.0.0.1``), syntax-checked."""

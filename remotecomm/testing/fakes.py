@@ -1,0 +1,50 @@
+"""Fakes for unit tests: the real logic, without threads.
+
+:class:`InlineStore` runs transaction functions on the calling thread and
+:class:`InlinePasswordHasher` hashes inline, so REST tests with ``StubTreq``
+and a ``Clock`` get their answers without a running reactor.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from twisted.internet.defer import Deferred, fail, succeed
+
+from remotecomm.accounts.passwords import PasswordHasherPool
+from remotecomm.server.config import PasswordHashConfig
+from remotecomm.store.engine import Store, migrate, open_sqlite
+
+# Cheap argon2id costs: the rules under test are the same, the waiting is not.
+CHEAP_HASHING = PasswordHashConfig(time_cost=1, memory_kib=8, parallelism=1, threads=1,
+                                   max_waiting=4)
+
+
+class InlineStore(Store):
+    """A :class:`Store` on a real SQLite file whose transactions run synchronously."""
+
+    def run(self, fn, *args, **kwargs) -> Deferred:
+        try:
+            return succeed(self.run_sync(fn, *args, **kwargs))
+        except Exception:
+            return fail()
+
+
+def migrated_inline_store(path: Path) -> InlineStore:
+    """A fresh database at ``path``, migrated to the newest schema."""
+    engine = open_sqlite(path)
+    migrate(engine)
+    return InlineStore(engine, reactor=None)
+
+
+class InlinePasswordHasher(PasswordHasherPool):
+    """A :class:`PasswordHasherPool` that hashes on the calling thread (cheap costs)."""
+
+    def __init__(self, config: PasswordHashConfig = CHEAP_HASHING):
+        super().__init__(reactor=None, config=config)
+
+    def _submit(self, fn, *args) -> Deferred:
+        try:
+            return succeed(fn(*args))
+        except Exception:
+            return fail()

@@ -1,0 +1,154 @@
+"""Tests for remotecomm.cli: argument checking, the devices table, terminal files."""
+
+import io
+import os
+from pathlib import Path
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from remotecomm.cli import main as cli
+from remotecomm.cli.errors import CliError
+from remotecomm.cli.terminal import load_settings, load_state, save_state
+
+
+class ArgumentTests(SynchronousTestCase):
+    """Bad arguments end with exit code 2 and a message, before anything runs."""
+
+    def exit_code(self, argv):
+        stderr = io.StringIO()
+        self.patch(cli.sys, "stderr", stderr)
+        with self.assertRaises(SystemExit) as e:
+            cli.build_parser().parse_args(argv)
+        return e.exception.code, stderr.getvalue()
+
+    def test_no_command(self):
+        """A bare `remotecomm` is a usage error."""
+        self.assertEqual(self.exit_code([])[0], 2)
+
+    def test_invalid_ids_are_refused(self):
+        """IDs are checked against their patterns."""
+        for argv in (["admin", "add-unit", "ACME", "--name", "x", "--time-zone", "UTC"],
+                     ["admin", "add-user", "al ice", "--unit", "acme"],
+                     ["admin", "add-device", "mfp/1", "--unit", "acme"]):
+            code, message = self.exit_code(argv)
+            self.assertEqual(code, 2, argv)
+            self.assertIn("is not a valid", message)
+
+    def test_unknown_role_is_refused(self):
+        """Roles are a fixed list."""
+        self.assertEqual(self.exit_code(["admin", "add-user", "bob", "--unit", "acme",
+                                         "--role", "root"])[0], 2)
+
+    def test_timeout_is_bounded(self):
+        """A zero or absurd timeout is refused."""
+        for value in ("0", "-1", "1e9", "soon"):
+            self.assertEqual(self.exit_code(["--timeout", value, "devices"])[0], 2, value)
+
+    def test_admin_without_config_exits_2(self):
+        """Admin commands need the server's config."""
+        self.patch(os, "environ", {k: v for k, v in os.environ.items()
+                                   if k != "REMOTECOMM_CONFIG"})
+        stderr = io.StringIO()
+        self.patch(cli.sys, "stderr", stderr)
+        with self.assertRaises(SystemExit) as e:
+            cli.main(["admin", "--config", "", "init"])
+        self.assertEqual(e.exception.code, 2)
+        self.assertEqual(stderr.getvalue().count("\n"), 1)
+
+    def test_unknown_time_zone_exits_2(self):
+        """A time zone that does not exist is a usage error with a hint."""
+        folder = Path(self.mktemp())
+        folder.mkdir()
+        config = folder / "rc.toml"
+        config.write_text(f"[server]\ndata_dir = '{folder}/data'\n")
+        stderr = io.StringIO()
+        self.patch(cli.sys, "stderr", stderr)
+        with self.assertRaises(SystemExit) as e:
+            cli.main(["admin", "--config", str(config), "add-unit", "acme", "--name", "A",
+                      "--time-zone", "Mars/Olympus"])
+        self.assertEqual(e.exception.code, 2)
+        self.assertIn("IANA", stderr.getvalue())
+
+
+class DeviceTableTests(SynchronousTestCase):
+    """`remotecomm devices` prints a readable table."""
+
+    def test_table(self):
+        """Columns line up; offline devices never seen say so."""
+        lines = cli.format_devices({"unit_id": "acme", "devices": [
+            {"device_id": "mfp-1", "name": "Front desk", "model": "MFP 9000", "online": True,
+             "last_seen_at": "2026-11-26T12:00:00Z"},
+            {"device_id": "mfp-22", "name": "Back", "model": "M", "online": False,
+             "last_seen_at": None},
+        ]})
+        self.assertEqual(lines, [
+            "Devices of unit acme:",
+            "DEVICE  NAME        MODEL     STATE    LAST SEEN (UTC)",
+            "mfp-1   Front desk  MFP 9000  online   2026-11-26 12:00:00",
+            "mfp-22  Back        M         offline  never",
+        ])
+
+    def test_empty_unit(self):
+        """No devices is said in words."""
+        self.assertEqual(cli.format_devices({"unit_id": "acme", "devices": []}),
+                         ["No devices in unit acme."])
+
+
+class TerminalFileTests(SynchronousTestCase):
+    """The terminal ID is generated once; the state file is private."""
+
+    def setUp(self):
+        self.home = Path(self.mktemp())
+        self.patch(os, "environ", {k: v for k, v in os.environ.items()
+                                   if not k.startswith("REMOTECOMM_")})
+
+    def test_terminal_id_is_generated_once(self):
+        """The first state gets a new ID; once saved, it stays."""
+        state = load_state(self.home)
+        self.assertRegex(state.terminal_id, r"^t-[0-9a-f]{32}$")
+        self.assertNotEqual(state.terminal_id, load_state(self.home).terminal_id)
+        save_state(self.home, state)
+        self.assertEqual(load_state(self.home).terminal_id, state.terminal_id)
+
+    def test_state_file_is_owner_only(self):
+        """The file that holds the API token is mode 0600."""
+        state = load_state(self.home)
+        state.token = "secret"
+        save_state(self.home, state)
+        self.assertEqual((self.home / "state.json").stat().st_mode & 0o777, 0o600)
+
+    def test_corrupt_state_is_a_clear_error(self):
+        """A damaged state file says what to do."""
+        self.home.mkdir()
+        (self.home / "state.json").write_text("{nope")
+        with self.assertRaises(CliError) as e:
+            load_state(self.home)
+        self.assertIn("remove it and log in again", e.exception.message)
+
+    def test_settings_precedence(self):
+        """Command line beats environment beats terminal.toml."""
+        self.home.mkdir()
+        (self.home / "terminal.toml").write_text(
+            "[terminal]\nserver_url = 'https://file.test:1'\nca_certificate = 'ca.pem'\n")
+        settings = load_settings(self.home, None, None)
+        self.assertEqual(settings.server_url, "https://file.test:1")
+        self.assertEqual(settings.ca_certificate, self.home.absolute() / "ca.pem")
+        os.environ["REMOTECOMM_SERVER"] = "https://env.test:2/"
+        self.assertEqual(load_settings(self.home, None, None).server_url, "https://env.test:2")
+        self.assertEqual(load_settings(self.home, "https://flag.test:3", None).server_url,
+                         "https://flag.test:3")
+
+    def test_bad_server_url_exits_2(self):
+        """A server URL that is not http(s)://host is a usage error."""
+        with self.assertRaises(CliError) as e:
+            load_settings(self.home, "ftp://x", None)
+        self.assertEqual(e.exception.exit_code, 2)
+
+    def test_bad_terminal_toml_exits_2(self):
+        """An unknown key in terminal.toml is a usage error naming it."""
+        self.home.mkdir()
+        (self.home / "terminal.toml").write_text("[terminal]\nserver = 'x'\n")
+        with self.assertRaises(CliError) as e:
+            load_settings(self.home, None, None)
+        self.assertEqual(e.exception.exit_code, 2)
+        self.assertIn("server", e.exception.message)

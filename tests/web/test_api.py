@@ -1,0 +1,334 @@
+"""Tests for remotecomm.web.api: the REST API in memory (StubTreq)."""
+
+import json
+from pathlib import Path
+
+from treq.testing import StubTreq
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from remotecomm.accounts.login import Accounts
+from remotecomm.accounts.passwords import HasherBusy, make_hasher
+from remotecomm.accounts.throttle import LoginThrottle
+from remotecomm.store.accounts import insert_unit, insert_user
+from remotecomm.store.audit import audit_records
+from remotecomm.store.devices import insert_device
+from remotecomm.store.schema import devices
+from remotecomm.testing.fakes import CHEAP_HASHING, InlinePasswordHasher, migrated_inline_store
+from remotecomm.web.api import Api
+
+PASSWORD = "correct horse battery"
+TERMINAL = "t-0123456789abcdef0123456789abcdef"
+OTHER_TERMINAL = "t-fedcba9876543210fedcba9876543210"
+BASE = "https://manager.test"
+
+
+class ApiTestCase(SynchronousTestCase):
+    """An Api on a real SQLite file, with inline store and hasher and a Clock."""
+
+    token_lifetime = 3600
+
+    def setUp(self):
+        self.clock = Clock()
+        self.clock.advance(1_800_000_000)
+        self.store = migrated_inline_store(Path(self.mktemp()) / "manager.sqlite3")
+        self.addCleanup(self.store.engine.dispose)
+        password_hash = make_hasher(CHEAP_HASHING).hash(PASSWORD)
+        for unit in ("acme", "globex"):
+            self.store.run_sync(insert_unit, unit, unit.title(), "Europe/Berlin", 0)
+        self.store.run_sync(insert_user, "alice", "Alice", password_hash, "acme", "technician", 0)
+        self.store.run_sync(insert_user, "gina", "Gina", password_hash, "globex", "technician", 0)
+        self.store.run_sync(insert_device, "mfp-1", "acme", "Front desk", "MFP 9000", 0)
+        self.store.run_sync(insert_device, "mfp-2", "acme", "Back office", "MFP 9000", 0)
+        self.store.run_sync(insert_device, "gx-1", "globex", "Globex MFP", "MFP 100", 0)
+        self.hasher = InlinePasswordHasher()
+        self.throttle = LoginThrottle(self.clock, per_account=3, per_address=10, window=60)
+        self.accounts = Accounts(self.store, self.hasher, self.throttle, self.clock,
+                                 self.token_lifetime)
+        self.checks = {"store": self.store.check}
+        self.api = Api(self.accounts, self.store, self.clock, readiness=self.checks)
+        self.http = StubTreq(self.api.resource())
+
+    def call(self, method, path, body=None, *, raw=None, headers=None, token=None,
+             terminal=TERMINAL):
+        """Make a request; its status, JSON body and headers."""
+        headers = dict(headers or {})
+        if body is not None or raw is not None:
+            headers.setdefault("Content-Type", "application/json")
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        if terminal is not None and token is not None:
+            headers["X-Remotecomm-Terminal"] = terminal
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None
+                                            else None)
+        response = self.successResultOf(self.http.request(method, BASE + path, data=data,
+                                                          headers=headers))
+        content = self.successResultOf(response.content())
+        self.assertEqual(response.headers.getRawHeaders("content-type"),
+                         ["application/json; charset=utf-8"])
+        return response.code, json.loads(content), response.headers
+
+    def login(self, user_id="alice", password=PASSWORD, terminal_id=TERMINAL):
+        return self.call("POST", "/api/v1/login",
+                         {"user_id": user_id, "password": password, "terminal_id": terminal_id})
+
+    def token(self, **kwargs):
+        status, body, _ = self.login(**kwargs)
+        self.assertEqual(status, 200, body)
+        return body["token"]
+
+    def audit(self, kind=None):
+        return self.store.run_sync(audit_records, kind)
+
+
+class LoginTests(ApiTestCase):
+    """S101–S103: login issues a token bound to the terminal."""
+
+    def test_login_returns_token_bound_to_terminal(self):
+        """A right password returns a bearer token, its expiry and the caller's unit."""
+        status, body, _ = self.login()
+        self.assertEqual(status, 200)
+        self.assertEqual(body["token_type"], "Bearer")
+        self.assertEqual(len(body["token"]), 43)
+        self.assertEqual((body["user_id"], body["unit_id"], body["terminal_id"]),
+                         ("alice", "acme", TERMINAL))
+        self.assertEqual(body["expires_at_us"], (1_800_000_000 + 3600) * 1_000_000)
+        self.assertEqual(body["expires_at"], "2027-01-15T09:00:00Z")
+
+    def test_user_id_is_case_insensitive(self):
+        """User IDs are stored in lower case; typing them in upper case still works."""
+        status, body, _ = self.login(user_id="  Alice ")
+        self.assertEqual(status, 200, body)
+
+    def test_unknown_user_and_wrong_password_answer_identically(self):
+        """The answer never tells whether a user ID exists."""
+        unknown = self.login(user_id="mallory")
+        wrong = self.login(password="wrong horse battery")
+        self.assertEqual(unknown[0], 401)
+        self.assertEqual(unknown[:2], wrong[:2])
+        self.assertEqual(unknown[1]["code"], "invalid-credentials")
+
+    def test_failed_logins_are_audited_without_the_password(self):
+        """Each failed login is recorded with the account, address and reason."""
+        self.login(user_id="mallory")
+        self.login(password="wrong horse battery")
+        records = self.audit("login-failed")
+        self.assertEqual([(r["actor"], r["detail"]["reason"]) for r in records],
+                         [("mallory", "unknown-user"), ("alice", "wrong-password")])
+        self.assertTrue(all(r["source_address"] for r in records))
+        self.assertNotIn("wrong horse", json.dumps(records))
+
+    def test_logins_are_throttled_per_account(self):
+        """After 3 failures even the right password waits, with Retry-After."""
+        for _ in range(3):
+            self.login(password="wrong horse battery")
+        status, body, headers = self.login()
+        self.assertEqual((status, body["code"]), (429, "too-many-attempts"))
+        self.assertEqual(headers.getRawHeaders("retry-after"), ["60"])
+        self.assertEqual(len(self.audit("login-throttled")), 1)
+        self.clock.advance(61)
+        self.assertEqual(self.login()[0], 200)
+
+    def test_busy_hasher_answers_503(self):
+        """When the hashing pool is full, login answers busy instead of queueing."""
+        self.hasher.verify = lambda *args: fail(HasherBusy("full"))
+        status, body, headers = self.login()
+        self.assertEqual((status, body["code"]), (503, "busy"))
+        self.assertEqual(headers.getRawHeaders("retry-after"), ["1"])
+
+
+class RequestValidationTests(ApiTestCase):
+    """Malformed requests get a 4xx with a stable code, never a traceback."""
+
+    def test_bad_json(self):
+        """A body that is not JSON is 400 bad-json."""
+        status, body, _ = self.call("POST", "/api/v1/login", raw=b"{not json")
+        self.assertEqual((status, body["code"]), (400, "bad-json"))
+
+    def test_json_that_is_not_an_object(self):
+        """A JSON array is not a request."""
+        status, body, _ = self.call("POST", "/api/v1/login", raw=b"[1, 2]")
+        self.assertEqual((status, body["code"]), (400, "bad-json"))
+
+    def test_invalid_utf8(self):
+        """Bytes that are not UTF-8 are bad JSON."""
+        status, body, _ = self.call("POST", "/api/v1/login", raw=b'{"user_id": "\xff"}')
+        self.assertEqual((status, body["code"]), (400, "bad-json"))
+
+    def test_wrong_content_type(self):
+        """Form posts are refused: only application/json is accepted."""
+        status, body, _ = self.call("POST", "/api/v1/login", raw=b"user_id=alice",
+                                    headers={"Content-Type": "application/x-www-form-urlencoded"})
+        self.assertEqual((status, body["code"]), (415, "unsupported-media-type"))
+
+    def test_missing_field_is_named(self):
+        """The answer names the missing field."""
+        status, body, _ = self.call("POST", "/api/v1/login",
+                                    {"user_id": "alice", "terminal_id": TERMINAL})
+        self.assertEqual((status, body["code"], body["field"]),
+                         (400, "missing-field", "password"))
+
+    def test_wrongly_typed_field(self):
+        """A number where a string belongs is invalid."""
+        status, body, _ = self.call("POST", "/api/v1/login",
+                                    {"user_id": 7, "password": PASSWORD, "terminal_id": TERMINAL})
+        self.assertEqual((status, body["code"], body["field"]), (400, "invalid-field", "user_id"))
+
+    def test_malformed_terminal_id(self):
+        """Terminal IDs have a fixed shape."""
+        status, body, _ = self.login(terminal_id="../../etc")
+        self.assertEqual((status, body["code"], body["field"]),
+                         (400, "invalid-field", "terminal_id"))
+
+    def test_unknown_field(self):
+        """A misspelt field is refused rather than ignored."""
+        status, body, _ = self.call("POST", "/api/v1/login", {
+            "user_id": "alice", "password": PASSWORD, "terminal_id": TERMINAL, "pasword": "x"})
+        self.assertEqual((status, body["code"], body["fields"]), (400, "unknown-field", ["pasword"]))
+
+    def test_unknown_route(self):
+        """Unknown paths are 404 in JSON."""
+        for path in ("/", "/api", "/api/v1/nope", "/api/v1/devices/extra", "/%ff"):
+            status, body, _ = self.call("GET", path)
+            self.assertEqual((status, body["code"]), (404, "not-found"), path)
+
+    def test_wrong_method(self):
+        """A known path with the wrong method is 405 with Allow."""
+        status, body, headers = self.call("GET", "/api/v1/login")
+        self.assertEqual((status, body["code"]), (405, "method-not-allowed"))
+        self.assertEqual(headers.getRawHeaders("allow"), ["POST"])
+
+    def test_unexpected_error_is_500_without_traceback(self):
+        """A bug answers 500 internal-error and is logged, not shown."""
+        self.store.run = lambda *a, **k: fail(RuntimeError("secret internals"))
+        status, body, _ = self.login()
+        self.assertEqual((status, body["code"]), (500, "internal-error"))
+        self.assertNotIn("secret internals", json.dumps(body))
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    def test_security_headers(self):
+        """Answers are not cached and not content-sniffed."""
+        _, _, headers = self.call("GET", "/healthz")
+        self.assertEqual(headers.getRawHeaders("cache-control"), ["no-store"])
+        self.assertEqual(headers.getRawHeaders("x-content-type-options"), ["nosniff"])
+
+
+class TokenTests(ApiTestCase):
+    """API tokens are checked on every call: present, known, fresh, same terminal."""
+
+    def test_no_token(self):
+        """Without a token the answer is 401 unauthenticated."""
+        status, body, headers = self.call("GET", "/api/v1/devices")
+        self.assertEqual((status, body["code"]), (401, "unauthenticated"))
+        self.assertEqual(headers.getRawHeaders("www-authenticate"), ['Bearer realm="remotecomm"'])
+
+    def test_not_a_bearer_header(self):
+        """Other authorization schemes are refused."""
+        status, body, _ = self.call("GET", "/api/v1/devices",
+                                    headers={"Authorization": "Basic YWxpY2U6eA=="})
+        self.assertEqual((status, body["code"]), (401, "unauthenticated"))
+
+    def test_unknown_token(self):
+        """A token the server never issued is invalid, and the attempt is audited."""
+        status, body, _ = self.call("GET", "/api/v1/devices", token="A" * 43)
+        self.assertEqual((status, body["code"]), (401, "invalid-token"))
+        [record] = self.audit("api-token-refused")
+        self.assertEqual(record["detail"]["reason"], "invalid-token")
+
+    def test_malformed_token(self):
+        """Garbage in the header is an invalid token, not an error."""
+        status, body, _ = self.call("GET", "/api/v1/devices", token="x' OR 1=1 --")
+        self.assertEqual((status, body["code"]), (401, "invalid-token"))
+
+    def test_expired_token(self):
+        """After its lifetime a token is refused as expired."""
+        token = self.token()
+        self.clock.advance(self.token_lifetime)
+        status, body, _ = self.call("GET", "/api/v1/devices", token=token)
+        self.assertEqual((status, body["code"]), (401, "token-expired"))
+
+    def test_token_from_another_terminal(self):
+        """A token used with another terminal ID is refused and audited."""
+        token = self.token()
+        status, body, _ = self.call("GET", "/api/v1/devices", token=token,
+                                    terminal=OTHER_TERMINAL)
+        self.assertEqual((status, body["code"]), (401, "terminal-mismatch"))
+        [record] = self.audit("api-token-refused")
+        self.assertEqual((record["actor"], record["detail"]["terminal_id"]),
+                         ("alice", OTHER_TERMINAL))
+
+    def test_token_without_terminal_id(self):
+        """The terminal ID header is required with a token."""
+        token = self.token()
+        status, body, _ = self.call("GET", "/api/v1/devices",
+                                    headers={"Authorization": f"Bearer {token}"})
+        self.assertEqual((status, body["code"]), (401, "missing-terminal-id"))
+
+    def test_logout_revokes_the_token(self):
+        """After logout the same token is refused."""
+        token = self.token()
+        status, body, _ = self.call("POST", "/api/v1/logout", token=token)
+        self.assertEqual((status, body["status"]), (200, "logged-out"))
+        status, body, _ = self.call("GET", "/api/v1/devices", token=token)
+        self.assertEqual((status, body["code"]), (401, "invalid-token"))
+
+
+class DeviceListTests(ApiTestCase):
+    """GET /api/v1/devices shows the caller's own unit only."""
+
+    def test_devices_of_own_unit_only(self):
+        """Alice (acme) sees acme's devices, Gina (globex) sees globex's."""
+        status, body, _ = self.call("GET", "/api/v1/devices", token=self.token())
+        self.assertEqual(status, 200)
+        self.assertEqual(body["unit_id"], "acme")
+        self.assertEqual([d["device_id"] for d in body["devices"]], ["mfp-1", "mfp-2"])
+        status, body, _ = self.call("GET", "/api/v1/devices", token=self.token(user_id="gina"))
+        self.assertEqual([d["device_id"] for d in body["devices"]], ["gx-1"])
+
+    def test_device_fields_and_online_state(self):
+        """Each device carries name, model, online state and last-seen time."""
+        self.store.run_sync(lambda c: c.execute(
+            devices.update().where(devices.c.device_id == "mfp-1")
+            .values(online=True, last_seen_us=1_800_000_000_000_000)))
+        _, body, _ = self.call("GET", "/api/v1/devices", token=self.token())
+        self.assertEqual(body["devices"][0], {
+            "device_id": "mfp-1", "name": "Front desk", "model": "MFP 9000", "online": True,
+            "last_seen_at": "2027-01-15T08:00:00Z", "last_seen_us": 1_800_000_000_000_000})
+        self.assertEqual(body["devices"][1]["online"], False)
+        self.assertIsNone(body["devices"][1]["last_seen_at"])
+
+    def test_revoked_devices_are_not_listed(self):
+        """A revoked device disappears from the list."""
+        self.store.run_sync(lambda c: c.execute(
+            devices.update().where(devices.c.device_id == "mfp-2").values(revoked_us=1)))
+        _, body, _ = self.call("GET", "/api/v1/devices", token=self.token())
+        self.assertEqual([d["device_id"] for d in body["devices"]], ["mfp-1"])
+
+
+class HealthTests(ApiTestCase):
+    """/healthz and /readyz."""
+
+    def test_healthz(self):
+        """The process answers."""
+        self.assertEqual(self.call("GET", "/healthz")[:2], (200, {"status": "ok"}))
+
+    def test_readyz_when_ready(self):
+        """Every dependency answers: 200."""
+        self.assertEqual(self.call("GET", "/readyz")[:2], (200, {"status": "ready"}))
+
+    def test_readyz_names_failing_dependency(self):
+        """A failing dependency makes /readyz 503 and names it."""
+        self.checks["store"] = lambda: fail(RuntimeError("down"))
+        status, body, _ = self.call("GET", "/readyz")
+        self.assertEqual((status, body["code"], body["failing"]), (503, "not-ready", ["store"]))
+
+    def test_readyz_does_not_hang_on_a_stuck_dependency(self):
+        """A dependency that never answers counts as failing after 2 s."""
+        self.checks["store"] = lambda: Deferred()
+        pending = self.http.get(BASE + "/readyz")
+        self.assertNoResult(pending)
+        self.clock.advance(2)
+        self.http.flush()
+        response = self.successResultOf(pending)
+        self.assertEqual(response.code, 503)

@@ -1,0 +1,72 @@
+"""Tests for remotecomm.web.json_api on a real loopback listener."""
+
+import json
+
+from twisted.internet import reactor
+from twisted.internet.defer import succeed
+from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.trial.unittest import TestCase
+from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
+from zope.interface import implementer
+
+from remotecomm.testing.http import http_client
+
+from remotecomm.web.json_api import MAX_JSON_BODY, Route, Router, make_site, read_json
+
+
+async def echo(request):
+    return 200, {"fields": sorted(read_json(request))}
+
+
+class BodyLimitTests(TestCase):
+    """Request bodies are capped before they are stored."""
+
+    async def setUp(self):
+        site = make_site(Router([Route("/echo", post=echo)]))
+        self.port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(site)
+        self.addCleanup(self.port.stopListening)
+        self.url = f"http://127.0.0.1:{self.port.getHost().port}/echo"
+
+    async def post(self, data, **kwargs):
+        response = await http_client(reactor).post(self.url, data=data, headers={
+            "Content-Type": "application/json"}, timeout=5, **kwargs)
+        return response.code, json.loads(await response.content())
+
+    async def test_small_body_is_read(self):
+        """A normal JSON body reaches the handler."""
+        self.assertEqual(await self.post(b'{"a": 1}'), (200, {"fields": ["a"]}))
+
+    async def test_declared_oversized_body_is_413(self):
+        """A Content-Length above the cap is answered 413 body-too-large."""
+        body = b'{"a": "' + b"x" * MAX_JSON_BODY + b'"}'
+        status, answer = await self.post(body)
+        self.assertEqual((status, answer["code"]), (413, "body-too-large"))
+
+    async def test_chunked_oversized_body_is_413(self):
+        """A chunked body (no length declared) is cut off at the cap too."""
+        @implementer(IBodyProducer)
+        class Unsized:
+            """A body producer that declares no length, so the client sends it chunked."""
+
+            length = UNKNOWN_LENGTH
+
+            def startProducing(self, consumer):
+                consumer.write(b'{"a": "')
+                for _ in range(MAX_JSON_BODY // 4096 + 2):
+                    consumer.write(b"x" * 4096)
+                consumer.write(b'"}')
+                return succeed(None)
+
+            def pauseProducing(self):
+                pass
+
+            def stopProducing(self):
+                pass
+
+        status, answer = await self.post(Unsized())
+        self.assertEqual((status, answer["code"]), (413, "body-too-large"))
+
+    async def test_tracebacks_are_never_displayed(self):
+        """The site is configured not to render tracebacks."""
+        site = make_site(Router([]))
+        self.assertFalse(site.displayTracebacks)
