@@ -25,7 +25,6 @@ import json
 import os
 import re
 import sys
-from pathlib import Path
 
 from remotecomm import __version__
 from remotecomm.cli import admin
@@ -210,7 +209,7 @@ def format_devices(answer: dict) -> list[str]:
         ))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = [text("devices-header", unit_id=unit_id)]
-    lines += ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
+    lines += ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
               for row in rows]
     return lines
 
