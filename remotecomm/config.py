@@ -137,6 +137,10 @@ class Section:
             raise ConfigError(f"{self._where(key)}: {value!r} is not a valid endpoint ({e})") from None
         return value
 
+    def keys(self) -> list[str]:
+        """The keys not read yet (for sections whose keys are names, such as ``[apps]``)."""
+        return list(self._values)
+
     def finish(self) -> None:
         """Reject the keys nobody read."""
         if self._values:

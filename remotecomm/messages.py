@@ -36,6 +36,15 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "unit-added": "Unit {unit_id} created ({time_zone}).",
         "user-added": "User {user_id} created in unit {unit_id} as {role}.",
         "device-added": "Device {device_id} registered in unit {unit_id}.",
+        "agent-config-written": "Device agent config written to {path} (it holds the "
+                                "device's XMPP password; fill in [apps] and copy the folder "
+                                "to the device).",
+        "device-revoked": "Device {device_id} revoked.",
+        "xmpp-account-removed": "Its XMPP account is removed and its connection closed.",
+        "xmpp-account-removed-offline": "Its XMPP account is removed (Prosody was not running, "
+                                        "so there was no connection to close).",
+        "init-secret": "Created the XMPP component secret {path}",
+        "init-prosody": "Wrote the Prosody config {path}",
     },
 }
 

@@ -23,3 +23,22 @@ class StartStopService(Service):
     def stopService(self):
         super().stopService()
         return self._stop()
+
+
+def exit_after_shutdown(reactor, code: int) -> None:
+    """Stop the reactor in order (services stop, logs flush), then exit with ``code``.
+
+    twistd has no way to set its exit status, so the process ends from an
+    "after shutdown" trigger, once everything else has run.
+    """
+    def leave() -> None:
+        import os
+        import sys
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+    reactor.addSystemEventTrigger("after", "shutdown", leave)
+    if reactor.running:
+        reactor.stop()

@@ -5,6 +5,7 @@
 REMOTECOMM_DEBIAN_PACKAGES=(
     "python3 -c 'import ensurepip':python3-venv"
     "openssl version:openssl"
+    "command -v prosody:prosody"
 )
 
 apt_updated=""

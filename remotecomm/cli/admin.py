@@ -8,7 +8,11 @@ first, like the server does at start.
 from __future__ import annotations
 
 import datetime
+import os
+import secrets
+import shutil
 import zoneinfo
+from pathlib import Path
 
 from twisted.internet.interfaces import IReactorTime
 
@@ -20,7 +24,10 @@ from remotecomm.server.config import ServerConfig
 from remotecomm.store import accounts as account_queries
 from remotecomm.store import devices as device_queries
 from remotecomm.store.engine import SchemaTooNew, Store, current_revision, migrate, open_sqlite
+from remotecomm.device.config import render_agent_config
 from remotecomm.tls import TLSSetupError, create_ca, issue_certificate
+from remotecomm.xmpp.prosody import (ProsodyError, ProsodyTools, settings_for,
+                                     write_prosody_config)
 
 
 def _moment(clock: IReactorTime) -> datetime.datetime:
@@ -61,7 +68,34 @@ def init(config: ServerConfig, clock: IReactorTime) -> list[str]:
     store = _open_store(config)
     lines.append(text("init-db", path=config.database, revision=current_revision(store.engine)))
     store.engine.dispose()
+    if config.xmpp.enabled:
+        lines += _init_xmpp(config, clock)
     return lines
+
+
+def _init_xmpp(config: ServerConfig, clock: IReactorTime) -> list[str]:
+    """The component secret, Prosody's certificate and Prosody's generated config."""
+    xmpp = config.xmpp
+    lines = []
+    if not xmpp.secret_file.exists():
+        _write_secret(xmpp.secret_file, secrets.token_urlsafe(32))
+        lines.append(text("init-secret", path=xmpp.secret_file))
+    if not xmpp.certificate.exists():
+        names = [xmpp.devices_domain, xmpp.component_domain, xmpp.public_host]
+        issue_certificate(config.tls.ca_certificate, config.tls.ca_key, xmpp.certificate,
+                          xmpp.key, list(dict.fromkeys(names)), _moment(clock))
+        lines.append(text("init-cert", path=xmpp.certificate, names=", ".join(names)))
+    secret = xmpp.secret_file.read_text().strip()
+    path = write_prosody_config(settings_for(xmpp, secret))
+    lines.append(text("init-prosody", path=path))
+    return lines
+
+
+def _write_secret(path, value: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(value + "\n")
 
 
 def _provision(config: ServerConfig, fn, *args) -> None:
@@ -74,7 +108,8 @@ def _provision(config: ServerConfig, fn, *args) -> None:
         store.engine.dispose()
 
 
-def add_unit(config: ServerConfig, clock: IReactorTime, unit_id: str, name: str, time_zone: str) -> str:
+def add_unit(config: ServerConfig, clock: IReactorTime, unit_id: str, name: str,
+             time_zone: str) -> str:
     """Create a management unit with the time zone its reports are cut in."""
     try:
         zoneinfo.ZoneInfo(time_zone)
@@ -85,8 +120,8 @@ def add_unit(config: ServerConfig, clock: IReactorTime, unit_id: str, name: str,
     return text("unit-added", unit_id=unit_id, time_zone=time_zone)
 
 
-def add_user(config: ServerConfig, clock: IReactorTime, user_id: str, display_name: str, password: str,
-             unit_id: str, role: str) -> str:
+def add_user(config: ServerConfig, clock: IReactorTime, user_id: str, display_name: str,
+             password: str, unit_id: str, role: str) -> str:
     """Create a user in a unit, with an argon2id hash of the password."""
     try:
         check_new_password(password)
@@ -98,7 +133,53 @@ def add_user(config: ServerConfig, clock: IReactorTime, user_id: str, display_na
     return text("user-added", user_id=user_id, unit_id=unit_id, role=role)
 
 
-def add_device(config: ServerConfig, clock: IReactorTime, device_id: str, unit_id: str, name: str, model: str) -> str:
-    """Register a device in a unit."""
-    _provision(config, device_queries.insert_device, device_id, unit_id, name, model, now_us(clock))
-    return text("device-added", device_id=device_id, unit_id=unit_id)
+def add_device(config: ServerConfig, clock: IReactorTime, device_id: str, unit_id: str,
+               name: str, model: str, agent_dir: Path | None = None) -> list[str]:
+    """Register a device in a unit; with XMPP on, create its account and its agent config.
+
+    The agent config (with the device's XMPP password, mode 0600) and a copy
+    of the CA go to ``agent_dir`` (default ``<data_dir>/devices/<device_id>``).
+    """
+    _provision(config, device_queries.insert_device, device_id, unit_id, name, model,
+               now_us(clock))
+    lines = [text("device-added", device_id=device_id, unit_id=unit_id)]
+    if not config.xmpp.enabled:
+        return lines
+    xmpp = config.xmpp
+    password = secrets.token_urlsafe(24)
+    try:
+        _prosody_tools(config).register(device_id, xmpp.devices_domain, password)
+    except ProsodyError as e:
+        _provision(config, device_queries.revoke_device, device_id, now_us(clock))
+        raise CliError(f"creating the XMPP account of {device_id} failed, so the device was "
+                       f"revoked again: {e}") from None
+    folder = agent_dir or config.data_dir / "devices" / device_id
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    shutil.copyfile(config.tls.ca_certificate, folder / "ca.pem")
+    agent_config = folder / "device-agent.toml"
+    _write_secret(agent_config, render_agent_config(
+        device_id, f"tcp:{xmpp.public_host}:{xmpp.c2s_port}", xmpp.devices_domain, password,
+        "ca.pem", [xmpp.component_domain]).rstrip("\n"))
+    lines.append(text("agent-config-written", path=agent_config))
+    return lines
+
+
+def revoke_device(config: ServerConfig, clock: IReactorTime, device_id: str) -> list[str]:
+    """Revoke a device: hidden from listings, its XMPP account removed, its session closed."""
+    _provision(config, device_queries.revoke_device, device_id, now_us(clock))
+    lines = [text("device-revoked", device_id=device_id)]
+    if config.xmpp.enabled:
+        tools = _prosody_tools(config)
+        try:
+            tools.delete(device_id, config.xmpp.devices_domain)
+            closed = tools.close_sessions(device_id, config.xmpp.devices_domain)
+        except ProsodyError as e:
+            raise CliError(f"{device_id} is revoked, but removing its XMPP account failed: "
+                           f"{e}") from None
+        lines.append(text("xmpp-account-removed" if closed else "xmpp-account-removed-offline",
+                          device_id=device_id))
+    return lines
+
+
+def _prosody_tools(config: ServerConfig) -> ProsodyTools:
+    return ProsodyTools(config.xmpp.prosody_dir / "prosody.cfg.lua", config.xmpp.prosodyctl)

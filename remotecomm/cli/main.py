@@ -12,6 +12,7 @@ Server side (on the server host, with its config)::
     remotecomm admin --config … add-unit UNIT --name NAME --time-zone ZONE
     remotecomm admin --config … add-user USER --unit UNIT [--role ROLE] [--password-stdin]
     remotecomm admin --config … add-device DEVICE --unit UNIT [--name NAME] [--model MODEL]
+    remotecomm admin --config … revoke-device DEVICE
 
 Every failure is one line on stderr and an exit code from
 :mod:`remotecomm.cli.errors`.
@@ -25,6 +26,7 @@ import json
 import os
 import re
 import sys
+from pathlib import Path
 
 from remotecomm import __version__
 from remotecomm.cli import admin
@@ -107,6 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
     device.add_argument("--unit", type=_pattern(UNIT_ID, "unit ID"), required=True)
     device.add_argument("--name", type=_text_arg(200), help="display name (default: device ID)")
     device.add_argument("--model", type=_text_arg(200), default="unknown model")
+    device.add_argument("--agent-dir", help="where to write the device's agent config "
+                        "(default: DATA_DIR/devices/DEVICE)")
+    revoke = admin_commands.add_parser("revoke-device",
+                                       help="revoke a device and close its connection")
+    revoke.add_argument("device_id", type=_pattern(DEVICE_ID, "device ID (lower case)"))
     return parser
 
 
@@ -144,8 +151,11 @@ def _run_admin(args: argparse.Namespace) -> list[str]:
                                                               user_id=args.user_id), True)
         return [admin.add_user(config, reactor, args.user_id, args.name or args.user_id,
                                password, args.unit, args.role)]
-    return [admin.add_device(config, reactor, args.device_id, args.unit,
-                             args.name or args.device_id, args.model)]
+    if args.admin_command == "revoke-device":
+        return admin.revoke_device(config, reactor, args.device_id)
+    return admin.add_device(config, reactor, args.device_id, args.unit,
+                            args.name or args.device_id, args.model,
+                            Path(args.agent_dir).absolute() if args.agent_dir else None)
 
 
 async def _run_terminal(reactor, args: argparse.Namespace) -> list[str]:

@@ -1,20 +1,26 @@
-"""``twistd device-agent``: options and the one place that builds the agent.
-
-For now the agent validates its config and prepares its data folder; the
-XMPP link, approvals and the relay link are added by the following issues.
-"""
+"""``twistd device-agent``: options and the one place that builds the agent."""
 
 from __future__ import annotations
 
 from twisted.application.service import MultiService
+from twisted.internet import ssl
+from twisted.internet.endpoints import clientFromString
 from twisted.logger import Logger
 from twisted.python import usage
+from twisted.words.protocols.jabber import client, sasl, xmlstream
+from twisted.words.protocols.jabber.jid import JID
 
 from remotecomm import __version__
 from remotecomm.config import ConfigError
 from remotecomm.device.config import DeviceAgentConfig, load_device_config
+from remotecomm.device.manager_link import ManagerLink
+from remotecomm.xmpp.payloads import ENVELOPE_VERSIONS, Hello
+from remotecomm.xmpp.stream import UnknownIqHandler, XmppConnector, XmppStream, on_stream_error
 
 log = Logger()
+
+# After the XMPP server refused our password, wait this long before trying again.
+AUTH_FAILURE_BACKOFF = 300.0
 
 
 class Options(usage.Options):
@@ -33,15 +39,70 @@ class Options(usage.Options):
             raise usage.UsageError(str(e)) from None
 
 
-def build_service(config: DeviceAgentConfig) -> MultiService:
+def _tls_options(config: DeviceAgentConfig):
+    try:
+        ca = ssl.Certificate.loadPEM(config.xmpp.ca_certificate.read_bytes())
+    except Exception as e:
+        raise SystemExit(f"device-agent: cannot load CA {config.xmpp.ca_certificate}: "
+                         f"{e}") from None
+    return ssl.optionsForClientTLS(config.xmpp.domain, trustRoot=ca)
+
+
+def connect_xmpp(reactor, config: DeviceAgentConfig, factory) -> XmppConnector:
+    """The agent's XMPP connection (one place, so a proxy option fits here later)."""
+    endpoint = clientFromString(reactor, config.xmpp.server)
+    return XmppConnector(reactor, endpoint, factory, max_delay=2.0)
+
+
+def build_service(config: DeviceAgentConfig, reactor) -> MultiService:
     """Build the agent's services from its validated config."""
     config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     root = MultiService()
-    log.info("device agent {version} for device {device_id}, data in {data_dir}",
-             version=__version__, device_id=config.device_id, data_dir=str(config.data_dir))
+
+    factory = client.XMPPClientFactory(JID(config.jid), config.xmpp.password,
+                                       configurationForTLS=_tls_options(config))
+    stream = XmppStream(factory, reactor)
+    hello = Hello(agent_version=__version__, envelope_version=max(ENVELOPE_VERSIONS),
+                  apps=tuple(sorted(config.apps)))
+    ManagerLink(reactor, config.xmpp.components, hello).setHandlerParent(stream)
+    UnknownIqHandler().setHandlerParent(stream)
+    connector = connect_xmpp(reactor, config, factory)
+    connector.setName("xmpp")
+    connector.setServiceParent(root)
+
+    def initialized(xs) -> None:
+        connector.initialized()
+        log.info("connected to XMPP as {jid}", jid=config.jid)
+
+    def initialization_failed(failure) -> None:
+        if failure.check(sasl.SASLError):
+            log.error("the XMPP server refused the password of {jid}; next attempt in "
+                      "{delay:g} s", jid=config.jid, delay=AUTH_FAILURE_BACKOFF,
+                      event="xmpp-auth-failed")
+            connector.hold_off(AUTH_FAILURE_BACKOFF)
+        else:
+            log.error("XMPP stream setup failed: {reason}", reason=failure.getErrorMessage(),
+                      event="xmpp-setup-failed")
+        if stream.xmlstream is not None and stream.xmlstream.transport is not None:
+            stream.xmlstream.transport.loseConnection()
+
+    def lost(_) -> None:
+        log.info("XMPP connection of {jid} lost", jid=config.jid)
+
+    factory.addBootstrap(xmlstream.STREAM_AUTHD_EVENT, initialized)
+    factory.addBootstrap(xmlstream.INIT_FAILED_EVENT, initialization_failed)
+    factory.addBootstrap(xmlstream.STREAM_END_EVENT, lost)
+    on_stream_error(factory, lambda e: log.warn(
+        "XMPP stream error: {condition}", condition=getattr(e, "condition", str(e))))
+
+    log.info("device agent {version} for device {device_id}: XMPP {server} as {jid}, "
+             "apps {apps}", version=__version__, device_id=config.device_id,
+             server=config.xmpp.server, jid=config.jid, apps=sorted(config.apps))
     return root
 
 
 def makeService(options: Options) -> MultiService:
     """twistd's entry point."""
-    return build_service(options["agent_config"])
+    from twisted.internet import reactor
+
+    return build_service(options["agent_config"], reactor)

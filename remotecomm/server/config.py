@@ -8,6 +8,9 @@ from pathlib import Path
 from remotecomm.config import ConfigError, ConfigFile, is_loopback_endpoint
 
 TLS_PROFILES = ("modern", "intermediate")
+_DOMAIN = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+"
+_HOST = r"[A-Za-z0-9.:-]{1,253}"
+_ADDRESS = r"[0-9a-fA-F.:]{2,45}|\*"
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,29 @@ class AccountsConfig:
 
 
 @dataclass(frozen=True)
+class XmppConfig:
+    """The manager's XMPP side: its component on Prosody, and Prosody's generated config."""
+
+    enabled: bool
+    interface: str
+    public_host: str
+    c2s_port: int
+    component_port: int
+    devices_domain: str
+    component_domain: str
+    secret_file: Path
+    prosody_dir: Path
+    certificate: Path
+    key: Path
+    prosodyctl: str
+
+    @property
+    def component_endpoint(self) -> str:
+        """Where the component connects (Prosody's component port is loopback only)."""
+        return f"tcp:127.0.0.1:{self.component_port}:timeout=5"
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     """Everything ``twistd remotecomm`` needs, with paths resolved."""
 
@@ -56,6 +82,7 @@ class ServerConfig:
     tls: TLSConfig
     database: Path
     accounts: AccountsConfig
+    xmpp: XmppConfig
 
 
 def load_server_config(path: str | Path) -> ServerConfig:
@@ -112,6 +139,31 @@ def load_server_config(path: str | Path) -> ServerConfig:
     )
     accounts.finish()
 
+    xmpp_section = config.section("xmpp")
+    xmpp = XmppConfig(
+        enabled=xmpp_section.get_bool("enabled", True),
+        interface=xmpp_section.get_str("interface", "127.0.0.1", pattern=_ADDRESS),
+        public_host=xmpp_section.get_str("public_host", "127.0.0.1", pattern=_HOST),
+        c2s_port=xmpp_section.get_int("c2s_port", 5222, minimum=1, maximum=65535),
+        component_port=xmpp_section.get_int("component_port", 5347, minimum=1, maximum=65535),
+        devices_domain=xmpp_section.get_str("devices_domain", "devices.localhost",
+                                            pattern=_DOMAIN),
+        component_domain=xmpp_section.get_str("component_domain", "rms.localhost",
+                                              pattern=_DOMAIN),
+        secret_file=xmpp_section.get_path("component_secret_file",
+                                          data_dir / "xmpp" / "component.secret", base=data_dir),
+        prosody_dir=xmpp_section.get_path("prosody_dir", data_dir / "prosody", base=data_dir),
+        certificate=xmpp_section.get_path("certificate", tls_dir / "xmpp.pem", base=data_dir),
+        key=xmpp_section.get_path("key", tls_dir / "xmpp.key", base=data_dir),
+        prosodyctl=xmpp_section.get_str("prosodyctl", "prosodyctl"),
+    )
+    xmpp_section.finish()
+    if xmpp.devices_domain == xmpp.component_domain:
+        raise ConfigError(f"{config.path}: [xmpp] devices_domain and component_domain "
+                          f"must differ")
+    if xmpp.c2s_port == xmpp.component_port:
+        raise ConfigError(f"{config.path}: [xmpp] c2s_port and component_port must differ")
+
     config.finish()
     return ServerConfig(
         config_path=config.path,
@@ -121,5 +173,6 @@ def load_server_config(path: str | Path) -> ServerConfig:
         tls=tls,
         database=database,
         accounts=accounts_config,
+        xmpp=xmpp,
     )
 

@@ -6,7 +6,8 @@ import sys
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
-from twisted.internet.endpoints import serverFromString
+from twisted.internet.defer import succeed
+from twisted.internet.endpoints import clientFromString, serverFromString
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python import usage
@@ -18,13 +19,17 @@ from remotecomm.accounts.throttle import LoginThrottle
 from remotecomm.config import ConfigError
 from remotecomm.server.config import ServerConfig, load_server_config
 from remotecomm.server.nvx import NativeHelpersMissing, check_native_helpers
-from remotecomm.services import StartStopService
+from remotecomm.services import StartStopService, exit_after_shutdown
 from remotecomm.store.engine import SchemaTooNew, Store, migrate, open_sqlite
 from remotecomm.tls import TLSSetupError, server_tls_options
 from remotecomm.web.api import Api
 from remotecomm.web.json_api import make_site
+from remotecomm.xmpp.component import build_component
 
 log = Logger()
+
+# Exit status when the XMPP server refuses the component secret.
+EXIT_XMPP_REFUSED = 3
 
 
 class Options(usage.Options):
@@ -66,7 +71,16 @@ def build_service(config: ServerConfig, reactor) -> MultiService:
                              config.accounts.failures_per_address,
                              config.accounts.failure_window)
     accounts = Accounts(store, hasher, throttle, reactor, config.accounts.api_token_lifetime)
-    api = Api(accounts, store, reactor)
+    root = MultiService()
+    # Started in this order, stopped in reverse: the store outlives its users.
+    StartStopService("store", store.start, store.stop).setServiceParent(root)
+    StartStopService("password-hashing", hasher.start, hasher.stop).setServiceParent(root)
+    readiness = {"store": store.check}
+    if config.xmpp.enabled:
+        component = _build_component(config, store, reactor)
+        component.connector.setServiceParent(root)
+        readiness["xmpp"] = lambda: succeed(component.stream.connected)
+    api = Api(accounts, store, reactor, readiness=readiness)
 
     factory = make_site(api.resource())
     if config.tls.enabled:
@@ -77,9 +91,6 @@ def build_service(config: ServerConfig, reactor) -> MultiService:
             _refuse_to_start(str(e))
         factory = TLSMemoryBIOFactory(tls_options, False, factory)
 
-    root = MultiService()
-    StartStopService("store", store.start, store.stop).setServiceParent(root)
-    StartStopService("password-hashing", hasher.start, hasher.stop).setServiceParent(root)
     web = StreamServerEndpointService(serverFromString(reactor, config.listen), factory)
     web.setName("web")
     web._raiseSynchronously = True  # a port in use must stop twistd, not just log
@@ -91,6 +102,25 @@ def build_service(config: ServerConfig, reactor) -> MultiService:
              profile=config.tls.profile if config.tls.enabled else "none",
              database=str(config.database))
     return root
+
+
+def _build_component(config: ServerConfig, store: Store, reactor):
+    try:
+        secret = config.xmpp.secret_file.read_text().strip()
+    except FileNotFoundError:
+        _refuse_to_start(f"missing {config.xmpp.secret_file}: run `remotecomm admin init` first")
+    if not secret:
+        _refuse_to_start(f"{config.xmpp.secret_file} is empty")
+
+    def fatal(message: str) -> None:
+        log.critical("{message}; stopping", message=message)
+        exit_after_shutdown(reactor, EXIT_XMPP_REFUSED)
+
+    endpoint = clientFromString(reactor, config.xmpp.component_endpoint)
+    component = build_component(reactor, endpoint, config.xmpp.component_domain, secret,
+                                config.xmpp.devices_domain, store, fatal)
+    component.connector.setName("xmpp-component")
+    return component
 
 
 def makeService(options: Options) -> MultiService:

@@ -1,8 +1,10 @@
-"""Transaction functions for device records."""
+"""Transaction functions for device records: registration, presence, hello, revocation."""
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, insert, select
+import json
+
+from sqlalchemy import Connection, insert, select, update
 
 from remotecomm.store.accounts import AlreadyExists, NotFound
 from remotecomm.store.schema import devices, units
@@ -21,11 +23,59 @@ def insert_device(connection: Connection, device_id: str, unit_id: str, name: st
         revoked_us=None, online=False, last_seen_us=None))
 
 
+def revoke_device(connection: Connection, device_id: str, now_us: int) -> None:
+    """Mark a device revoked (and offline); it disappears from listings."""
+    result = connection.execute(
+        update(devices).where(devices.c.device_id == device_id, devices.c.revoked_us.is_(None))
+        .values(revoked_us=now_us, online=False))
+    if result.rowcount != 1:
+        raise NotFound(f"no device {device_id} (or it is revoked already)")
+
+
 def devices_of_unit(connection: Connection, unit_id: str) -> list[dict]:
     """The unit's devices that are not revoked, by device ID."""
     rows = connection.execute(
         select(devices.c.device_id, devices.c.name, devices.c.model, devices.c.online,
-               devices.c.last_seen_us)
+               devices.c.last_seen_us, devices.c.agent_version, devices.c.apps)
         .where(devices.c.unit_id == unit_id, devices.c.revoked_us.is_(None))
         .order_by(devices.c.device_id))
-    return [dict(row._mapping) for row in rows]
+    return [dict(row._mapping, apps=json.loads(row.apps)) for row in rows]
+
+
+def active_device_ids(connection: Connection) -> list[str]:
+    """Every device that is not revoked."""
+    return list(connection.execute(select(devices.c.device_id)
+                                   .where(devices.c.revoked_us.is_(None))).scalars())
+
+
+def set_device_presence(connection: Connection, device_id: str, online: bool,
+                        now_us: int) -> bool:
+    """Record a presence change; whether the device is registered and not revoked."""
+    result = connection.execute(
+        update(devices).where(devices.c.device_id == device_id, devices.c.revoked_us.is_(None))
+        .values(online=online, last_seen_us=now_us))
+    return result.rowcount == 1
+
+
+def record_hello(connection: Connection, device_id: str, agent_version: str,
+                 envelope_version: int, apps: list[str], now_us: int) -> bool:
+    """Store what a device's hello said; whether the device is registered and not revoked."""
+    result = connection.execute(
+        update(devices).where(devices.c.device_id == device_id, devices.c.revoked_us.is_(None))
+        .values(agent_version=agent_version, envelope_version=envelope_version,
+                apps=json.dumps(apps), last_hello_us=now_us, last_seen_us=now_us))
+    return result.rowcount == 1
+
+
+def mark_silent_devices_offline(connection: Connection, silent_since_us: int,
+                                now_us: int) -> list[str]:
+    """Devices shown online that sent no presence since ``silent_since_us`` go offline."""
+    silent = list(connection.execute(
+        select(devices.c.device_id).where(
+            devices.c.online.is_(True),
+            (devices.c.last_seen_us.is_(None)) | (devices.c.last_seen_us < silent_since_us))
+    ).scalars())
+    if silent:
+        connection.execute(update(devices).where(devices.c.device_id.in_(silent))
+                           .values(online=False))
+    return silent

@@ -69,6 +69,11 @@ devices = Table(
     Column("revoked_us", BigInteger, nullable=True),
     Column("online", Boolean, nullable=False),
     Column("last_seen_us", BigInteger, nullable=True),
+    # What the agent's last hello said (S-numbers: none; see docs/protocol.md, XMPP).
+    Column("agent_version", String(32), nullable=True),
+    Column("envelope_version", Integer, nullable=True),
+    Column("apps", Text, nullable=False, server_default="[]"),
+    Column("last_hello_us", BigInteger, nullable=True),
 )
 Index("ix_devices_unit", devices.c.unit_id)
 

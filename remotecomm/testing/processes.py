@@ -117,6 +117,16 @@ class ServerProcess:
         self._collector.ended.addBoth(lambda result: (d.callback(result), result)[1])
         return d
 
+    async def wait_for_output(self, text: str, timeout: float = 10) -> float:
+        """Wait until the process has printed ``text``; the seconds it took."""
+        start = self._reactor.seconds()
+        while text not in self.output:
+            if self._reactor.seconds() - start > timeout:
+                raise AssertionError(f"{self.plugin} did not print {text!r} within {timeout} s:"
+                                     f"\n{self.output}")
+            await sleep(self._reactor, 0.05)
+        return self._reactor.seconds() - start
+
     async def wait_ready(self, url: str, ca_certificate: Path | None, timeout: float = 20) -> None:
         """Poll ``url`` until it answers 200; fail with the output if it dies or times out."""
         http = http_client(self._reactor, ca_certificate)

@@ -1,28 +1,35 @@
-"""A real ``twistd remotecomm`` for end-to-end tests: config, provisioning, start, CLI.
+"""A real ``twistd remotecomm`` with its own Prosody, for end-to-end tests.
 
-Uses the default configuration (TLS on, modern profile) except for the
-port, the data folder and cheap password-hash costs.
+Uses the default configuration (TLS on, modern profile, XMPP on) except for
+free ports, the data folder and cheap password-hash costs.  Device agents
+run as ``twistd device-agent`` with the configs ``remotecomm admin
+add-device`` wrote.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from remotecomm.cli import admin
-from remotecomm.server.config import load_server_config
-from remotecomm.testing.processes import ServerProcess, free_port, run_command
+from remotecomm.server.config import ServerConfig, load_server_config
+from remotecomm.testing.http import http_client
+from remotecomm.testing.processes import ServerProcess, free_port, run_command, sleep
+from remotecomm.xmpp.prosody import ProsodyProcess, settings_for
 
 PASSWORD = "correct horse battery"
 
 
 class ServerSetup:
-    """A data folder with a server config, CA and database, and the commands around it."""
+    """A data folder with a server config, CA, database and Prosody config, and its processes."""
 
     def __init__(self, reactor, folder: Path):
         self.reactor = reactor
         self.folder = folder.absolute()
         self.folder.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
+        self.c2s_port = free_port()
+        self.component_port = free_port()
         self.config = self.folder / "remotecomm.toml"
         self.config.write_text(
             "[server]\n"
@@ -31,11 +38,20 @@ class ServerSetup:
             f"public_url = 'https://127.0.0.1:{self.port}'\n"
             "[accounts]\n"
             "argon2_time_cost = 1\n"
-            "argon2_memory_kib = 1024\n")
+            "argon2_memory_kib = 1024\n"
+            "[xmpp]\n"
+            f"c2s_port = {self.c2s_port}\n"
+            f"component_port = {self.component_port}\n")
         self.ca = self.folder / "data" / "tls" / "ca.pem"
         self.url = f"https://127.0.0.1:{self.port}"
         self.terminal_home = self.folder / "terminal"
         self.server: ServerProcess | None = None
+        self.prosody: ProsodyProcess | None = None
+        self.agents: dict[str, ServerProcess] = {}
+
+    def server_config(self) -> ServerConfig:
+        """The parsed server config."""
+        return load_server_config(self.config)
 
     async def admin(self, *args: str, stdin: bytes | None = None) -> tuple[int, str]:
         """Run ``remotecomm admin --config … ARGS``."""
@@ -48,7 +64,7 @@ class ServerSetup:
         Runs the ``remotecomm admin`` functions in this process (the CLI's own
         argument handling is tested separately), which saves a Python start per step.
         """
-        config = load_server_config(self.config)
+        config = self.server_config()
         admin.init(config, self.reactor)
         for unit, members in units.items():
             admin.add_unit(config, self.reactor, unit, unit.title(), "Europe/Berlin")
@@ -58,18 +74,49 @@ class ServerSetup:
             for device in members.get("devices", []):
                 admin.add_device(config, self.reactor, device, unit, device, "MFP 9000")
 
+    def agent_dir(self, device_id: str) -> Path:
+        """Where ``add-device`` wrote the device's agent config."""
+        return self.folder / "data" / "devices" / device_id
+
+    async def start_prosody(self) -> ProsodyProcess:
+        """Start this setup's Prosody and wait until its ports accept connections."""
+        config = self.server_config()
+        secret = config.xmpp.secret_file.read_text().strip()
+        self.prosody = ProsodyProcess(self.reactor, settings_for(config.xmpp, secret))
+        self.prosody.start()
+        await self.prosody.wait_ready()
+        return self.prosody
+
+    async def stop_prosody(self) -> None:
+        """Stop Prosody (devices and the component lose their streams)."""
+        if self.prosody is not None:
+            await self.prosody.stop()
+
     async def start(self, env: dict[str, str] | None = None) -> ServerProcess:
-        """Start ``twistd remotecomm`` and wait until ``/readyz`` answers."""
+        """Start Prosody (once) and ``twistd remotecomm``; wait until ``/readyz`` answers."""
+        if self.prosody is None:
+            await self.start_prosody()
         self.server = ServerProcess(self.reactor, "remotecomm", ["--config", str(self.config)],
                                     cwd=self.folder, env=env)
         await self.server.wait_ready(self.url + "/readyz", self.ca)
         return self.server
 
-    async def stop(self) -> int | None:
-        """Stop the server if it runs; its exit code."""
-        if self.server is None:
-            return None
-        return await self.server.stop()
+    def start_agent(self, device_id: str, config: Path | None = None) -> ServerProcess:
+        """Start ``twistd device-agent`` for a provisioned device."""
+        folder = self.agent_dir(device_id)
+        agent = ServerProcess(self.reactor, "device-agent",
+                              ["--config", str(config or folder / "device-agent.toml")],
+                              cwd=folder)
+        self.agents[device_id] = agent
+        return agent
+
+    async def stop(self) -> None:
+        """Stop every process this setup started."""
+        for agent in self.agents.values():
+            await agent.stop()
+        if self.server is not None:
+            await self.server.stop()
+        await self.stop_prosody()
 
     async def cli(self, *args: str, stdin: bytes | None = None,
                   home: Path | None = None) -> tuple[int, str]:
@@ -77,3 +124,32 @@ class ServerSetup:
         env = {"REMOTECOMM_HOME": str(home or self.terminal_home),
                "REMOTECOMM_SERVER": self.url, "REMOTECOMM_CA": str(self.ca)}
         return await run_command(self.reactor, ["remotecomm", *args], env=env, stdin=stdin)
+
+    async def login(self, user: str) -> None:
+        """``remotecomm login`` as ``user`` (fails the test if refused)."""
+        code, output = await self.cli("login", "--user", user, "--password-stdin",
+                                      stdin=PASSWORD.encode() + b"\n")
+        if code != 0:
+            raise AssertionError(f"login as {user} failed ({code}): {output}")
+
+    async def device_list(self) -> dict[str, dict]:
+        """The logged-in terminal's device list from the REST API, by device ID."""
+        state = json.loads((self.terminal_home / "state.json").read_text())
+        response = await http_client(self.reactor, self.ca).get(
+            self.url + "/api/v1/devices", timeout=5,
+            headers={"Authorization": f"Bearer {state['token']}",
+                     "X-Remotecomm-Terminal": state["terminal_id"]})
+        answer = json.loads(await response.content())
+        return {device["device_id"]: device for device in answer.get("devices", [])}
+
+    async def wait_device(self, device_id: str, online: bool | None, timeout: float = 10) -> float:
+        """Wait until the device shows ``online`` (``None``: absent); the seconds it took."""
+        start = self.reactor.seconds()
+        while True:
+            device = (await self.device_list()).get(device_id)
+            state = None if device is None else device["online"]
+            if state == online:
+                return self.reactor.seconds() - start
+            if self.reactor.seconds() - start > timeout:
+                raise AssertionError(f"{device_id} not {online} within {timeout} s (is {state})")
+            await sleep(self.reactor, 0.1)

@@ -86,7 +86,7 @@ class LoginAndDevicesTests(TestCase):
 
     async def test_server_stops_cleanly_on_sigterm(self):
         """SIGTERM shuts the server down in order (twistd then re-raises the signal)."""
-        code = await self.setup.stop()
+        code = await self.setup.server.stop()
         self.assertEqual(code, -15)
         self.assertIn("Main loop terminated.", self.setup.server.output)
         self.assertIn("Server Shut Down.", self.setup.server.output)

@@ -1,0 +1,1 @@
+"""XMPP: the manager's component, the device's client, payloads, and Prosody."""

@@ -1,0 +1,103 @@
+"""Tests for remotecomm.xmpp.payloads: hello and presence codecs."""
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from remotecomm.testing.xmpp import parse
+from remotecomm.xmpp.payloads import (NS_DEVICE, Hello, PayloadError, build_hello, parse_hello,
+                                      parse_presence, request_payload)
+
+DOMAIN = "devices.test"
+
+
+def hello_iq(payload: str) -> str:
+    return f"<iq type='set' from='mfp-1@{DOMAIN}/agent' to='rms.test' id='1'>{payload}</iq>"
+
+
+class HelloTests(SynchronousTestCase):
+    """The hello a device sends after every (re)connect."""
+
+    def test_round_trip(self):
+        """What build_hello writes, parse_hello reads back."""
+        hello = Hello(agent_version="1.2.3", envelope_version=1, apps=("web-server", "remote-panel"))
+        iq = parse(hello_iq(build_hello(hello).toXml()))
+        self.assertEqual(parse_hello(iq), hello)
+
+    def test_wire_form(self):
+        """The documented wire form parses."""
+        iq = parse(hello_iq(f"<hello xmlns='{NS_DEVICE}' agent-version='0.1.0' "
+                            f"envelope-version='1'><app id='web-server'/></hello>"))
+        self.assertEqual(parse_hello(iq), Hello("0.1.0", 1, ("web-server",)))
+
+    def assertRefused(self, payload: str, condition: str):
+        with self.assertRaises(PayloadError) as e:
+            parse_hello(parse(hello_iq(payload)))
+        self.assertEqual(e.exception.condition, condition)
+        return e.exception
+
+    def test_unknown_protocol_version(self):
+        """A payload of urn:remotecomm:device:2 is refused, naming the version we speak."""
+        error = self.assertRefused("<hello xmlns='urn:remotecomm:device:2' agent-version='9' "
+                                   "envelope-version='1'/>", "feature-not-implemented")
+        self.assertIn(NS_DEVICE, error.text)
+
+    def test_unknown_envelope_version(self):
+        """An envelope version the relay does not speak is not acceptable."""
+        error = self.assertRefused(f"<hello xmlns='{NS_DEVICE}' agent-version='1' "
+                                   f"envelope-version='7'/>", "not-acceptable")
+        self.assertIn("envelope version 7", error.text)
+
+    def test_malformed_hellos(self):
+        """Missing or bad attributes and children are bad requests."""
+        for payload in (
+            f"<hello xmlns='{NS_DEVICE}' envelope-version='1'/>",
+            f"<hello xmlns='{NS_DEVICE}' agent-version='1'/>",
+            f"<hello xmlns='{NS_DEVICE}' agent-version='1' envelope-version='one'/>",
+            f"<hello xmlns='{NS_DEVICE}' agent-version='1 2' envelope-version='1'/>",
+            f"<hello xmlns='{NS_DEVICE}' agent-version='1' envelope-version='1'>"
+            f"<app id='Bad App'/></hello>",
+            f"<hello xmlns='{NS_DEVICE}' agent-version='1' envelope-version='1'>"
+            f"<app id='a'/><app id='a'/></hello>",
+            f"<hello xmlns='{NS_DEVICE}' agent-version='1' envelope-version='1'><x/></hello>",
+            f"<hello xmlns='{NS_DEVICE}' agent-version='1' envelope-version='99999'/>",
+        ):
+            self.assertRefused(payload, "bad-request")
+
+    def test_too_many_apps(self):
+        """The app list is bounded."""
+        apps = "".join(f"<app id='app-{n}'/>" for n in range(33))
+        self.assertRefused(f"<hello xmlns='{NS_DEVICE}' agent-version='1' "
+                           f"envelope-version='1'>{apps}</hello>", "policy-violation")
+
+    def test_foreign_namespace_and_two_payloads(self):
+        """Not our namespace, or more than one payload: refused."""
+        self.assertRefused("<hello xmlns='urn:other' agent-version='1' envelope-version='1'/>",
+                           "feature-not-implemented")
+        with self.assertRaises(PayloadError) as e:
+            request_payload(parse(hello_iq(f"<a xmlns='{NS_DEVICE}'/><b xmlns='{NS_DEVICE}'/>")))
+        self.assertEqual(e.exception.condition, "bad-request")
+
+
+class PresenceTests(SynchronousTestCase):
+    """Which presence stanzas mean a device came or went."""
+
+    def presence(self, attrs: str):
+        return parse_presence(parse(f"<presence {attrs}/>"), DOMAIN)
+
+    def test_available_and_unavailable(self):
+        """Plain presence is up, type unavailable is down."""
+        up = self.presence(f"from='mfp-1@{DOMAIN}/agent' to='rms.test'")
+        self.assertEqual((up.device_id, up.resource, up.available), ("mfp-1", "agent", True))
+        down = self.presence(f"from='mfp-1@{DOMAIN}/agent' type='unavailable'")
+        self.assertFalse(down.available)
+
+    def test_ignored_presence(self):
+        """Other domains, bare JIDs, odd types, invalid device IDs and garbage mean nothing."""
+        for attrs in (f"from='mfp-1@other.test/agent'",
+                      f"from='mfp-1@{DOMAIN}'",
+                      f"from='mfp-1@{DOMAIN}/agent' type='subscribe'",
+                      f"from='mfp-1@{DOMAIN}/agent' type='probe'",
+                      f"from='mfp-1@{DOMAIN}/agent' type='error'",
+                      f"from='MFP 1@{DOMAIN}/agent'",
+                      "from='@@@'",
+                      ""):
+            self.assertIsNone(self.presence(attrs), attrs)
