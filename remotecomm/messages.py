@@ -28,6 +28,18 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "password-again": "Password again: ",
         "passwords-differ": "the passwords differ",
         "password-empty": "no password given",
+        "waiting": "Waiting for approval on {device_id}… (an operator must press YES on its "
+                   "panel before {deadline} UTC)",
+        "approved": "Approved by {operator} on {device_id}. Session {session_id} is ready at "
+                    "{relay_url}; join before {join_deadline} UTC.",
+        "refused": "Refused by {operator} on {device_id}.",
+        "refused-test-approver": "Refused: {device_id} answered with its test approver, which "
+                                 "this server does not allow.",
+        "approval-timeout": "Nobody answered on {device_id} in time: no session.",
+        "device-offline": "{device_id} is offline: no session.",
+        "expired": "The session with {device_id} expired before it was joined.",
+        "failed": "The session with {device_id} failed ({code}).",
+        "still-waiting": "still waiting…",
         "init-ca": "Created the CA {path}",
         "init-ca-kept": "Kept the existing CA {path}",
         "init-cert": "Created the server certificate {path} for {names}",

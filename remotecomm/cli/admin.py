@@ -159,7 +159,7 @@ def add_device(config: ServerConfig, clock: IReactorTime, device_id: str, unit_i
     agent_config = folder / "device-agent.toml"
     _write_secret(agent_config, render_agent_config(
         device_id, f"tcp:{xmpp.public_host}:{xmpp.c2s_port}", xmpp.devices_domain, password,
-        "ca.pem", [xmpp.component_domain]).rstrip("\n"))
+        "ca.pem", [xmpp.component_domain], secrets.token_urlsafe(24)).rstrip("\n"))
     lines.append(text("agent-config-written", path=agent_config))
     return lines
 

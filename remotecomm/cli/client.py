@@ -92,7 +92,7 @@ class ApiClient:
             code = str(answer.get("code", "error"))
             message = str(answer.get("message", f"HTTP {response.code}"))
             exit_code = EXIT_NOT_LOGGED_IN if code in _NOT_LOGGED_IN_CODES else 1
-            raise CliError(text("server-error", message=message, code=code), exit_code)
+            raise CliError(text("server-error", message=message, code=code), exit_code, code=code)
         return answer
 
     async def _read(self, response) -> bytes:

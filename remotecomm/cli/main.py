@@ -4,6 +4,7 @@ Terminal side::
 
     remotecomm login [--user USER] [--password-stdin]
     remotecomm devices [--json]
+    remotecomm open DEVICE APP
     remotecomm logout
 
 Server side (on the server host, with its config)::
@@ -28,13 +29,19 @@ import re
 import sys
 from pathlib import Path
 
+from twisted.internet.task import deferLater
+
 from remotecomm import __version__
 from remotecomm.cli import admin
 from remotecomm.cli.client import ApiClient
-from remotecomm.cli.errors import EXIT_NOT_LOGGED_IN, EXIT_OK, EXIT_USAGE, CliError
+from remotecomm.cli.errors import (EXIT_APPROVAL_TIMEOUT, EXIT_DEVICE_NOT_FOUND,
+                                   EXIT_DEVICE_OFFLINE, EXIT_EXPIRED, EXIT_NOT_LOGGED_IN, EXIT_OK,
+                                   EXIT_REFUSED, EXIT_SESSION_EXISTS, EXIT_UNKNOWN_APP, EXIT_USAGE,
+                                   CliError)
+from remotecomm.clock import iso_from_us
 from remotecomm.cli.terminal import load_settings, load_state, save_state, terminal_home
 from remotecomm.config import ConfigError
-from remotecomm.identifiers import DEVICE_ID, UNIT_ID, USER_ID
+from remotecomm.identifiers import APP_ID, DEVICE_ID, UNIT_ID, USER_ID
 from remotecomm.messages import text
 from remotecomm.store.schema import ROLES
 
@@ -84,6 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     login.add_argument("--password-stdin", action="store_true",
                        help="read the password from the first line of standard input")
     commands.add_parser("logout", help="revoke this terminal's API token")
+    open_parser = commands.add_parser("open", help="ask a device for a session with one of "
+                                                   "its apps and wait for the operator")
+    open_parser.add_argument("device_id", type=_pattern(DEVICE_ID, "device ID (lower case)"))
+    open_parser.add_argument("app_id", type=_pattern(APP_ID, "app ID"))
     devices = commands.add_parser("devices", help="list the devices of your unit")
     devices.add_argument("--json", action="store_true", help="print the answer as JSON")
 
@@ -196,10 +207,60 @@ async def _run_terminal(reactor, args: argparse.Namespace) -> list[str]:
         save_state(home, state)
         return [text("logged-out")]
 
+    if args.command == "open":
+        return await open_session(reactor, client, args.device_id, args.app_id)
+
     answer = await client.get("/api/v1/devices")
     if args.json:
         return [json.dumps(answer, indent=2)]
     return format_devices(answer)
+
+
+_OPEN_REFUSALS = {"device-not-found": EXIT_DEVICE_NOT_FOUND, "unknown-app": EXIT_UNKNOWN_APP,
+                  "session-exists": EXIT_SESSION_EXISTS, "device-offline": EXIT_DEVICE_OFFLINE}
+_OUTCOME_EXITS = {"refused": EXIT_REFUSED, "approval-timeout": EXIT_APPROVAL_TIMEOUT,
+                  "device-offline": EXIT_DEVICE_OFFLINE, "expired": EXIT_EXPIRED}
+POLL_INTERVAL = 1.0
+POLL_GRACE = 30.0
+
+
+def _clock_time(instant_us) -> str:
+    return iso_from_us(int(instant_us)).replace("T", " ").rstrip("Z") if instant_us else "?"
+
+
+async def open_session(reactor, client: ApiClient, device_id: str, app_id: str) -> list[str]:
+    """S141, S201–S202: request a session, show progress, report the outcome."""
+    try:
+        accepted = await client.post("/api/v1/sessions",
+                                     {"device_id": device_id, "app_id": app_id})
+    except CliError as e:
+        if e.code in _OPEN_REFUSALS:
+            raise CliError(e.message, _OPEN_REFUSALS[e.code], code=e.code) from None
+        raise
+    request_id = str(accepted.get("request_id", ""))
+    deadline_us = int(accepted.get("approval_deadline_us", 0))
+    print(text("waiting", device_id=device_id, deadline=_clock_time(deadline_us)), flush=True)
+    give_up = reactor.seconds() + max(0.0, deadline_us / 1e6 - reactor.seconds()) + POLL_GRACE
+    while True:
+        answer = await client.get(f"/api/v1/sessions/{request_id}")
+        state = answer.get("state")
+        if state != "pending":
+            break
+        if reactor.seconds() > give_up:
+            raise CliError(text("approval-timeout", device_id=device_id), EXIT_APPROVAL_TIMEOUT)
+        await deferLater(reactor, POLL_INTERVAL, lambda: None)
+    fields = {"device_id": device_id, "operator": answer.get("operator", "?"),
+              "code": answer.get("code", state)}
+    if state == "approved":
+        # The terminal token stays in this process: the relay link (next) uses it.
+        return [text("approved", session_id=answer.get("session_id"),
+                     relay_url=answer.get("relay_url"),
+                     join_deadline=_clock_time(answer.get("join_deadline_us")), **fields)]
+    if state == "refused" and answer.get("code") == "test-approver-not-allowed":
+        raise CliError(text("refused-test-approver", **fields), EXIT_REFUSED)
+    if state in _OUTCOME_EXITS:
+        raise CliError(text(state, **fields), _OUTCOME_EXITS[state])
+    raise CliError(text("failed", **fields))
 
 
 def format_devices(answer: dict) -> list[str]:

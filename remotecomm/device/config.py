@@ -12,6 +12,7 @@ from pathlib import Path
 
 from remotecomm.config import ConfigError, ConfigFile
 from remotecomm.identifiers import APP_ID, DEVICE_ID
+from remotecomm.unix_sockets import MAX_SOCKET_PATH, fitting_socket_path
 from remotecomm.xmpp.payloads import MAX_APPS
 
 _DOMAIN = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+"
@@ -31,6 +32,14 @@ class AgentXmppConfig:
 
 
 @dataclass(frozen=True)
+class PanelConfig:
+    """The local channel to the device's panel: a Unix socket and a shared secret."""
+
+    socket: Path
+    secret: str
+
+
+@dataclass(frozen=True)
 class DeviceAgentConfig:
     """What the device agent needs."""
 
@@ -39,6 +48,8 @@ class DeviceAgentConfig:
     data_dir: Path
     xmpp: AgentXmppConfig
     apps: dict[str, str]
+    panel: PanelConfig | None = None
+    test_approver: str | None = None
 
     @property
     def jid(self) -> str:
@@ -83,13 +94,30 @@ def load_device_config(path: str | Path) -> DeviceAgentConfig:
     if len(apps) > MAX_APPS:
         raise ConfigError(f"{config.path}: [apps] at most {MAX_APPS} apps")
     apps_section.finish()
+
+    panel_section = config.section("panel")
+    panel = None
+    secret = panel_section.get_str("secret", pattern=r"\S{16,256}")
+    if secret is not None:
+        socket = panel_section.get_path("socket", None, base=data_dir)
+        if socket is None:
+            socket = fitting_socket_path(data_dir / "panel.sock", "panel")
+        elif len(str(socket)) > MAX_SOCKET_PATH:
+            raise ConfigError(f"{config.path}: [panel] socket path is too long for a Unix "
+                              f"socket (at most {MAX_SOCKET_PATH} characters)")
+        panel = PanelConfig(socket=socket, secret=secret)
+    panel_section.finish()
+
+    approval = config.section("approval")
+    test_approver = approval.get_str("test_approver", pattern=r"[^\x00-\x1f\x7f]{1,200}")
+    approval.finish()
     config.finish()
     return DeviceAgentConfig(config_path=config.path, device_id=device_id, data_dir=data_dir,
-                             xmpp=xmpp, apps=apps)
+                             xmpp=xmpp, apps=apps, panel=panel, test_approver=test_approver)
 
 
 def render_agent_config(device_id: str, server: str, domain: str, password: str,
-                        ca_certificate: str, components: list[str]) -> str:
+                        ca_certificate: str, components: list[str], panel_secret: str) -> str:
     """A ready agent config (TOML) for a newly provisioned device."""
     quoted = ", ".join(f'"{c}"' for c in components)
     return f"""# twistd device-agent --config device-agent.toml
@@ -111,4 +139,13 @@ components = [{quoted}]
 # app ID = local base URL of one of the device's server apps, for example:
 # web-server = "http://127.0.0.1:8080"
 # remote-panel = "http://127.0.0.1:8081"
+
+[panel]
+# The local channel the device's panel uses to report the operator's answers:
+# a Unix socket (default: panel.sock in data_dir) and a secret the panel's config
+# must repeat.
+secret = "{panel_secret}"
+
+[approval]
+# test_approver = "name"   # answers YES at once; for tests only, never on a real device
 """

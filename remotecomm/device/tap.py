@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
 from twisted.internet import ssl
-from twisted.internet.endpoints import clientFromString
+from twisted.internet.endpoints import UNIXServerEndpoint, clientFromString
 from twisted.logger import Logger
 from twisted.python import usage
 from twisted.words.protocols.jabber import client, sasl, xmlstream
@@ -13,7 +14,12 @@ from twisted.words.protocols.jabber.jid import JID
 from remotecomm import __version__
 from remotecomm.config import ConfigError
 from remotecomm.device.config import DeviceAgentConfig, load_device_config
+from remotecomm.device.approvals import Approvals, ManagerRequests, decision_sender
+from remotecomm.device.history import History
 from remotecomm.device.manager_link import ManagerLink
+from remotecomm.device.panel_channel import PanelChannel
+from remotecomm.unix_sockets import prepare_socket_folder
+from remotecomm.web.json_api import make_site
 from remotecomm.xmpp.payloads import ENVELOPE_VERSIONS, Hello
 from remotecomm.xmpp.stream import UnknownIqHandler, XmppConnector, XmppStream, on_stream_error
 
@@ -64,8 +70,29 @@ def build_service(config: DeviceAgentConfig, reactor) -> MultiService:
     stream = XmppStream(factory, reactor)
     hello = Hello(agent_version=__version__, envelope_version=max(ENVELOPE_VERSIONS),
                   apps=tuple(sorted(config.apps)))
-    ManagerLink(reactor, config.xmpp.components, hello).setHandlerParent(stream)
+    link = ManagerLink(reactor, config.xmpp.components, hello)
+    link.setHandlerParent(stream)
+    history = History(config.data_dir / "history.jsonl")
+    approvals = Approvals(reactor, history, set(config.apps), decision_sender(stream, reactor),
+                          test_approver=config.test_approver)
+    ManagerRequests(approvals, link.is_component).setHandlerParent(stream)
     UnknownIqHandler().setHandlerParent(stream)
+    if config.test_approver is not None:
+        log.warn("TEST APPROVER ACTIVE: every session request is answered YES at once as "
+                 "{name!r} (marked as a test approval). Never use this on a real device.",
+                 name=config.test_approver)
+    if config.panel is not None:
+        prepare_socket_folder(config.panel.socket)
+        if config.panel.socket.exists():
+            config.panel.socket.unlink()  # left over from an earlier run
+        channel = PanelChannel(approvals, config.panel.secret)
+        panel_service = StreamServerEndpointService(
+            UNIXServerEndpoint(reactor, str(config.panel.socket), mode=0o600, wantPID=False),
+            make_site(channel.resource()))
+        panel_service.setName("panel-channel")
+        panel_service.setServiceParent(root)
+    elif config.test_approver is None:
+        log.warn("no [panel] configured: approval requests cannot be answered")
     connector = connect_xmpp(reactor, config, factory)
     connector.setName("xmpp")
     connector.setServiceParent(root)

@@ -72,6 +72,25 @@ class XmppConfig:
 
 
 @dataclass(frozen=True)
+class SessionsConfig:
+    """Timing rules of sessions and whether test approvers are accepted."""
+
+    approval_timeout: float
+    join_window: float
+    max_lifetime: float
+    idle_timeout: float
+    allow_test_approver: bool
+
+
+@dataclass(frozen=True)
+class RelayConfig:
+    """The relay node this server runs and how clients reach it."""
+
+    node: str
+    public_url: str
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     """Everything ``twistd remotecomm`` needs, with paths resolved."""
 
@@ -83,6 +102,8 @@ class ServerConfig:
     database: Path
     accounts: AccountsConfig
     xmpp: XmppConfig
+    sessions: SessionsConfig
+    relay: RelayConfig
 
 
 def load_server_config(path: str | Path) -> ServerConfig:
@@ -164,6 +185,28 @@ def load_server_config(path: str | Path) -> ServerConfig:
     if xmpp.c2s_port == xmpp.component_port:
         raise ConfigError(f"{config.path}: [xmpp] c2s_port and component_port must differ")
 
+    sessions_section = config.section("sessions")
+    sessions = SessionsConfig(
+        approval_timeout=sessions_section.get_duration("approval_timeout", 120, minimum=1,
+                                                       maximum=3600),
+        join_window=sessions_section.get_duration("join_window", 120, minimum=1, maximum=3600),
+        max_lifetime=sessions_section.get_duration("max_lifetime", 8 * 3600, minimum=60,
+                                                   maximum=12 * 3600),
+        idle_timeout=sessions_section.get_duration("idle_timeout", 900, minimum=10,
+                                                   maximum=12 * 3600),
+        allow_test_approver=sessions_section.get_bool("allow_test_approver", False),
+    )
+    sessions_section.finish()
+
+    relay_section = config.section("relay")
+    default_relay_url = ("wss" if tls.enabled else "ws") + public_url[public_url.index(":"):]
+    relay = RelayConfig(
+        node=relay_section.get_str("node", "relay-1", pattern=r"[a-z0-9][a-z0-9._-]{0,63}"),
+        public_url=relay_section.get_str("public_url", default_relay_url.rstrip("/") + "/relay",
+                                         pattern=r"wss?://[^\s?#]+"),
+    )
+    relay_section.finish()
+
     config.finish()
     return ServerConfig(
         config_path=config.path,
@@ -174,5 +217,7 @@ def load_server_config(path: str | Path) -> ServerConfig:
         database=database,
         accounts=accounts_config,
         xmpp=xmpp,
+        sessions=sessions,
+        relay=relay,
     )
 

@@ -6,7 +6,7 @@ import sys
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
-from twisted.internet.defer import succeed
+from twisted.internet.defer import ensureDeferred, fail, succeed
 from twisted.internet.endpoints import clientFromString, serverFromString
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
@@ -17,7 +17,11 @@ from remotecomm.accounts.login import Accounts
 from remotecomm.accounts.passwords import PasswordHasherPool
 from remotecomm.accounts.throttle import LoginThrottle
 from remotecomm.config import ConfigError
-from remotecomm.server.config import ServerConfig, load_server_config
+from remotecomm.clock import seconds_to_us
+from remotecomm.relay.placement import LocalRelayPlacement
+from remotecomm.server.config import ServerConfig, SessionsConfig, load_server_config
+from remotecomm.sessions.broker import SessionBroker
+from remotecomm.sessions.lifecycle import SessionPolicy
 from remotecomm.server.nvx import NativeHelpersMissing, check_native_helpers
 from remotecomm.services import StartStopService, exit_after_shutdown
 from remotecomm.store.engine import SchemaTooNew, Store, migrate, open_sqlite
@@ -25,6 +29,8 @@ from remotecomm.tls import TLSSetupError, server_tls_options
 from remotecomm.web.api import Api
 from remotecomm.web.json_api import make_site
 from remotecomm.xmpp.component import build_component
+from remotecomm.xmpp.payloads import parse_approval_decision
+from remotecomm.xmpp.stream import NotConnected
 
 log = Logger()
 
@@ -76,11 +82,24 @@ def build_service(config: ServerConfig, reactor) -> MultiService:
     StartStopService("store", store.start, store.stop).setServiceParent(root)
     StartStopService("password-hashing", hasher.start, hasher.stop).setServiceParent(root)
     readiness = {"store": store.check}
+    devices = Unreachable()
+    component = None
     if config.xmpp.enabled:
         component = _build_component(config, store, reactor)
-        component.connector.setServiceParent(root)
+        devices = component.messenger
         readiness["xmpp"] = lambda: succeed(component.stream.connected)
-    api = Api(accounts, store, reactor, readiness=readiness)
+    placement = LocalRelayPlacement(config.relay.node, config.relay.public_url)
+    broker = SessionBroker(store, reactor, session_policy(config.sessions),
+                           config.sessions.allow_test_approver, placement, devices)
+    StartStopService("sessions", lambda: _log_errors(broker.start(), "re-arming sessions"),
+                     broker.stop).setServiceParent(root)
+    if component is not None:
+        component.requests.register("approval-decision", decision_handler(broker))
+        component.connector.setServiceParent(root)
+    if config.sessions.allow_test_approver:
+        log.warn("this manager ACCEPTS answers from device test approvers "
+                 "([sessions] allow_test_approver = true): for tests and benchmarks only")
+    api = Api(accounts, store, reactor, readiness=readiness, broker=broker)
 
     factory = make_site(api.resource())
     if config.tls.enabled:
@@ -102,6 +121,35 @@ def build_service(config: ServerConfig, reactor) -> MultiService:
              profile=config.tls.profile if config.tls.enabled else "none",
              database=str(config.database))
     return root
+
+
+def session_policy(sessions: SessionsConfig) -> SessionPolicy:
+    """The lifecycle's timing rules from the ``[sessions]`` config."""
+    return SessionPolicy(approval_timeout_us=seconds_to_us(sessions.approval_timeout),
+                         join_window_us=seconds_to_us(sessions.join_window),
+                         max_lifetime_us=seconds_to_us(sessions.max_lifetime),
+                         idle_timeout_us=seconds_to_us(sessions.idle_timeout))
+
+
+def decision_handler(broker: SessionBroker):
+    """The XMPP handler of S144: the device's approval decision."""
+    async def handle(device_id: str, iq) -> None:
+        await broker.on_decision(device_id, parse_approval_decision(iq), iq.getAttribute("from"))
+    return handle
+
+
+class Unreachable:
+    """The device messenger when XMPP is off: no device can be reached."""
+
+    def is_reachable(self, device_id: str) -> bool:
+        return False
+
+    def send(self, device_id: str, payload):
+        return fail(NotConnected("XMPP is disabled on this server"))
+
+
+def _log_errors(coroutine, what: str) -> None:
+    ensureDeferred(coroutine).addErrback(lambda f: log.failure("{what} failed", f, what=what))
 
 
 def _build_component(config: ServerConfig, store: Store, reactor):

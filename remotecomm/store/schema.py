@@ -103,7 +103,11 @@ sessions = Table(
     Column("idle_timeout_us", BigInteger, nullable=True),
     Column("ended_us", BigInteger, nullable=True),
     Column("end_reason", String(32), nullable=True),
+    Column("relay_url", String(300), nullable=True),
+    Column("device_notified_us", BigInteger, nullable=True),
+    Column("end_detail", String(200), nullable=True),
 )
+Index("ix_sessions_state", sessions.c.state)
 Index("ix_sessions_device_terminal", sessions.c.device_id, sessions.c.terminal_id)
 Index("ix_sessions_unit_requested", sessions.c.unit_id, sessions.c.requested_us)
 

@@ -11,7 +11,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from argon2 import PasswordHasher
+
 from remotecomm.cli import admin
+from remotecomm.device.config import load_device_config
+from remotecomm.simulator.config import render_simulator_config
 from remotecomm.server.config import ServerConfig, load_server_config
 from remotecomm.testing.http import http_client
 from remotecomm.testing.processes import ServerProcess, free_port, run_command, sleep
@@ -23,7 +27,7 @@ PASSWORD = "correct horse battery"
 class ServerSetup:
     """A data folder with a server config, CA, database and Prosody config, and its processes."""
 
-    def __init__(self, reactor, folder: Path):
+    def __init__(self, reactor, folder: Path, extra_config: str = ""):
         self.reactor = reactor
         self.folder = folder.absolute()
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -41,13 +45,15 @@ class ServerSetup:
             "argon2_memory_kib = 1024\n"
             "[xmpp]\n"
             f"c2s_port = {self.c2s_port}\n"
-            f"component_port = {self.component_port}\n")
+            f"component_port = {self.component_port}\n"
+            + extra_config)
         self.ca = self.folder / "data" / "tls" / "ca.pem"
         self.url = f"https://127.0.0.1:{self.port}"
         self.terminal_home = self.folder / "terminal"
         self.server: ServerProcess | None = None
         self.prosody: ProsodyProcess | None = None
         self.agents: dict[str, ServerProcess] = {}
+        self.simulators: dict[str, ServerProcess] = {}
 
     def server_config(self) -> ServerConfig:
         """The parsed server config."""
@@ -110,8 +116,37 @@ class ServerSetup:
         self.agents[device_id] = agent
         return agent
 
+    def configure_agent(self, device_id: str, apps: dict[str, str] | None = None,
+                        test_approver: str | None = None) -> Path:
+        """Fill in the device's generated agent config: apps, optionally a test approver."""
+        path = self.agent_dir(device_id) / "device-agent.toml"
+        text = path.read_text()
+        lines = "".join(f'{app} = "{url}"\n' for app, url in (apps or {}).items())
+        text = text.replace("[apps]\n", "[apps]\n" + lines, 1)
+        if test_approver is not None:
+            text = text.replace("[approval]\n", f'[approval]\ntest_approver = "{test_approver}"\n')
+        path.write_text(text)
+        return path
+
+    def start_simulator(self, device_id: str, operators: dict[str, str]) -> tuple[ServerProcess, str]:
+        """Start ``twistd mfp-simulator`` wired to the device's agent; it and its panel URL."""
+        agent_config = load_device_config(self.agent_dir(device_id) / "device-agent.toml")
+        port = free_port()
+        hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+        path = self.agent_dir(device_id) / "mfp-simulator.toml"
+        path.write_text(render_simulator_config(
+            f"{device_id} (simulated)", "MFP 9000", port, agent_config.panel.socket,
+            agent_config.panel.secret,
+            {name: hasher.hash(password) for name, password in operators.items()}))
+        simulator = ServerProcess(self.reactor, "mfp-simulator", ["--config", str(path)],
+                                  cwd=self.agent_dir(device_id))
+        self.simulators[device_id] = simulator
+        return simulator, f"http://127.0.0.1:{port}"
+
     async def stop(self) -> None:
         """Stop every process this setup started."""
+        for simulator in self.simulators.values():
+            await simulator.stop()
         for agent in self.agents.values():
             await agent.stop()
         if self.server is not None:

@@ -17,7 +17,9 @@ from twisted.web import server
 from remotecomm.accounts.login import Accounts, Caller, Refused
 from remotecomm.accounts.passwords import MAX_PASSWORD_BYTES, HasherBusy
 from remotecomm.clock import iso_from_us
-from remotecomm.identifiers import TERMINAL_ID
+from remotecomm.identifiers import APP_ID, DEVICE_ID, TERMINAL_ID, is_valid
+from remotecomm.sessions.broker import SessionBroker, SessionError
+from remotecomm.xmpp.payloads import REQUEST_ID
 from remotecomm.store.devices import devices_of_unit
 from remotecomm.store.engine import Store, StoreBusy
 from remotecomm.web.json_api import ApiError, Route, Router, no_more_fields, read_json, take_str
@@ -74,11 +76,13 @@ class Api:
     """The manager's REST handlers, wired to the accounts and the store."""
 
     def __init__(self, accounts: Accounts, store: Store, clock: IReactorTime,
-                 readiness: dict[str, ReadinessCheck] | None = None):
+                 readiness: dict[str, ReadinessCheck] | None = None,
+                 broker: SessionBroker | None = None):
         self._accounts = accounts
         self._store = store
         self._clock = clock
         self._readiness = readiness if readiness is not None else {"store": store.check}
+        self._broker = broker
 
     def resource(self) -> Router:
         """The twisted.web resource that serves every route."""
@@ -86,6 +90,8 @@ class Api:
             Route("/api/v1/login", post=self.login),
             Route("/api/v1/logout", post=self.logout),
             Route("/api/v1/devices", get=self.devices),
+            Route("/api/v1/sessions", post=self.request_session),
+            Route("/api/v1/sessions/{request_id}", get=self.poll_session),
             Route("/healthz", get=self.healthz),
             Route("/readyz", get=self.readyz),
         ])
@@ -153,6 +159,42 @@ class Api:
                 "last_seen_us": row["last_seen_us"],
             } for row in rows],
         }
+
+    async def request_session(self, request: server.Request) -> tuple[int, dict]:
+        """S141: ask a device of the caller's unit for a session with one of its apps."""
+        caller, _ = await self._caller(request)
+        body = read_json(request)
+        device_id = take_str(body, "device_id", DEVICE_ID)
+        app_id = take_str(body, "app_id", APP_ID)
+        no_more_fields(body)
+        try:
+            accepted = await self._broker.request_session(caller, device_id, app_id)
+        except SessionError as e:
+            raise ApiError(e.status, e.code, e.message, **e.extra) from None
+        except StoreBusy:
+            raise BUSY from None
+        return 202, {
+            "request_id": accepted.request_id,
+            "state": "pending",
+            "poll_url": f"/api/v1/sessions/{accepted.request_id}",
+            "approval_deadline_at": iso_from_us(accepted.approval_deadline_us),
+            "approval_deadline_us": accepted.approval_deadline_us,
+        }
+
+    async def poll_session(self, request: server.Request, request_id: str) -> tuple[int, dict]:
+        """S201/S202: where a request stands; the terminal token once, on approval."""
+        caller, _ = await self._caller(request)
+        if not is_valid(REQUEST_ID, request_id):
+            raise ApiError(404, "session-not-found", "no such session request")
+        try:
+            answer = await self._broker.poll(caller, request_id)
+        except SessionError as e:
+            raise ApiError(e.status, e.code, e.message, **e.extra) from None
+        except StoreBusy:
+            raise BUSY from None
+        for key in [k for k in answer if k.endswith("_us")]:
+            answer[key[:-3] + "_at"] = iso_from_us(answer[key])
+        return 200, answer
 
     async def healthz(self, request: server.Request) -> tuple[int, dict]:
         """Liveness: the process answers."""

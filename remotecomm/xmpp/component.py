@@ -1,17 +1,22 @@
-"""The manager's XMPP component (XEP-0114): which devices are online, and what they are.
+"""The manager's XMPP component (XEP-0114): devices' presence, their requests, our messages.
 
-:class:`DeviceDirectory` turns device presence and hellos into store
-updates.  On every (re)connect of the component it sends each registered
-device a directed presence (the "probe"): agents answer by announcing
-themselves again, and devices that stay silent for ``settle_time`` seconds
-are marked offline.  :func:`build_component` wires stream, handlers and
-connector together.
+- :class:`DeviceDirectory` turns presence into the online state, stores
+  hellos, and probes registered devices after every (re)connect (silent ones
+  are marked offline after ``settle_time``).
+- :class:`DeviceRequests` routes IQ requests in our namespace from device
+  accounts to the handler registered for the payload's name, and turns the
+  outcome into a result or an error reply (after the handler has committed).
+- :class:`DeviceMessenger` sends a payload to a device's current connection.
+
+:func:`build_component` wires them to one stream and one connector.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Awaitable, Callable
 
+from twisted.internet.defer import Deferred, ensureDeferred, fail
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.words.protocols.jabber import component as jabber_component
@@ -30,9 +35,12 @@ log = Logger()
 
 SETTLE_TIME = 10.0
 
+# handler(device_id, iq) -> awaitable; raises PayloadError to answer with an error.
+RequestHandler = Callable[[str, domish.Element], Awaitable[None]]
+
 
 class DeviceDirectory(subprotocols.XMPPHandler):
-    """Device presence and hellos → the store; probes after every (re)connect."""
+    """Device presence → the store; hellos → the store; probes after every (re)connect."""
 
     def __init__(self, store: Store, clock: IReactorTime, devices_domain: str,
                  component_jid: str, settle_time: float = SETTLE_TIME):
@@ -42,13 +50,16 @@ class DeviceDirectory(subprotocols.XMPPHandler):
         self._devices_domain = devices_domain
         self._component_jid = component_jid
         self._settle_time = settle_time
-        self._resources: dict[str, set[str]] = {}
+        self._resources: dict[str, list[str]] = {}
         self._settle_call = None
+
+    def full_jid(self, device_id: str) -> str | None:
+        """The device's most recently announced connection, if it is online."""
+        resources = self._resources.get(device_id)
+        return f"{device_id}@{self._devices_domain}/{resources[-1]}" if resources else None
 
     def connectionInitialized(self) -> None:
         self.xmlstream.addObserver("/presence", self._on_presence)
-        self.xmlstream.addObserver('/iq[@type="set"]', self._on_request)
-        self.xmlstream.addObserver('/iq[@type="get"]', self._on_request)
         self._resources = {}
         self._store.run(device_queries.active_device_ids).addCallback(self._probe).addErrback(
             lambda f: log.failure("probing devices failed", f))
@@ -57,6 +68,7 @@ class DeviceDirectory(subprotocols.XMPPHandler):
         if self._settle_call is not None and self._settle_call.active():
             self._settle_call.cancel()
         self._settle_call = None
+        self._resources = {}
 
     def _probe(self, device_ids: list[str]) -> None:
         started_us = now_us(self._clock)
@@ -87,12 +99,12 @@ class DeviceDirectory(subprotocols.XMPPHandler):
         update = parse_presence(presence, self._devices_domain)
         if update is None:
             return
-        resources = self._resources.setdefault(update.device_id, set())
+        resources = self._resources.setdefault(update.device_id, [])
         was_online = bool(resources)
+        if update.resource in resources:
+            resources.remove(update.resource)
         if update.available:
-            resources.add(update.resource)
-        else:
-            resources.discard(update.resource)
+            resources.append(update.resource)
         online = bool(resources)
         if not online:
             del self._resources[update.device_id]
@@ -110,54 +122,97 @@ class DeviceDirectory(subprotocols.XMPPHandler):
             lambda f: log.failure("recording presence of {device_id} failed", f,
                                   device_id=update.device_id))
 
+    async def handle_hello(self, device_id: str, iq: domish.Element) -> None:
+        """Store what the device says of itself."""
+        hello = parse_hello(iq)
+        known = await self._store.run(device_queries.record_hello, device_id,
+                                      hello.agent_version, hello.envelope_version,
+                                      list(hello.apps), now_us(self._clock))
+        if not known:
+            raise PayloadError("forbidden", "this device is not registered")
+        log.info("device {device_id} says hello: agent {agent_version}, envelope "
+                 "{envelope_version}, apps {apps}", device_id=device_id,
+                 agent_version=hello.agent_version, envelope_version=hello.envelope_version,
+                 apps=list(hello.apps))
+
+
+class DeviceRequests(subprotocols.XMPPHandler):
+    """Routes devices' IQ requests in our namespace to handlers, and answers them."""
+
+    def __init__(self, devices_domain: str):
+        super().__init__()
+        self._devices_domain = devices_domain
+        self._handlers: dict[str, RequestHandler] = {}
+
+    def register(self, name: str, handler: RequestHandler) -> None:
+        """Handle ``<name xmlns='urn:remotecomm:device:1'/>`` IQ sets with ``handler``."""
+        self._handlers[name] = handler
+
+    def connectionInitialized(self) -> None:
+        self.xmlstream.addObserver('/iq[@type="set"]', self._on_request)
+        self.xmlstream.addObserver('/iq[@type="get"]', self._on_request)
+
     def _on_request(self, iq: domish.Element) -> None:
         payload = next(iq.elements(), None)
         if payload is None or not (payload.uri or "").startswith(NS_DEVICE_PREFIX):
             return  # not ours: the fallback handler answers it
         iq.handled = True
         sender = device_id_of(iq.getAttribute("from"), self._devices_domain)
-        if sender is None:
-            reply_error(self.parent, iq, "forbidden", "only devices may send this")
-            return
         try:
+            if sender is None:
+                raise PayloadError("forbidden", "only devices may send this")
             name = request_payload(iq).name
-            if (name, iq["type"]) != ("hello", "set"):
+            handler = self._handlers.get(name) if iq["type"] == "set" else None
+            if handler is None:
                 raise PayloadError("feature-not-implemented", f"unknown request {name!r}")
-            hello = parse_hello(iq)
         except PayloadError as e:
-            log.warn("refused {payload} from {sender}: {reason}", payload=payload.name,
-                     sender=iq.getAttribute("from"), reason=e.text)
-            reply_error(self.parent, iq, e.condition, e.text)
+            self._refuse(iq, e)
             return
-        self._store_hello(iq, sender[0], hello)
+        d = ensureDeferred(handler(sender[0], iq))
+        d.addCallbacks(lambda _: reply_result(self.parent, iq), lambda f: self._failed(iq, f))
 
-    def _store_hello(self, iq: domish.Element, device_id: str, hello) -> None:
-        def stored(known: bool) -> None:
-            if not known:
-                reply_error(self.parent, iq, "forbidden", "this device is not registered")
-                return
-            log.info("device {device_id} says hello: agent {agent_version}, envelope "
-                     "{envelope_version}, apps {apps}", device_id=device_id,
-                     agent_version=hello.agent_version, envelope_version=hello.envelope_version,
-                     apps=list(hello.apps))
-            reply_result(self.parent, iq)
+    def _failed(self, iq: domish.Element, failure) -> None:
+        if failure.check(PayloadError):
+            self._refuse(iq, failure.value)
+            return
+        log.failure("handling {payload} from {sender} failed", failure,
+                    payload=next(iq.elements()).name, sender=iq.getAttribute("from"))
+        reply_error(self.parent, iq, "internal-server-error", "try again", kind="wait")
 
-        def failed(failure) -> None:
-            log.failure("storing hello of {device_id} failed", failure, device_id=device_id)
-            reply_error(self.parent, iq, "internal-server-error", "try again", kind="wait")
+    def _refuse(self, iq: domish.Element, error: PayloadError) -> None:
+        log.warn("refused a request from {sender}: {reason}", sender=iq.getAttribute("from"),
+                 reason=error.text)
+        reply_error(self.parent, iq, error.condition, error.text)
 
-        self._store.run(device_queries.record_hello, device_id, hello.agent_version,
-                        hello.envelope_version, list(hello.apps),
-                        now_us(self._clock)).addCallbacks(stored, failed)
+
+class DeviceMessenger:
+    """Sends payloads to a device's current connection, as IQ sets with a timeout."""
+
+    def __init__(self, stream: XmppStream, directory: DeviceDirectory):
+        self._stream = stream
+        self._directory = directory
+
+    def is_reachable(self, device_id: str) -> bool:
+        """Whether the device has a connection we know of."""
+        return self._stream.connected and self._directory.full_jid(device_id) is not None
+
+    def send(self, device_id: str, payload: domish.Element) -> Deferred:
+        """Send ``payload``; fires with the result IQ, fails if the device is unreachable."""
+        jid = self._directory.full_jid(device_id)
+        if jid is None:
+            return fail(NotConnected(f"device {device_id} is not connected"))
+        return self._stream.request_iq(jid, payload)
 
 
 @dataclass
 class Component:
-    """The wired component: its stream, its connector service and its device directory."""
+    """The wired component: stream, connector, and the handlers others plug into."""
 
     stream: XmppStream
     connector: XmppConnector
     directory: DeviceDirectory
+    requests: DeviceRequests
+    messenger: DeviceMessenger
 
 
 def build_component(clock: IReactorTime, endpoint, component_jid: str, secret: str,
@@ -167,6 +222,9 @@ def build_component(clock: IReactorTime, endpoint, component_jid: str, secret: s
     stream = XmppStream(factory, clock)
     directory = DeviceDirectory(store, clock, devices_domain, component_jid)
     directory.setHandlerParent(stream)
+    requests = DeviceRequests(devices_domain)
+    requests.register("hello", directory.handle_hello)
+    requests.setHandlerParent(stream)
     UnknownIqHandler().setHandlerParent(stream)
     connector = XmppConnector(clock, endpoint, factory, max_delay=2.0)
     factory.addBootstrap("//event/stream/authd", lambda _: connector.initialized())
@@ -180,4 +238,5 @@ def build_component(clock: IReactorTime, endpoint, component_jid: str, secret: s
             log.error("XMPP stream error from the server: {condition}", condition=condition)
 
     on_stream_error(factory, stream_error)
-    return Component(stream=stream, connector=connector, directory=directory)
+    return Component(stream=stream, connector=connector, directory=directory,
+                     requests=requests, messenger=DeviceMessenger(stream, directory))

@@ -142,3 +142,127 @@ def parse_presence(presence: domish.Element, devices_domain: str) -> PresenceUpd
     if sender is None:
         return None
     return PresenceUpdate(device_id=sender[0], resource=sender[1], available=kind is None)
+
+
+REQUEST_ID = r"[A-Za-z0-9_-]{16,64}"
+SESSION_ID = r"[A-Za-z0-9_-]{22,64}"
+_NAME = re.compile(r"[^\x00-\x1f\x7f]{1,200}")
+_INSTANT = re.compile(r"\d{1,19}")
+
+
+def _attribute(element: domish.Element, name: str, pattern: str | re.Pattern) -> str:
+    value = element.getAttribute(name)
+    matcher = pattern if isinstance(pattern, re.Pattern) else re.compile(pattern)
+    if value is None or not matcher.fullmatch(value):
+        raise PayloadError("bad-request", f"{element.name} needs a valid {name}")
+    return value
+
+
+@dataclass(frozen=True)
+class ApprovalRequest:
+    """S142: the manager asks the device's operator to approve a session."""
+
+    request_id: str
+    app_id: str
+    user_id: str
+    user_name: str
+    unit_id: str
+    unit_name: str
+    expires_at_us: int
+
+
+def build_approval_request(request: ApprovalRequest) -> domish.Element:
+    """The ``<approval-request/>`` payload."""
+    element = domish.Element((NS_DEVICE, "approval-request"))
+    element["request-id"] = request.request_id
+    element["app"] = request.app_id
+    element["user"] = request.user_id
+    element["user-name"] = request.user_name
+    element["unit"] = request.unit_id
+    element["unit-name"] = request.unit_name
+    element["expires-at-us"] = str(request.expires_at_us)
+    return element
+
+
+def parse_approval_request(iq: domish.Element) -> ApprovalRequest:
+    """Decode an approval request."""
+    element = _payload(iq, "approval-request")
+    return ApprovalRequest(
+        request_id=_attribute(element, "request-id", REQUEST_ID),
+        app_id=_attribute(element, "app", APP_ID),
+        user_id=_attribute(element, "user", _NAME),
+        user_name=_attribute(element, "user-name", _NAME),
+        unit_id=_attribute(element, "unit", _NAME),
+        unit_name=_attribute(element, "unit-name", _NAME),
+        expires_at_us=int(_attribute(element, "expires-at-us", _INSTANT)),
+    )
+
+
+@dataclass(frozen=True)
+class ApprovalDecision:
+    """S144: the device reports its operator's answer."""
+
+    request_id: str
+    approve: bool
+    operator: str
+    by_test_approver: bool
+
+
+def build_approval_decision(decision: ApprovalDecision) -> domish.Element:
+    """The ``<approval-decision/>`` payload."""
+    element = domish.Element((NS_DEVICE, "approval-decision"))
+    element["request-id"] = decision.request_id
+    element["answer"] = "yes" if decision.approve else "no"
+    element["operator"] = decision.operator
+    element["test-approver"] = "true" if decision.by_test_approver else "false"
+    return element
+
+
+def parse_approval_decision(iq: domish.Element) -> ApprovalDecision:
+    """Decode an approval decision."""
+    element = _payload(iq, "approval-decision")
+    answer = _attribute(element, "answer", r"yes|no")
+    test = element.getAttribute("test-approver", "false")
+    if test not in ("true", "false"):
+        raise PayloadError("bad-request", "test-approver must be true or false")
+    return ApprovalDecision(request_id=_attribute(element, "request-id", REQUEST_ID),
+                            approve=answer == "yes",
+                            operator=_attribute(element, "operator", _NAME),
+                            by_test_approver=test == "true")
+
+
+@dataclass(frozen=True)
+class SessionReady:
+    """S149: token, session ID and relay for the device side of an approved session."""
+
+    request_id: str
+    session_id: str
+    token: str
+    relay_url: str
+    app_id: str
+    join_deadline_us: int
+
+
+def build_session_ready(ready: SessionReady) -> domish.Element:
+    """The ``<session-ready/>`` payload."""
+    element = domish.Element((NS_DEVICE, "session-ready"))
+    element["request-id"] = ready.request_id
+    element["session-id"] = ready.session_id
+    element["token"] = ready.token
+    element["relay-url"] = ready.relay_url
+    element["app"] = ready.app_id
+    element["join-deadline-us"] = str(ready.join_deadline_us)
+    return element
+
+
+def parse_session_ready(iq: domish.Element) -> SessionReady:
+    """Decode a session-ready message."""
+    element = _payload(iq, "session-ready")
+    return SessionReady(
+        request_id=_attribute(element, "request-id", REQUEST_ID),
+        session_id=_attribute(element, "session-id", SESSION_ID),
+        token=_attribute(element, "token", r"[A-Za-z0-9_-]{43}"),
+        relay_url=_attribute(element, "relay-url", r"wss?://[^\s\"'<>]{1,250}"),
+        app_id=_attribute(element, "app", APP_ID),
+        join_deadline_us=int(_attribute(element, "join-deadline-us", _INSTANT)),
+    )

@@ -11,16 +11,16 @@ for tests and the demo.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from twisted.internet import defer, protocol, task
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.logger import Logger
+
+from remotecomm.unix_sockets import fitting_socket_path
 
 log = Logger()
 
@@ -53,17 +53,9 @@ class ProsodySettings:
         return self.data_dir / "prosody.cfg.lua"
 
 
-# Unix socket paths are limited to 108 bytes; keep a margin.
-_MAX_SOCKET_PATH = 100
-
-
 def admin_socket_path(data_dir: Path) -> Path:
     """Where Prosody's admin shell socket lives (a short private folder if the data path is long)."""
-    path = data_dir / "data" / "prosody.sock"
-    if len(str(path)) <= _MAX_SOCKET_PATH:
-        return path
-    digest = hashlib.sha256(str(data_dir).encode()).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / f"remotecomm-prosody-{digest}" / "admin.sock"
+    return fitting_socket_path(data_dir / "data" / "prosody.sock", "prosody")
 
 
 def _lua_string(value: str) -> str:

@@ -37,12 +37,16 @@ class DeviceConfigTests(SynchronousTestCase):
         """What `remotecomm admin add-device` writes loads, with an empty app list."""
         path = self.write(render_agent_config("mfp-7", "tcp:xmpp.example.com:5222",
                                               "devices.example.com", "p" * 32, "ca.pem",
-                                              ["rms.example.com"]))
+                                              ["rms.example.com"], "s" * 32))
         config = load_device_config(path)
         self.assertEqual((config.device_id, config.xmpp.server, config.xmpp.components,
                           config.apps),
                          ("mfp-7", "tcp:xmpp.example.com:5222", ("rms.example.com",), {}))
         self.assertEqual(config.xmpp.ca_certificate, path.parent.absolute() / "ca.pem")
+        self.assertEqual(config.panel.secret, "s" * 32)
+        self.assertEqual(config.panel.socket.name, "panel.sock")
+        self.assertLessEqual(len(str(config.panel.socket)), 100)
+        self.assertIsNone(config.test_approver)
 
     def test_device_id_is_required(self):
         """Without a device ID the agent cannot say who it is."""
@@ -75,6 +79,18 @@ class DeviceConfigTests(SynchronousTestCase):
             "[apps]\nweb-server = 'http://127.0.0.1:8080'\nremote-panel = 'http://[::1]:81/p'\n"))
         self.assertEqual(config.apps, {"web-server": "http://127.0.0.1:8080",
                                        "remote-panel": "http://[::1]:81/p"})
+
+    def test_test_approver_is_an_explicit_option(self):
+        """The test approver exists only when the config names it."""
+        config = load_device_config(self.write(
+            "[device]\ndevice_id = 'mfp-1'\n" + XMPP + "[approval]\ntest_approver = 'bench'\n"))
+        self.assertEqual(config.test_approver, "bench")
+
+    def test_short_panel_secret_is_refused(self):
+        """The panel secret must be long enough to mean something."""
+        with self.assertRaises(ConfigError):
+            load_device_config(self.write("[device]\ndevice_id = 'mfp-1'\n" + XMPP +
+                                          "[panel]\nsecret = 'short'\n"))
 
     def test_bad_apps_are_refused(self):
         """Invalid app IDs and URLs are errors."""

@@ -12,7 +12,7 @@ from remotecomm.store.devices import insert_device, revoke_device
 from remotecomm.store.schema import devices
 from remotecomm.testing.fakes import migrated_inline_store
 from remotecomm.testing.xmpp import PipeConnection
-from remotecomm.xmpp.component import DeviceDirectory, build_component
+from remotecomm.xmpp.component import DeviceDirectory, DeviceRequests, build_component
 from remotecomm.xmpp.payloads import NS_DEVICE
 from remotecomm.xmpp.stream import UnknownIqHandler, XmppStream
 
@@ -38,6 +38,9 @@ class DirectoryTests(SynchronousTestCase):
         self.directory = DeviceDirectory(self.store, self.clock, DOMAIN, COMPONENT,
                                          settle_time=10)
         self.directory.setHandlerParent(self.stream)
+        requests = DeviceRequests(DOMAIN)
+        requests.register("hello", self.directory.handle_hello)
+        requests.setHandlerParent(self.stream)
         UnknownIqHandler().setHandlerParent(self.stream)
         self.connection = PipeConnection(self.stream).connect()
 

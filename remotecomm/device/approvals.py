@@ -1,0 +1,208 @@
+"""Approvals on the device (S142–S144, S149): the agent's part.
+
+The manager's approval request arrives over XMPP and is acknowledged at
+once; the agent keeps it pending until its panel (over the local channel)
+reports the operator's YES or NO, records the answer in the device's
+history, and reports it to the manager as a separate request.  A repeated
+request ID is the same request: answered again, never asked twice.  A test
+approver (an explicit config option) answers YES at once, marked as such.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Callable
+
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import deferLater
+from twisted.logger import Logger
+from twisted.words.protocols.jabber import error
+from twisted.words.protocols.jabber.xmlstream import TimeoutError
+from twisted.words.xish import domish
+
+from remotecomm.clock import now_us, seconds_to_us
+from remotecomm.device.history import History
+from remotecomm.xmpp.compat import subprotocols
+from remotecomm.xmpp.payloads import (ApprovalDecision, ApprovalRequest, PayloadError,
+                                      SessionReady, build_approval_decision,
+                                      parse_approval_request, parse_session_ready,
+                                      request_payload)
+from remotecomm.xmpp.stream import NotConnected, reply_error, reply_result
+
+log = Logger()
+
+MAX_PENDING = 32
+# A request the manager never resolved is forgotten after this long (the manager's own
+# deadline, usually 2 minutes, decides; this only bounds memory).
+FORGET_AFTER = 600.0
+SEND_ATTEMPTS = 5
+SEND_RETRY_DELAY = 2.0
+
+
+class ApprovalError(Exception):
+    """A panel answer that cannot be taken: ``code`` says why (unknown, decided, expired)."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class Pending:
+    """One approval request as the device holds it."""
+
+    request: ApprovalRequest
+    component: str
+    received_us: int
+    decision: ApprovalDecision | None = None
+
+
+class Approvals:
+    """Pending approval requests, the operator's answers, and the device's history of them."""
+
+    def __init__(self, clock: IReactorTime, history: History, apps: set[str],
+                 send_decision: Callable[[str, ApprovalDecision], Deferred],
+                 test_approver: str | None = None):
+        self._clock = clock
+        self._history = history
+        self._apps = apps
+        self._send_decision = send_decision
+        self._test_approver = test_approver
+        self._requests: OrderedDict[str, Pending] = OrderedDict()
+        self.sessions: dict[str, SessionReady] = {}
+
+    def _forget_old(self) -> None:
+        horizon = now_us(self._clock) - seconds_to_us(FORGET_AFTER)
+        for request_id, pending in list(self._requests.items()):
+            if pending.received_us < horizon:
+                del self._requests[request_id]
+
+    def on_request(self, component: str, request: ApprovalRequest) -> None:
+        """S142 arrived: keep it for the panel (or let the test approver answer)."""
+        self._forget_old()
+        if request.request_id in self._requests:
+            return  # the same request again (manager fail-over): already being handled
+        if request.app_id not in self._apps:
+            raise PayloadError("item-not-found", f"this device has no app {request.app_id!r}")
+        if sum(1 for p in self._requests.values() if p.decision is None) >= MAX_PENDING:
+            raise PayloadError("resource-constraint", "too many approvals are waiting")
+        self._history.append("approval-requested", now_us(self._clock),
+                             request_id=request.request_id, app_id=request.app_id,
+                             user_id=request.user_id, user_name=request.user_name,
+                             unit_id=request.unit_id, unit_name=request.unit_name)
+        self._requests[request.request_id] = Pending(request, component, now_us(self._clock))
+        log.info("approval requested: {user_name} ({unit_name}) for {app_id}, request "
+                 "{request_id}", user_name=request.user_name, unit_name=request.unit_name,
+                 app_id=request.app_id, request_id=request.request_id)
+        if self._test_approver is not None:
+            self._clock.callLater(0, self.decide, request.request_id, True,
+                                  self._test_approver, True)
+
+    def pending(self) -> list[ApprovalRequest]:
+        """Requests waiting for the operator, oldest first."""
+        self._forget_old()
+        return [p.request for p in self._requests.values() if p.decision is None
+                and p.request.expires_at_us > now_us(self._clock)]
+
+    def decide(self, request_id: str, approve: bool, operator: str,
+               by_test_approver: bool = False) -> ApprovalDecision:
+        """S143/S144: the operator answered; record it, then tell the manager."""
+        pending = self._requests.get(request_id)
+        if pending is None:
+            raise ApprovalError("unknown-request", "no such approval request")
+        if pending.decision is not None:
+            raise ApprovalError("already-decided", "this request was already answered")
+        if pending.request.expires_at_us <= now_us(self._clock):
+            raise ApprovalError("expired", "this request has expired")
+        decision = ApprovalDecision(request_id=request_id, approve=approve, operator=operator,
+                                    by_test_approver=by_test_approver)
+        self._history.append("approval-decided", now_us(self._clock), request_id=request_id,
+                             answer="yes" if approve else "no", operator=operator,
+                             test_approver=by_test_approver, app_id=pending.request.app_id,
+                             user_id=pending.request.user_id)
+        pending.decision = decision
+        log.info("operator {operator} answered {answer} to request {request_id}{test}",
+                 operator=operator, answer="yes" if approve else "no", request_id=request_id,
+                 test=" (TEST APPROVER)" if by_test_approver else "")
+        self._send_decision(pending.component, decision)
+        return decision
+
+    def on_session_ready(self, component: str, ready: SessionReady) -> None:
+        """S149: token and session ID for an approved request."""
+        pending = self._requests.get(ready.request_id)
+        if pending is None or pending.decision is None or not pending.decision.approve:
+            raise PayloadError("item-not-found", "no approved request with this ID")
+        if ready.request_id not in self.sessions:
+            self._history.append("session-ready", now_us(self._clock),
+                                 request_id=ready.request_id, session_id=ready.session_id,
+                                 app_id=ready.app_id, relay_url=ready.relay_url)
+        self.sessions[ready.request_id] = ready
+        log.info("session {session_id} ready for request {request_id}: relay {relay_url}",
+                 session_id=ready.session_id, request_id=ready.request_id,
+                 relay_url=ready.relay_url)
+
+
+class ManagerRequests(subprotocols.XMPPHandler):
+    """The manager's requests to this device, accepted only from its configured components."""
+
+    def __init__(self, approvals: Approvals, is_component: Callable[[str | None], str | None]):
+        super().__init__()
+        self._approvals = approvals
+        self._is_component = is_component
+
+    def connectionInitialized(self) -> None:
+        self.xmlstream.addObserver('/iq[@type="set"]', self._on_request)
+
+    def _on_request(self, iq: domish.Element) -> None:
+        payload = next(iq.elements(), None)
+        if payload is None or not (payload.uri or "").startswith("urn:remotecomm:device:"):
+            return
+        iq.handled = True
+        component = self._is_component(iq.getAttribute("from"))
+        try:
+            if component is None:
+                raise PayloadError("forbidden", "requests are accepted from the manager only")
+            name = request_payload(iq).name
+            if name == "approval-request":
+                self._approvals.on_request(component, parse_approval_request(iq))
+            elif name == "session-ready":
+                self._approvals.on_session_ready(component, parse_session_ready(iq))
+            else:
+                raise PayloadError("feature-not-implemented", f"unknown request {name!r}")
+        except PayloadError as e:
+            log.warn("refused {payload} from {sender}: {reason}", payload=payload.name,
+                     sender=iq.getAttribute("from"), reason=e.text)
+            reply_error(self.parent, iq, e.condition, e.text)
+            return
+        reply_result(self.parent, iq)
+
+
+def decision_sender(stream, clock: IReactorTime) -> Callable[[str, ApprovalDecision], Deferred]:
+    """Sends decisions to the manager, retrying on ``wait`` errors and timeouts."""
+    async def send(component: str, decision: ApprovalDecision) -> None:
+        for attempt in range(1, SEND_ATTEMPTS + 1):
+            try:
+                await stream.request_iq(component, build_approval_decision(decision))
+                return
+            except error.StanzaError as e:
+                if e.type != "wait":
+                    log.error("the manager refused the answer to {request_id}: {condition} "
+                              "{text}", request_id=decision.request_id, condition=e.condition,
+                              text=e.text or "")
+                    return
+            except (TimeoutError, NotConnected):
+                pass
+            log.info("answer to {request_id} not delivered (attempt {attempt}); retrying",
+                     request_id=decision.request_id, attempt=attempt)
+            await deferLater(clock, SEND_RETRY_DELAY, lambda: None)
+        log.error("the answer to {request_id} could not be delivered",
+                  request_id=decision.request_id)
+
+    def start(component: str, decision: ApprovalDecision) -> Deferred:
+        return ensureDeferred(send(component, decision))
+
+    return start
+

@@ -1,0 +1,71 @@
+"""The authenticated local channel between the agent and the device's panel.
+
+HTTP with JSON on a Unix socket (mode 0600) in the agent's data folder,
+and a shared secret in both configs sent as ``X-Panel-Secret``.  The agent
+takes operators' answers from nowhere else.
+
+``GET /v1/approvals``
+    ``{"approvals": [{request_id, app_id, user_id, user_name, unit_id,
+    unit_name, expires_at_us}]}`` — the requests waiting for the operator.
+``POST /v1/approvals/{request_id}``
+    ``{"answer": "yes" | "no", "operator": "<who pressed it>"}`` → ``200
+    {"status": "sent"}``; ``404 unknown-request``, ``409 already-decided``,
+    ``410 expired``; ``401 unauthenticated`` without the right secret.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+
+from twisted.web import server
+
+from remotecomm.device.approvals import ApprovalError, Approvals
+from remotecomm.web.json_api import ApiError, Route, Router, no_more_fields, read_json, take_str
+from remotecomm.xmpp.payloads import REQUEST_ID
+
+SECRET_HEADER = b"x-panel-secret"
+_STATUS = {"unknown-request": 404, "already-decided": 409, "expired": 410}
+
+
+class PanelChannel:
+    """The agent's side of the panel channel."""
+
+    def __init__(self, approvals: Approvals, secret: str):
+        self._approvals = approvals
+        self._secret = secret.encode("utf-8")
+
+    def resource(self) -> Router:
+        """The twisted.web resource to serve on the Unix socket."""
+        return Router([
+            Route("/v1/approvals", get=self.list_approvals),
+            Route("/v1/approvals/{request_id}", post=self.answer),
+        ])
+
+    def _authenticate(self, request: server.Request) -> None:
+        given = request.getHeader(SECRET_HEADER) or b""
+        if not hmac.compare_digest(given, self._secret):
+            raise ApiError(401, "unauthenticated", "the panel secret is missing or wrong")
+
+    async def list_approvals(self, request: server.Request) -> tuple[int, dict]:
+        """The approval requests waiting for the operator."""
+        self._authenticate(request)
+        return 200, {"approvals": [{
+            "request_id": r.request_id, "app_id": r.app_id, "user_id": r.user_id,
+            "user_name": r.user_name, "unit_id": r.unit_id, "unit_name": r.unit_name,
+            "expires_at_us": r.expires_at_us} for r in self._approvals.pending()]}
+
+    async def answer(self, request: server.Request, request_id: str) -> tuple[int, dict]:
+        """The operator's YES or NO."""
+        self._authenticate(request)
+        body = read_json(request)
+        answer = take_str(body, "answer", r"yes|no")
+        operator = take_str(body, "operator", r"[^\x00-\x1f\x7f]{1,200}")
+        no_more_fields(body)
+        if not re.fullmatch(REQUEST_ID, request_id):
+            raise ApiError(404, "unknown-request", "no such approval request")
+        try:
+            self._approvals.decide(request_id, answer == "yes", operator)
+        except ApprovalError as e:
+            raise ApiError(_STATUS[e.code], e.code, e.message) from None
+        return 200, {"status": "sent"}

@@ -1,0 +1,1 @@
+"""The relay: placement of sessions on relay nodes (and, next, pairing and forwarding)."""

@@ -1,0 +1,1 @@
+"""Remote sessions on the manager: the lifecycle, tokens, timers, and the broker."""

@@ -1,0 +1,159 @@
+"""The session lifecycle as a pure state machine: no reactor, no I/O, time passed in.
+
+States (``docs/protocol.md`` shows the diagram)::
+
+    pending ──YES──▶ allocating ──relay gave an ID──▶ approved ──(relay: joined)──▶ …
+       │  └──NO──▶ ended(refused)      └──relay failed──▶ ended(error)
+       └──approval deadline──▶ ended(approval-timeout)
+    approved ──join deadline──▶ ended(expired)
+    any non-ended ──device unreachable──▶ ended(device-offline)
+
+Each function takes a :class:`Session` and the current time and returns the
+next one, or raises :class:`InvalidTransition`.  Deadlines are absolute
+instants (UTC epoch microseconds) so that a restarted manager re-arms them
+from the store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+PENDING = "pending"
+ALLOCATING = "allocating"
+APPROVED = "approved"
+ENDED = "ended"
+OPEN_STATES = (PENDING, ALLOCATING, APPROVED)
+
+# End reasons: the fixed list of DECISIONS.md.
+END_REASONS = ("normal", "refused", "approval-timeout", "expired", "dropped-device",
+               "dropped-terminal", "idle-timeout", "max-lifetime", "heartbeat-timeout",
+               "revoked", "device-offline", "shutdown", "relay-restart", "relay-lost", "error")
+
+MAX_LIFETIME_CEILING_US = 12 * 3600 * 1_000_000
+
+
+class InvalidTransition(Exception):
+    """The event does not apply to the session in its current state."""
+
+
+@dataclass(frozen=True)
+class SessionPolicy:
+    """The timing rules of sessions (from ``[sessions]``), in microseconds."""
+
+    approval_timeout_us: int
+    join_window_us: int
+    max_lifetime_us: int
+    idle_timeout_us: int
+
+    def __post_init__(self) -> None:
+        if not 0 < self.max_lifetime_us <= MAX_LIFETIME_CEILING_US:
+            raise ValueError("the maximum lifetime must be positive and at most 12 h")
+
+
+@dataclass(frozen=True)
+class Session:
+    """What the state machine needs of a session row."""
+
+    request_id: str
+    state: str
+    requested_us: int
+    approval_deadline_us: int | None = None
+    decided_us: int | None = None
+    approver: str | None = None
+    approved_by_test_approver: bool = False
+    join_deadline_us: int | None = None
+    lifetime_deadline_us: int | None = None
+    idle_timeout_us: int | None = None
+    ended_us: int | None = None
+    end_reason: str | None = None
+    end_detail: str | None = None
+
+    @property
+    def is_open(self) -> bool:
+        """Not ended yet."""
+        return self.state in OPEN_STATES
+
+    def next_deadline_us(self) -> int | None:
+        """The instant at which a timer must fire for this session, if any."""
+        if self.state == PENDING:
+            return self.approval_deadline_us
+        if self.state == APPROVED:
+            return self.join_deadline_us
+        return None
+
+
+def request(request_id: str, now_us: int, policy: SessionPolicy) -> Session:
+    """S141/S142: a new request, waiting for the operator's answer."""
+    return Session(request_id=request_id, state=PENDING, requested_us=now_us,
+                   approval_deadline_us=now_us + policy.approval_timeout_us)
+
+
+def _require(session: Session, *states: str) -> None:
+    if session.state not in states:
+        raise InvalidTransition(f"session {session.request_id} is {session.state}, "
+                                f"not {' or '.join(states)}")
+
+
+def end(session: Session, reason: str, now_us: int, detail: str | None = None) -> Session:
+    """End an open session for ``reason`` (one of :data:`END_REASONS`)."""
+    if reason not in END_REASONS:
+        raise ValueError(f"unknown end reason {reason!r}")
+    _require(session, *OPEN_STATES)
+    return replace(session, state=ENDED, ended_us=now_us, end_reason=reason, end_detail=detail)
+
+
+def decide(session: Session, approve: bool, operator: str, by_test_approver: bool,
+           now_us: int, allow_test_approver: bool) -> Session:
+    """S144: the operator's answer arrived from the device.
+
+    An answer in time moves to ``allocating`` (YES) or ends ``refused`` (NO).
+    An answer by a test approver is refused unless the manager allows it.
+    An answer after the approval deadline is too late, whatever it says.
+    """
+    _require(session, PENDING)
+    if now_us >= session.approval_deadline_us:
+        return end(session, "approval-timeout", now_us, "the answer came after the deadline")
+    decided = replace(session, decided_us=now_us, approver=operator,
+                      approved_by_test_approver=by_test_approver)
+    if by_test_approver and not allow_test_approver:
+        return end(decided, "refused", now_us, "test-approver-not-allowed")
+    if not approve:
+        return end(decided, "refused", now_us)
+    return replace(decided, state=ALLOCATING)
+
+
+def allocated(session: Session, now_us: int, policy: SessionPolicy) -> Session:
+    """S147/S148: the relay gave a session ID; the join window and the lifetime start."""
+    _require(session, ALLOCATING)
+    return replace(session, state=APPROVED, join_deadline_us=now_us + policy.join_window_us,
+                   lifetime_deadline_us=now_us + policy.max_lifetime_us,
+                   idle_timeout_us=policy.idle_timeout_us)
+
+
+def deadline_passed(session: Session, now_us: int) -> Session:
+    """A timer fired: end the session if its deadline has really passed, else keep it."""
+    deadline = session.next_deadline_us()
+    if deadline is None or now_us < deadline:
+        return session
+    reason = "approval-timeout" if session.state == PENDING else "expired"
+    return end(session, reason, now_us)
+
+
+def restarted(session: Session, now_us: int) -> Session:
+    """The manager restarted: an interrupted allocation cannot be resumed safely."""
+    if session.state == ALLOCATING:
+        return end(session, "error", now_us, "the manager restarted while asking the relay")
+    return deadline_passed(session, now_us)
+
+
+def outcome(session: Session) -> str:
+    """What a terminal polling the session is told: pending, approved, or why it ended."""
+    if session.state in (PENDING, ALLOCATING):
+        return "pending"
+    if session.state == APPROVED:
+        return "approved"
+    if session.end_reason == "refused":
+        return "refused"
+    if session.end_reason in ("approval-timeout", "expired", "device-offline"):
+        return session.end_reason
+    return "failed"

@@ -1,0 +1,69 @@
+"""The panel's client of the device agent's local channel (HTTP on a Unix socket)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import treq
+from twisted.internet.endpoints import UNIXClientEndpoint
+from twisted.web.client import Agent, HTTPConnectionPool
+
+TIMEOUT = 5.0
+
+
+class AgentUnavailable(Exception):
+    """The agent did not answer (not running, or the socket is missing)."""
+
+
+class AgentRefused(Exception):
+    """The agent refused the call; ``code`` and ``status`` say why."""
+
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class AgentChannelClient:
+    """Lists approval requests and reports answers to the agent."""
+
+    def __init__(self, reactor, socket: Path, secret: str):
+        pool = HTTPConnectionPool(reactor, persistent=False)
+        agent = Agent.usingEndpointFactory(reactor, _UnixEndpoints(reactor, socket), pool=pool)
+        self._http = treq.client.HTTPClient(agent)
+        self._headers = {"X-Panel-Secret": secret, "Content-Type": "application/json"}
+
+    async def _call(self, method: str, path: str, body: dict | None = None) -> dict:
+        try:
+            response = await self._http.request(
+                method, "http://agent" + path, headers=self._headers, timeout=TIMEOUT,
+                data=json.dumps(body).encode() if body is not None else None)
+            answer = json.loads(await response.content())
+        except Exception as e:
+            raise AgentUnavailable(str(e) or type(e).__name__) from None
+        if response.code >= 400:
+            raise AgentRefused(response.code, answer.get("code", "error"),
+                               answer.get("message", "refused"))
+        return answer
+
+    async def approvals(self) -> list[dict]:
+        """The approval requests waiting for an operator."""
+        return (await self._call("GET", "/v1/approvals"))["approvals"]
+
+    async def answer(self, request_id: str, approve: bool, operator: str) -> None:
+        """Report the operator's YES or NO."""
+        await self._call("POST", f"/v1/approvals/{request_id}",
+                         {"answer": "yes" if approve else "no", "operator": operator})
+
+
+class _UnixEndpoints:
+    """Every URL goes to the agent's socket."""
+
+    def __init__(self, reactor, socket: Path):
+        self._reactor = reactor
+        self._socket = str(socket)
+
+    def endpointForURI(self, uri):
+        return UNIXClientEndpoint(self._reactor, self._socket, timeout=TIMEOUT)

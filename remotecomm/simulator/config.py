@@ -1,0 +1,81 @@
+"""The simulated MFP's configuration (``etc/mfp-simulator.toml``)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from remotecomm.config import ConfigError, ConfigFile, is_loopback_endpoint
+from remotecomm.unix_sockets import MAX_SOCKET_PATH
+
+OPERATOR = r"[a-z0-9][a-z0-9._-]{0,63}"
+
+
+@dataclass(frozen=True)
+class SimulatorConfig:
+    """What the simulated device runs with."""
+
+    config_path: Path
+    device_name: str
+    model: str
+    panel_listen: str
+    agent_socket: Path
+    agent_secret: str
+    operators: dict[str, str]
+
+
+def load_simulator_config(path: str | Path) -> SimulatorConfig:
+    """Read and validate a simulator config; raise ``ConfigError`` on any problem."""
+    config = ConfigFile.load(path)
+    device = config.section("device")
+    name = device.get_str("name", "Simulated MFP", pattern=r"[^\x00-\x1f]{1,100}")
+    model = device.get_str("model", "MFP 9000", pattern=r"[^\x00-\x1f]{1,100}")
+    device.finish()
+
+    panel = config.section("panel")
+    listen = panel.get_server_endpoint("listen", "tcp:8180:interface=127.0.0.1")
+    if not is_loopback_endpoint(listen):
+        raise ConfigError(f"{config.path}: [panel] listen must bind 127.0.0.1: the panel "
+                          f"belongs to the device's own screen")
+    socket = panel.get_path("agent_socket", required=True)
+    if len(str(socket)) > MAX_SOCKET_PATH:
+        raise ConfigError(f"{config.path}: [panel] agent_socket path is too long")
+    secret = panel.get_str("agent_secret", required=True, pattern=r"\S{16,256}")
+    panel.finish()
+
+    operators_section = config.section("operators")
+    operators = {}
+    for operator in operators_section.keys():
+        if not re.fullmatch(OPERATOR, operator):
+            raise ConfigError(f"{config.path}: [operators] {operator!r} is not a valid name")
+        operators[operator] = operators_section.get_str(operator, required=True,
+                                                        pattern=r"\$argon2id\$\S+")
+    operators_section.finish()
+    if not operators:
+        raise ConfigError(f"{config.path}: [operators] names nobody who may log in")
+    config.finish()
+    return SimulatorConfig(config_path=config.path, device_name=name, model=model,
+                           panel_listen=listen, agent_socket=socket, agent_secret=secret,
+                           operators=operators)
+
+
+def render_simulator_config(name: str, model: str, panel_port: int, agent_socket: Path,
+                            agent_secret: str, operators: dict[str, str]) -> str:
+    """A simulator config for a device whose agent config is known (tests, demo)."""
+    operator_lines = "\n".join(f'{op} = "{password_hash}"'
+                               for op, password_hash in operators.items())
+    return f"""# twistd mfp-simulator --config mfp-simulator.toml
+[device]
+name = "{name}"
+model = "{model}"
+
+[panel]
+listen = "tcp:{panel_port}:interface=127.0.0.1"
+agent_socket = "{agent_socket}"
+agent_secret = "{agent_secret}"
+
+[operators]
+# operator = argon2id hash of the operator's panel password
+{operator_lines}
+"""

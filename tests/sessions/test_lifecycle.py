@@ -1,0 +1,115 @@
+"""Tests for remotecomm.sessions.lifecycle: every path and timeout."""
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from remotecomm.sessions import lifecycle as lc
+
+S = 1_000_000
+POLICY = lc.SessionPolicy(approval_timeout_us=120 * S, join_window_us=120 * S,
+                          max_lifetime_us=8 * 3600 * S, idle_timeout_us=900 * S)
+
+
+def pending(at=0):
+    return lc.request("r-1", at, POLICY)
+
+
+class LifecycleTests(SynchronousTestCase):
+    """Each event moves a session only where the rules allow."""
+
+    def test_request_is_pending_with_an_approval_deadline(self):
+        """S141: a new request waits for the operator, for 120 s."""
+        session = pending(at=10 * S)
+        self.assertEqual((session.state, session.approval_deadline_us), (lc.PENDING, 130 * S))
+        self.assertEqual(session.next_deadline_us(), 130 * S)
+        self.assertEqual(lc.outcome(session), "pending")
+
+    def test_yes_then_allocation_approves(self):
+        """S144 YES then S147: approved, with join window and lifetime from that moment."""
+        session = lc.decide(pending(), True, "op", False, 5 * S, allow_test_approver=False)
+        self.assertEqual((session.state, session.approver, session.decided_us),
+                         (lc.ALLOCATING, "op", 5 * S))
+        self.assertEqual(lc.outcome(session), "pending")
+        session = lc.allocated(session, 6 * S, POLICY)
+        self.assertEqual(session.state, lc.APPROVED)
+        self.assertEqual(session.join_deadline_us, 126 * S)
+        self.assertEqual(session.lifetime_deadline_us, 6 * S + 8 * 3600 * S)
+        self.assertEqual(session.idle_timeout_us, 900 * S)
+        self.assertEqual(lc.outcome(session), "approved")
+
+    def test_no_ends_refused_with_the_operator(self):
+        """S144 NO: refused, naming who refused; no token, no session ID."""
+        session = lc.decide(pending(), False, "op", False, 5 * S, allow_test_approver=False)
+        self.assertEqual((session.state, session.end_reason, session.approver, session.ended_us),
+                         (lc.ENDED, "refused", "op", 5 * S))
+        self.assertEqual(lc.outcome(session), "refused")
+
+    def test_no_answer_in_time_is_no(self):
+        """The approval deadline ends a pending session as approval-timeout."""
+        session = pending()
+        self.assertIs(lc.deadline_passed(session, 119 * S), session)
+        ended = lc.deadline_passed(session, 120 * S)
+        self.assertEqual((ended.state, ended.end_reason), (lc.ENDED, "approval-timeout"))
+        self.assertEqual(lc.outcome(ended), "approval-timeout")
+
+    def test_late_answer_is_a_timeout_even_if_yes(self):
+        """A YES after the deadline does not approve (fail closed)."""
+        session = lc.decide(pending(), True, "op", False, 120 * S, allow_test_approver=False)
+        self.assertEqual(session.end_reason, "approval-timeout")
+
+    def test_test_approver_refused_unless_allowed(self):
+        """A test approver's YES is refused by a manager that does not allow it."""
+        refused = lc.decide(pending(), True, "test", True, 1 * S, allow_test_approver=False)
+        self.assertEqual((refused.end_reason, refused.end_detail, refused.approved_by_test_approver),
+                         ("refused", "test-approver-not-allowed", True))
+        allowed = lc.decide(pending(), True, "test", True, 1 * S, allow_test_approver=True)
+        self.assertEqual((allowed.state, allowed.approved_by_test_approver), (lc.ALLOCATING, True))
+
+    def test_unjoined_session_expires(self):
+        """Approved but not joined within the join window: expired."""
+        session = lc.allocated(lc.decide(pending(), True, "op", False, 0, False), 0, POLICY)
+        self.assertIs(lc.deadline_passed(session, 119 * S), session)
+        ended = lc.deadline_passed(session, 120 * S)
+        self.assertEqual((ended.end_reason, lc.outcome(ended)), ("expired", "expired"))
+
+    def test_device_offline_and_errors(self):
+        """Any open session can end for device-offline or error."""
+        offline = lc.end(pending(), "device-offline", 1 * S)
+        self.assertEqual(lc.outcome(offline), "device-offline")
+        allocating = lc.decide(pending(), True, "op", False, 0, False)
+        self.assertEqual(lc.outcome(lc.end(allocating, "error", 1 * S)), "failed")
+
+    def test_ended_sessions_do_not_move(self):
+        """Nothing reopens an ended session."""
+        ended = lc.end(pending(), "refused", 1 * S)
+        for event in (lambda s: lc.decide(s, True, "op", False, 2 * S, False),
+                      lambda s: lc.allocated(s, 2 * S, POLICY),
+                      lambda s: lc.end(s, "error", 2 * S)):
+            with self.assertRaises(lc.InvalidTransition):
+                event(ended)
+        self.assertIs(lc.deadline_passed(ended, 10**12), ended)
+        self.assertIsNone(ended.next_deadline_us())
+
+    def test_wrong_state_events_are_refused(self):
+        """A second answer, or an allocation without a YES, is invalid."""
+        allocating = lc.decide(pending(), True, "op", False, 0, False)
+        with self.assertRaises(lc.InvalidTransition):
+            lc.decide(allocating, False, "op", False, 1, False)
+        with self.assertRaises(lc.InvalidTransition):
+            lc.allocated(pending(), 0, POLICY)
+
+    def test_unknown_end_reason_is_a_bug(self):
+        """End reasons come from the fixed list."""
+        with self.assertRaises(ValueError):
+            lc.end(pending(), "bored", 0)
+
+    def test_restart_rearms_or_ends(self):
+        """After a restart: an interrupted allocation is an error; deadlines still hold."""
+        allocating = lc.decide(pending(), True, "op", False, 0, False)
+        self.assertEqual(lc.restarted(allocating, 1 * S).end_reason, "error")
+        self.assertEqual(lc.restarted(pending(), 50 * S).state, lc.PENDING)
+        self.assertEqual(lc.restarted(pending(), 200 * S).end_reason, "approval-timeout")
+
+    def test_lifetime_is_capped_at_twelve_hours(self):
+        """No configuration can make a session live longer than 12 h."""
+        with self.assertRaises(ValueError):
+            lc.SessionPolicy(1, 1, 13 * 3600 * S, 1)
