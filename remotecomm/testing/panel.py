@@ -15,10 +15,10 @@ _REQUEST = re.compile(r'data-request-id="([^"]+)"')
 class PanelUser:
     """One browser at the panel: keeps its cookie, reads CSRF tokens from the pages."""
 
-    def __init__(self, reactor, url: str):
+    def __init__(self, reactor, url: str, http=None):
         self._reactor = reactor
         self.url = url.rstrip("/")
-        self._http = http_client(reactor)
+        self._http = http if http is not None else http_client(reactor)
         self.cookie: str | None = None
 
     def _headers(self) -> dict:

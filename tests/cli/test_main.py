@@ -34,6 +34,12 @@ class ArgumentTests(SynchronousTestCase):
             self.assertEqual(code, 2, argv)
             self.assertIn("is not a valid", message)
 
+    def test_open_checks_device_and_app_ids(self):
+        """`remotecomm open` refuses malformed IDs before calling the server."""
+        for argv in (["open", "MFP", "web-server"], ["open", "mfp-1", "Web Server"],
+                     ["open", "mfp-1"]):
+            self.assertEqual(self.exit_code(argv)[0], 2, argv)
+
     def test_unknown_role_is_refused(self):
         """Roles are a fixed list."""
         self.assertEqual(self.exit_code(["admin", "add-user", "bob", "--unit", "acme",

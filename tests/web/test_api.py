@@ -332,3 +332,69 @@ class HealthTests(ApiTestCase):
         self.http.flush()
         response = self.successResultOf(pending)
         self.assertEqual(response.code, 503)
+
+
+class SessionsApiTests(ApiTestCase):
+    """POST/GET /api/v1/sessions: validation and the broker's answers as HTTP."""
+
+    def setUp(self):
+        super().setUp()
+        from remotecomm.relay.placement import LocalRelayPlacement
+        from remotecomm.sessions.broker import SessionBroker
+        from remotecomm.sessions.lifecycle import SessionPolicy
+        from remotecomm.store.devices import record_hello, set_device_presence
+        from tests.sessions.test_broker import FakeDevices
+        self.store.run_sync(set_device_presence, "mfp-1", True, 0)
+        self.store.run_sync(record_hello, "mfp-1", "0.1.0", 1, ["web-server"], 0)
+        self.fake_devices = FakeDevices()
+        broker = SessionBroker(self.store, self.clock, SessionPolicy(120_000_000, 60_000_000,
+                                                                     3600_000_000, 900_000_000),
+                               False, LocalRelayPlacement("relay-1", "wss://r.test/relay"),
+                               self.fake_devices)
+        self.api = Api(self.accounts, self.store, self.clock, readiness=self.checks,
+                       broker=broker)
+        self.http = StubTreq(self.api.resource())
+
+    def test_request_and_poll(self):
+        """202 with a request ID and poll URL; the poll says pending."""
+        token = self.token()
+        status, body, _ = self.call("POST", "/api/v1/sessions",
+                                    {"device_id": "mfp-1", "app_id": "web-server"}, token=token)
+        self.assertEqual((status, body["state"]), (202, "pending"))
+        self.assertEqual(body["poll_url"], f"/api/v1/sessions/{body['request_id']}")
+        self.assertEqual(body["approval_deadline_at"], "2027-01-15T08:02:00Z")
+        status, poll, _ = self.call("GET", body["poll_url"], token=token)
+        self.assertEqual((status, poll["state"], poll["device_id"]), (200, "pending", "mfp-1"))
+        self.assertEqual(poll["approval_deadline_at"], "2027-01-15T08:02:00Z")
+
+    def test_request_errors(self):
+        """Each refusal has its status and code."""
+        token = self.token()
+        cases = [({"device_id": "gx-1", "app_id": "web-server"}, 404, "device-not-found"),
+                 ({"device_id": "mfp-2", "app_id": "web-server"}, 409, "device-offline"),
+                 ({"device_id": "mfp-1", "app_id": "fax"}, 422, "unknown-app"),
+                 ({"device_id": "mfp-1"}, 400, "missing-field"),
+                 ({"device_id": "MFP 1", "app_id": "web-server"}, 400, "invalid-field"),
+                 ({"device_id": "mfp-1", "app_id": "web-server", "x": 1}, 400, "unknown-field")]
+        for body, want_status, want_code in cases:
+            status, answer, _ = self.call("POST", "/api/v1/sessions", body, token=token)
+            self.assertEqual((status, answer["code"]), (want_status, want_code), body)
+        self.call("POST", "/api/v1/sessions", {"device_id": "mfp-1", "app_id": "web-server"},
+                  token=token)
+        status, answer, _ = self.call("POST", "/api/v1/sessions",
+                                      {"device_id": "mfp-1", "app_id": "web-server"}, token=token)
+        self.assertEqual((status, answer["code"]), (409, "session-exists"))
+        self.assertIn("request_id", answer)
+
+    def test_sessions_need_a_token(self):
+        """No token, no session."""
+        status, body, _ = self.call("POST", "/api/v1/sessions",
+                                    {"device_id": "mfp-1", "app_id": "web-server"})
+        self.assertEqual((status, body["code"]), (401, "unauthenticated"))
+
+    def test_unknown_or_malformed_request_ids(self):
+        """Polling something that is not ours is 404."""
+        token = self.token()
+        for request_id in ("A" * 22, "bad", "a%2Fb"):
+            status, body, _ = self.call("GET", f"/api/v1/sessions/{request_id}", token=token)
+            self.assertEqual((status, body["code"]), (404, "session-not-found"), request_id)

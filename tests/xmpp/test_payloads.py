@@ -92,7 +92,7 @@ class PresenceTests(SynchronousTestCase):
 
     def test_ignored_presence(self):
         """Other domains, bare JIDs, odd types, invalid device IDs and garbage mean nothing."""
-        for attrs in (f"from='mfp-1@other.test/agent'",
+        for attrs in ("from='mfp-1@other.test/agent'",
                       f"from='mfp-1@{DOMAIN}'",
                       f"from='mfp-1@{DOMAIN}/agent' type='subscribe'",
                       f"from='mfp-1@{DOMAIN}/agent' type='probe'",
@@ -101,3 +101,61 @@ class PresenceTests(SynchronousTestCase):
                       "from='@@@'",
                       ""):
             self.assertIsNone(self.presence(attrs), attrs)
+
+
+class SessionPayloadTests(SynchronousTestCase):
+    """Approval request (S142), decision (S144) and session-ready (S149)."""
+
+    def iq(self, element):
+        return parse(f"<iq type='set' from='rms.test' id='1'>{element.toXml()}</iq>")
+
+    def test_round_trips(self):
+        """Each payload reads back as it was written."""
+        from remotecomm.xmpp.payloads import (ApprovalDecision, ApprovalRequest, SessionReady,
+                                              build_approval_decision, build_approval_request,
+                                              build_session_ready, parse_approval_decision,
+                                              parse_approval_request, parse_session_ready)
+        request = ApprovalRequest("r" * 22, "web-server", "alice", "Alice Smith", "acme",
+                                  "ACME Corp <Berlin>", 1_800_000_000_000_000)
+        self.assertEqual(parse_approval_request(self.iq(build_approval_request(request))),
+                         request)
+        decision = ApprovalDecision("r" * 22, True, "Olga Ö", False)
+        self.assertEqual(parse_approval_decision(self.iq(build_approval_decision(decision))),
+                         decision)
+        ready = SessionReady("r" * 22, "s" * 32, "t" * 43, "wss://relay.test:443/relay",
+                             "web-server", 1_800_000_000_000_000)
+        self.assertEqual(parse_session_ready(self.iq(build_session_ready(ready))), ready)
+
+    def test_malformed_decisions(self):
+        """Answers other than yes/no, missing operators, odd marks: bad-request."""
+        from remotecomm.xmpp.payloads import parse_approval_decision
+        for attrs in ("request-id='rrrrrrrrrrrrrrrrrrrr' answer='maybe' operator='o'",
+                      "request-id='rrrrrrrrrrrrrrrrrrrr' answer='yes'",
+                      "request-id='short' answer='yes' operator='o'",
+                      "request-id='rrrrrrrrrrrrrrrrrrrr' answer='yes' operator='o' "
+                      "test-approver='perhaps'"):
+            with self.assertRaises(PayloadError) as e:
+                parse_approval_decision(parse(
+                    f"<iq type='set'><approval-decision xmlns='{NS_DEVICE}' {attrs}/></iq>"))
+            self.assertEqual(e.exception.condition, "bad-request", attrs)
+
+    def test_session_ready_refuses_odd_tokens_and_urls(self):
+        """The token must look like one of ours and the relay URL like a WebSocket URL."""
+        from remotecomm.xmpp.payloads import parse_session_ready
+        good = {"request-id": "r" * 22, "session-id": "s" * 32, "token": "t" * 43,
+                "relay-url": "wss://relay.test/relay", "app": "web-server",
+                "join-deadline-us": "1"}
+        for key, bad in (("token", "short"), ("relay-url", "http://x"), ("relay-url", "wss://a b"),
+                         ("session-id", "s"), ("join-deadline-us", "-1")):
+            attrs = " ".join(f"{k}='{bad if k == key else v}'" for k, v in good.items())
+            with self.assertRaises(PayloadError):
+                parse_session_ready(parse(
+                    f"<iq type='set'><session-ready xmlns='{NS_DEVICE}' {attrs}/></iq>"))
+
+    def test_wrong_version_of_session_payloads(self):
+        """A future version of a session payload is refused like any other."""
+        from remotecomm.xmpp.payloads import parse_approval_request
+        with self.assertRaises(PayloadError) as e:
+            parse_approval_request(parse("<iq type='set'><approval-request "
+                                         "xmlns='urn:remotecomm:device:2'/></iq>"))
+        self.assertEqual(e.exception.condition, "feature-not-implemented")

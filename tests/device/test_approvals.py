@@ -1,0 +1,222 @@
+"""Tests for remotecomm.device.approvals and the panel channel: the device's part of S142–S149."""
+
+import json
+from pathlib import Path
+
+from treq.testing import StubTreq
+from twisted.internet.defer import succeed
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.words.protocols.jabber import client, error
+from twisted.words.protocols.jabber.jid import JID
+
+from remotecomm.device.approvals import ApprovalError, Approvals, ManagerRequests
+from remotecomm.device.history import History
+from remotecomm.device.manager_link import ManagerLink
+from remotecomm.device.panel_channel import PanelChannel
+from remotecomm.testing.xmpp import PipeConnection
+from remotecomm.xmpp.payloads import (ApprovalRequest, Hello, PayloadError, SessionReady,
+                                      build_approval_request, build_session_ready)
+from remotecomm.xmpp.stream import UnknownIqHandler, XmppStream
+
+T0 = 1_800_000_000
+S = 1_000_000
+SECRET = "s" * 32
+
+
+def approval(request_id="r" * 22, app="web-server", expires=T0 + 120):
+    return ApprovalRequest(request_id, app, "alice", "Alice", "acme", "ACME", expires * S)
+
+
+class ApprovalsTestCase(SynchronousTestCase):
+    def setUp(self):
+        self.clock = Clock()
+        self.clock.advance(T0)
+        self.history = History(Path(self.mktemp()) / "history.jsonl")
+        self.sent = []
+        self.approvals = Approvals(self.clock, self.history, {"web-server"},
+                                   lambda component, d: self.sent.append((component, d)) or
+                                   succeed(None))
+
+
+class ApprovalsTests(ApprovalsTestCase):
+    """Requests wait for the panel; answers are recorded, then sent."""
+
+    def test_request_waits_for_the_operator(self):
+        """A request is listed for the panel and written to the device's history."""
+        self.approvals.on_request("rms.test", approval())
+        self.assertEqual(self.approvals.pending(), [approval()])
+        [event] = self.history.events()
+        self.assertEqual((event["event"], event["user_name"], event["app_id"]),
+                         ("approval-requested", "Alice", "web-server"))
+
+    def test_answer_is_recorded_then_sent(self):
+        """The operator's answer lands in the history and goes to the component."""
+        self.approvals.on_request("rms.test", approval())
+        self.approvals.decide("r" * 22, True, "olga")
+        [(component, decision)] = self.sent
+        self.assertEqual((component, decision.approve, decision.operator,
+                          decision.by_test_approver), ("rms.test", True, "olga", False))
+        decided = self.history.events()[-1]
+        self.assertEqual((decided["event"], decided["operator"], decided["answer"]),
+                         ("approval-decided", "olga", "yes"))
+        self.assertEqual(self.approvals.pending(), [])
+
+    def test_repeated_request_is_not_asked_twice(self):
+        """The same request ID again (manager fail-over) changes nothing."""
+        self.approvals.on_request("rms.test", approval())
+        self.approvals.on_request("rms.test", approval())
+        self.assertEqual(len(self.approvals.pending()), 1)
+        self.assertEqual(len(self.history.events()), 1)
+
+    def test_unknown_app_is_refused(self):
+        """The device serves only apps in its config."""
+        with self.assertRaises(PayloadError) as e:
+            self.approvals.on_request("rms.test", approval(app="fax"))
+        self.assertEqual(e.exception.condition, "item-not-found")
+
+    def test_answers_that_cannot_be_taken(self):
+        """Unknown, already answered and expired requests are refused with a code."""
+        with self.assertRaises(ApprovalError) as e:
+            self.approvals.decide("x" * 22, True, "olga")
+        self.assertEqual(e.exception.code, "unknown-request")
+        self.approvals.on_request("rms.test", approval())
+        self.approvals.decide("r" * 22, False, "olga")
+        with self.assertRaises(ApprovalError) as e:
+            self.approvals.decide("r" * 22, True, "olga")
+        self.assertEqual(e.exception.code, "already-decided")
+        self.approvals.on_request("rms.test", approval("q" * 22, expires=T0 + 5))
+        self.clock.advance(5)
+        with self.assertRaises(ApprovalError) as e:
+            self.approvals.decide("q" * 22, True, "olga")
+        self.assertEqual(e.exception.code, "expired")
+
+    def test_test_approver_answers_yes_at_once_marked(self):
+        """With a test approver, every request is answered YES, marked as a test."""
+        approvals = Approvals(self.clock, self.history, {"web-server"},
+                              lambda c, d: self.sent.append(d) or succeed(None),
+                              test_approver="bench")
+        approvals.on_request("rms.test", approval())
+        self.clock.advance(0)
+        [decision] = self.sent
+        self.assertEqual((decision.approve, decision.operator, decision.by_test_approver),
+                         (True, "bench", True))
+
+    def test_session_ready_only_for_approved_requests(self):
+        """S149 for a request the operator did not approve is refused."""
+        ready = SessionReady("r" * 22, "s" * 32, "t" * 43, "wss://relay.test/relay",
+                             "web-server", (T0 + 60) * S)
+        self.approvals.on_request("rms.test", approval())
+        with self.assertRaises(PayloadError):
+            self.approvals.on_session_ready("rms.test", ready)
+        self.approvals.decide("r" * 22, True, "olga")
+        self.approvals.on_session_ready("rms.test", ready)
+        event = self.history.events()[-1]
+        self.assertEqual((event["event"], event["session_id"]), ("session-ready", "s" * 32))
+        self.assertNotIn("t" * 43, json.dumps(self.history.events()))
+
+    def test_pending_requests_are_bounded(self):
+        """At most 32 requests wait at once."""
+        for n in range(32):
+            self.approvals.on_request("rms.test", approval(f"{n:022d}"))
+        with self.assertRaises(PayloadError) as e:
+            self.approvals.on_request("rms.test", approval("z" * 22))
+        self.assertEqual(e.exception.condition, "resource-constraint")
+
+
+class ManagerRequestTests(ApprovalsTestCase):
+    """Requests over XMPP are accepted only from the configured components."""
+
+    def setUp(self):
+        super().setUp()
+        stream = XmppStream(client.XMPPClientFactory(JID("mfp-1@d.test/agent"), "pw"),
+                            self.clock)
+        link = ManagerLink(self.clock, ("rms.test",), Hello("0.1.0", 1, ()))
+        ManagerRequests(self.approvals, link.is_component).setHandlerParent(stream)
+        UnknownIqHandler().setHandlerParent(stream)
+        self.connection = PipeConnection(stream).connect()
+
+    def send(self, sender, payload):
+        self.connection.receive(f"<iq type='set' id='m1' from='{sender}' to='mfp-1@d.test/agent'>"
+                                f"{payload.toXml()}</iq>")
+        [reply] = self.connection.take()
+        return reply
+
+    def test_request_is_acknowledged_at_once(self):
+        """S142 is answered with a result right away; the operator answers later."""
+        reply = self.send("rms.test", build_approval_request(approval()))
+        self.assertEqual((reply["type"], reply["id"]), ("result", "m1"))
+        self.assertEqual(len(self.approvals.pending()), 1)
+
+    def test_requests_from_others_are_forbidden(self):
+        """Another device cannot ask this device's operator anything."""
+        reply = self.send("mfp-2@d.test/agent", build_approval_request(approval()))
+        self.assertEqual(error.exceptionFromStanza(reply).condition, "forbidden")
+        self.assertEqual(self.approvals.pending(), [])
+
+    def test_malformed_requests_change_nothing(self):
+        """A broken approval request gets bad-request."""
+        element = build_approval_request(approval())
+        del element.attributes["user"]
+        reply = self.send("rms.test", element)
+        self.assertEqual(error.exceptionFromStanza(reply).condition, "bad-request")
+        self.assertEqual(self.approvals.pending(), [])
+
+    def test_session_ready_for_unknown_request(self):
+        """S149 for nothing we approved: item-not-found."""
+        reply = self.send("rms.test", build_session_ready(SessionReady(
+            "r" * 22, "s" * 32, "t" * 43, "wss://relay.test/r", "web-server", 1)))
+        self.assertEqual(error.exceptionFromStanza(reply).condition, "item-not-found")
+
+
+class PanelChannelTests(ApprovalsTestCase):
+    """The local channel: only the panel, with the secret, can answer."""
+
+    def setUp(self):
+        super().setUp()
+        self.http = StubTreq(PanelChannel(self.approvals, SECRET).resource())
+        self.approvals.on_request("rms.test", approval())
+
+    def call(self, method, path, body=None, secret=SECRET):
+        headers = {"Content-Type": "application/json"}
+        if secret is not None:
+            headers["X-Panel-Secret"] = secret
+        response = self.successResultOf(self.http.request(
+            method, "http://agent" + path, headers=headers,
+            data=json.dumps(body).encode() if body is not None else None))
+        return response.code, json.loads(self.successResultOf(response.content()))
+
+    def test_lists_pending_requests(self):
+        """The panel sees who asks, from which unit, for which app."""
+        code, body = self.call("GET", "/v1/approvals")
+        self.assertEqual(code, 200)
+        self.assertEqual(body["approvals"][0]["user_name"], "Alice")
+
+    def test_answer_goes_through(self):
+        """An answer with the secret is taken and sent."""
+        code, body = self.call("POST", f"/v1/approvals/{'r' * 22}",
+                               {"answer": "yes", "operator": "olga"})
+        self.assertEqual((code, body["status"]), (200, "sent"))
+        self.assertEqual(self.sent[0][1].operator, "olga")
+
+    def test_without_the_secret_nothing_happens(self):
+        """No secret or a wrong one: 401, and the request is still pending."""
+        for secret in (None, "wrong" * 8):
+            code, body = self.call("POST", f"/v1/approvals/{'r' * 22}",
+                                   {"answer": "yes", "operator": "mallory"}, secret=secret)
+            self.assertEqual((code, body["code"]), (401, "unauthenticated"))
+            code, _ = self.call("GET", "/v1/approvals", secret=secret)
+            self.assertEqual(code, 401)
+        self.assertEqual(self.sent, [])
+
+    def test_answer_errors(self):
+        """Unknown request 404, second answer 409, bad body 400."""
+        self.assertEqual(self.call("POST", f"/v1/approvals/{'x' * 22}",
+                                   {"answer": "yes", "operator": "o"})[0], 404)
+        self.assertEqual(self.call("POST", "/v1/approvals/bad",
+                                   {"answer": "yes", "operator": "o"})[0], 404)
+        self.call("POST", f"/v1/approvals/{'r' * 22}", {"answer": "no", "operator": "o"})
+        self.assertEqual(self.call("POST", f"/v1/approvals/{'r' * 22}",
+                                   {"answer": "yes", "operator": "o"})[0], 409)
+        self.assertEqual(self.call("POST", f"/v1/approvals/{'r' * 22}",
+                                   {"answer": "maybe", "operator": "o"})[0], 400)

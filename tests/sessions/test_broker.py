@@ -1,0 +1,295 @@
+"""Tests for remotecomm.sessions.broker: S141–S150 and S201–S202 on the manager."""
+
+from pathlib import Path
+
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from remotecomm.accounts.login import Caller
+from remotecomm.accounts.tokens import token_hash
+from remotecomm.relay.placement import LocalRelayPlacement
+from remotecomm.sessions.broker import SessionBroker, SessionError
+from remotecomm.sessions.lifecycle import SessionPolicy
+from remotecomm.store.accounts import insert_unit, insert_user
+from remotecomm.store.audit import audit_records
+from remotecomm.store.devices import insert_device, record_hello, set_device_presence
+from remotecomm.store.sessions import load_session
+from remotecomm.testing.fakes import migrated_inline_store
+from remotecomm.testing.xmpp import parse
+from remotecomm.xmpp.payloads import (ApprovalDecision, PayloadError, parse_approval_request,
+                                      parse_session_ready)
+
+S = 1_000_000
+POLICY = SessionPolicy(approval_timeout_us=120 * S, join_window_us=60 * S,
+                       max_lifetime_us=8 * 3600 * S, idle_timeout_us=900 * S)
+ALICE = Caller(user_id="alice", unit_id="acme", role="technician",
+               terminal_id="t-0123456789abcdef0123456789abcdef")
+T0 = 1_800_000_000
+
+
+class FakeDevices:
+    """Records what the broker sends to devices; answers as the test says."""
+
+    def __init__(self):
+        self.reachable = {"mfp-1", "mfp-2"}
+        self.sent = []
+        self.answer = lambda: succeed(None)
+
+    def is_reachable(self, device_id):
+        return device_id in self.reachable
+
+    def send(self, device_id, payload):
+        self.sent.append((device_id, parse(f"<iq type='set'>{payload.toXml()}</iq>")))
+        return self.answer()
+
+
+class BrokerTestCase(SynchronousTestCase):
+    """A broker on a real SQLite file, with inline store, Clock and fake devices."""
+
+    allow_test_approver = False
+
+    def setUp(self):
+        self.clock = Clock()
+        self.clock.advance(T0)
+        self.store = migrated_inline_store(Path(self.mktemp()) / "manager.sqlite3")
+        self.addCleanup(self.store.engine.dispose)
+        self.store.run_sync(insert_unit, "acme", "ACME Corp", "UTC", 0)
+        self.store.run_sync(insert_unit, "globex", "Globex", "UTC", 0)
+        self.store.run_sync(insert_user, "alice", "Alice Smith", "x", "acme", "technician", 0)
+        for device_id, unit in (("mfp-1", "acme"), ("mfp-2", "acme"), ("gx-1", "globex")):
+            self.store.run_sync(insert_device, device_id, unit, device_id, "M", 0)
+            self.store.run_sync(set_device_presence, device_id, True, 0)
+            self.store.run_sync(record_hello, device_id, "0.1.0", 1, ["web-server"], 0)
+        self.devices = FakeDevices()
+        self.placement = LocalRelayPlacement("relay-1", "wss://relay.test/relay")
+        self.broker = self.make_broker()
+
+    def make_broker(self):
+        return SessionBroker(self.store, self.clock, POLICY, self.allow_test_approver,
+                             self.placement, self.devices)
+
+    def request(self, device_id="mfp-1", app_id="web-server", caller=ALICE):
+        return self.successResultOf(Deferred.fromCoroutine(
+            self.broker.request_session(caller, device_id, app_id)))
+
+    def refused(self, device_id="mfp-1", app_id="web-server", caller=ALICE) -> SessionError:
+        return self.failureResultOf(Deferred.fromCoroutine(
+            self.broker.request_session(caller, device_id, app_id)), SessionError).value
+
+    def decide(self, request_id, approve=True, operator="olga", device_id="mfp-1", test=False):
+        return Deferred.fromCoroutine(self.broker.on_decision(
+            device_id, ApprovalDecision(request_id, approve, operator, test), "mfp-1@d/agent"))
+
+    def poll(self, request_id, caller=ALICE):
+        return Deferred.fromCoroutine(self.broker.poll(caller, request_id))
+
+    def row(self, request_id):
+        return self.store.run_sync(load_session, request_id)
+
+
+class RequestTests(BrokerTestCase):
+    """S141/S142: a request reaches the device, or gets a clear refusal."""
+
+    def test_request_asks_the_device(self):
+        """The device gets an approval request naming who, which unit and which app."""
+        accepted = self.request()
+        self.assertEqual(accepted.approval_deadline_us, (T0 + 120) * S)
+        [(device_id, iq)] = self.devices.sent
+        request = parse_approval_request(iq)
+        self.assertEqual((device_id, request.request_id, request.app_id, request.user_name,
+                          request.unit_name), ("mfp-1", accepted.request_id, "web-server",
+                                               "Alice Smith", "ACME Corp"))
+        row = self.row(accepted.request_id)
+        self.assertEqual((row.state, row.unit_id, row.user_id, row.terminal_id, row.device_id),
+                         ("pending", "acme", "alice", ALICE.terminal_id, "mfp-1"))
+
+    def test_device_of_another_unit_is_not_found(self):
+        """Another unit's device and a missing one get the same answer."""
+        for device_id in ("gx-1", "nope"):
+            error = self.refused(device_id)
+            self.assertEqual((error.status, error.code), (404, "device-not-found"))
+
+    def test_offline_device(self):
+        """A device shown offline, or without a known connection, is offline."""
+        self.store.run_sync(set_device_presence, "mfp-1", False, 1)
+        self.assertEqual(self.refused().code, "device-offline")
+        self.devices.reachable = set()
+        self.assertEqual(self.refused("mfp-2").code, "device-offline")
+
+    def test_unknown_app(self):
+        """An app the device did not announce is refused with the device's apps."""
+        error = self.refused(app_id="fax")
+        self.assertEqual((error.status, error.code, error.extra["apps"]),
+                         (422, "unknown-app", ["web-server"]))
+
+    def test_one_open_session_per_device_and_terminal(self):
+        """A second request while the first is open is refused, naming the first."""
+        first = self.request()
+        error = self.refused()
+        self.assertEqual((error.status, error.code, error.extra["request_id"]),
+                         (409, "session-exists", first.request_id))
+        self.request("mfp-2")  # another device is fine
+
+    def test_device_not_taking_the_request(self):
+        """If the device does not acknowledge, the session ends device-offline."""
+        self.devices.answer = lambda: fail(RuntimeError("service-unavailable"))
+        error = self.refused()
+        self.assertEqual(error.code, "device-offline")
+        rows = self.store.run_sync(lambda c: c.exec_driver_sql(
+            "SELECT state, end_reason FROM sessions").all())
+        self.assertEqual(rows, [("ended", "device-offline")])
+
+
+class DecisionTests(BrokerTestCase):
+    """S144–S149 and S201–S202."""
+
+    def test_yes_allocates_and_tells_the_device(self):
+        """YES: session ID from the relay, device token to the device, its hash stored."""
+        accepted = self.request()
+        self.successResultOf(self.decide(accepted.request_id))
+        self.assertEqual(self.successResultOf(self.poll(accepted.request_id))["state"], "pending")
+        self.clock.advance(0)
+        _, iq = self.devices.sent[-1]
+        ready = parse_session_ready(iq)
+        row = self.row(accepted.request_id)
+        self.assertEqual((row.state, row.approver, row.session_id, row.relay_node),
+                         ("approved", "olga", ready.session_id, "relay-1"))
+        self.assertEqual(row.device_token_hash, token_hash(ready.token))
+        self.assertEqual(row.join_deadline_us, (T0 + 60) * S)
+        self.assertEqual(ready.join_deadline_us, row.join_deadline_us)
+        self.assertIsNotNone(row.device_notified_us)
+        self.assertIn(ready.session_id, self.placement.allocated)
+
+    def test_terminal_token_is_returned_exactly_once(self):
+        """The first poll after approval gets the terminal token; later polls do not."""
+        accepted = self.request()
+        self.successResultOf(self.decide(accepted.request_id))
+        self.clock.advance(0)
+        answer = self.successResultOf(self.poll(accepted.request_id))
+        self.assertEqual((answer["state"], answer["operator"]), ("approved", "olga"))
+        row = self.row(accepted.request_id)
+        self.assertEqual(row.terminal_token_hash, token_hash(answer["terminal_token"]))
+        self.assertNotEqual(row.terminal_token_hash, row.device_token_hash)
+        self.assertEqual(answer["session_id"], row.session_id)
+        again = self.failureResultOf(self.poll(accepted.request_id), SessionError).value
+        self.assertEqual((again.status, again.code), (409, "already-delivered"))
+
+    def test_no_refuses_and_is_audited(self):
+        """NO: refused with the operator; no token, no session ID; audit record."""
+        accepted = self.request()
+        self.successResultOf(self.decide(accepted.request_id, approve=False))
+        answer = self.successResultOf(self.poll(accepted.request_id))
+        self.assertEqual((answer["state"], answer["operator"], answer["code"]),
+                         ("refused", "olga", "refused"))
+        row = self.row(accepted.request_id)
+        self.assertIsNone(row.session_id)
+        self.assertIsNone(row.device_token_hash)
+        [record] = self.store.run_sync(audit_records, "approval-refused")
+        self.assertEqual((record["actor"], record["detail"]["request_id"]),
+                         ("olga", accepted.request_id))
+
+    def test_answer_from_another_device_is_ignored(self):
+        """Only the device the request went to can answer it."""
+        accepted = self.request()
+        failure = self.failureResultOf(self.decide(accepted.request_id, device_id="mfp-2"),
+                                       PayloadError)
+        self.assertEqual(failure.value.condition, "item-not-found")
+        self.assertEqual(self.row(accepted.request_id).state, "pending")
+
+    def test_repeated_answer_is_acknowledged_not_repeated(self):
+        """The same answer again is fine and changes nothing; a different one is refused."""
+        accepted = self.request()
+        self.successResultOf(self.decide(accepted.request_id))
+        self.clock.advance(0)
+        sent = len(self.devices.sent)
+        self.successResultOf(self.decide(accepted.request_id))
+        self.clock.advance(0)
+        self.assertEqual(len(self.devices.sent), sent)
+        failure = self.failureResultOf(self.decide(accepted.request_id, approve=False,
+                                                   operator="other"), PayloadError)
+        self.assertEqual(failure.value.condition, "not-allowed")
+
+    def test_test_approver_refused_unless_allowed(self):
+        """An answer marked as the test approver's is refused by default."""
+        accepted = self.request()
+        self.successResultOf(self.decide(accepted.request_id, operator="bench", test=True))
+        answer = self.successResultOf(self.poll(accepted.request_id))
+        self.assertEqual((answer["state"], answer["code"]),
+                         ("refused", "test-approver-not-allowed"))
+        self.assertTrue(self.row(accepted.request_id).approved_by_test_approver)
+
+    def test_poll_by_another_terminal_is_not_found(self):
+        """Only the requesting terminal may poll."""
+        accepted = self.request()
+        other = Caller("alice", "acme", "technician", "t-fedcba9876543210fedcba9876543210")
+        error = self.failureResultOf(self.poll(accepted.request_id, caller=other),
+                                     SessionError).value
+        self.assertEqual((error.status, error.code), (404, "session-not-found"))
+
+    def test_device_never_taking_its_token_ends_the_session(self):
+        """Three failed attempts to deliver S149: device-offline."""
+        accepted = self.request()
+        self.devices.answer = lambda: fail(RuntimeError("gone"))
+        self.successResultOf(self.decide(accepted.request_id))
+        for _ in range(4):
+            self.clock.advance(2)
+        row = self.row(accepted.request_id)
+        self.assertEqual((row.state, row.end_reason), ("ended", "device-offline"))
+        self.assertEqual(len(self.flushLoggedErrors()), 0)
+
+
+class DeadlineTests(BrokerTestCase):
+    """Timers end sessions; a restarted manager re-arms them from the store."""
+
+    def test_no_answer_times_out(self):
+        """After 120 s without an answer the request ends approval-timeout."""
+        accepted = self.request()
+        self.clock.advance(119)
+        self.assertEqual(self.row(accepted.request_id).state, "pending")
+        self.clock.advance(1)
+        row = self.row(accepted.request_id)
+        self.assertEqual((row.state, row.end_reason), ("ended", "approval-timeout"))
+        self.assertEqual(self.successResultOf(self.poll(accepted.request_id))["state"],
+                         "approval-timeout")
+        self.request()  # the device and terminal are free again
+
+    def test_unjoined_session_expires(self):
+        """Approved but never joined: expired after the join window."""
+        accepted = self.request()
+        self.successResultOf(self.decide(accepted.request_id))
+        self.clock.advance(0)
+        self.clock.advance(60)
+        row = self.row(accepted.request_id)
+        self.assertEqual((row.state, row.end_reason), ("ended", "expired"))
+
+    def test_restart_rearms_stored_deadlines(self):
+        """A new broker over the same store ends the old request at its stored deadline."""
+        accepted = self.request()
+        self.broker.stop()
+        self.clock.advance(100)
+        self.broker = self.make_broker()
+        self.successResultOf(Deferred.fromCoroutine(self.broker.start()))
+        self.assertEqual(self.row(accepted.request_id).state, "pending")
+        self.clock.advance(20)
+        self.assertEqual(self.row(accepted.request_id).end_reason, "approval-timeout")
+
+    def test_restart_after_deadline_ends_at_once(self):
+        """Deadlines that passed while the manager was down end the session at start."""
+        accepted = self.request()
+        self.broker.stop()
+        self.clock.advance(500)
+        self.broker = self.make_broker()
+        self.successResultOf(Deferred.fromCoroutine(self.broker.start()))
+        self.assertEqual(self.row(accepted.request_id).end_reason, "approval-timeout")
+
+    def test_restart_during_allocation_is_an_error(self):
+        """An allocation interrupted by a restart cannot be resumed: error."""
+        accepted = self.request()
+        self.successResultOf(self.decide(accepted.request_id))  # allocation not yet run
+        self.broker.stop()
+        self.broker = self.make_broker()
+        self.successResultOf(Deferred.fromCoroutine(self.broker.start()))
+        row = self.row(accepted.request_id)
+        self.assertEqual((row.state, row.end_reason), ("ended", "error"))
+        self.assertEqual(row.end_detail, "the manager restarted while asking the relay")
