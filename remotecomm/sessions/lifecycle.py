@@ -5,6 +5,7 @@ States (``docs/protocol.md`` shows the diagram)::
     pending ──YES──▶ allocating ──relay gave an ID──▶ approved ──(relay: joined)──▶ …
        │  └──NO──▶ ended(refused)      └──relay failed──▶ ended(error)
        └──approval deadline──▶ ended(approval-timeout)
+    approved ──both sides joined (started logs)──▶ active ──both end logs──▶ ended(reason)
     approved ──join deadline──▶ ended(expired)
     any non-ended ──device unreachable──▶ ended(device-offline)
 
@@ -21,8 +22,9 @@ from dataclasses import dataclass, replace
 PENDING = "pending"
 ALLOCATING = "allocating"
 APPROVED = "approved"
+ACTIVE = "active"
 ENDED = "ended"
-OPEN_STATES = (PENDING, ALLOCATING, APPROVED)
+OPEN_STATES = (PENDING, ALLOCATING, APPROVED, ACTIVE)
 
 # End reasons: the fixed list of DECISIONS.md.
 END_REASONS = ("normal", "refused", "approval-timeout", "expired", "dropped-device",
@@ -130,6 +132,25 @@ def allocated(session: Session, now_us: int, policy: SessionPolicy) -> Session:
                    idle_timeout_us=policy.idle_timeout_us)
 
 
+def activate(session: Session) -> Session:
+    """S176–S179 and S209–S212 filed for both sides: the session runs."""
+    _require(session, APPROVED)
+    return replace(session, state=ACTIVE)
+
+
+def both_sides_ended(session: Session, now_us: int, device_reason: str,
+                     terminal_reason: str) -> Session:
+    """Both end logs are filed: the session is over (the rule of S261–S299).
+
+    Normal only if both sides ended normally; otherwise the first abnormal
+    reason.  A session the manager already ended (expired) stays as it was.
+    """
+    if not session.is_open:
+        return session
+    reason = next((r for r in (device_reason, terminal_reason) if r != "normal"), "normal")
+    return end(session, reason, now_us)
+
+
 def deadline_passed(session: Session, now_us: int) -> Session:
     """A timer fired: end the session if its deadline has really passed, else keep it."""
     deadline = session.next_deadline_us()
@@ -150,7 +171,7 @@ def outcome(session: Session) -> str:
     """What a terminal polling the session is told: pending, approved, or why it ended."""
     if session.state in (PENDING, ALLOCATING):
         return "pending"
-    if session.state == APPROVED:
+    if session.state in (APPROVED, ACTIVE):
         return "approved"
     if session.end_reason == "refused":
         return "refused"

@@ -56,18 +56,17 @@ def open_sqlite(path: Path, pool_size: int = 1) -> Engine:
     return engine
 
 
-def _alembic_config(connection: Connection) -> Config:
+def _alembic_config(location: Path, connection: Connection | None = None) -> Config:
     config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    config.attributes["connection"] = connection
+    config.set_main_option("script_location", str(location))
+    if connection is not None:
+        config.attributes["connection"] = connection
     return config
 
 
-def head_revision() -> str:
-    """The newest migration this code knows."""
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    return ScriptDirectory.from_config(config).get_current_head()
+def head_revision(location: Path = MIGRATIONS) -> str:
+    """The newest migration this code knows (of the manager's store, by default)."""
+    return ScriptDirectory.from_config(_alembic_config(location)).get_current_head()
 
 
 def current_revision(engine: Engine) -> str | None:
@@ -76,21 +75,21 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
-def migrate(engine: Engine, revision: str = "head") -> None:
-    """Bring the database to ``revision``, in one transaction.
+def migrate(engine: Engine, revision: str = "head", location: Path = MIGRATIONS) -> None:
+    """Bring the database to ``revision`` with the migrations at ``location``, in one transaction.
 
     Refuses a database that a newer remotecomm has migrated beyond what
     this code knows, instead of running against a schema it cannot read.
     """
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    known = {script.revision for script in ScriptDirectory.from_config(config).walk_revisions()}
+    scripts = ScriptDirectory.from_config(_alembic_config(location))
+    known = {script.revision for script in scripts.walk_revisions()}
     current = current_revision(engine)
     if current is not None and current not in known:
         raise SchemaTooNew(f"the database is at schema revision {current}, which this "
-                           f"remotecomm does not know (newest known: {head_revision()})")
+                           f"remotecomm does not know (newest known: "
+                           f"{head_revision(location)})")
     with engine.begin() as connection:
-        command.upgrade(_alembic_config(connection), revision)
+        command.upgrade(_alembic_config(location, connection), revision)
 
 
 class Store:

@@ -266,3 +266,26 @@ def parse_session_ready(iq: domish.Element) -> SessionReady:
         app_id=_attribute(element, "app", APP_ID),
         join_deadline_us=int(_attribute(element, "join-deadline-us", _INSTANT)),
     )
+
+
+@dataclass(frozen=True)
+class EndSession:
+    """S265: the manager asks the device to end its side of a session."""
+
+    request_id: str
+    session_id: str
+
+
+def build_end_session(end: EndSession) -> domish.Element:
+    """The ``<end-session/>`` payload."""
+    element = domish.Element((NS_DEVICE, "end-session"))
+    element["request-id"] = end.request_id
+    element["session-id"] = end.session_id
+    return element
+
+
+def parse_end_session(iq: domish.Element) -> EndSession:
+    """Decode an end-session request."""
+    element = _payload(iq, "end-session")
+    return EndSession(request_id=_attribute(element, "request-id", REQUEST_ID),
+                      session_id=_attribute(element, "session-id", SESSION_ID))

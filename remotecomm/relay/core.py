@@ -1,0 +1,367 @@
+"""The relay's pairing core: admission, pairing by session ID, forwarding, ends.
+
+Sans-IO: it knows a connection only through :class:`IRelayConnection`
+(send, close, pause, resume, established) and gets time from an injected
+clock.  The WebSocket endpoints (``remotecomm.relay.websocket``) are thin
+adapters that feed it; tests feed it fakes.
+
+- A side is forwarded nothing until the manager confirmed its token for
+  that side and session (:meth:`RelayCore.join`); failures close it with a
+  distinct code.
+- Frames are checked (version, kind, stream, size) and forwarded as they
+  are; before the partner joins, a few are held (then reading pauses).
+- A side that closes normally ends the session normally (a terminal's end
+  also asks the manager to end the device side, S264); a side that drops
+  ends it abnormally and the relay closes the partner.  Every side gets a
+  started log when admitted and an end log when it goes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import TimeoutError as DeferTimeout
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from zope.interface import Interface
+
+from remotecomm.clock import now_us
+from remotecomm.relay.envelope import EnvelopeError, check_frame
+from remotecomm.relay.logs import LogOutbox
+
+log = Logger()
+
+SIDES = ("device", "terminal")
+
+# Close codes (docs/protocol.md).
+CLOSE_NORMAL = 1000
+CLOSE_SESSION_ENDED = 4001
+CLOSE_BAD_FRAME = 4002
+CLOSE_BAD_HANDSHAKE = 4400
+CLOSE_TOKEN_REFUSED = 4401
+CLOSE_ORIGIN = 4403
+CLOSE_UNKNOWN_SESSION = 4404
+CLOSE_WRONG_SIDE = 4406
+CLOSE_JOIN_WINDOW = 4407
+CLOSE_PAIRING_TIMEOUT = 4408
+CLOSE_TOKEN_USED = 4409
+CLOSE_PARTNER_DROPPED = 4410
+CLOSE_MAX_LIFETIME = 4411
+CLOSE_ADMISSION_TIMEOUT = 4412
+CLOSE_VERSION = 4426
+CLOSE_ERROR = 4500
+CLOSE_SHUTDOWN = 4503
+
+# The manager's refusal codes and the close codes that carry them.
+REFUSAL_CLOSE_CODES = {"unknown-session": CLOSE_UNKNOWN_SESSION,
+                       "wrong-token": CLOSE_TOKEN_REFUSED, "wrong-side": CLOSE_WRONG_SIDE,
+                       "token-used": CLOSE_TOKEN_USED,
+                       "join-window-closed": CLOSE_JOIN_WINDOW}
+
+HOLD_FRAMES = 32
+HOLD_BYTES = 256 * 1024
+END_GRACE = 10.0
+ADMISSION_TIMEOUT = 5.0
+
+
+class IRelayConnection(Interface):
+    """What the core needs of one side's connection."""
+
+    def send(message: bytes) -> None:
+        """Send one envelope frame."""
+
+    def close(code: int, reason: str) -> None:
+        """Close with a close code and reason."""
+
+    def pause() -> None:
+        """Stop reading from this side."""
+
+    def resume() -> None:
+        """Read from this side again."""
+
+    def established() -> None:
+        """Tell the side it is admitted (S180, S213)."""
+
+
+class AdmissionRefused(Exception):
+    """The manager did not confirm the token: ``code`` is stable, ``reason`` for people."""
+
+    def __init__(self, code: str, reason: str):
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What the manager confirmed about a joining side."""
+
+    session_id: str
+    side: str
+    request_id: str
+    party_id: str
+    app_id: str
+    pairing_deadline_us: int
+    lifetime_deadline_us: int
+
+
+class _Side:
+    __slots__ = ("connection", "admission", "bytes_from_side", "bytes_to_side", "ended",
+                 "closing")
+
+    def __init__(self, connection, admission: Admission):
+        self.connection = connection
+        self.admission = admission
+        self.bytes_from_side = 0
+        self.bytes_to_side = 0
+        self.ended = False
+        self.closing: tuple[bool, str] | None = None  # (normal, reason) when we close it
+
+
+class _Session:
+    __slots__ = ("session_id", "request_id", "sides", "held", "held_bytes", "timers",
+                 "ending")
+
+    def __init__(self, session_id: str, request_id: str):
+        self.session_id = session_id
+        self.request_id = request_id
+        self.sides: dict[str, _Side] = {}
+        self.held: list[tuple[str, bytes]] = []
+        self.held_bytes = 0
+        self.timers: dict[str, object] = {}
+        self.ending: str | None = None
+
+    @property
+    def paired(self) -> bool:
+        return len(self.sides) == 2 and not any(s.ended for s in self.sides.values())
+
+
+class RelayCore:
+    """Maps session IDs to their two sides, and everything that happens between them."""
+
+    def __init__(self, clock: IReactorTime, gateway, outbox: LogOutbox, *,
+                 end_grace: float = END_GRACE):
+        self._clock = clock
+        self._gateway = gateway
+        self._outbox = outbox
+        self._end_grace = end_grace
+        self.sessions: dict[str, _Session] = {}
+        self._by_connection: dict[object, tuple[_Session, str]] = {}
+        self.admitting = 0
+        self.accepting = True
+        self.setups = 0
+
+    # -- joining ----------------------------------------------------------------------
+
+    def join(self, connection, session_id: str, side: str, token: str,
+             source: str) -> Deferred:
+        """S172–S180 / S204–S214: check the token with the manager, then admit or close."""
+        return ensureDeferred(self._join(connection, session_id, side, token, source))
+
+    async def _join(self, connection, session_id, side, token, source) -> None:
+        if not self.accepting:
+            connection.close(CLOSE_SHUTDOWN, "the relay is shutting down")
+            return
+        self.admitting += 1
+        try:
+            d = ensureDeferred(self._gateway.authenticate({
+                "session_id": session_id, "side": side, "token": token,
+                "source_address": source}))
+            d.addTimeout(ADMISSION_TIMEOUT, self._clock)
+            answer = await d
+        except AdmissionRefused as e:
+            log.info("{side} refused for session {session_id}: {code}", side=side,
+                     session_id=session_id, code=e.code)
+            connection.close(REFUSAL_CLOSE_CODES.get(e.code, CLOSE_TOKEN_REFUSED), e.reason)
+            return
+        except Exception as e:
+            log.error("admission of {side} failed: {error}", side=side, error=repr(e))
+            connection.close(CLOSE_ADMISSION_TIMEOUT if isinstance(e, DeferTimeout)
+                             else CLOSE_ERROR, "the relay could not check the token")
+            return
+        finally:
+            self.admitting -= 1
+        await self._admit(connection, Admission(session_id=session_id, side=side, **answer))
+
+    async def _admit(self, connection, admission: Admission) -> None:
+        session = self.sessions.get(admission.session_id)
+        if session is None:
+            session = self.sessions[admission.session_id] = _Session(admission.session_id,
+                                                                     admission.request_id)
+        if admission.side in session.sides or session.ending:
+            connection.close(CLOSE_TOKEN_REFUSED, "this side has joined already")
+            return
+        side = session.sides[admission.side] = _Side(connection, admission)
+        self._by_connection[connection] = (session, admission.side)
+        await self._outbox.started({
+            "session_id": admission.session_id, "side": admission.side,
+            "request_id": admission.request_id, "party_id": admission.party_id,
+            "at_us": now_us(self._clock)})
+        if side.ended:  # it went away while the log was being written
+            return
+        connection.established()
+        log.info("{side} side of session {request_id} established", side=admission.side,
+                 request_id=admission.request_id)
+        if session.paired:
+            self._pair(session)
+        else:
+            self._arm(session, "pairing", admission.pairing_deadline_us, self._pairing_expired)
+        self._arm(session, "lifetime", admission.lifetime_deadline_us, self._lifetime_over)
+
+    def _arm(self, session: _Session, name: str, deadline_us: int, fire: Callable) -> None:
+        if name in session.timers:
+            return
+        delay = max(0.0, (deadline_us - now_us(self._clock)) / 1_000_000)
+        session.timers[name] = self._clock.callLater(delay, fire, session)
+
+    def _disarm(self, session: _Session, name: str) -> None:
+        call = session.timers.pop(name, None)
+        if call is not None and call.active():
+            call.cancel()
+
+    def _pair(self, session: _Session) -> None:
+        self._disarm(session, "pairing")
+        self.setups += 1
+        held, session.held, session.held_bytes = session.held, [], 0
+        for from_side, message in held:
+            self._forward(session, from_side, message)
+        for side in session.sides.values():
+            side.connection.resume()
+        log.info("session {request_id} paired", request_id=session.request_id)
+
+    # -- forwarding -------------------------------------------------------------------
+
+    def received(self, connection, message: bytes) -> None:
+        """A frame from a side: check it, then forward it (or hold it until pairing)."""
+        entry = self._by_connection.get(connection)
+        if entry is None:
+            connection.close(CLOSE_BAD_FRAME, "frame before admission")
+            return
+        session, side_name = entry
+        try:
+            check_frame(message)
+        except EnvelopeError as e:
+            self._close(session, side_name, CLOSE_BAD_FRAME, f"bad frame: {e}", False, "error")
+            return
+        session.sides[side_name].bytes_from_side += len(message)
+        if session.paired:
+            self._forward(session, side_name, message)
+            return
+        session.held.append((side_name, message))
+        session.held_bytes += len(message)
+        if len(session.held) >= HOLD_FRAMES or session.held_bytes >= HOLD_BYTES:
+            connection.pause()
+
+    def _forward(self, session: _Session, from_side: str, message: bytes) -> None:
+        partner = session.sides["terminal" if from_side == "device" else "device"]
+        partner.bytes_to_side += len(message)
+        partner.connection.send(message)
+
+    # -- ends -------------------------------------------------------------------------
+
+    def closed(self, connection, normal_request: bool) -> None:
+        """A side's connection is gone; ``normal_request``: it closed with 1000 itself."""
+        entry = self._by_connection.pop(connection, None)
+        if entry is None:
+            return
+        session, side_name = entry
+        side = session.sides[side_name]
+        partner_name = "terminal" if side_name == "device" else "device"
+        partner = session.sides.get(partner_name)
+        if side.closing is not None:
+            normal, reason = side.closing
+        elif normal_request:
+            normal, reason = True, "normal"
+        else:
+            normal, reason = False, f"dropped-{side_name}"
+        self._end_log(session, side, normal, reason)
+        if session.ending is None:
+            session.ending = reason
+            if partner is not None and not partner.ended:
+                if normal and side_name == "terminal":
+                    self._request_device_end(session)
+                elif normal:
+                    self._close(session, partner_name, CLOSE_SESSION_ENDED,
+                                "the device ended the session", True, "normal")
+                else:
+                    self._close(session, partner_name, CLOSE_PARTNER_DROPPED,
+                                f"the {side_name} side dropped", False, reason)
+        if all(s.ended for s in session.sides.values()):
+            self._forget(session)
+
+    def _request_device_end(self, session: _Session) -> None:
+        """S264: the terminal ended normally; the manager asks the device (S265)."""
+        ensureDeferred(self._gateway.end_session({
+            "session_id": session.session_id, "side": "terminal",
+            "request_id": session.request_id})).addErrback(
+            lambda f: log.warn("asking the manager to end {request_id} failed: {error}",
+                               request_id=session.request_id, error=f.getErrorMessage()))
+
+        def too_late(session: _Session) -> None:
+            session.timers.pop("end-grace", None)
+            if "device" in session.sides and not session.sides["device"].ended:
+                self._close(session, "device", CLOSE_SESSION_ENDED,
+                            "the session ended (device did not close in time)", False, "error")
+
+        session.timers["end-grace"] = self._clock.callLater(self._end_grace, too_late, session)
+
+    def _close(self, session: _Session, side_name: str, code: int, reason: str, normal: bool,
+               log_reason: str) -> None:
+        side = session.sides[side_name]
+        if side.closing is None:
+            side.closing = (normal, log_reason)
+        side.connection.close(code, reason)
+
+    def _end_log(self, session: _Session, side: _Side, normal: bool, reason: str) -> None:
+        if side.ended:
+            return
+        side.ended = True
+        a = side.admission
+        self._outbox.ended({
+            "session_id": a.session_id, "side": a.side, "request_id": a.request_id,
+            "party_id": a.party_id, "at_us": now_us(self._clock), "normal": normal,
+            "reason": reason, "bytes_from_side": side.bytes_from_side,
+            "bytes_to_side": side.bytes_to_side}).addErrback(
+            lambda f: log.failure("writing the end log of {request_id} failed", f,
+                                  request_id=a.request_id))
+        log.info("{side} side of session {request_id} ended ({reason})", side=a.side,
+                 request_id=a.request_id, reason=reason)
+
+    def _forget(self, session: _Session) -> None:
+        for name in list(session.timers):
+            self._disarm(session, name)
+        self.sessions.pop(session.session_id, None)
+
+    def _pairing_expired(self, session: _Session) -> None:
+        session.timers.pop("pairing", None)
+        if not session.paired:
+            for name in list(session.sides):
+                self._close(session, name, CLOSE_PAIRING_TIMEOUT,
+                            "the other side did not join in time", False, "expired")
+
+    def _lifetime_over(self, session: _Session) -> None:
+        session.timers.pop("lifetime", None)
+        session.ending = session.ending or "max-lifetime"
+        for name, side in session.sides.items():
+            if not side.ended:
+                self._close(session, name, CLOSE_MAX_LIFETIME,
+                            "the session reached its maximum lifetime", False, "max-lifetime")
+
+    def shutdown(self) -> None:
+        """SIGTERM: admit nobody, end every session as "shutdown" (logs written now)."""
+        self.accepting = False
+        for session in list(self.sessions.values()):
+            session.ending = session.ending or "shutdown"
+            for name, side in list(session.sides.items()):
+                if side.ended:
+                    continue
+                self._end_log(session, side, False, "shutdown")
+                side.connection.close(CLOSE_SHUTDOWN, "the relay is shutting down")
+            self._forget(session)
+        self._by_connection.clear()
+
+    def connection_count(self) -> int:
+        """Admitted connections."""
+        return len(self._by_connection)

@@ -1,0 +1,188 @@
+"""Session logs (S176–S179, S209–S212, S267–S270, S295–S298): written first, pushed until filed.
+
+The relay writes each log -- "device side started", "terminal side ended"
+and so on -- to its own store together with the connection record, then
+pushes it to the manager with an idempotency key (``session:side:kind``),
+in order, and resends it until the manager acknowledges.  The manager files
+each key once, so duplicates are harmless.  At start the relay writes
+"relay-restart" end logs for every connection its store still shows open.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from sqlalchemy import Connection, insert, select, update
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import deferLater
+from twisted.logger import Logger
+
+from remotecomm.clock import now_us
+from remotecomm.relay.schema import log_outbox, relay_connections
+from remotecomm.store.engine import Store, migrate, open_sqlite
+
+log = Logger()
+
+RELAY_MIGRATIONS = Path(__file__).parent / "migrations"
+BATCH = 100
+RETRY_DELAYS = (0.5, 1, 2, 5, 10, 30)
+
+
+def open_relay_store(path: Path, reactor) -> Store:
+    """The relay's store at ``path``, migrated to the newest schema."""
+    engine = open_sqlite(path)
+    migrate(engine, location=RELAY_MIGRATIONS)
+    return Store(engine, reactor)
+
+
+def log_key(session_id: str, side: str, kind: str) -> str:
+    """The idempotency key of a log."""
+    return f"{session_id}:{side}:{kind}"
+
+
+def _enqueue(connection: Connection, body: dict, at_us: int) -> None:
+    exists = connection.execute(select(log_outbox.c.seq)
+                                .where(log_outbox.c.log_key == body["key"])).first()
+    if exists is None:
+        connection.execute(insert(log_outbox).values(
+            log_key=body["key"], body=json.dumps(body, sort_keys=True), created_us=at_us,
+            attempts=0, acked_us=None))
+
+
+def record_started(connection: Connection, body: dict) -> None:
+    """The connection record and its started log, in one transaction."""
+    connection.execute(insert(relay_connections).values(
+        session_id=body["session_id"], side=body["side"], request_id=body["request_id"],
+        party_id=body["party_id"], started_us=body["at_us"], ended_us=None,
+        ended_normally=None, end_reason=None, bytes_from_side=0, bytes_to_side=0))
+    _enqueue(connection, body, body["at_us"])
+
+
+def record_ended(connection: Connection, body: dict) -> None:
+    """Close the connection record and queue its end log, in one transaction."""
+    connection.execute(
+        update(relay_connections).where(relay_connections.c.session_id == body["session_id"],
+                                        relay_connections.c.side == body["side"],
+                                        relay_connections.c.ended_us.is_(None))
+        .values(ended_us=body["at_us"], ended_normally=body["normal"],
+                end_reason=body["reason"], bytes_from_side=body["bytes_from_side"],
+                bytes_to_side=body["bytes_to_side"]))
+    _enqueue(connection, body, body["at_us"])
+
+
+def open_connections(connection: Connection) -> list[dict]:
+    """Connections the store still shows open."""
+    return [dict(row._mapping) for row in connection.execute(
+        select(relay_connections).where(relay_connections.c.ended_us.is_(None)))]
+
+
+def pending_logs(connection: Connection, limit: int = BATCH) -> list[dict]:
+    """Logs not yet acknowledged, oldest first."""
+    rows = connection.execute(select(log_outbox.c.body).where(log_outbox.c.acked_us.is_(None))
+                              .order_by(log_outbox.c.seq).limit(limit))
+    return [json.loads(row.body) for row in rows]
+
+
+def mark_acked(connection: Connection, key: str, at_us: int) -> None:
+    """The manager filed this log."""
+    connection.execute(update(log_outbox).where(log_outbox.c.log_key == key)
+                       .values(acked_us=at_us))
+
+
+def count_attempt(connection: Connection, key: str) -> None:
+    """One more failed push of this log."""
+    connection.execute(update(log_outbox).where(log_outbox.c.log_key == key)
+                       .values(attempts=log_outbox.c.attempts + 1))
+
+
+class LogOutbox:
+    """Durable logs for the manager: written, then pushed in order until acknowledged."""
+
+    def __init__(self, store: Store, gateway, clock: IReactorTime, node: str):
+        self._store = store
+        self._gateway = gateway
+        self._clock = clock
+        self._node = node
+        self._sending: Deferred | None = None
+        self._again = False
+        self.filed = 0
+        self.pending = 0
+
+    def started(self, body: dict) -> Deferred:
+        """Write a started log (with its connection record), then push it."""
+        body = dict(body, kind="started", relay_node=self._node,
+                    key=log_key(body["session_id"], body["side"], "started"))
+        return self._store.run(record_started, body).addCallback(lambda _: self.kick())
+
+    def ended(self, body: dict) -> Deferred:
+        """Write an end log (closing the connection record), then push it."""
+        body = dict(body, kind="ended", relay_node=self._node,
+                    key=log_key(body["session_id"], body["side"], "ended"))
+        return self._store.run(record_ended, body).addCallback(lambda _: self.kick())
+
+    async def close_left_open(self, reason: str = "relay-restart") -> int:
+        """End logs for every connection the store shows open (at start); how many."""
+        rows = await self._store.run(open_connections)
+        at = now_us(self._clock)
+        for row in rows:
+            await self.ended({"session_id": row["session_id"], "side": row["side"],
+                              "request_id": row["request_id"], "party_id": row["party_id"],
+                              "at_us": at, "normal": False, "reason": reason,
+                              "bytes_from_side": row["bytes_from_side"],
+                              "bytes_to_side": row["bytes_to_side"]})
+        if rows:
+            log.info("closed {count} connections left open by an earlier run: {reason}",
+                     count=len(rows), reason=reason)
+        self.kick()
+        return len(rows)
+
+    def kick(self) -> None:
+        """Make sure a push is under way (or runs again right after the current one)."""
+        if self._sending is not None:
+            self._again = True
+            return
+        self._sending = ensureDeferred(self._push_all())
+        self._sending.addErrback(lambda f: log.failure("pushing logs failed", f))
+
+        def done(_):
+            self._sending = None
+            if self._again:
+                self._again = False
+                self.kick()
+
+        self._sending.addBoth(done)
+
+    async def _push_all(self) -> None:
+        attempt = 0
+        while True:
+            logs = await self._store.run(pending_logs)
+            self.pending = len(logs)
+            if not logs:
+                return
+            for body in logs:
+                try:
+                    await self._gateway.file_log(body)
+                except Exception as e:
+                    await self._store.run(count_attempt, body["key"])
+                    delay = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)]
+                    attempt += 1
+                    log.warn("log {key} not filed ({error}); retrying in {delay} s",
+                             key=body["key"], error=repr(e), delay=delay,
+                             request_id=body.get("request_id"))
+                    await deferLater(self._clock, delay, lambda: None)
+                    break
+                attempt = 0
+                await self._store.run(mark_acked, body["key"], now_us(self._clock))
+                self.filed += 1
+
+    async def flush(self, timeout: float) -> bool:
+        """Push what is pending; whether everything was filed within ``timeout`` seconds."""
+        deadline = self._clock.seconds() + timeout
+        self.kick()
+        while self._clock.seconds() < deadline:
+            if self._sending is None and not await self._store.run(pending_logs, 1):
+                return True
+            await deferLater(self._clock, 0.05, lambda: None)
+        return False

@@ -1,0 +1,35 @@
+"""Fakes for relay tests: a connection that records what the core does to it."""
+
+from __future__ import annotations
+
+from zope.interface import implementer
+
+from remotecomm.relay.core import IRelayConnection
+
+
+@implementer(IRelayConnection)
+class FakeConnection:
+    """One side's connection, in memory."""
+
+    def __init__(self, name: str = "side"):
+        self.name = name
+        self.sent: list[bytes] = []
+        self.closed_with: tuple[int, str] | None = None
+        self.paused = False
+        self.is_established = False
+
+    def send(self, message: bytes) -> None:
+        self.sent.append(message)
+
+    def close(self, code: int, reason: str) -> None:
+        if self.closed_with is None:
+            self.closed_with = (code, reason)
+
+    def pause(self) -> None:
+        self.paused = True
+
+    def resume(self) -> None:
+        self.paused = False
+
+    def established(self) -> None:
+        self.is_established = True
