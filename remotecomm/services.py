@@ -2,7 +2,32 @@
 
 from typing import Callable
 
-from twisted.application.service import Service
+from twisted.application.service import MultiService, Service
+from twisted.internet.defer import ensureDeferred, maybeDeferred
+from twisted.logger import Logger
+
+log = Logger()
+
+
+class SequentialMultiService(MultiService):
+    """A ``MultiService`` that stops its children one after another, last added first.
+
+    ``MultiService`` stops them all at once; here a service may still use the
+    ones added before it (the relay flushing logs through the stores) while it
+    stops.
+    """
+
+    def stopService(self):
+        Service.stopService(self)
+
+        async def stop_in_order() -> None:
+            for service in reversed(list(self)):
+                try:
+                    await maybeDeferred(service.stopService)
+                except Exception:
+                    log.failure("stopping {name} failed", name=service.name)
+
+        return ensureDeferred(stop_in_order())
 
 
 class StartStopService(Service):

@@ -44,6 +44,7 @@ class ApiClient:
         except TLSSetupError as e:
             raise CliError(str(e)) from None
         self._http = treq.client.HTTPClient(Agent(reactor, contextFactory=policy))
+        self.ca_certificate = ca_path
         self._base_url = base_url
         self._terminal_id = terminal_id
         self._token = token

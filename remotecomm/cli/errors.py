@@ -13,6 +13,8 @@ EXIT_EXPIRED = 13             # approved, but not joined in time
 EXIT_DEVICE_NOT_FOUND = 14    # no such device in your unit
 EXIT_UNKNOWN_APP = 15         # the device has no such app
 EXIT_SESSION_EXISTS = 16      # a session with this device from this terminal is still open
+EXIT_SESSION_LOST = 17        # the session ended abnormally (the relay or the device went away)
+EXIT_NO_SESSION = 18          # `close`: no open session with that device here
 
 
 class CliError(Exception):

@@ -4,7 +4,8 @@ Terminal side::
 
     remotecomm login [--user USER] [--password-stdin]
     remotecomm devices [--json]
-    remotecomm open DEVICE APP
+    remotecomm open DEVICE APP        (holds the session until Ctrl-C or `close`)
+    remotecomm close DEVICE
     remotecomm logout
 
 Server side (on the server host, with its config)::
@@ -26,6 +27,7 @@ import getpass
 import json
 import os
 import re
+import signal
 import sys
 from pathlib import Path
 
@@ -35,14 +37,16 @@ from remotecomm import __version__
 from remotecomm.cli import admin
 from remotecomm.cli.client import ApiClient
 from remotecomm.cli.errors import (EXIT_APPROVAL_TIMEOUT, EXIT_DEVICE_NOT_FOUND,
-                                   EXIT_DEVICE_OFFLINE, EXIT_EXPIRED, EXIT_NOT_LOGGED_IN, EXIT_OK,
-                                   EXIT_REFUSED, EXIT_SESSION_EXISTS, EXIT_UNKNOWN_APP, EXIT_USAGE,
-                                   CliError)
+                                   EXIT_DEVICE_OFFLINE, EXIT_EXPIRED, EXIT_NO_SESSION,
+                                   EXIT_NOT_LOGGED_IN, EXIT_OK, EXIT_REFUSED, EXIT_SESSION_EXISTS,
+                                   EXIT_SESSION_LOST, EXIT_UNKNOWN_APP, EXIT_UNREACHABLE,
+                                   EXIT_USAGE, CliError)
 from remotecomm.clock import iso_from_us
 from remotecomm.cli.terminal import load_settings, load_state, save_state, terminal_home
 from remotecomm.config import ConfigError
 from remotecomm.identifiers import APP_ID, DEVICE_ID, UNIT_ID, USER_ID
 from remotecomm.messages import text
+from remotecomm.relay.client import RelayClient, RelayClosed
 from remotecomm.store.schema import ROLES
 
 
@@ -95,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "its apps and wait for the operator")
     open_parser.add_argument("device_id", type=_pattern(DEVICE_ID, "device ID (lower case)"))
     open_parser.add_argument("app_id", type=_pattern(APP_ID, "app ID"))
+    close_parser = commands.add_parser("close", help="end the session `open` holds with a "
+                                                     "device")
+    close_parser.add_argument("device_id", type=_pattern(DEVICE_ID, "device ID (lower case)"))
     devices = commands.add_parser("devices", help="list the devices of your unit")
     devices.add_argument("--json", action="store_true", help="print the answer as JSON")
 
@@ -174,6 +181,9 @@ async def _run_terminal(reactor, args: argparse.Namespace) -> list[str]:
     settings = load_settings(home, args.server, args.ca)
     state = load_state(home)
 
+    if args.command == "close":
+        return await close_session(reactor, args.device_id)
+
     if args.command == "login":
         if settings.server_url is None:
             raise CliError(text("no-server", path=home / "terminal.toml"), EXIT_USAGE)
@@ -252,15 +262,75 @@ async def open_session(reactor, client: ApiClient, device_id: str, app_id: str) 
     fields = {"device_id": device_id, "operator": answer.get("operator", "?"),
               "code": answer.get("code", state)}
     if state == "approved":
-        # The terminal token stays in this process: the relay link (next) uses it.
-        return [text("approved", session_id=answer.get("session_id"),
-                     relay_url=answer.get("relay_url"),
-                     join_deadline=_clock_time(answer.get("join_deadline_us")), **fields)]
+        print(text("approved", session_id=answer.get("session_id"),
+                   relay_url=answer.get("relay_url"),
+                   join_deadline=_clock_time(answer.get("join_deadline_us")), **fields),
+              flush=True)
+        return await hold_session(reactor, client.ca_certificate, device_id, answer)
     if state == "refused" and answer.get("code") == "test-approver-not-allowed":
         raise CliError(text("refused-test-approver", **fields), EXIT_REFUSED)
     if state in _OUTCOME_EXITS:
         raise CliError(text(state, **fields), _OUTCOME_EXITS[state])
     raise CliError(text("failed", **fields))
+
+
+async def hold_session(reactor, ca_certificate, device_id: str, answer: dict) -> list[str]:
+    """S203–S214 and S261–S273: join the relay as the terminal, hold the session, end it."""
+    relay = RelayClient(reactor, str(answer["relay_url"]), "terminal",
+                        str(answer["session_id"]), str(answer["terminal_token"]),
+                        ca_certificate, lambda message: None)
+    try:
+        await relay.connect()
+    except RelayClosed as e:
+        raise CliError(text("relay-refused", reason=str(e)), EXIT_SESSION_LOST) from None
+    except Exception as e:
+        raise CliError(text("relay-refused", reason=str(e) or type(e).__name__),
+                       EXIT_UNREACHABLE) from None
+    marker = session_marker(terminal_home(), device_id)
+    marker.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    marker.write_text(json.dumps({"pid": os.getpid(), "request_id": answer["request_id"],
+                                  "session_id": answer["session_id"]}))
+    print(text("session-open", device_id=device_id, session_id=answer["session_id"]),
+          flush=True)
+
+    def end_on_signal(signum, frame):
+        reactor.callFromThread(relay.end)
+
+    previous = {s: signal.signal(s, end_on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        ended = await relay.closed
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        marker.unlink(missing_ok=True)
+    if ended.clean and ended.code == 1000:
+        return [text("session-ended", device_id=device_id)]
+    if ended.clean and ended.code == 4001:
+        return [text("session-ended-by-device", device_id=device_id)]
+    raise CliError(text("session-lost", device_id=device_id, reason=str(ended) or "dropped"),
+                   EXIT_SESSION_LOST)
+
+
+def session_marker(home: Path, device_id: str) -> Path:
+    """Where a running `remotecomm open` says which session it holds (for `close`)."""
+    return home / "sessions" / f"{device_id}.json"
+
+
+async def close_session(reactor, device_id: str) -> list[str]:
+    """`remotecomm close DEVICE`: ask the `open` holding that session to end it normally."""
+    marker = session_marker(terminal_home(), device_id)
+    try:
+        pid = int(json.loads(marker.read_text())["pid"])
+        os.kill(pid, signal.SIGINT)
+    except (FileNotFoundError, ValueError, KeyError, ProcessLookupError):
+        marker.unlink(missing_ok=True)
+        raise CliError(text("no-open-session", device_id=device_id), EXIT_NO_SESSION) from None
+    print(text("close-sent", device_id=device_id), flush=True)
+    for _ in range(150):
+        if not marker.exists():
+            return [text("session-ended", device_id=device_id)]
+        await deferLater(reactor, 0.1, lambda: None)
+    raise CliError(f"the session with {device_id} did not end within 15 s")
 
 
 def format_devices(answer: dict) -> list[str]:

@@ -25,10 +25,10 @@ from twisted.words.xish import domish
 from remotecomm.clock import now_us, seconds_to_us
 from remotecomm.device.history import History
 from remotecomm.xmpp.compat import subprotocols
-from remotecomm.xmpp.payloads import (ApprovalDecision, ApprovalRequest, PayloadError,
-                                      SessionReady, build_approval_decision,
-                                      parse_approval_request, parse_session_ready,
-                                      request_payload)
+from remotecomm.xmpp.payloads import (ApprovalDecision, ApprovalRequest, EndSession,
+                                      PayloadError, SessionReady, build_approval_decision,
+                                      parse_approval_request, parse_end_session,
+                                      parse_session_ready, request_payload)
 from remotecomm.xmpp.stream import NotConnected, reply_error, reply_result
 
 log = Logger()
@@ -65,12 +65,16 @@ class Approvals:
 
     def __init__(self, clock: IReactorTime, history: History, apps: set[str],
                  send_decision: Callable[[str, ApprovalDecision], Deferred],
-                 test_approver: str | None = None):
+                 test_approver: str | None = None,
+                 on_ready: Callable[[SessionReady], None] = lambda ready: None,
+                 on_end: Callable[[str], bool] = lambda request_id: False):
         self._clock = clock
         self._history = history
         self._apps = apps
         self._send_decision = send_decision
         self._test_approver = test_approver
+        self._on_ready = on_ready
+        self._on_end = on_end
         self._requests: OrderedDict[str, Pending] = OrderedDict()
         self.sessions: dict[str, SessionReady] = {}
 
@@ -135,14 +139,28 @@ class Approvals:
         pending = self._requests.get(ready.request_id)
         if pending is None or pending.decision is None or not pending.decision.approve:
             raise PayloadError("item-not-found", "no approved request with this ID")
-        if ready.request_id not in self.sessions:
-            self._history.append("session-ready", now_us(self._clock),
-                                 request_id=ready.request_id, session_id=ready.session_id,
-                                 app_id=ready.app_id, relay_url=ready.relay_url)
+        if ready.request_id in self.sessions:
+            return  # the same message again: already joining
+        self._history.append("session-ready", now_us(self._clock),
+                             request_id=ready.request_id, session_id=ready.session_id,
+                             app_id=ready.app_id, relay_url=ready.relay_url)
         self.sessions[ready.request_id] = ready
+        self._on_ready(ready)
         log.info("session {session_id} ready for request {request_id}: relay {relay_url}",
                  session_id=ready.session_id, request_id=ready.request_id,
                  relay_url=ready.relay_url)
+
+
+    def on_end_session(self, end: EndSession) -> None:
+        """S265/S291: the manager asks to end the device side of a session."""
+        ready = self.sessions.get(end.request_id)
+        if ready is None or ready.session_id != end.session_id:
+            raise PayloadError("item-not-found", "no such session on this device")
+        self._history.append("end-requested", now_us(self._clock), request_id=end.request_id,
+                             session_id=end.session_id)
+        if not self._on_end(end.request_id):
+            log.info("end of {request_id} requested; no relay link is open",
+                     request_id=end.request_id)
 
 
 class ManagerRequests(subprotocols.XMPPHandler):
@@ -170,6 +188,8 @@ class ManagerRequests(subprotocols.XMPPHandler):
                 self._approvals.on_request(component, parse_approval_request(iq))
             elif name == "session-ready":
                 self._approvals.on_session_ready(component, parse_session_ready(iq))
+            elif name == "end-session":
+                self._approvals.on_end_session(parse_end_session(iq))
             else:
                 raise PayloadError("feature-not-implemented", f"unknown request {name!r}")
         except PayloadError as e:

@@ -18,6 +18,8 @@ from remotecomm.device.approvals import Approvals, ManagerRequests, decision_sen
 from remotecomm.device.history import History
 from remotecomm.device.manager_link import ManagerLink
 from remotecomm.device.panel_channel import PanelChannel
+from remotecomm.device.relay_link import RelayLinks
+from remotecomm.relay import envelope as env
 from remotecomm.unix_sockets import prepare_socket_folder
 from remotecomm.web.json_api import make_site
 from remotecomm.xmpp.payloads import ENVELOPE_VERSIONS, Hello
@@ -73,8 +75,13 @@ def build_service(config: DeviceAgentConfig, reactor) -> MultiService:
     link = ManagerLink(reactor, config.xmpp.components, hello)
     link.setHandlerParent(stream)
     history = History(config.data_dir / "history.jsonl")
+    links = RelayLinks(reactor, reactor, config.xmpp.ca_certificate, history,
+                       {"from": "device", "device_id": config.device_id,
+                        "agent_version": __version__, "envelope_version": env.VERSION,
+                        "apps": sorted(config.apps)})
     approvals = Approvals(reactor, history, set(config.apps), decision_sender(stream, reactor),
-                          test_approver=config.test_approver)
+                          test_approver=config.test_approver, on_ready=links.join,
+                          on_end=links.end)
     ManagerRequests(approvals, link.is_component).setHandlerParent(stream)
     UnknownIqHandler().setHandlerParent(stream)
     if config.test_approver is not None:

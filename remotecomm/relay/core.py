@@ -155,6 +155,16 @@ class RelayCore:
 
     # -- joining ----------------------------------------------------------------------
 
+    def refuse(self, connection, close_code: int, audit_code: str, reason: str,
+               session_id: str | None, side: str, source: str) -> None:
+        """A side refused before any token check (origin, version, headers): audited."""
+        log.info("{side} refused at the handshake: {code}", side=side, code=audit_code)
+        connection.close(close_code, reason)
+        ensureDeferred(self._gateway.record_refusal({
+            "session_id": session_id, "side": side, "code": audit_code,
+            "source_address": source})).addErrback(
+            lambda f: log.failure("auditing a refused admission failed", f))
+
     def join(self, connection, session_id: str, side: str, token: str,
              source: str) -> Deferred:
         """S172–S180 / S204–S214: check the token with the manager, then admit or close."""
@@ -354,7 +364,7 @@ class RelayCore:
         self.accepting = False
         for session in list(self.sessions.values()):
             session.ending = session.ending or "shutdown"
-            for name, side in list(session.sides.items()):
+            for side in list(session.sides.values()):
                 if side.ended:
                     continue
                 self._end_log(session, side, False, "shutdown")

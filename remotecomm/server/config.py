@@ -88,6 +88,7 @@ class RelayConfig:
 
     node: str
     public_url: str
+    database: Path
 
 
 @dataclass(frozen=True)
@@ -204,6 +205,7 @@ def load_server_config(path: str | Path) -> ServerConfig:
         node=relay_section.get_str("node", "relay-1", pattern=r"[a-z0-9][a-z0-9._-]{0,63}"),
         public_url=relay_section.get_str("public_url", default_relay_url.rstrip("/") + "/relay",
                                          pattern=r"wss?://[^\s?#]+"),
+        database=relay_section.get_path("database", data_dir / "relay.sqlite3", base=data_dir),
     )
     relay_section.finish()
 

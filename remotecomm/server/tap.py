@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from twisted.application.internet import StreamServerEndpointService
-from twisted.application.service import MultiService
+from twisted.application.service import MultiService, Service
 from twisted.internet.defer import ensureDeferred, fail, succeed
 from twisted.internet.endpoints import clientFromString, serverFromString
 from twisted.logger import Logger
@@ -18,12 +18,16 @@ from remotecomm.accounts.passwords import PasswordHasherPool
 from remotecomm.accounts.throttle import LoginThrottle
 from remotecomm.config import ConfigError
 from remotecomm.clock import seconds_to_us
+from remotecomm.relay.core import RelayCore
+from remotecomm.relay.logs import LogOutbox, open_relay_store
 from remotecomm.relay.placement import LocalRelayPlacement
+from remotecomm.relay.websocket import SiteRoot, relay_resource
 from remotecomm.server.config import ServerConfig, SessionsConfig, load_server_config
 from remotecomm.sessions.broker import SessionBroker
 from remotecomm.sessions.lifecycle import SessionPolicy
+from remotecomm.sessions.relay_api import ManagerForRelay
 from remotecomm.server.nvx import NativeHelpersMissing, check_native_helpers
-from remotecomm.services import StartStopService, exit_after_shutdown
+from remotecomm.services import SequentialMultiService, StartStopService, exit_after_shutdown
 from remotecomm.store.engine import SchemaTooNew, Store, migrate, open_sqlite
 from remotecomm.tls import TLSSetupError, server_tls_options
 from remotecomm.web.api import Api
@@ -77,8 +81,8 @@ def build_service(config: ServerConfig, reactor) -> MultiService:
                              config.accounts.failures_per_address,
                              config.accounts.failure_window)
     accounts = Accounts(store, hasher, throttle, reactor, config.accounts.api_token_lifetime)
-    root = MultiService()
-    # Started in this order, stopped in reverse: the store outlives its users.
+    root = SequentialMultiService()
+    # Started in this order, stopped one by one in reverse: the stores outlive their users.
     StartStopService("store", store.start, store.stop).setServiceParent(root)
     StartStopService("password-hashing", hasher.start, hasher.stop).setServiceParent(root)
     readiness = {"store": store.check}
@@ -93,6 +97,13 @@ def build_service(config: ServerConfig, reactor) -> MultiService:
                            config.sessions.allow_test_approver, placement, devices)
     StartStopService("sessions", lambda: _log_errors(broker.start(), "re-arming sessions"),
                      broker.stop).setServiceParent(root)
+    relay_store = open_relay_store(config.relay.database, reactor)
+    StartStopService("relay-store", relay_store.start, relay_store.stop).setServiceParent(root)
+    manager_for_relay = ManagerForRelay(store, reactor, devices)
+    outbox = LogOutbox(relay_store, manager_for_relay, reactor, config.relay.node)
+    relay_core = RelayCore(reactor, manager_for_relay, outbox)
+    RelayService(relay_core, outbox).setServiceParent(root)
+    readiness["relay-store"] = relay_store.check
     if component is not None:
         component.requests.register("approval-decision", decision_handler(broker))
         component.connector.setServiceParent(root)
@@ -101,7 +112,7 @@ def build_service(config: ServerConfig, reactor) -> MultiService:
                  "([sessions] allow_test_approver = true): for tests and benchmarks only")
     api = Api(accounts, store, reactor, readiness=readiness, broker=broker)
 
-    factory = make_site(api.resource())
+    factory = make_site(SiteRoot(api.resource(), relay_resource(relay_core)))
     if config.tls.enabled:
         try:
             tls_options = server_tls_options(config.tls.certificate, config.tls.key,
@@ -146,6 +157,32 @@ class Unreachable:
 
     def send(self, device_id: str, payload):
         return fail(NotConnected("XMPP is disabled on this server"))
+
+
+class RelayService(Service):
+    """Starts the relay (closing what an earlier run left open) and stops it in order."""
+
+    SHUTDOWN_FLUSH = 5.0
+
+    def __init__(self, core: RelayCore, outbox: LogOutbox):
+        self._core = core
+        self._outbox = outbox
+        self.setName("relay")
+
+    def startService(self) -> None:
+        super().startService()
+        _log_errors(self._outbox.close_left_open("relay-restart"), "closing left-open sessions")
+
+    def stopService(self):
+        super().stopService()
+        self._core.shutdown()
+
+        async def flush() -> None:
+            if not await self._outbox.flush(self.SHUTDOWN_FLUSH):
+                log.warn("some session logs are not filed yet; they are kept and sent at "
+                         "the next start")
+
+        return ensureDeferred(flush())
 
 
 def _log_errors(coroutine, what: str) -> None:

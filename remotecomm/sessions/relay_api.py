@@ -70,8 +70,6 @@ def _file_log(connection, body: dict, at_us: int) -> str:
         sessions.c.request_id == body["request_id"])).first()
     if row is None or row.session_id != body["session_id"]:
         raise ValueError(f"log {body['key']} names no known session")
-    key_column = (session_connections.c.started_log_key if body["kind"] == "started"
-                  else session_connections.c.ended_log_key)
     where = (session_connections.c.request_id == row.request_id,
              session_connections.c.side == body["side"])
     record = connection.execute(select(session_connections).where(*where)).first()

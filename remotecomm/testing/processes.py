@@ -83,17 +83,17 @@ async def run_command(reactor, args: list[str], *, env: dict[str, str] | None = 
     return code, collector.output.decode("utf-8", "replace")
 
 
-class ServerProcess:
-    """A ``twistd -n`` subprocess of one of our plugins."""
+class ChildProcess:
+    """A long-running child process whose output a test watches."""
 
-    def __init__(self, reactor, plugin: str, plugin_args: list[str], *, cwd: Path,
-                 env: dict[str, str] | None = None):
+    def __init__(self, reactor, argv: list[str], *, cwd: Path, env: dict[str, str] | None = None,
+                 name: str | None = None):
         self._reactor = reactor
         self._collector = _Collector(None)
-        self.plugin = plugin
-        twistd = str(VENV_BIN / "twistd")
-        argv = [twistd, "-n", "--pidfile=", plugin, *plugin_args]
-        self._transport = reactor.spawnProcess(self._collector, twistd, argv,
+        executable = argv[0] if os.sep in argv[0] else str(VENV_BIN / argv[0])
+        self.plugin = name or argv[0]
+        self._transport = reactor.spawnProcess(self._collector, executable,
+                                               [executable, *argv[1:]],
                                                env=_environment(env), path=str(cwd))
 
     @property
@@ -159,3 +159,17 @@ class ServerProcess:
     def _kill(self) -> None:
         if self.exit_code is None:
             os.kill(self.pid, signal.SIGKILL)
+
+    def signal(self, name: str) -> None:
+        """Send a signal ("INT", "TERM", "KILL")."""
+        if self.exit_code is None:
+            self._transport.signalProcess(name)
+
+
+class ServerProcess(ChildProcess):
+    """A ``twistd -n`` subprocess of one of our plugins."""
+
+    def __init__(self, reactor, plugin: str, plugin_args: list[str], *, cwd: Path,
+                 env: dict[str, str] | None = None):
+        super().__init__(reactor, ["twistd", "-n", "--pidfile=", plugin, *plugin_args],
+                         cwd=cwd, env=env, name=plugin)

@@ -18,7 +18,8 @@ from remotecomm.device.config import load_device_config
 from remotecomm.simulator.config import render_simulator_config
 from remotecomm.server.config import ServerConfig, load_server_config
 from remotecomm.testing.http import http_client
-from remotecomm.testing.processes import ServerProcess, free_port, run_command, sleep
+from remotecomm.testing.processes import (ChildProcess, ServerProcess, free_port, run_command,
+                                          sleep)
 from remotecomm.xmpp.prosody import ProsodyProcess, settings_for
 
 PASSWORD = "correct horse battery"
@@ -54,6 +55,7 @@ class ServerSetup:
         self.prosody: ProsodyProcess | None = None
         self.agents: dict[str, ServerProcess] = {}
         self.simulators: dict[str, ServerProcess] = {}
+        self.clis: list[ChildProcess] = []
 
     def server_config(self) -> ServerConfig:
         """The parsed server config."""
@@ -144,14 +146,17 @@ class ServerSetup:
         return simulator, f"http://127.0.0.1:{port}"
 
     async def stop(self) -> None:
-        """Stop every process this setup started."""
-        for simulator in self.simulators.values():
-            await simulator.stop()
-        for agent in self.agents.values():
-            await agent.stop()
+        """Stop every process this setup started; keep their output in ``*.log`` files here."""
+        processes = {f"cli-{n}": p for n, p in enumerate(self.clis)}
+        processes.update({f"simulator-{d}": p for d, p in self.simulators.items()})
+        processes.update({f"agent-{d}": p for d, p in self.agents.items()})
         if self.server is not None:
-            await self.server.stop()
+            processes["server"] = self.server
+        for process in processes.values():
+            await process.stop()
         await self.stop_prosody()
+        for name, process in processes.items():
+            (self.folder / f"{name}.log").write_text(process.output)
 
     async def cli(self, *args: str, stdin: bytes | None = None,
                   home: Path | None = None) -> tuple[int, str]:
@@ -160,6 +165,14 @@ class ServerSetup:
                "REMOTECOMM_SERVER": self.url, "REMOTECOMM_CA": str(self.ca)}
         return await run_command(self.reactor, ["remotecomm", *args], env=env, stdin=stdin)
 
+    def cli_process(self, *args: str) -> ChildProcess:
+        """Start the terminal CLI in the background (for `open`)."""
+        env = {"REMOTECOMM_HOME": str(self.terminal_home),
+               "REMOTECOMM_SERVER": self.url, "REMOTECOMM_CA": str(self.ca)}
+        process = ChildProcess(self.reactor, ["remotecomm", *args], cwd=self.folder, env=env)
+        self.clis.append(process)
+        return process
+
     async def login(self, user: str) -> None:
         """``remotecomm login`` as ``user`` (fails the test if refused)."""
         code, output = await self.cli("login", "--user", user, "--password-stdin",
@@ -167,15 +180,33 @@ class ServerSetup:
         if code != 0:
             raise AssertionError(f"login as {user} failed ({code}): {output}")
 
+    async def api(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+        """Call the REST API as the logged-in terminal; status and JSON answer."""
+        state = json.loads((self.terminal_home / "state.json").read_text())
+        headers = {"Authorization": f"Bearer {state['token']}",
+                   "X-Remotecomm-Terminal": state["terminal_id"]}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        response = await http_client(self.reactor, self.ca).request(
+            method, self.url + path, headers=headers, timeout=5,
+            data=json.dumps(body).encode() if body is not None else None)
+        return response.code, json.loads(await response.content())
+
     async def device_list(self) -> dict[str, dict]:
         """The logged-in terminal's device list from the REST API, by device ID."""
-        state = json.loads((self.terminal_home / "state.json").read_text())
-        response = await http_client(self.reactor, self.ca).get(
-            self.url + "/api/v1/devices", timeout=5,
-            headers={"Authorization": f"Bearer {state['token']}",
-                     "X-Remotecomm-Terminal": state["terminal_id"]})
-        answer = json.loads(await response.content())
+        _, answer = await self.api("GET", "/api/v1/devices")
         return {device["device_id"]: device for device in answer.get("devices", [])}
+
+    async def wait_for_state(self, request_id: str, state: str, timeout: float = 10) -> dict:
+        """Poll a session request until it reaches ``state``; its last answer."""
+        start = self.reactor.seconds()
+        while True:
+            code, answer = await self.api("GET", f"/api/v1/sessions/{request_id}")
+            if answer.get("state") == state:
+                return answer
+            if self.reactor.seconds() - start > timeout:
+                raise AssertionError(f"{request_id} not {state} within {timeout} s: {answer}")
+            await sleep(self.reactor, 0.1)
 
     async def wait_device(self, device_id: str, online: bool | None, timeout: float = 10) -> float:
         """Wait until the device shows ``online`` (``None``: absent); the seconds it took."""

@@ -15,7 +15,7 @@ from urllib.parse import unquote
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
-from twisted.web import server
+from twisted.web import http, server
 from twisted.web.resource import Resource
 
 log = Logger()
@@ -196,9 +196,46 @@ class Router(Resource):
         write_error(request, ApiError(500, "internal-error", "the server failed; it is logged"))
 
 
-def make_site(root: Resource, timeout: float = 60) -> server.Site:
-    """A twisted.web site that never shows tracebacks and caps request bodies."""
+HEADER_DEADLINE = 10.0
+
+
+class DeadlineHTTPChannel(http.HTTPChannel):
+    """An HTTP channel that must receive a request's headers within an absolute deadline.
+
+    twisted.web's idle timeout restarts with every byte, so a client trickling
+    one byte a second would hold a connection forever.
+    """
+
+    header_deadline = HEADER_DEADLINE
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self._header_call = self.callLater(self.header_deadline, self._headers_too_slow)
+
+    def _headers_too_slow(self) -> None:
+        log.info("closing a connection that sent no complete request headers in {deadline} s",
+                 deadline=self.header_deadline)
+        if self.transport is not None:
+            self.transport.abortConnection()
+
+    def allHeadersReceived(self) -> None:
+        if self._header_call.active():
+            self._header_call.cancel()
+        super().allHeadersReceived()
+
+    def connectionLost(self, reason) -> None:
+        if self._header_call.active():
+            self._header_call.cancel()
+        super().connectionLost(reason)
+
+
+def make_site(root: Resource, timeout: float = 60,
+              header_deadline: float = HEADER_DEADLINE) -> server.Site:
+    """A twisted.web site that never shows tracebacks, caps request bodies and makes
+    clients send their request headers within ``header_deadline`` seconds."""
     site = server.Site(root, timeout=timeout)
     site.requestFactory = BoundedRequest
     site.displayTracebacks = False
+    site.protocol = type("SiteChannel", (DeadlineHTTPChannel,),
+                         {"header_deadline": header_deadline})
     return site

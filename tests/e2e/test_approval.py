@@ -10,7 +10,6 @@ from twisted.trial.unittest import TestCase
 
 from remotecomm.simulator.agent_client import AgentChannelClient, AgentRefused
 from remotecomm.testing.panel import PanelUser
-from remotecomm.testing.processes import sleep
 from remotecomm.testing.servers import ServerSetup
 
 OPERATOR, OPERATOR_PASSWORD = "olga", "panel password 1"
@@ -61,18 +60,17 @@ class PanelApprovalTests(ApprovalTestCase):
     async def test_yes_on_the_panel_approves(self):
         """YES: the CLI reports approval, the session row names the operator, the device
         history too, and the terminal token was handed out exactly once."""
-        opening = self.open()
+        opening = self.setup.cli_process("open", "mfp-1", "web-server")
         self.assertEqual(await self.panel.login(OPERATOR, OPERATOR_PASSWORD), 303)
         request_id = await self.panel.wait_for_request()
         self.assertEqual(await self.panel.answer(request_id, "yes"), 303)
-        code, output = await opening
-        self.assertEqual(code, 0, output)
-        self.assertIn("Waiting for approval on mfp-1", output)
-        self.assertIn("Approved by olga on mfp-1.", output)
+        await opening.wait_for_output("Session with mfp-1 is open")
+        self.assertIn("Waiting for approval on mfp-1", opening.output)
+        self.assertIn("Approved by olga on mfp-1.", opening.output)
         row = self.session_row()
         self.assertEqual((row["request_id"], row["state"], row["approver"], row["user_id"],
                           row["app_id"], row["approved_by_test_approver"]),
-                         (request_id, "approved", "olga", "alice", "web-server", 0))
+                         (request_id, "active", "olga", "alice", "web-server", 0))
         self.assertTrue(row["session_id"] and row["device_token_hash"])
         self.assertEqual(row["terminal_token_delivered"], 1)
         self.assertIsNotNone(row["device_notified_us"])
@@ -80,14 +78,11 @@ class PanelApprovalTests(ApprovalTestCase):
         self.assertEqual(events["approval-decided"]["operator"], "olga")
         self.assertEqual(events["session-ready"]["session_id"], row["session_id"])
         # The token went to the CLI; any later poll hears "already delivered".
-        state = json.loads((self.setup.terminal_home / "state.json").read_text())
-        from remotecomm.testing.http import http_client
-        response = await http_client(reactor, self.setup.ca).get(
-            f"{self.setup.url}/api/v1/sessions/{request_id}", timeout=5,
-            headers={"Authorization": f"Bearer {state['token']}",
-                     "X-Remotecomm-Terminal": state["terminal_id"]})
-        self.assertEqual((response.code, json.loads(await response.content())["code"]),
-                         (409, "already-delivered"))
+        code, answer = await self.setup.api("GET", f"/api/v1/sessions/{request_id}")
+        self.assertEqual((code, answer["code"]), (409, "already-delivered"))
+        code, output = await self.setup.cli("close", "mfp-1")
+        self.assertEqual(code, 0, output)
+        self.assertEqual(await opening.ended(), 0)
 
     async def test_no_on_the_panel_refuses(self):
         """NO: the CLI says who refused and exits 10; no session ID, no token."""
@@ -156,16 +151,21 @@ class TestApproverTests(ApprovalTestCase):
 
     async def test_second_open_refused_until_the_first_expired(self):
         """One open session per device and terminal; after the join window, a new one."""
-        code, output = await self.open()
-        self.assertEqual(code, 0, output)
-        self.assertIn("Approved by bench", output)
+        code, first = await self.setup.api("POST", "/api/v1/sessions",
+                                           {"device_id": "mfp-1", "app_id": "web-server"})
+        self.assertEqual(code, 202, first)
+        answer = await self.setup.wait_for_state(first["request_id"], "approved")
+        self.assertEqual(answer["operator"], "bench")  # the terminal never joins
         self.assertEqual(self.session_row()["approved_by_test_approver"], 1)
         code, output = await self.open("remote-panel")
         self.assertEqual(code, 16, output)
         self.assertIn("session-exists", output)
-        await sleep(reactor, 3.5)
-        code, output = await self.open("remote-panel")
+        await self.setup.wait_for_state(first["request_id"], "expired", timeout=6)
+        opening = self.setup.cli_process("open", "mfp-1", "remote-panel")
+        await opening.wait_for_output("Session with mfp-1 is open")
+        code, output = await self.setup.cli("close", "mfp-1")
         self.assertEqual(code, 0, output)
+        self.assertEqual(await opening.ended(), 0)
 
 
 class TestApproverRefusedTests(ApprovalTestCase):

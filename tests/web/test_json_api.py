@@ -3,7 +3,7 @@
 import json
 
 from twisted.internet import reactor
-from twisted.internet.defer import succeed
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.trial.unittest import TestCase
 from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
@@ -70,3 +70,34 @@ class BodyLimitTests(TestCase):
         """The site is configured not to render tracebacks."""
         site = make_site(Router([]))
         self.assertFalse(site.displayTracebacks)
+
+
+class SlowClientTests(TestCase):
+    """A client that trickles its request headers is cut off at an absolute deadline."""
+
+    timeout = 10
+
+    async def test_trickling_headers_are_cut_off(self):
+        """One byte every 0.1 s keeps an idle timer alive forever, but not this deadline."""
+        from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+        from twisted.internet.protocol import Protocol
+        from twisted.internet.task import LoopingCall
+
+        site = make_site(Router([Route("/echo", post=echo)]), header_deadline=1.0)
+        port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(site)
+        self.addCleanup(port.stopListening)
+        lost = Deferred()
+
+        class Trickle(Protocol):
+            def connectionLost(self, reason):
+                lost.callback(reactor.seconds())
+
+        client = await connectProtocol(
+            TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port), Trickle())
+        start = reactor.seconds()
+        header = iter(b"GET /relay/device HTTP/1.1\r\nX-" + b"a" * 1000)
+        trickle = LoopingCall(lambda: client.transport.write(bytes([next(header)])))
+        trickle.start(0.1)
+        end = await lost
+        trickle.stop()
+        self.assertLess(end - start, 2.0)

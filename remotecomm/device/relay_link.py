@@ -1,0 +1,97 @@
+"""The agent's side of a session in the relay (S171–S180, S291–S299).
+
+When the manager's session-ready arrives (S149) the agent joins the relay's
+device endpoint with the session ID and the device token, and once
+established sends its hello.  It cannot serve the device's apps over the
+relay yet, so every stream the terminal opens gets a reset.  When the
+manager asks it to end the session (S265/S291) it closes its connection
+normally (S292); the relay writes the device side's end log.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from twisted.internet.defer import ensureDeferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from remotecomm.clock import now_us
+from remotecomm.device.history import History
+from remotecomm.relay import envelope as env
+from remotecomm.relay.client import RelayClient
+from remotecomm.xmpp.payloads import SessionReady
+
+log = Logger()
+
+MAX_LINKS = 32
+
+
+class RelayLinks:
+    """The agent's relay connections, one per session."""
+
+    def __init__(self, reactor, clock: IReactorTime, ca_certificate: Path, history: History,
+                 hello: dict):
+        self._reactor = reactor
+        self._clock = clock
+        self._ca = ca_certificate
+        self._history = history
+        self._hello = hello
+        self.links: dict[str, RelayClient] = {}
+
+    def join(self, ready: SessionReady) -> None:
+        """S171/S172: join the relay for an approved session."""
+        if ready.request_id in self.links or len(self.links) >= MAX_LINKS:
+            return
+        client = RelayClient(self._reactor, ready.relay_url, "device", ready.session_id,
+                             ready.token, self._ca,
+                             lambda message: self._frame(client, ready, message))
+        self.links[ready.request_id] = client
+        ensureDeferred(self._run(client, ready)).addErrback(
+            lambda f: log.failure("relay link of {request_id} failed", f,
+                                  request_id=ready.request_id))
+
+    async def _run(self, client: RelayClient, ready: SessionReady) -> None:
+        try:
+            await client.connect()
+        except Exception as e:
+            log.warn("could not join the relay for {request_id}: {error}",
+                     request_id=ready.request_id, error=str(e))
+            self._history.append("relay-failed", now_us(self._clock),
+                                 request_id=ready.request_id, error=str(e)[:200])
+            self.links.pop(ready.request_id, None)
+            return
+        log.info("joined the relay for {request_id} (session {session_id})",
+                 request_id=ready.request_id, session_id=ready.session_id)
+        self._history.append("relay-joined", now_us(self._clock), request_id=ready.request_id,
+                             session_id=ready.session_id)
+        client.send(env.encode_hello(dict(self._hello, app=ready.app_id)))
+        ended = await client.closed
+        self.links.pop(ready.request_id, None)
+        log.info("relay link of {request_id} ended: {code} {reason}",
+                 request_id=ready.request_id, code=ended.code, reason=ended.reason)
+        self._history.append("relay-ended", now_us(self._clock), request_id=ready.request_id,
+                             code=ended.code, reason=ended.reason[:200])
+
+    def _frame(self, client: RelayClient, ready: SessionReady, message: bytes) -> None:
+        try:
+            frame = env.decode(message)
+        except env.EnvelopeError as e:
+            log.warn("bad frame in {request_id}: {error}", request_id=ready.request_id,
+                     error=str(e))
+            return
+        if frame.kind in (env.OPEN, env.RAW_OPEN):
+            # Serving the device's apps over the relay comes next; until then: reset.
+            client.send(env.encode_reset(frame.stream_id, env.RESET_NOT_IMPLEMENTED,
+                                         "this agent does not serve apps over the relay yet"))
+        elif frame.kind == env.HELLO:
+            log.info("terminal hello in {request_id}: {info}", request_id=ready.request_id,
+                     info=frame.info)
+
+    def end(self, request_id: str) -> bool:
+        """S292: end the device side of a session normally; whether it was connected."""
+        client = self.links.get(request_id)
+        if client is None:
+            return False
+        client.end()
+        return True

@@ -1,0 +1,153 @@
+"""The relay's WebSocket endpoints: thin autobahn adapters that feed the pairing core.
+
+``/relay/device`` ("Cloud Hub") and ``/relay/terminal`` ("Web Agent") are
+mounted in the manager's twisted.web site (which caps handshake headers;
+a bare autobahn factory would not).  A client offers the subprotocol
+``remotecomm.envelope.1`` and sends ``X-Remotecomm-Session`` and
+``X-Remotecomm-Token`` headers; browsers (any ``Origin``) are refused.
+Limits are explicit: frame and message size, opening and closing handshake
+timeouts, heartbeats, no compression.
+"""
+
+from __future__ import annotations
+
+import re
+
+from autobahn.twisted.resource import WebSocketResource
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.types import ConnectionRequest
+from twisted.logger import Logger
+from twisted.web.resource import Resource
+from zope.interface import implementer
+
+from remotecomm.relay import envelope as env
+from remotecomm.relay.core import (CLOSE_BAD_FRAME, CLOSE_BAD_HANDSHAKE, CLOSE_ORIGIN,
+                                   CLOSE_VERSION, IRelayConnection, RelayCore)
+from remotecomm.xmpp.payloads import SESSION_ID
+
+log = Logger()
+
+SESSION_HEADER = "x-remotecomm-session"
+TOKEN_HEADER = "x-remotecomm-token"
+MAX_MESSAGE = env.MAX_FRAME + env.MAX_HEAD
+OPEN_HANDSHAKE_TIMEOUT = 5
+HEARTBEAT_INTERVAL = 20
+HEARTBEAT_TIMEOUT = 10
+MAX_CONNECTIONS = 20_000
+
+
+@implementer(IRelayConnection)
+class RelayServerProtocol(WebSocketServerProtocol):
+    """One side's WebSocket: parses the handshake, then hands everything to the core."""
+
+    core: RelayCore
+    side: str
+
+    def onConnect(self, request: ConnectionRequest):
+        self._refusal = None
+        self._join = None
+        headers = request.headers
+        session_id = headers.get(SESSION_HEADER, "")
+        token = headers.get(TOKEN_HEADER, "")
+        chosen = env.SUBPROTOCOL if env.SUBPROTOCOL in request.protocols else None
+        if "origin" in headers:
+            self._refusal = (CLOSE_ORIGIN, "origin-refused",
+                             "browsers may not connect to the relay")
+        elif chosen is None:
+            offered = ", ".join(request.protocols) or "none"
+            self._refusal = (CLOSE_VERSION, "unsupported-version",
+                             f"unsupported envelope version ({offered}); this relay speaks "
+                             f"{env.SUBPROTOCOL}")
+        elif not re.fullmatch(SESSION_ID, session_id) or not token or len(token) > 128:
+            self._refusal = (CLOSE_BAD_HANDSHAKE, "bad-handshake",
+                             "the session ID and token headers are required")
+        else:
+            self._join = (session_id, token)
+        self._session_id = session_id if re.fullmatch(SESSION_ID, session_id) else None
+        return chosen
+
+    def onOpen(self):
+        source = getattr(self.transport.getPeer(), "host", "unknown")
+        if self._refusal is not None:
+            code, audit_code, reason = self._refusal
+            self.core.refuse(self, code, audit_code, reason, self._session_id, self.side, source)
+            return
+        session_id, token = self._join
+        self.core.join(self, session_id, self.side, token, source)
+
+    def onMessage(self, payload: bytes, isBinary: bool):
+        if not isBinary:
+            self.close(CLOSE_BAD_FRAME, "envelope frames are binary")
+            return
+        self.core.received(self, payload)
+
+    def onClose(self, wasClean: bool, code, reason):
+        # A normal end request: the side itself closed, cleanly, with 1000.
+        normal_request = (wasClean and not getattr(self, "closedByMe", True)
+                          and getattr(self, "remoteCloseCode", None) == 1000)
+        self.core.closed(self, normal_request)
+
+    # -- IRelayConnection ----------------------------------------------------------
+
+    def send(self, message: bytes) -> None:
+        self.sendMessage(message, isBinary=True)
+
+    def close(self, code: int, reason: str) -> None:
+        self.sendClose(code, reason.encode("utf-8")[:120].decode("utf-8", "ignore"))
+
+    def pause(self) -> None:
+        self.transport.pauseProducing()
+
+    def resume(self) -> None:
+        self.transport.resumeProducing()
+
+    def established(self) -> None:
+        self.sendMessage(env.encode_hello({"from": "relay", "established": True}),
+                         isBinary=True)
+
+
+class RelayEndpointResource(WebSocketResource):
+    """A WebSocket endpoint in the site, without the HTTP channel's idle timeout."""
+
+    def render(self, request):
+        request.channel.setTimeout(None)  # the WebSocket has its own heartbeats
+        return super().render(request)
+
+
+def relay_factory(core: RelayCore, side: str) -> WebSocketServerFactory:
+    """The autobahn factory of one side's endpoint, with explicit limits."""
+    factory = WebSocketServerFactory()
+    factory.protocol = type(f"Relay{side.title()}Protocol", (RelayServerProtocol,),
+                            {"core": core, "side": side})
+    factory.setProtocolOptions(
+        maxFramePayloadSize=MAX_MESSAGE, maxMessagePayloadSize=MAX_MESSAGE,
+        openHandshakeTimeout=OPEN_HANDSHAKE_TIMEOUT, closeHandshakeTimeout=2,
+        autoPingInterval=HEARTBEAT_INTERVAL, autoPingTimeout=HEARTBEAT_TIMEOUT,
+        maxConnections=MAX_CONNECTIONS, perMessageCompressionAccept=lambda offers: None,
+        requireMaskedClientFrames=True, failByDrop=False)
+    return factory
+
+
+def relay_resource(core: RelayCore) -> Resource:
+    """``/relay`` with its two endpoints."""
+    relay = Resource()
+    for side in ("device", "terminal"):
+        relay.putChild(side.encode("ascii"), RelayEndpointResource(relay_factory(core, side)))
+    return relay
+
+
+class SiteRoot(Resource):
+    """The site's root: ``/relay/…`` to the relay endpoints, every other path to the API."""
+
+    def __init__(self, api: Resource, relay: Resource):
+        super().__init__()
+        self._api = api
+        self._relay = relay
+
+    def getChildWithDefault(self, name: bytes, request):
+        if name == b"relay":
+            return self._relay
+        return self._api
+
+    def render(self, request):
+        return self._api.render(request)

@@ -1,0 +1,182 @@
+"""Tests for remotecomm.relay.websocket: the endpoints over real loopback sockets."""
+
+from pathlib import Path
+
+from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
+from twisted.trial.unittest import TestCase
+from twisted.web.resource import Resource
+
+from remotecomm.relay import core as rc
+from remotecomm.relay import envelope as env
+from remotecomm.relay.client import RelayClient, RelayClosed
+from remotecomm.relay.logs import RELAY_MIGRATIONS, LogOutbox
+from remotecomm.relay.websocket import SiteRoot, relay_resource
+from remotecomm.store.engine import Store, migrate, open_sqlite
+from remotecomm.web.json_api import make_site
+
+SESSION_ID = "S" * 32
+DEVICE_TOKEN = "d" * 43
+TERMINAL_TOKEN = "t" * 43
+
+
+class FakeManager:
+    """Confirms the two tokens above once each; files logs in memory."""
+
+    def __init__(self):
+        self.used = set()
+        self.logs = {}
+        self.refusals = []
+        self.ends = []
+
+    def authenticate(self, request):
+        token = {"device": DEVICE_TOKEN, "terminal": TERMINAL_TOKEN}[request["side"]]
+        if request["session_id"] != SESSION_ID:
+            raise rc.AdmissionRefused("unknown-session", "no such session")
+        if request["token"] != token:
+            raise rc.AdmissionRefused("wrong-token", "no")
+        if request["side"] in self.used:
+            raise rc.AdmissionRefused("token-used", "used")
+        self.used.add(request["side"])
+        far = int((reactor.seconds() + 3600) * 1e6)
+        return succeed({"request_id": "R" * 22, "party_id": request["side"],
+                        "app_id": "web-server", "pairing_deadline_us": far,
+                        "lifetime_deadline_us": far})
+
+    def file_log(self, body):
+        self.logs[body["key"]] = body
+        return succeed(None)
+
+    def record_refusal(self, request):
+        self.refusals.append(request)
+        return succeed(None)
+
+    def end_session(self, request):
+        self.ends.append(request)
+        return succeed(None)
+
+
+class EndpointTests(TestCase):
+    """The endpoints admit, forward and refuse as the core decides."""
+
+    timeout = 20
+
+    async def setUp(self):
+        engine = open_sqlite(Path(self.mktemp()) / "relay.sqlite3")
+        migrate(engine, location=RELAY_MIGRATIONS)
+        store = Store(engine, reactor)
+        store.start()
+        self.addCleanup(store.stop)
+        self.manager = FakeManager()
+        self.core = rc.RelayCore(reactor, self.manager, LogOutbox(store, self.manager, reactor,
+                                                                  "relay-1"))
+        site = make_site(SiteRoot(Resource(), relay_resource(self.core)))
+        self.port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(site)
+        self.addCleanup(self.port.stopListening)
+        self.url = f"ws://127.0.0.1:{self.port.getHost().port}/relay"
+
+    def client(self, side, token, frames):
+        return RelayClient(reactor, self.url, side, SESSION_ID, token, None, frames.append)
+
+    async def test_paired_sides_exchange_frames(self):
+        """Device and terminal join; frames go through unchanged both ways."""
+        device_frames, terminal_frames = [], []
+        device = self.client("device", DEVICE_TOKEN, device_frames)
+        terminal = self.client("terminal", TERMINAL_TOKEN, terminal_frames)
+        await device.connect()
+        device.send(env.encode_hello({"from": "device"}))
+        await terminal.connect()
+        request = env.encode_open(1, "web-server", SESSION_ID, b"GET / HTTP/1.1\r\n\r\n")
+        terminal.send(request)
+        big = env.encode_data(1, b"x" * 700_000)
+        terminal.send(big)
+        for _ in range(100):
+            if len(device_frames) == 2 and terminal_frames:
+                break
+            await _sleep(0.05)
+        self.assertEqual(device_frames, [request, big])
+        self.assertEqual(env.decode(terminal_frames[0]).info, {"from": "device"})
+        ended = await terminal.end()
+        self.assertEqual(ended.code, 1000)
+        self.assertEqual(self.manager.ends[0]["side"], "terminal")
+        await device.end()
+        await _sleep(0.2)
+        self.assertEqual(sorted(self.manager.logs),
+                         [f"{SESSION_ID}:device:ended", f"{SESSION_ID}:device:started",
+                          f"{SESSION_ID}:terminal:ended", f"{SESSION_ID}:terminal:started"])
+        self.assertEqual({b["reason"] for k, b in self.manager.logs.items() if "ended" in k},
+                         {"normal"})
+
+    async def assertClosedWith(self, client: RelayClient, code: int):
+        with self.assertRaises(RelayClosed) as e:
+            await client.connect()
+        self.assertEqual(e.exception.code, code)
+
+    async def test_wrong_token_is_closed_with_its_code(self):
+        """A refused token closes with 4401 before anything is forwarded."""
+        await self.assertClosedWith(self.client("device", TERMINAL_TOKEN, []),
+                                    rc.CLOSE_TOKEN_REFUSED)
+
+    async def test_origin_is_refused(self):
+        """A browser (any Origin header) is refused with 4403, and audited."""
+        closed = await raw_connect(self.url + "/device", [env.SUBPROTOCOL],
+                                   {"Origin": "https://evil.example", "X-Remotecomm-Session":
+                                    SESSION_ID, "X-Remotecomm-Token": DEVICE_TOKEN})
+        self.assertEqual(closed[0], rc.CLOSE_ORIGIN)
+        self.assertEqual(self.manager.refusals[0]["code"], "origin-refused")
+
+    async def test_unknown_subprotocol_version_is_refused(self):
+        """A client speaking envelope version 2 is closed with 4426."""
+        closed = await raw_connect(self.url + "/device", ["remotecomm.envelope.2"],
+                                   {"X-Remotecomm-Session": SESSION_ID,
+                                    "X-Remotecomm-Token": DEVICE_TOKEN})
+        self.assertIn(closed[0], (rc.CLOSE_VERSION, 1006))
+        self.assertEqual(self.manager.refusals[0]["code"], "unsupported-version")
+
+    async def test_missing_headers_are_refused(self):
+        """Without session and token headers: 4400."""
+        closed = await raw_connect(self.url + "/terminal", [env.SUBPROTOCOL], {})
+        self.assertEqual(closed[0], rc.CLOSE_BAD_HANDSHAKE)
+
+    async def test_oversized_message_is_refused(self):
+        """A message above the limit closes the connection (1009) and forwards nothing."""
+        device_frames = []
+        device = self.client("device", DEVICE_TOKEN, device_frames)
+        await device.connect()
+        terminal = self.client("terminal", TERMINAL_TOKEN, [])
+        await terminal.connect()
+        terminal._protocol.maxMessagePayloadSize = 0  # let the client send what the relay refuses
+        terminal._protocol.maxFramePayloadSize = 0
+        terminal._protocol.sendMessage(b"\x01\x02\x00\x00\x00\x01" + b"x" * (env.MAX_FRAME +
+                                                                          env.MAX_HEAD),
+                                       isBinary=True)
+        ended = await terminal.closed
+        self.assertEqual(ended.code, 1009)
+        self.assertEqual(device_frames, [])
+        dropped = await device.closed
+        self.assertEqual(dropped.code, rc.CLOSE_PARTNER_DROPPED)
+        self.assertEqual(self.manager.ends, [])
+
+
+async def _sleep(seconds):
+    from twisted.internet.task import deferLater
+    await deferLater(reactor, seconds, lambda: None)
+
+
+async def raw_connect(url, protocols, headers):
+    """Connect a bare autobahn client; the (code, reason) it was closed with."""
+    closed = Deferred()
+
+    class Probe(WebSocketClientProtocol):
+        def onClose(self, wasClean, code, reason):
+            if not closed.called:
+                closed.callback((code, reason))
+
+    factory = WebSocketClientFactory(url, protocols=protocols, headers=headers)
+    factory.protocol = Probe
+    from urllib.parse import urlsplit
+    parts = urlsplit(url)
+    await TCP4ClientEndpoint(reactor, parts.hostname, parts.port).connect(factory)
+    return await closed
