@@ -158,3 +158,18 @@ class TerminalFileTests(SynchronousTestCase):
             load_settings(self.home, None, None)
         self.assertEqual(e.exception.exit_code, 2)
         self.assertIn("server", e.exception.message)
+
+
+class CloseTests(SynchronousTestCase):
+    """`remotecomm close` without a session to close."""
+
+    def test_no_open_session_exits_18(self):
+        """Nothing to close: a clear message and exit code 18."""
+        from twisted.internet.defer import Deferred
+        from twisted.internet.task import Clock
+        home = Path(self.mktemp())
+        self.patch(os, "environ", dict(os.environ, REMOTECOMM_HOME=str(home)))
+        failure = self.failureResultOf(Deferred.fromCoroutine(
+            cli.close_session(Clock(), "mfp-1")), CliError)
+        self.assertEqual((failure.value.exit_code, failure.value.message),
+                         (18, "no open session with mfp-1 on this terminal"))

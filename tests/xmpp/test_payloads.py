@@ -159,3 +159,16 @@ class SessionPayloadTests(SynchronousTestCase):
             parse_approval_request(parse("<iq type='set'><approval-request "
                                          "xmlns='urn:remotecomm:device:2'/></iq>"))
         self.assertEqual(e.exception.condition, "feature-not-implemented")
+
+
+class EndSessionPayloadTests(SynchronousTestCase):
+    """S265: the end-session request."""
+
+    def test_round_trip_and_refusal(self):
+        from remotecomm.xmpp.payloads import EndSession, build_end_session, parse_end_session
+        end = EndSession("r" * 22, "s" * 32)
+        iq = parse(f"<iq type='set'>{build_end_session(end).toXml()}</iq>")
+        self.assertEqual(parse_end_session(iq), end)
+        with self.assertRaises(PayloadError):
+            parse_end_session(parse(f"<iq type='set'><end-session xmlns='{NS_DEVICE}' "
+                                    f"request-id='x'/></iq>"))

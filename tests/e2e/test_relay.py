@@ -1,0 +1,137 @@
+"""End to end: the relay with real Prosody, TLS, the agent and the terminal (S171–S214, S261–S299)."""
+
+import json
+import sqlite3
+
+from twisted.internet import reactor
+from twisted.trial.unittest import TestCase
+
+from remotecomm.relay import envelope as env
+from remotecomm.relay.client import RelayClient
+from remotecomm.testing.processes import sleep
+from tests.e2e.test_approval import OPERATOR, OPERATOR_PASSWORD, ApprovalTestCase
+
+
+class RelayTestCase(ApprovalTestCase):
+    """Helpers to read what the manager filed."""
+
+    def connections(self) -> dict[str, dict]:
+        with sqlite3.connect(self.setup.folder / "data" / "manager.sqlite3") as db:
+            db.row_factory = sqlite3.Row
+            return {row["side"]: dict(row) for row in db.execute(
+                "SELECT * FROM session_connections")}
+
+    async def wait_for_end(self, timeout: float = 10) -> dict:
+        """Until the manager shows the last session ended (both end logs filed)."""
+        start = reactor.seconds()
+        while reactor.seconds() - start < timeout:
+            row = self.session_row()
+            if row["state"] == "ended":
+                return row
+            await sleep(reactor, 0.1)
+        raise AssertionError(f"session not ended within {timeout} s: {self.session_row()}")
+
+    def assertEnded(self, reason: str, normal: bool) -> None:
+        connections = self.connections()
+        self.assertEqual(sorted(connections), ["device", "terminal"])
+        for side, record in connections.items():
+            self.assertTrue(record["started_log_key"] and record["ended_log_key"], side)
+            self.assertEqual((record["ended_normally"], record["end_reason"]),
+                             (int(normal), reason), side)
+        self.assertEqual(connections["device"]["party_id"], "mfp-1")
+
+
+class PanelRelayTests(RelayTestCase):
+    """Approved on the panel; the terminal is the test itself, then the CLI."""
+
+    async def test_frames_forwarded_then_normal_end(self):
+        """Both sides joined; frames pass both ways; the terminal's end is normal on both."""
+        code, answer = await self.setup.api("POST", "/api/v1/sessions",
+                                            {"device_id": "mfp-1", "app_id": "web-server"})
+        await self.panel.login(OPERATOR, OPERATOR_PASSWORD)
+        await self.panel.answer(await self.panel.wait_for_request(), "yes")
+        approved = await self.setup.wait_for_state(answer["request_id"], "approved")
+        frames = []
+        terminal = RelayClient(reactor, approved["relay_url"], "terminal",
+                               approved["session_id"], approved["terminal_token"], self.setup.ca,
+                               frames.append)
+        await terminal.connect()
+        terminal.send(env.encode_open(1, "web-server", approved["session_id"],
+                                      b"GET / HTTP/1.1\r\nHost: mfp\r\n\r\n"))
+        for _ in range(100):
+            if len(frames) >= 2:
+                break
+            await sleep(reactor, 0.05)
+        hello, reset = (env.decode(f) for f in frames[:2])
+        self.assertEqual((hello.kind, hello.info["device_id"], hello.info["app"]),
+                         (env.HELLO, "mfp-1", "web-server"))
+        self.assertEqual((reset.kind, reset.stream_id, reset.code),
+                         (env.RESET, 1, env.RESET_NOT_IMPLEMENTED))
+        self.assertEqual(self.session_row()["state"], "active")
+        ended = await terminal.end()
+        self.assertEqual(ended.code, 1000)
+        row = await self.wait_for_end()
+        self.assertEqual(row["end_reason"], "normal")
+        self.assertEnded("normal", True)
+        self.assertGreater(self.connections()["terminal"]["bytes_from_side"], 0)
+        events = [e["event"] for e in self.history()]
+        self.assertIn("end-requested", events)
+        self.assertIn("relay-ended", events)
+
+    async def test_remotecomm_close_ends_both_sides_normally(self):
+        """`remotecomm close` ends the session `open` holds: four logs, all normal."""
+        opening = self.setup.cli_process("open", "mfp-1", "web-server")
+        await self.panel.login(OPERATOR, OPERATOR_PASSWORD)
+        await self.panel.answer(await self.panel.wait_for_request(), "yes")
+        await opening.wait_for_output("Session with mfp-1 is open")
+        code, output = await self.setup.cli("close", "mfp-1")
+        self.assertEqual(code, 0, output)
+        self.assertEqual(await opening.ended(), 0, opening.output)
+        self.assertIn("Session with mfp-1 ended.", opening.output)
+        await self.wait_for_end()
+        self.assertEnded("normal", True)
+
+
+class DropAndRestartTests(RelayTestCase):
+    """Sessions end abnormally when a side or the relay goes away."""
+
+    server_config = "[sessions]\nallow_test_approver = true\n"
+    test_approver = "bench"
+
+    async def open_session(self):
+        opening = self.setup.cli_process("open", "mfp-1", "web-server")
+        await opening.wait_for_output("Session with mfp-1 is open")
+        for _ in range(50):
+            if self.session_row()["state"] == "active":
+                return opening
+            await sleep(reactor, 0.1)
+        self.fail("the session did not become active")
+
+    async def test_killed_terminal_ends_the_session_abnormally(self):
+        """A terminal that vanishes: the relay closes the device; both logs abnormal."""
+        opening = await self.open_session()
+        opening.signal("KILL")
+        row = await self.wait_for_end()
+        self.assertEqual(row["end_reason"], "dropped-terminal")
+        self.assertEnded("dropped-terminal", False)
+
+    async def test_restarted_relay_closes_what_was_open(self):
+        """A relay killed mid-session files relay-restart end logs when it starts again."""
+        opening = await self.open_session()
+        self.setup.server.signal("KILL")
+        await self.setup.server.ended()
+        await opening.ended()
+        self.assertEqual(self.session_row()["state"], "active")
+        await self.setup.start()
+        row = await self.wait_for_end()
+        self.assertEqual(row["end_reason"], "relay-restart")
+        self.assertEnded("relay-restart", False)
+
+    async def test_sigterm_ends_sessions_as_shutdown(self):
+        """SIGTERM: open sessions end as shutdown, and the logs are filed before exit."""
+        opening = await self.open_session()
+        await self.setup.server.stop()
+        await opening.ended()
+        self.assertIn("ended abnormally", opening.output)
+        self.assertEqual(self.session_row()["end_reason"], "shutdown")
+        self.assertEnded("shutdown", False)
