@@ -84,6 +84,9 @@ class IRelayConnection(Interface):
     def established() -> None:
         """Tell the side it is admitted (S180, S213)."""
 
+    def pair(partner) -> None:
+        """From now on, when this side's outgoing buffer is full, stop reading from ``partner``."""
+
 
 class AdmissionRefused(Exception):
     """The manager did not confirm the token: ``code`` is stable, ``reason`` for people."""
@@ -237,6 +240,9 @@ class RelayCore:
         held, session.held, session.held_bytes = session.held, [], 0
         for from_side, message in held:
             self._forward(session, from_side, message)
+        device, terminal = session.sides["device"], session.sides["terminal"]
+        device.connection.pair(terminal.connection)
+        terminal.connection.pair(device.connection)
         for side in session.sides.values():
             side.connection.resume()
         log.info("session {request_id} paired", request_id=session.request_id)

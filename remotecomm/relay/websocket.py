@@ -16,6 +16,7 @@ import re
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionRequest
+from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from twisted.web.resource import Resource
 from zope.interface import implementer
@@ -101,9 +102,36 @@ class RelayServerProtocol(WebSocketServerProtocol):
     def resume(self) -> None:
         self.transport.resumeProducing()
 
+    def pair(self, partner: "RelayServerProtocol") -> None:
+        # The HTTP channel registered itself as this transport's producer; from now on a
+        # full outgoing buffer here pauses reading from the partner instead.
+        self.transport.unregisterProducer()
+        self.transport.registerProducer(_PartnerReading(partner.transport), True)
+
     def established(self) -> None:
         self.sendMessage(env.encode_hello({"from": "relay", "established": True}),
                          isBinary=True)
+
+
+@implementer(IPushProducer)
+class _PartnerReading:
+    """The partner's reading, as a producer for this side's transport.
+
+    ``stopProducing`` does nothing: when this side's connection goes, the core
+    closes the partner with a proper close code.
+    """
+
+    def __init__(self, transport):
+        self._transport = transport
+
+    def pauseProducing(self) -> None:
+        self._transport.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self._transport.resumeProducing()
+
+    def stopProducing(self) -> None:
+        pass
 
 
 class RelayEndpointResource(WebSocketResource):

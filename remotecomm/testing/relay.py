@@ -17,6 +17,7 @@ class FakeConnection:
         self.closed_with: tuple[int, str] | None = None
         self.paused = False
         self.is_established = False
+        self.partner = None
 
     def send(self, message: bytes) -> None:
         self.sent.append(message)
@@ -33,3 +34,6 @@ class FakeConnection:
 
     def established(self) -> None:
         self.is_established = True
+
+    def pair(self, partner) -> None:
+        self.partner = partner

@@ -1,10 +1,8 @@
 """End to end: the relay with real Prosody, TLS, the agent and the terminal (S171–S214, S261–S299)."""
 
-import json
 import sqlite3
 
 from twisted.internet import reactor
-from twisted.trial.unittest import TestCase
 
 from remotecomm.relay import envelope as env
 from remotecomm.relay.client import RelayClient

@@ -146,6 +146,12 @@ class ForwardingTests(CoreTestCase):
         self.assertEqual(device.sent, [request])
         self.assertEqual(env.decode(terminal.sent[0]).kind, env.RESET)
 
+    def test_pairing_links_backpressure(self):
+        """Each side's outgoing buffer controls reading from the other."""
+        device, terminal = self.pair()
+        self.assertIs(device.partner, terminal)
+        self.assertIs(terminal.partner, device)
+
     def test_frames_before_pairing_are_held(self):
         """The device's hello waits for the terminal, then arrives first."""
         device = self.join("device")

@@ -109,6 +109,31 @@ class EndpointTests(TestCase):
         self.assertEqual({b["reason"] for k, b in self.manager.logs.items() if "ended" in k},
                          {"normal"})
 
+    async def test_slow_reader_pauses_the_sender(self):
+        """A device that stops reading makes the relay stop reading from the terminal."""
+        device = self.client("device", DEVICE_TOKEN, [])
+        terminal = self.client("terminal", TERMINAL_TOKEN, [])
+        await device.connect()
+        await terminal.connect()
+        device._protocol.transport.pauseProducing()
+        chunk = env.encode_data(1, b"x" * env.MAX_DATA)
+        relay_terminal = next(c for c, (s, side) in self.core._by_connection.items()
+                              if side == "terminal")
+        for _ in range(64):
+            terminal.send(chunk)
+            await _sleep(0.01)
+            if relay_terminal.transport not in reactor.getReaders():
+                break
+        self.assertNotIn(relay_terminal.transport, reactor.getReaders())
+        device._protocol.transport.resumeProducing()
+        for _ in range(200):
+            if relay_terminal.transport in reactor.getReaders():
+                break
+            await _sleep(0.02)
+        self.assertIn(relay_terminal.transport, reactor.getReaders())
+        await terminal.end()
+        await device.end()
+
     async def assertClosedWith(self, client: RelayClient, code: int):
         with self.assertRaises(RelayClosed) as e:
             await client.connect()
