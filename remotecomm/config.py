@@ -196,3 +196,25 @@ def is_loopback_endpoint(endpoint: str) -> bool:
     interface = endpoint_interface(endpoint)
     return interface is not None and (interface.startswith("127.") or interface == "::1")
 
+
+
+def config_options(loader, key: str, sample: str) -> type:
+    """A twistd ``Options`` class with a required ``--config``, loaded by ``loader``.
+
+    The loaded config lands in ``options[key]``; a config error is a usage
+    error with the file, section and key in its message.
+    """
+    from twisted.python import usage
+
+    class Options(usage.Options):
+        optParameters = [["config", "c", None, f"The config file (see {sample})."]]
+
+        def postOptions(self) -> None:
+            if not self["config"]:
+                raise usage.UsageError(f"--config is required (see {sample})")
+            try:
+                self[key] = loader(self["config"])
+            except ConfigError as e:
+                raise usage.UsageError(str(e)) from None
+
+    return Options

@@ -7,12 +7,11 @@ from twisted.application.service import MultiService
 from twisted.internet import ssl
 from twisted.internet.endpoints import UNIXServerEndpoint, clientFromString
 from twisted.logger import Logger
-from twisted.python import usage
 from twisted.words.protocols.jabber import client, sasl, xmlstream
 from twisted.words.protocols.jabber.jid import JID
 
 from remotecomm import __version__
-from remotecomm.config import ConfigError
+from remotecomm.config import config_options
 from remotecomm.device.config import DeviceAgentConfig, load_device_config
 from remotecomm.device.approvals import Approvals, ManagerRequests, decision_sender
 from remotecomm.device.history import History
@@ -31,20 +30,7 @@ log = Logger()
 AUTH_FAILURE_BACKOFF = 300.0
 
 
-class Options(usage.Options):
-    """Command-line options of ``twistd device-agent``."""
-
-    optParameters = [
-        ["config", "c", None, "The agent's config file (see etc/device-agent.toml)."],
-    ]
-
-    def postOptions(self) -> None:
-        if not self["config"]:
-            raise usage.UsageError("--config is required (see etc/device-agent.toml)")
-        try:
-            self["agent_config"] = load_device_config(self["config"])
-        except ConfigError as e:
-            raise usage.UsageError(str(e)) from None
+Options = config_options(load_device_config, "agent_config", "etc/device-agent.toml")
 
 
 def _tls_options(config: DeviceAgentConfig):

@@ -152,6 +152,8 @@ class RelayCore:
         self._end_grace = end_grace
         self.sessions: dict[str, _Session] = {}
         self._by_connection: dict[object, tuple[_Session, str]] = {}
+        self._joining: set = set()
+        self._abandoned: set = set()
         self.admitting = 0
         self.accepting = True
         self.setups = 0
@@ -178,6 +180,7 @@ class RelayCore:
             connection.close(CLOSE_SHUTDOWN, "the relay is shutting down")
             return
         self.admitting += 1
+        self._joining.add(connection)
         try:
             d = ensureDeferred(self._gateway.authenticate({
                 "session_id": session_id, "side": side, "token": token,
@@ -196,6 +199,14 @@ class RelayCore:
             return
         finally:
             self.admitting -= 1
+            self._joining.discard(connection)
+            gone = connection in self._abandoned
+            self._abandoned.discard(connection)
+        if gone:
+            # It went away while the manager checked its token: nothing to admit.
+            log.info("{side} of session {session_id} left during admission", side=side,
+                     session_id=session_id)
+            return
         await self._admit(connection, Admission(session_id=session_id, side=side, **answer))
 
     async def _admit(self, connection, admission: Admission) -> None:
@@ -281,6 +292,8 @@ class RelayCore:
         """A side's connection is gone; ``normal_request``: it closed with 1000 itself."""
         entry = self._by_connection.pop(connection, None)
         if entry is None:
+            if connection in self._joining:
+                self._abandoned.add(connection)
             return
         session, side_name = entry
         side = session.sides[side_name]

@@ -10,13 +10,12 @@ from twisted.internet.defer import ensureDeferred, fail, succeed
 from twisted.internet.endpoints import clientFromString, serverFromString
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
-from twisted.python import usage
 
 from remotecomm import __version__
 from remotecomm.accounts.login import Accounts
 from remotecomm.accounts.passwords import PasswordHasherPool
 from remotecomm.accounts.throttle import LoginThrottle
-from remotecomm.config import ConfigError
+from remotecomm.config import config_options
 from remotecomm.clock import seconds_to_us
 from remotecomm.relay.core import RelayCore
 from remotecomm.relay.logs import LogOutbox, open_relay_store
@@ -42,20 +41,7 @@ log = Logger()
 EXIT_XMPP_REFUSED = 3
 
 
-class Options(usage.Options):
-    """Command-line options of ``twistd remotecomm``."""
-
-    optParameters = [
-        ["config", "c", None, "The server's config file (see etc/remotecomm.toml)."],
-    ]
-
-    def postOptions(self) -> None:
-        if not self["config"]:
-            raise usage.UsageError("--config is required (see etc/remotecomm.toml)")
-        try:
-            self["server_config"] = load_server_config(self["config"])
-        except ConfigError as e:
-            raise usage.UsageError(str(e)) from None
+Options = config_options(load_server_config, "server_config", "etc/remotecomm.toml")
 
 
 def _refuse_to_start(message: str) -> None:

@@ -6,9 +6,8 @@ from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
-from twisted.python import usage
 
-from remotecomm.config import ConfigError
+from remotecomm.config import config_options
 from remotecomm.simulator.agent_client import AgentChannelClient
 from remotecomm.simulator.config import SimulatorConfig, load_simulator_config
 from remotecomm.simulator.panel import Panel
@@ -17,20 +16,7 @@ from remotecomm.web.json_api import make_site
 log = Logger()
 
 
-class Options(usage.Options):
-    """Command-line options of ``twistd mfp-simulator``."""
-
-    optParameters = [
-        ["config", "c", None, "The simulator's config file (see etc/mfp-simulator.toml)."],
-    ]
-
-    def postOptions(self) -> None:
-        if not self["config"]:
-            raise usage.UsageError("--config is required (see etc/mfp-simulator.toml)")
-        try:
-            self["simulator_config"] = load_simulator_config(self["config"])
-        except ConfigError as e:
-            raise usage.UsageError(str(e)) from None
+Options = config_options(load_simulator_config, "simulator_config", "etc/mfp-simulator.toml")
 
 
 def build_service(config: SimulatorConfig, reactor) -> MultiService:

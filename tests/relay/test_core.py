@@ -121,6 +121,20 @@ class AdmissionTests(CoreTestCase):
         self.clock.advance(5)
         self.assertRefused(connection, rc.CLOSE_ADMISSION_TIMEOUT)
 
+    def test_side_leaving_during_admission_is_not_admitted(self):
+        """A side that disconnects while its token is checked gets no started log."""
+        answer = Deferred()
+        self.manager.authenticate = lambda request: answer
+        connection = FakeConnection()
+        self.core.join(connection, SESSION_ID, "device", self.tokens["device"], "127.0.0.9")
+        self.core.closed(connection, normal_request=False)
+        answer.callback({"request_id": "R" * 22, "party_id": "mfp-1", "app_id": "web-server",
+                         "pairing_deadline_us": (T0 + 60) * S,
+                         "lifetime_deadline_us": (T0 + 3600) * S})
+        self.assertFalse(connection.is_established)
+        self.assertEqual(self.core.sessions, {})
+        self.assertEqual(self.core.connection_count(), 0)
+
     def test_admission_files_started_logs_and_activates(self):
         """S176–S179 for both sides; both started logs make the session active."""
         device, terminal = self.pair()
