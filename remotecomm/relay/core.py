@@ -156,13 +156,19 @@ class RelayCore:
         self._abandoned: set = set()
         self.admitting = 0
         self.accepting = True
+        # Plain counters, read by the /metrics collector (the hot path only adds to them).
         self.setups = 0
+        self.frames_forwarded = 0
+        self.bytes_forwarded = {"device": 0, "terminal": 0}  # by the side they came from
+        self.refusals = 0
+        self.on_admitted: Callable[[float], None] = lambda seconds: None
 
     # -- joining ----------------------------------------------------------------------
 
     def refuse(self, connection, close_code: int, audit_code: str, reason: str,
                session_id: str | None, side: str, source: str) -> None:
         """A side refused before any token check (origin, version, headers): audited."""
+        self.refusals += 1
         log.info("{side} refused at the handshake: {code}", side=side, code=audit_code)
         connection.close(close_code, reason)
         ensureDeferred(self._gateway.record_refusal({
@@ -176,6 +182,7 @@ class RelayCore:
         return ensureDeferred(self._join(connection, session_id, side, token, source))
 
     async def _join(self, connection, session_id, side, token, source) -> None:
+        started = self._clock.seconds()
         if not self.accepting:
             connection.close(CLOSE_SHUTDOWN, "the relay is shutting down")
             return
@@ -188,6 +195,7 @@ class RelayCore:
             d.addTimeout(ADMISSION_TIMEOUT, self._clock)
             answer = await d
         except AdmissionRefused as e:
+            self.refusals += 1
             log.info("{side} refused for session {session_id}: {code}", side=side,
                      session_id=session_id, code=e.code)
             connection.close(REFUSAL_CLOSE_CODES.get(e.code, CLOSE_TOKEN_REFUSED), e.reason)
@@ -208,6 +216,7 @@ class RelayCore:
                      session_id=session_id)
             return
         await self._admit(connection, Admission(session_id=session_id, side=side, **answer))
+        self.on_admitted(self._clock.seconds() - started)
 
     async def _admit(self, connection, admission: Admission) -> None:
         session = self.sessions.get(admission.session_id)
@@ -284,6 +293,8 @@ class RelayCore:
     def _forward(self, session: _Session, from_side: str, message: bytes) -> None:
         partner = session.sides["terminal" if from_side == "device" else "device"]
         partner.bytes_to_side += len(message)
+        self.frames_forwarded += 1
+        self.bytes_forwarded[from_side] += len(message)
         partner.connection.send(message)
 
     # -- ends -------------------------------------------------------------------------

@@ -109,18 +109,24 @@ class LogOutbox:
         self._again = False
         self.filed = 0
         self.pending = 0
+        self.written = {"started": 0, "ended": 0}
 
     def started(self, body: dict) -> Deferred:
         """Write a started log (with its connection record), then push it."""
         body = dict(body, kind="started", relay_node=self._node,
                     key=log_key(body["session_id"], body["side"], "started"))
-        return self._store.run(record_started, body).addCallback(lambda _: self.kick())
+        return self._store.run(record_started, body).addCallback(self._written, "started")
 
     def ended(self, body: dict) -> Deferred:
         """Write an end log (closing the connection record), then push it."""
         body = dict(body, kind="ended", relay_node=self._node,
                     key=log_key(body["session_id"], body["side"], "ended"))
-        return self._store.run(record_ended, body).addCallback(lambda _: self.kick())
+        return self._store.run(record_ended, body).addCallback(self._written, "ended")
+
+    def _written(self, _, kind: str) -> None:
+        self.written[kind] += 1
+        self.pending += 1
+        self.kick()
 
     async def close_left_open(self, reason: str = "relay-restart") -> int:
         """End logs for every connection the store shows open (at start); how many."""
@@ -176,6 +182,7 @@ class LogOutbox:
                 attempt = 0
                 await self._store.run(mark_acked, body["key"], now_us(self._clock))
                 self.filed += 1
+                self.pending = max(0, self.pending - 1)
 
     async def flush(self, timeout: float) -> bool:
         """Push what is pending; whether everything was filed within ``timeout`` seconds."""

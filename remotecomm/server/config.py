@@ -92,6 +92,14 @@ class RelayConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    """Where ``/metrics`` is served (its own listener, loopback by default)."""
+
+    enabled: bool
+    listen: str
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     """Everything ``twistd remotecomm`` needs, with paths resolved."""
 
@@ -105,6 +113,7 @@ class ServerConfig:
     xmpp: XmppConfig
     sessions: SessionsConfig
     relay: RelayConfig
+    metrics: MetricsConfig
 
 
 def load_server_config(path: str | Path) -> ServerConfig:
@@ -209,6 +218,12 @@ def load_server_config(path: str | Path) -> ServerConfig:
     )
     relay_section.finish()
 
+    metrics_section = config.section("metrics")
+    metrics = MetricsConfig(
+        enabled=metrics_section.get_bool("enabled", True),
+        listen=metrics_section.get_server_endpoint("listen", "tcp:9464:interface=127.0.0.1"))
+    metrics_section.finish()
+
     config.finish()
     return ServerConfig(
         config_path=config.path,
@@ -221,5 +236,6 @@ def load_server_config(path: str | Path) -> ServerConfig:
         xmpp=xmpp,
         sessions=sessions,
         relay=relay,
+        metrics=metrics,
     )
 

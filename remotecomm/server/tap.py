@@ -17,6 +17,7 @@ from remotecomm.accounts.passwords import PasswordHasherPool
 from remotecomm.accounts.throttle import LoginThrottle
 from remotecomm.config import config_options
 from remotecomm.clock import seconds_to_us
+from remotecomm.metrics import MetricsResource, relay_registry
 from remotecomm.relay.core import RelayCore
 from remotecomm.relay.logs import LogOutbox, open_relay_store
 from remotecomm.relay.placement import LocalRelayPlacement
@@ -111,6 +112,13 @@ def build_service(config: ServerConfig, reactor) -> MultiService:
     web.setName("web")
     web._raiseSynchronously = True  # a port in use must stop twistd, not just log
     web.setServiceParent(root)
+    if config.metrics.enabled:
+        metrics = StreamServerEndpointService(
+            serverFromString(reactor, config.metrics.listen),
+            make_site(MetricsResource(relay_registry(relay_core, outbox))))
+        metrics.setName("metrics")
+        metrics._raiseSynchronously = True
+        metrics.setServiceParent(root)
     log.info("remotecomm {version} serving {listen} ({scheme}, TLS profile {profile}); "
              "autobahn native helpers active; database {database}",
              version=__version__, listen=config.listen,

@@ -35,6 +35,7 @@ class ServerSetup:
         self.port = free_port()
         self.c2s_port = free_port()
         self.component_port = free_port()
+        self.metrics_port = free_port()
         self.config = self.folder / "remotecomm.toml"
         self.config.write_text(
             "[server]\n"
@@ -47,6 +48,8 @@ class ServerSetup:
             "[xmpp]\n"
             f"c2s_port = {self.c2s_port}\n"
             f"component_port = {self.component_port}\n"
+            "[metrics]\n"
+            f"listen = 'tcp:{self.metrics_port}:interface=127.0.0.1'\n"
             + extra_config)
         self.ca = self.folder / "data" / "tls" / "ca.pem"
         self.url = f"https://127.0.0.1:{self.port}"
@@ -207,6 +210,17 @@ class ServerSetup:
             if self.reactor.seconds() - start > timeout:
                 raise AssertionError(f"{request_id} not {state} within {timeout} s: {answer}")
             await sleep(self.reactor, 0.1)
+
+    async def metrics(self) -> dict[str, float]:
+        """The server's /metrics, as {"name{labels}": value}."""
+        response = await http_client(self.reactor).get(
+            f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5)
+        values = {}
+        for line in (await response.content()).decode().splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                values[name] = float(value)
+        return values
 
     async def wait_device(self, device_id: str, online: bool | None, timeout: float = 10) -> float:
         """Wait until the device shows ``online`` (``None``: absent); the seconds it took."""

@@ -88,6 +88,15 @@ class PanelRelayTests(RelayTestCase):
         self.assertIn("Session with mfp-1 ended.", opening.output)
         await self.wait_for_end()
         self.assertEnded("normal", True)
+        metrics = await self.setup.metrics()
+        self.assertEqual(metrics["remotecomm_relay_setups_total"], 1)
+        self.assertEqual(metrics['remotecomm_relay_logs_written_total{kind="started"}'],
+                         2 * metrics["remotecomm_relay_setups_total"])
+        self.assertEqual(metrics['remotecomm_relay_logs_written_total{kind="ended"}'], 2)
+        self.assertEqual(metrics["remotecomm_relay_logs_filed_total"], 4)
+        self.assertEqual(metrics["remotecomm_relay_logs_pending"], 0)
+        self.assertEqual(metrics["remotecomm_relay_sessions_open"], 0)
+        self.assertEqual(metrics["remotecomm_relay_admission_seconds_count"], 2)
 
 
 class DropAndRestartTests(RelayTestCase):

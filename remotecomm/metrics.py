@@ -1,0 +1,86 @@
+"""``/metrics``: the server's numbers in Prometheus text format, on a listener of its own.
+
+The relay's hot path only adds to plain integers (``RelayCore`` and
+``LogOutbox`` attributes); :class:`RelayCollector` reads them when
+scraped.  Only the admission latency is a histogram, observed once per
+joining side, off the forwarding path.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from twisted.web import server
+from twisted.web.resource import Resource
+
+from remotecomm.relay.core import RelayCore
+from remotecomm.relay.logs import LogOutbox
+
+ADMISSION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+
+
+class RelayCollector:
+    """Reads the relay's counters at scrape time."""
+
+    def __init__(self, core: RelayCore, outbox: LogOutbox):
+        self._core = core
+        self._outbox = outbox
+
+    def collect(self):
+        core, outbox = self._core, self._outbox
+        yield GaugeMetricFamily("remotecomm_relay_sessions_open",
+                                "Sessions with at least one admitted side", len(core.sessions))
+        yield GaugeMetricFamily("remotecomm_relay_connections",
+                                "Admitted relay connections", core.connection_count())
+        yield CounterMetricFamily("remotecomm_relay_setups",
+                                  "Sessions whose two sides were paired", core.setups)
+        yield CounterMetricFamily("remotecomm_relay_refusals",
+                                  "Connections refused at the handshake or the token check",
+                                  core.refusals)
+        yield CounterMetricFamily("remotecomm_relay_frames",
+                                  "Envelope frames forwarded", core.frames_forwarded)
+        forwarded = CounterMetricFamily("remotecomm_relay_bytes",
+                                        "Envelope bytes forwarded, by the side they came from",
+                                        labels=["from_side"])
+        for side, count in core.bytes_forwarded.items():
+            forwarded.add_metric([side], count)
+        yield forwarded
+        written = CounterMetricFamily("remotecomm_relay_logs_written",
+                                      "Session logs written to the relay's store",
+                                      labels=["kind"])
+        for kind, count in outbox.written.items():
+            written.add_metric([kind], count)
+        yield written
+        yield CounterMetricFamily("remotecomm_relay_logs_filed",
+                                  "Session logs the manager acknowledged", outbox.filed)
+        yield GaugeMetricFamily("remotecomm_relay_logs_pending",
+                                "Session logs not yet acknowledged", outbox.pending)
+
+
+def relay_registry(core: RelayCore, outbox: LogOutbox) -> CollectorRegistry:
+    """A registry with the relay's counters and its admission-latency histogram."""
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(RelayCollector(core, outbox))
+    admission = Histogram("remotecomm_relay_admission_seconds",
+                          "From a side's join to its being established (token check and "
+                          "started log included)", buckets=ADMISSION_BUCKETS, registry=registry)
+    core.on_admitted = admission.observe
+    return registry
+
+
+class MetricsResource(Resource):
+    """``GET /metrics`` (any other path: 404)."""
+
+    isLeaf = True
+
+    def __init__(self, registry: CollectorRegistry):
+        super().__init__()
+        self._registry = registry
+
+    def render_GET(self, request: server.Request) -> bytes:
+        if request.path != b"/metrics":
+            request.setResponseCode(404)
+            return b"not found\n"
+        request.setHeader(b"content-type", CONTENT_TYPE_LATEST.encode("ascii"))
+        request.setHeader(b"cache-control", b"no-store")
+        return generate_latest(self._registry)
