@@ -28,24 +28,25 @@ PASSWORD = "correct horse battery"
 class ServerSetup:
     """A data folder with a server config, CA, database and Prosody config, and its processes."""
 
-    def __init__(self, reactor, folder: Path, extra_config: str = ""):
+    def __init__(self, reactor, folder: Path, extra_config: str = "", *,
+                 ports: dict[str, int] | None = None, cheap_hashing: bool = True):
         self.reactor = reactor
         self.folder = folder.absolute()
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.c2s_port = free_port()
-        self.component_port = free_port()
-        self.metrics_port = free_port()
+        ports = ports or {}
+        self.port = ports.get("https") or free_port()
+        self.c2s_port = ports.get("c2s") or free_port()
+        self.component_port = ports.get("component") or free_port()
+        self.metrics_port = ports.get("metrics") or free_port()
         self.config = self.folder / "remotecomm.toml"
         self.config.write_text(
             "[server]\n"
             f"data_dir = '{self.folder / 'data'}'\n"
             f"listen = 'tcp:{self.port}:interface=127.0.0.1'\n"
             f"public_url = 'https://127.0.0.1:{self.port}'\n"
-            "[accounts]\n"
-            "argon2_time_cost = 1\n"
-            "argon2_memory_kib = 1024\n"
-            "[xmpp]\n"
+            + ("[accounts]\nargon2_time_cost = 1\nargon2_memory_kib = 1024\n"
+               if cheap_hashing else "")
+            + "[xmpp]\n"
             f"c2s_port = {self.c2s_port}\n"
             f"component_port = {self.component_port}\n"
             "[metrics]\n"
@@ -69,7 +70,8 @@ class ServerSetup:
         return await run_command(self.reactor, ["remotecomm", "admin", "--config",
                                                 str(self.config), *args], stdin=stdin)
 
-    def provision(self, units: dict[str, dict[str, list[str]]]) -> None:
+    def provision(self, units: dict[str, dict[str, list[str]]],
+                  password: str = PASSWORD) -> None:
         """``init``, then per unit its users and devices: ``{unit: {"users": […], "devices": […]}}``.
 
         Runs the ``remotecomm admin`` functions in this process (the CLI's own
@@ -80,7 +82,7 @@ class ServerSetup:
         for unit, members in units.items():
             admin.add_unit(config, self.reactor, unit, unit.title(), "Europe/Berlin")
             for user in members.get("users", []):
-                admin.add_user(config, self.reactor, user, user.title(), PASSWORD, unit,
+                admin.add_user(config, self.reactor, user, user.title(), password, unit,
                                "technician")
             for device in members.get("devices", []):
                 admin.add_device(config, self.reactor, device, unit, device, "MFP 9000")
@@ -133,10 +135,11 @@ class ServerSetup:
         path.write_text(text)
         return path
 
-    def start_simulator(self, device_id: str, operators: dict[str, str]) -> tuple[ServerProcess, str]:
+    def start_simulator(self, device_id: str, operators: dict[str, str],
+                        port: int | None = None) -> tuple[ServerProcess, str]:
         """Start ``twistd mfp-simulator`` wired to the device's agent; it and its panel URL."""
         agent_config = load_device_config(self.agent_dir(device_id) / "device-agent.toml")
-        port = free_port()
+        port = port or free_port()
         hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
         path = self.agent_dir(device_id) / "mfp-simulator.toml"
         path.write_text(render_simulator_config(

@@ -1,0 +1,74 @@
+"""End to end: the demo command starts everything, a session works, Ctrl-C stops it all."""
+
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+from twisted.internet import reactor
+from twisted.trial.unittest import TestCase
+
+from remotecomm import demo
+from remotecomm.testing.panel import PanelUser
+from remotecomm.testing.processes import ChildProcess, run_command
+
+
+def free_base_port() -> int:
+    """A port with the six after it free on 127.0.0.1."""
+    for _ in range(50):
+        base = random.randint(20000, 60000)
+        if not demo.busy_ports(demo.ports_from(base)):
+            return base
+    raise AssertionError("no free port range found")
+
+
+class DemoTests(TestCase):
+    """`scripts/demo` as a newcomer runs it (minus the install steps, done by the suite)."""
+
+    timeout = 30
+
+    async def test_demo_runs_a_session_and_stops_everything(self):
+        folder = Path(self.mktemp()).absolute()
+        base = free_base_port()
+        ports = demo.ports_from(base)
+        process = ChildProcess(reactor, [sys.executable, "-m", "remotecomm.demo", "--dir",
+                                         str(folder), "--base-port", str(base)],
+                               cwd=Path.cwd(), name="demo")
+        self.addCleanup(process.stop)
+        await process.wait_for_output("remotecomm demo is ready.", timeout=20)
+        env = {"REMOTECOMM_HOME": str(folder / "terminal"),
+               "REMOTECOMM_SERVER": f"https://127.0.0.1:{ports['https']}",
+               "REMOTECOMM_CA": str(folder / "data" / "tls" / "ca.pem")}
+        self.assertIn(f"REMOTECOMM_SERVER={env['REMOTECOMM_SERVER']}", process.output)
+        code, output = await run_command(reactor, ["remotecomm", "login", "--user", demo.USER,
+                                                   "--password-stdin"], env=env,
+                                         stdin=demo.USER_PASSWORD.encode() + b"\n")
+        self.assertEqual(code, 0, output)
+        opening = ChildProcess(reactor, ["remotecomm", "open", demo.DEVICE, "web-server"],
+                               cwd=folder, env=env)
+        self.addCleanup(opening.stop)
+        panel = PanelUser(reactor, f"http://127.0.0.1:{ports['panel']}")
+        self.assertEqual(await panel.login(demo.OPERATOR, demo.OPERATOR_PASSWORD), 303)
+        await panel.answer(await panel.wait_for_request(), "yes")
+        await opening.wait_for_output(f"Session with {demo.DEVICE} is open")
+        code, output = await run_command(reactor, ["remotecomm", "close", demo.DEVICE], env=env)
+        self.assertEqual(code, 0, output)
+        self.assertEqual(await opening.ended(), 0)
+
+        start = reactor.seconds()
+        process.signal("INT")
+        self.assertEqual(await process.ended(), 0, process.output)
+        self.assertLess(reactor.seconds() - start, 15)
+        self.assertIn("Stopped.", process.output)
+        left = subprocess.run(["pgrep", "-f", str(folder)], capture_output=True, text=True)
+        self.assertEqual(left.stdout.strip(), "", "processes left running")
+        self.assertEqual(demo.busy_ports(ports), [])
+
+    def test_busy_ports_are_refused(self):
+        """A port already in use is reported instead of half-starting."""
+        import socket
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            s.listen()
+            port = s.getsockname()[1]
+            self.assertEqual(demo.busy_ports({"https": port}), [port])
