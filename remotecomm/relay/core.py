@@ -50,6 +50,7 @@ CLOSE_TOKEN_USED = 4409
 CLOSE_PARTNER_DROPPED = 4410
 CLOSE_MAX_LIFETIME = 4411
 CLOSE_ADMISSION_TIMEOUT = 4412
+CLOSE_IDLE = 4413
 CLOSE_VERSION = 4426
 CLOSE_ERROR = 4500
 CLOSE_SHUTDOWN = 4503
@@ -108,6 +109,7 @@ class Admission:
     app_id: str
     pairing_deadline_us: int
     lifetime_deadline_us: int
+    idle_timeout_us: int | None = None
 
 
 class _Side:
@@ -125,7 +127,7 @@ class _Side:
 
 class _Session:
     __slots__ = ("session_id", "request_id", "sides", "held", "held_bytes", "timers",
-                 "ending")
+                 "ending", "active")
 
     def __init__(self, session_id: str, request_id: str):
         self.session_id = session_id
@@ -135,6 +137,7 @@ class _Session:
         self.held_bytes = 0
         self.timers: dict[str, object] = {}
         self.ending: str | None = None
+        self.active = False  # a frame passed since the last idle check
 
     @property
     def paired(self) -> bool:
@@ -261,6 +264,10 @@ class RelayCore:
         for from_side, message in held:
             self._forward(session, from_side, message)
         device, terminal = session.sides["device"], session.sides["terminal"]
+        idle_us = device.admission.idle_timeout_us
+        if idle_us:
+            session.timers["idle"] = self._clock.callLater(idle_us / 1_000_000, self._idle_check,
+                                                           session, idle_us / 1_000_000)
         device.connection.pair(terminal.connection)
         terminal.connection.pair(device.connection)
         for side in session.sides.values():
@@ -282,6 +289,7 @@ class RelayCore:
             self._close(session, side_name, CLOSE_BAD_FRAME, f"bad frame: {e}", False, "error")
             return
         session.sides[side_name].bytes_from_side += len(message)
+        session.active = True
         if session.paired:
             self._forward(session, side_name, message)
             return
@@ -380,6 +388,24 @@ class RelayCore:
             for name in list(session.sides):
                 self._close(session, name, CLOSE_PAIRING_TIMEOUT,
                             "the other side did not join in time", False, "expired")
+
+    def _idle_check(self, session: _Session, period: float) -> None:
+        """Every idle period: a session that forwarded nothing for a whole period ends.
+
+        A flag set per frame keeps the forwarding path free of clock reads; a
+        session ends after one to two idle periods without traffic.
+        """
+        session.timers.pop("idle", None)
+        if session.active:
+            session.active = False
+            session.timers["idle"] = self._clock.callLater(period, self._idle_check, session,
+                                                           period)
+            return
+        session.ending = session.ending or "idle-timeout"
+        for name, side in session.sides.items():
+            if not side.ended:
+                self._close(session, name, CLOSE_IDLE, "the session was idle too long", False,
+                            "idle-timeout")
 
     def _lifetime_over(self, session: _Session) -> None:
         session.timers.pop("lifetime", None)

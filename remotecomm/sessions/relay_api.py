@@ -62,7 +62,8 @@ def _authenticate(connection, request: dict, at_us: int) -> dict:
         bytes_to_side=0, started_log_key=None, ended_log_key=None))
     return {"request_id": row.request_id, "party_id": party_id, "app_id": row.app_id,
             "pairing_deadline_us": row.join_deadline_us,
-            "lifetime_deadline_us": row.lifetime_deadline_us}
+            "lifetime_deadline_us": row.lifetime_deadline_us,
+            "idle_timeout_us": row.idle_timeout_us}
 
 
 def _file_log(connection, body: dict, at_us: int) -> str:

@@ -47,7 +47,7 @@ class CoreTestCase(SynchronousTestCase):
             terminal_token_hash=token_hash(self.tokens["terminal"]),
             terminal_token_delivered=True, approver="olga", approved_by_test_approver=False,
             requested_us=T0 * S, join_deadline_us=(T0 + 60) * S,
-            lifetime_deadline_us=(T0 + 3600) * S)))
+            lifetime_deadline_us=(T0 + 3600) * S, idle_timeout_us=300 * S)))
         self.devices = FakeDevices()
         self.manager = ManagerForRelay(self.manager_store, self.clock, self.devices)
         relay_engine = open_sqlite(Path(self.mktemp()) / "relay.sqlite3")
@@ -262,6 +262,8 @@ class EndTests(CoreTestCase):
 
     def test_maximum_lifetime(self):
         """At the lifetime deadline both sides are closed (4411)."""
+        self.manager_store.run_sync(lambda c: c.execute(
+            sessions.update().values(idle_timeout_us=None)))  # only the lifetime applies here
         device, terminal = self.pair()
         self.clock.advance(3600)
         self.assertEqual((device.closed_with[0], terminal.closed_with[0]),
@@ -269,6 +271,20 @@ class EndTests(CoreTestCase):
         self.core.closed(device, normal_request=False)
         self.core.closed(terminal, normal_request=False)
         self.assertEqual(self.session().end_reason, "max-lifetime")
+
+    def test_idle_session_ends(self):
+        """No frame for a whole idle period (here 300 s): both closed (4413), idle-timeout."""
+        device, terminal = self.pair()
+        self.clock.advance(250)
+        self.core.received(terminal, env.encode_data(1, b"x"))
+        self.clock.advance(300)
+        self.assertIsNone(device.closed_with)
+        self.clock.advance(300)
+        self.assertEqual((device.closed_with[0], terminal.closed_with[0]),
+                         (rc.CLOSE_IDLE, rc.CLOSE_IDLE))
+        self.core.closed(device, normal_request=False)
+        self.core.closed(terminal, normal_request=False)
+        self.assertEqual(self.session().end_reason, "idle-timeout")
 
     def test_shutdown(self):
         """SIGTERM: both sides closed (4503), end logs written at once as shutdown."""
