@@ -2,8 +2,8 @@
 
 When the manager's session-ready arrives (S149) the agent joins the relay's
 device endpoint with the session ID and the device token, and once
-established sends its hello.  It cannot serve the device's apps over the
-relay yet, so every stream the terminal opens gets a reset.  When the
+established sends its hello.  Streams the terminal opens are served from
+the session's approved app (``remotecomm.device.http_streams``).  When the
 manager asks it to end the session (S265/S291) it closes its connection
 normally (S292); the relay writes the device side's end log.
 """
@@ -18,6 +18,7 @@ from twisted.logger import Logger
 
 from remotecomm.clock import now_us
 from remotecomm.device.history import History
+from remotecomm.device.http_streams import HttpStreams
 from remotecomm.relay import envelope as env
 from remotecomm.relay.client import RelayClient
 from remotecomm.xmpp.payloads import SessionReady
@@ -31,8 +32,9 @@ class RelayLinks:
     """The agent's relay connections, one per session."""
 
     def __init__(self, reactor, clock: IReactorTime, ca_certificate: Path, history: History,
-                 hello: dict):
+                 hello: dict, apps: dict[str, str]):
         self._reactor = reactor
+        self._apps = apps
         self._clock = clock
         self._ca = ca_certificate
         self._history = history
@@ -43,15 +45,18 @@ class RelayLinks:
         """S171/S172: join the relay for an approved session."""
         if ready.request_id in self.links or len(self.links) >= MAX_LINKS:
             return
+        streams = HttpStreams(self._reactor, self._clock, ready.session_id, ready.app_id,
+                              self._apps, lambda message: client.send(message))
         client = RelayClient(self._reactor, ready.relay_url, "device", ready.session_id,
                              ready.token, self._ca,
-                             lambda message: self._frame(client, ready, message))
+                             lambda message: self._frame(streams, ready, message))
         self.links[ready.request_id] = client
-        ensureDeferred(self._run(client, ready)).addErrback(
+        ensureDeferred(self._run(client, streams, ready)).addErrback(
             lambda f: log.failure("relay link of {request_id} failed", f,
                                   request_id=ready.request_id))
 
-    async def _run(self, client: RelayClient, ready: SessionReady) -> None:
+    async def _run(self, client: RelayClient, streams: HttpStreams,
+                   ready: SessionReady) -> None:
         try:
             await client.connect()
         except Exception as e:
@@ -67,26 +72,25 @@ class RelayLinks:
                              session_id=ready.session_id)
         client.send(env.encode_hello(dict(self._hello, app=ready.app_id)))
         ended = await client.closed
+        streams.close()
         self.links.pop(ready.request_id, None)
         log.info("relay link of {request_id} ended: {code} {reason}",
                  request_id=ready.request_id, code=ended.code, reason=ended.reason)
         self._history.append("relay-ended", now_us(self._clock), request_id=ready.request_id,
                              code=ended.code, reason=ended.reason[:200])
 
-    def _frame(self, client: RelayClient, ready: SessionReady, message: bytes) -> None:
+    def _frame(self, streams: HttpStreams, ready: SessionReady, message: bytes) -> None:
         try:
             frame = env.decode(message)
         except env.EnvelopeError as e:
             log.warn("bad frame in {request_id}: {error}", request_id=ready.request_id,
                      error=str(e))
             return
-        if frame.kind in (env.OPEN, env.RAW_OPEN):
-            # Serving the device's apps over the relay comes next; until then: reset.
-            client.send(env.encode_reset(frame.stream_id, env.RESET_NOT_IMPLEMENTED,
-                                         "this agent does not serve apps over the relay yet"))
-        elif frame.kind == env.HELLO:
+        if frame.kind == env.HELLO:
             log.info("terminal hello in {request_id}: {info}", request_id=ready.request_id,
                      info=frame.info)
+        else:
+            streams.frame(frame)
 
     def end(self, request_id: str) -> bool:
         """S292: end the device side of a session normally; whether it was connected."""

@@ -64,7 +64,7 @@ def build_service(config: DeviceAgentConfig, reactor) -> MultiService:
     links = RelayLinks(reactor, reactor, config.xmpp.ca_certificate, history,
                        {"from": "device", "device_id": config.device_id,
                         "agent_version": __version__, "envelope_version": env.VERSION,
-                        "apps": sorted(config.apps)})
+                        "apps": sorted(config.apps)}, config.apps)
     approvals = Approvals(reactor, history, set(config.apps), decision_sender(stream, reactor),
                           test_approver=config.test_approver, on_ready=links.join,
                           on_end=links.end)

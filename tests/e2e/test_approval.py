@@ -23,12 +23,13 @@ class ApprovalTestCase(TestCase):
     timeout = 30
     server_config = ""
     test_approver = None
+    apps = APPS
 
     async def setUp(self):
         self.setup = ServerSetup(reactor, Path(self.mktemp()), extra_config=self.server_config)
         self.addCleanup(self.setup.stop)
         self.setup.provision({"acme": {"users": ["alice"], "devices": ["mfp-1"]}})
-        self.setup.configure_agent("mfp-1", APPS, test_approver=self.test_approver)
+        self.setup.configure_agent("mfp-1", self.apps, test_approver=self.test_approver)
         await self.setup.start()
         self.agent = self.setup.start_agent("mfp-1")
         if self.test_approver is None:

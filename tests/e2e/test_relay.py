@@ -56,15 +56,24 @@ class PanelRelayTests(RelayTestCase):
         await terminal.connect()
         terminal.send(env.encode_open(1, "web-server", approved["session_id"],
                                       b"GET / HTTP/1.1\r\nHost: mfp\r\n\r\n"))
+        terminal.send(env.encode_end(1))
+        terminal.send(env.encode_open(3, "remote-panel", approved["session_id"],
+                                      b"GET / HTTP/1.1\r\n\r\n"))
         for _ in range(100):
-            if len(frames) >= 2:
+            if any(env.decode(f).kind == env.END for f in frames) and len(frames) >= 4:
                 break
             await sleep(reactor, 0.05)
-        hello, reset = (env.decode(f) for f in frames[:2])
+        decoded = [env.decode(f) for f in frames]
+        hello = decoded[0]
         self.assertEqual((hello.kind, hello.info["device_id"], hello.info["app"]),
                          (env.HELLO, "mfp-1", "web-server"))
-        self.assertEqual((reset.kind, reset.stream_id, reset.code),
-                         (env.RESET, 1, env.RESET_NOT_IMPLEMENTED))
+        # The approved app is served (its local server is down here: 502 on that stream) …
+        answer = [f for f in decoded if f.stream_id == 1]
+        self.assertTrue(answer[0].data.startswith(b"HTTP/1.1 502 Bad Gateway"))
+        self.assertEqual(answer[-1].kind, env.END)
+        # … and an app not approved for this session is refused.
+        [refused] = [f for f in decoded if f.stream_id == 3]
+        self.assertEqual((refused.kind, refused.code), (env.RESET, env.RESET_REFUSED))
         self.assertEqual(self.session_row()["state"], "active")
         ended = await terminal.end()
         self.assertEqual(ended.code, 1000)
@@ -142,3 +151,66 @@ class DropAndRestartTests(RelayTestCase):
         self.assertIn("ended abnormally", opening.output)
         self.assertEqual(self.session_row()["end_reason"], "shutdown")
         self.assertEnded("shutdown", False)
+
+
+class HttpThroughSessionTests(RelayTestCase):
+    """S231–S243 with a terminal client: requests reach the device's local app and back."""
+
+    server_config = "[sessions]\nallow_test_approver = true\n"
+    test_approver = "bench"
+
+    async def setUp(self):
+        from twisted.internet.endpoints import TCP4ServerEndpoint
+        from twisted.web import server
+
+        from tests.device.test_http_streams import LocalApp
+        self.app = LocalApp()
+        self.app_port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+            server.Site(self.app))
+        self.addCleanup(self.app_port.stopListening)
+        self.apps = {"web-server": f"http://127.0.0.1:{self.app_port.getHost().port}"}
+        await super().setUp()
+
+    async def exchange(self, terminal, frames, stream_id, head, body=b""):
+        terminal.send(env.encode_open(stream_id, "web-server", self.session_id, head))
+        for start in range(0, len(body), env.MAX_DATA):
+            terminal.send(env.encode_data(stream_id, body[start:start + env.MAX_DATA]))
+        terminal.send(env.encode_end(stream_id))
+        for _ in range(200):
+            mine = [env.decode(f) for f in frames]
+            mine = [f for f in mine if f.stream_id == stream_id]
+            if mine and mine[-1].kind in (env.END, env.RESET):
+                return mine
+            await sleep(reactor, 0.05)
+        self.fail(f"stream {stream_id} did not finish")
+
+    async def test_get_and_post_through_the_session(self):
+        """A page comes back head first; a 2 MiB body reaches the app byte for byte."""
+        code, answer = await self.setup.api("POST", "/api/v1/sessions",
+                                            {"device_id": "mfp-1", "app_id": "web-server"})
+        approved = await self.setup.wait_for_state(answer["request_id"], "approved")
+        self.session_id = approved["session_id"]
+        frames = []
+        terminal = RelayClient(reactor, approved["relay_url"], "terminal", self.session_id,
+                               approved["terminal_token"], self.setup.ca, frames.append)
+        await terminal.connect()
+        page = await self.exchange(terminal, frames, 1,
+                                   b"GET /status HTTP/1.1\r\nHost: s1.localhost:9000\r\n\r\n")
+        self.assertTrue(page[0].data.startswith(b"HTTP/1.1 200 OK"))
+        self.assertNotIn(b"Domain=", page[0].data)
+        self.assertEqual(b"".join(f.data for f in page[1:] if f.kind == env.DATA),
+                         b"status: ready\n")
+        host = self.app.requests[0][2].getRawHeaders(b"host")
+        self.assertEqual(host, [f"127.0.0.1:{self.app_port.getHost().port}".encode()])
+        upload = bytes(range(256)) * 8192  # 2 MiB
+        posted = await self.exchange(
+            terminal, frames, 3,
+            b"POST /firmware HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % len(upload), upload)
+        head = next(f for f in posted if f.kind == env.DATA)
+        self.assertTrue(head.data.startswith(b"HTTP/1.1 200"))
+        self.assertEqual(self.app.requests[1][3], upload)
+        granted = sum(f.increment for f in posted if f.kind == env.WINDOW)
+        self.assertTrue(0 < granted <= len(upload), granted)  # none owed once a stream is done
+        await terminal.end()
+        row = await self.wait_for_end()
+        self.assertEqual(row["end_reason"], "normal")

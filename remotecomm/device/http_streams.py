@@ -1,0 +1,394 @@
+"""Serving a session's streams from the device's local apps (S235–S241).
+
+Each stream is one HTTP exchange.  The terminal's ``open`` frame carries
+the request head; ``data`` frames carry the request body; ``end`` closes
+it.  The agent re-frames the request for the local app -- parsed, hop-by-hop
+headers removed, Host/Origin/Referer rewritten to the app, body streamed --
+and streams the answer back: the first ``data`` frame is the response head
+(``Set-Cookie`` without ``Domain``), the following ones the body, then
+``end``.  Each direction of a stream has a credit window (window frames add
+to it).  A local app that is down or silent gives a 502/504 response on that
+stream; the session stays usable.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Callable
+from urllib.parse import urlsplit
+
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.error import ConnectError
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from twisted.web.client import (Agent, HTTPConnectionPool, RequestTransmissionFailed,
+                                ResponseDone, ResponseFailed, ResponseNeverReceived)
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
+from zope.interface import implementer
+
+from remotecomm.relay import envelope as env
+
+log = Logger()
+
+MAX_STREAMS = 64
+MAX_HEADERS = 100
+RESPONSE_TIMEOUT = 30.0
+HOP_BY_HOP = {b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization",
+              b"proxy-connection", b"te", b"trailer", b"transfer-encoding", b"upgrade"}
+_TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_TARGET = re.compile(rb"/[\x21-\x7e]*")
+_METHODS = {b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"PATCH", b"OPTIONS"}
+
+
+class BadRequest(ValueError):
+    """The request head cannot be forwarded; the message says why."""
+
+
+def parse_request_head(head: bytes) -> tuple[bytes, bytes, list[tuple[bytes, bytes]]]:
+    """``(method, target, headers)`` of an HTTP/1.1 request head; strict, bounded."""
+    if not head.endswith(b"\r\n\r\n"):
+        raise BadRequest("the request head does not end with an empty line")
+    lines = head[:-4].split(b"\r\n")
+    parts = lines[0].split(b" ")
+    if len(parts) != 3 or parts[2] != b"HTTP/1.1":
+        raise BadRequest("malformed request line")
+    method, target = parts[0], parts[1]
+    if method not in _METHODS:
+        raise BadRequest("method not allowed through the session")
+    if not _TARGET.fullmatch(target):
+        raise BadRequest("the target must be an absolute path")
+    if len(lines) - 1 > MAX_HEADERS:
+        raise BadRequest("too many headers")
+    headers = []
+    for line in lines[1:]:
+        name, sep, value = line.partition(b":")
+        if not sep or not _TOKEN.fullmatch(name) or b"\r" in value or b"\n" in value \
+                or b"\x00" in value:
+            raise BadRequest("malformed header line")
+        headers.append((name.lower(), value.strip(b" \t")))
+    return method, target, headers
+
+
+def _origin(url: str) -> bytes:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".encode("ascii")
+
+
+def rewrite_request_headers(headers: list[tuple[bytes, bytes]],
+                            base_url: str) -> tuple[Headers, int | None]:
+    """Headers for the local app, and the body length the head declared (``None``: unknown)."""
+    connection_named = {token.strip().lower() for name, value in headers
+                        if name == b"connection" for token in value.split(b",")}
+    out = Headers()
+    length = None
+    origin = _origin(base_url)
+    for name, value in headers:
+        if name in HOP_BY_HOP or name in connection_named or name == b"host":
+            continue
+        if name == b"content-length":
+            if not value.isdigit() or (length is not None and int(value) != length):
+                raise BadRequest("invalid Content-Length")
+            length = int(value)
+            continue
+        if name == b"origin":
+            value = origin
+        elif name == b"referer":
+            value = origin + b"/" + (value.split(b"/", 3)[3] if value.count(b"/") >= 3 else b"")
+        out.addRawHeader(name, value)
+    out.setRawHeaders(b"host", [urlsplit(base_url).netloc.encode("ascii")])
+    return out, length
+
+
+def strip_cookie_domain(value: bytes) -> bytes:
+    """A ``Set-Cookie`` value without its ``Domain`` attribute (the cookie stays host-only)."""
+    parts = [p for p in value.split(b";") if not p.strip().lower().startswith(b"domain=")]
+    return b";".join(parts)
+
+
+def response_head(code: int, phrase: bytes, headers: Headers) -> bytes:
+    """The response head sent back as the stream's first data frame."""
+    connection_named = {token.strip().lower() for value in
+                        (headers.getRawHeaders(b"connection") or []) for token in value.split(b",")}
+    lines = [b"HTTP/1.1 %d %s" % (code, phrase or b"")]
+    for name, values in headers.getAllRawHeaders():
+        lower = name.lower()
+        if lower in HOP_BY_HOP or lower in connection_named:
+            continue
+        for value in values:
+            if lower == b"set-cookie":
+                value = strip_cookie_domain(value)
+            lines.append(name + b": " + value)
+    return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+def error_response(code: int, phrase: bytes, text: str) -> tuple[bytes, bytes]:
+    """Head and body of an error the agent answers itself (502, 504, 400)."""
+    body = text.encode("utf-8") + b"\n"
+    head = (b"HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            b"Content-Length: %d\r\nCache-Control: no-store\r\n\r\n" % (code, phrase, len(body)))
+    return head, body
+
+
+@implementer(IBodyProducer)
+class _StreamBody:
+    """The request body as it arrives in data frames, handed to the local request."""
+
+    def __init__(self, length: int | None, grant: Callable[[int], None]):
+        self.length = UNKNOWN_LENGTH if length is None else length
+        self._grant = grant
+        self._consumer = None
+        self._early: list[bytes] = []
+        self._paused = False
+        self._owed = 0
+        self._finished: Deferred = Deferred()
+        self.received = 0
+
+    def startProducing(self, consumer):
+        self._consumer = consumer
+        for chunk in self._early:
+            self._write(chunk)
+        self._early = []
+        return self._finished
+
+    def _write(self, chunk: bytes) -> None:
+        self._consumer.write(chunk)
+        if self._paused:
+            self._owed += len(chunk)
+        else:
+            self._grant(len(chunk))
+
+    def data(self, chunk: bytes) -> None:
+        self.received += len(chunk)
+        if self._consumer is None:
+            self._early.append(chunk)
+        else:
+            self._write(chunk)
+
+    def end(self) -> None:
+        if not self._finished.called:
+            self._finished.callback(None)
+
+    def pauseProducing(self):
+        self._paused = True
+
+    def resumeProducing(self):
+        self._paused = False
+        owed, self._owed = self._owed, 0
+        if owed:
+            self._grant(owed)
+
+    def stopProducing(self):
+        if not self._finished.called:
+            self._finished.errback(CancelledError("the local request was abandoned"))
+
+
+class _ResponseReader(Protocol):
+    """Streams the local app's response body back, within the stream's credit."""
+
+    def __init__(self, stream: "HttpStream"):
+        self._stream = stream
+
+    def dataReceived(self, data: bytes) -> None:
+        self._stream.response_data(data, self.transport)
+
+    def connectionLost(self, reason) -> None:
+        self._stream.response_finished(reason)
+
+
+class HttpStream:
+    """One request/response exchange between the terminal and a local app."""
+
+    def __init__(self, streams: "HttpStreams", stream_id: int, base_url: str):
+        self._streams = streams
+        self.stream_id = stream_id
+        self._base_url = base_url
+        self._send = streams.send
+        self.credit = env.INITIAL_WINDOW
+        self._pending: list[bytes] = []
+        self._transport = None
+        self._body: _StreamBody | None = None
+        self._request: Deferred | None = None
+        self._timeout = None
+        self._response_done = False
+        self._responded = False
+        self._timed_out = False
+        self.done = False
+
+    def open(self, head: bytes, agent: Agent, clock) -> None:
+        try:
+            method, target, headers = parse_request_head(head)
+            local_headers, length = rewrite_request_headers(headers, self._base_url)
+        except BadRequest as e:
+            self._answer_error(400, b"Bad Request", f"bad request: {e}")
+            return
+        self._body = _StreamBody(length, self._grant)
+        url = self._base_url.rstrip("/").encode("ascii") + target
+        self._request = agent.request(method, url, local_headers,
+                                      self._body if method not in (b"GET", b"HEAD") or length
+                                      else None)
+        self._timeout = clock.callLater(RESPONSE_TIMEOUT, self._give_up)
+        self._request.addCallbacks(self._response, self._request_failed)
+
+    def _give_up(self) -> None:
+        self._timed_out = True
+        self._request.cancel()
+
+    def _grant(self, count: int) -> None:
+        if not self.done:
+            self._send(env.encode_window(self.stream_id, count))
+
+    def data(self, chunk: bytes) -> None:
+        if self._body is not None:
+            self._body.data(chunk)
+
+    def end(self) -> None:
+        if self._body is not None:
+            self._body.end()
+
+    def window(self, increment: int) -> None:
+        self.credit += increment
+        pending, self._pending = self._pending, []
+        for chunk in pending:
+            self._send_limited(chunk)
+        if self._pending:
+            return
+        if self._response_done:
+            self._send(env.encode_end(self.stream_id))
+            self._finish()
+        elif self._transport is not None:
+            self._transport.resumeProducing()
+
+    def reset(self) -> None:
+        """The terminal abandoned the stream."""
+        self._finish()
+        if self._request is not None and not self._responded:
+            # (``called`` is already true while the request waits on its connection.)
+            self._request.cancel()
+        if self._transport is not None:
+            self._transport.stopProducing()
+
+    def _response(self, response) -> None:
+        self._responded = True
+        if self._timeout is not None and self._timeout.active():
+            self._timeout.cancel()
+        if self.done:
+            return
+        self._send_limited(response_head(response.code, response.phrase, response.headers))
+        response.deliverBody(_ResponseReader(self))
+
+    def _request_failed(self, failure) -> None:
+        if self.done:
+            return
+        if self._timed_out:
+            self._answer_error(504, b"Gateway Timeout", "the device's app did not answer in time")
+        elif failure.check(ConnectError, ResponseFailed, ResponseNeverReceived,
+                           RequestTransmissionFailed):
+            self._answer_error(502, b"Bad Gateway", "the device's app is not answering")
+        else:
+            log.failure("stream {stream_id} failed", failure, stream_id=self.stream_id)
+            self._answer_error(502, b"Bad Gateway", "the device's app failed")
+
+    def _answer_error(self, code: int, phrase: bytes, text: str) -> None:
+        head, body = error_response(code, phrase, text)
+        self._send_limited(head)
+        self._send_limited(body)
+        self._send(env.encode_end(self.stream_id))
+        self._finish()
+
+    def _send_limited(self, chunk: bytes) -> None:
+        """Send within credit (splitting at its edge); the rest waits for window frames."""
+        if self._pending:
+            self._pending.append(chunk)
+            return
+        while chunk and self.credit > 0:
+            piece = chunk[:min(self.credit, env.MAX_DATA)]
+            chunk = chunk[len(piece):]
+            self.credit -= len(piece)
+            self._send(env.encode_data(self.stream_id, piece))
+        if chunk:
+            self._pending.append(chunk)
+
+    def response_data(self, data: bytes, transport) -> None:
+        self._transport = transport
+        self._send_limited(data)
+        if self._pending:
+            transport.pauseProducing()
+
+    def response_finished(self, reason) -> None:
+        if self.done:
+            return
+        if reason.check(ResponseDone):
+            self._response_done = True
+            if not self._pending:
+                self._send(env.encode_end(self.stream_id))
+                self._finish()
+        else:
+            self._send(env.encode_reset(self.stream_id, env.RESET_UNAVAILABLE,
+                                        "the device's app broke off its answer"))
+            self._finish()
+
+    def _finish(self) -> None:
+        if not self.done:
+            self.done = True
+            if self._timeout is not None and self._timeout.active():
+                self._timeout.cancel()
+            self._streams.finished(self.stream_id)
+
+
+class HttpStreams:
+    """The streams of one session, served from the approved app only."""
+
+    def __init__(self, reactor, clock, session_id: str, app_id: str, apps: dict[str, str],
+                 send: Callable[[bytes], None]):
+        self.clock = clock
+        self.send = send
+        self._session_id = session_id
+        self._app_id = app_id
+        self._apps = apps
+        self._agent = Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False))
+        self.streams: dict[int, HttpStream] = {}
+
+    def frame(self, frame: env.Frame) -> None:
+        """A frame from the terminal."""
+        stream = self.streams.get(frame.stream_id)
+        if frame.kind in (env.OPEN, env.RAW_OPEN):
+            self._open(frame)
+        elif stream is None:
+            return  # a late frame of a finished stream
+        elif frame.kind == env.DATA:
+            stream.data(frame.data)
+        elif frame.kind == env.END:
+            stream.end()
+        elif frame.kind == env.WINDOW:
+            stream.window(frame.increment)
+        elif frame.kind == env.RESET:
+            stream.reset()
+
+    def _refuse(self, stream_id: int, code: int, reason: str) -> None:
+        self.send(env.encode_reset(stream_id, code, reason))
+
+    def _open(self, frame: env.Frame) -> None:
+        if frame.stream_id in self.streams:
+            return self._refuse(frame.stream_id, env.RESET_PROTOCOL, "stream ID in use")
+        if frame.kind == env.RAW_OPEN:
+            return self._refuse(frame.stream_id, env.RESET_NOT_IMPLEMENTED,
+                                "raw streams are not supported yet")
+        if frame.session_id != self._session_id:
+            return self._refuse(frame.stream_id, env.RESET_PROTOCOL, "wrong session ID")
+        if frame.app_id != self._app_id or frame.app_id not in self._apps:
+            return self._refuse(frame.stream_id, env.RESET_REFUSED,
+                                f"app {frame.app_id!r} is not approved for this session")
+        if len(self.streams) >= MAX_STREAMS:
+            return self._refuse(frame.stream_id, env.RESET_REFUSED, "too many streams")
+        stream = HttpStream(self, frame.stream_id, self._apps[frame.app_id])
+        self.streams[frame.stream_id] = stream
+        stream.open(frame.data, self._agent, self.clock)
+
+    def finished(self, stream_id: int) -> None:
+        self.streams.pop(stream_id, None)
+
+    def close(self) -> None:
+        """The session ended: abandon every stream."""
+        for stream in list(self.streams.values()):
+            stream.reset()
