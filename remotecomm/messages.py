@@ -39,7 +39,6 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "device-offline": "{device_id} is offline: no session.",
         "expired": "The session with {device_id} expired before it was joined.",
         "failed": "The session with {device_id} failed ({code}).",
-        "still-waiting": "still waiting…",
         "session-open": "Session with {device_id} is open (session {session_id}). Press Ctrl-C "
                         "or run `remotecomm close {device_id}` to end it.",
         "session-ended": "Session with {device_id} ended.",

@@ -20,7 +20,6 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from OpenSSL import SSL
 from OpenSSL._util import lib as _openssl_lib
 from twisted.internet import ssl
-from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 
 # Mozilla "intermediate" (TLS 1.2 part): ECDHE key exchange with AEAD ciphers only.
 INTERMEDIATE_CIPHERS = (
@@ -148,12 +147,11 @@ def server_tls_options(cert_path: Path, key_path: Path, profile: str) -> ssl.Cer
     return options
 
 
-def client_tls_options(ca_path: Path, hostname: str) -> IOpenSSLClientConnectionCreator:
-    """TLS options for a client that trusts only our CA and checks ``hostname``."""
+def load_ca(ca_path: Path) -> ssl.Certificate:
+    """The CA certificate a client trusts (alone); a clear :class:`TLSSetupError` if unusable."""
     try:
-        ca = ssl.Certificate.loadPEM(ca_path.read_bytes())
+        return ssl.Certificate.loadPEM(ca_path.read_bytes())
     except FileNotFoundError:
         raise TLSSetupError(f"missing CA certificate {ca_path}") from None
     except Exception as e:
         raise TLSSetupError(f"cannot load CA certificate {ca_path}: {e}") from None
-    return ssl.optionsForClientTLS(hostname, trustRoot=ca)

@@ -14,7 +14,7 @@ from twisted.web.client import (Agent, BrowserLikePolicyForHTTPS, RequestTransmi
 
 from remotecomm.cli.errors import EXIT_NOT_LOGGED_IN, EXIT_UNREACHABLE, CliError
 from remotecomm.messages import text
-from remotecomm.tls import TLSSetupError
+from remotecomm.tls import TLSSetupError, load_ca
 
 MAX_ANSWER_BYTES = 1024 * 1024
 _NOT_LOGGED_IN_CODES = {"unauthenticated", "invalid-token", "token-expired", "terminal-mismatch",
@@ -24,14 +24,7 @@ _NOT_LOGGED_IN_CODES = {"unauthenticated", "invalid-token", "token-expired", "te
 def _https_policy(ca_path: Path | None) -> BrowserLikePolicyForHTTPS:
     if ca_path is None:
         return BrowserLikePolicyForHTTPS()
-    from twisted.internet import ssl
-    try:
-        ca = ssl.Certificate.loadPEM(ca_path.read_bytes())
-    except FileNotFoundError:
-        raise TLSSetupError(f"missing CA certificate {ca_path}") from None
-    except Exception as e:
-        raise TLSSetupError(f"cannot load CA certificate {ca_path}: {e}") from None
-    return BrowserLikePolicyForHTTPS(trustRoot=ca)
+    return BrowserLikePolicyForHTTPS(trustRoot=load_ca(ca_path))
 
 
 class ApiClient:

@@ -19,6 +19,7 @@ from remotecomm.device.manager_link import ManagerLink
 from remotecomm.device.panel_channel import PanelChannel
 from remotecomm.device.relay_link import RelayLinks
 from remotecomm.relay import envelope as env
+from remotecomm.tls import TLSSetupError, load_ca
 from remotecomm.unix_sockets import prepare_socket_folder
 from remotecomm.web.json_api import make_site
 from remotecomm.xmpp.payloads import ENVELOPE_VERSIONS, Hello
@@ -35,10 +36,9 @@ Options = config_options(load_device_config, "agent_config", "etc/device-agent.t
 
 def _tls_options(config: DeviceAgentConfig):
     try:
-        ca = ssl.Certificate.loadPEM(config.xmpp.ca_certificate.read_bytes())
-    except Exception as e:
-        raise SystemExit(f"device-agent: cannot load CA {config.xmpp.ca_certificate}: "
-                         f"{e}") from None
+        ca = load_ca(config.xmpp.ca_certificate)
+    except TLSSetupError as e:
+        raise SystemExit(f"device-agent: {e}") from None
     return ssl.optionsForClientTLS(config.xmpp.domain, trustRoot=ca)
 
 

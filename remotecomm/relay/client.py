@@ -22,6 +22,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, wrapClientTLS
 from twisted.logger import Logger
 
 from remotecomm.relay import envelope as env
+from remotecomm.tls import load_ca
 
 log = Logger()
 
@@ -49,8 +50,7 @@ def relay_endpoint(reactor, url: str, ca_certificate: Path | None):
     endpoint = TCP4ClientEndpoint(reactor, parts.hostname, port, timeout=CONNECT_TIMEOUT)
     if not secure:
         return endpoint
-    trust = (ssl.Certificate.loadPEM(ca_certificate.read_bytes())
-             if ca_certificate is not None else None)
+    trust = load_ca(ca_certificate) if ca_certificate is not None else None
     return wrapClientTLS(ssl.optionsForClientTLS(parts.hostname, trustRoot=trust), endpoint)
 
 

@@ -114,7 +114,7 @@ class Admission:
 
 class _Side:
     __slots__ = ("connection", "admission", "bytes_from_side", "bytes_to_side", "ended",
-                 "closing")
+                 "closing", "partner")
 
     def __init__(self, connection, admission: Admission):
         self.connection = connection
@@ -123,11 +123,12 @@ class _Side:
         self.bytes_to_side = 0
         self.ended = False
         self.closing: tuple[bool, str] | None = None  # (normal, reason) when we close it
+        self.partner: _Side | None = None  # set at pairing
 
 
 class _Session:
     __slots__ = ("session_id", "request_id", "sides", "held", "held_bytes", "timers",
-                 "ending", "active")
+                 "ending", "active", "paired")
 
     def __init__(self, session_id: str, request_id: str):
         self.session_id = session_id
@@ -138,10 +139,7 @@ class _Session:
         self.timers: dict[str, object] = {}
         self.ending: str | None = None
         self.active = False  # a frame passed since the last idle check
-
-    @property
-    def paired(self) -> bool:
-        return len(self.sides) == 2 and not any(s.ended for s in self.sides.values())
+        self.paired = False  # both sides admitted and forwarding; cleared when one ends
 
 
 class RelayCore:
@@ -240,7 +238,7 @@ class RelayCore:
         connection.established()
         log.info("{side} side of session {request_id} established", side=admission.side,
                  request_id=admission.request_id)
-        if session.paired:
+        if len(session.sides) == 2 and not any(s.ended for s in session.sides.values()):
             self._pair(session)
         else:
             self._arm(session, "pairing", admission.pairing_deadline_us, self._pairing_expired)
@@ -260,10 +258,12 @@ class RelayCore:
     def _pair(self, session: _Session) -> None:
         self._disarm(session, "pairing")
         self.setups += 1
+        device, terminal = session.sides["device"], session.sides["terminal"]
+        device.partner, terminal.partner = terminal, device
+        session.paired = True
         held, session.held, session.held_bytes = session.held, [], 0
         for from_side, message in held:
-            self._forward(session, from_side, message)
-        device, terminal = session.sides["device"], session.sides["terminal"]
+            self._forward(session.sides[from_side], message)
         idle_us = device.admission.idle_timeout_us
         if idle_us:
             session.timers["idle"] = self._clock.callLater(idle_us / 1_000_000, self._idle_check,
@@ -288,21 +288,22 @@ class RelayCore:
         except EnvelopeError as e:
             self._close(session, side_name, CLOSE_BAD_FRAME, f"bad frame: {e}", False, "error")
             return
-        session.sides[side_name].bytes_from_side += len(message)
+        side = session.sides[side_name]
+        side.bytes_from_side += len(message)
         session.active = True
         if session.paired:
-            self._forward(session, side_name, message)
+            self._forward(side, message)
             return
         session.held.append((side_name, message))
         session.held_bytes += len(message)
         if len(session.held) >= HOLD_FRAMES or session.held_bytes >= HOLD_BYTES:
             connection.pause()
 
-    def _forward(self, session: _Session, from_side: str, message: bytes) -> None:
-        partner = session.sides["terminal" if from_side == "device" else "device"]
+    def _forward(self, side: _Side, message: bytes) -> None:
+        partner = side.partner
         partner.bytes_to_side += len(message)
         self.frames_forwarded += 1
-        self.bytes_forwarded[from_side] += len(message)
+        self.bytes_forwarded[side.admission.side] += len(message)
         partner.connection.send(message)
 
     # -- ends -------------------------------------------------------------------------
@@ -366,6 +367,7 @@ class RelayCore:
         if side.ended:
             return
         side.ended = True
+        session.paired = False
         a = side.admission
         self._outbox.ended({
             "session_id": a.session_id, "side": a.side, "request_id": a.request_id,

@@ -22,7 +22,7 @@ from twisted.web.resource import Resource
 from zope.interface import implementer
 
 from remotecomm.relay import envelope as env
-from remotecomm.relay.core import (CLOSE_BAD_FRAME, CLOSE_BAD_HANDSHAKE, CLOSE_ORIGIN,
+from remotecomm.relay.core import (CLOSE_BAD_FRAME, CLOSE_BAD_HANDSHAKE, CLOSE_NORMAL, CLOSE_ORIGIN,
                                    CLOSE_VERSION, IRelayConnection, RelayCore)
 from remotecomm.xmpp.payloads import SESSION_ID
 
@@ -85,7 +85,7 @@ class RelayServerProtocol(WebSocketServerProtocol):
     def onClose(self, wasClean: bool, code, reason):
         # A normal end request: the side itself closed, cleanly, with 1000.
         normal_request = (wasClean and not getattr(self, "closedByMe", True)
-                          and getattr(self, "remoteCloseCode", None) == 1000)
+                          and getattr(self, "remoteCloseCode", None) == CLOSE_NORMAL)
         self.core.closed(self, normal_request)
 
     # -- IRelayConnection ----------------------------------------------------------
