@@ -101,7 +101,9 @@ async def run(reactor, folder: Path, base_port: int) -> int:
         print("Starting the device agent and the simulated MFP …", flush=True)
         agent = setup.start_agent(DEVICE)
         simulator, _ = setup.start_simulator(DEVICE, {OPERATOR: OPERATOR_PASSWORD},
-                                             port=ports["panel"])
+                                             port=ports["panel"], app_ports={
+                                                 "web-server": ports["web-server"],
+                                                 "remote-panel": ports["remote-panel"]})
         await agent.wait_for_output("announced to", timeout=START_TIMEOUT)
         await simulator.wait_for_output("panel on", timeout=START_TIMEOUT)
         print(instructions(folder, ports), flush=True)

@@ -41,6 +41,9 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "failed": "The session with {device_id} failed ({code}).",
         "session-open": "Session with {device_id} is open (session {session_id}). Press Ctrl-C "
                         "or run `remotecomm close {device_id}` to end it.",
+        "local-browser": "Browser: open {url} (the link works once; it sets a cookie).",
+        "local-script": "Scripts: {url} with the header \"{header}: {secret}\".",
+        "local-port-busy": "cannot listen on 127.0.0.1 port {port}: {reason}",
         "session-ended": "Session with {device_id} ended.",
         "session-ended-by-device": "Session with {device_id} ended by the device.",
         "session-lost": "Session with {device_id} ended abnormally: {reason}",

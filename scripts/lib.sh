@@ -6,6 +6,7 @@ REMOTECOMM_DEBIAN_PACKAGES=(
     "python3 -c 'import ensurepip':python3-venv"
     "openssl version:openssl"
     "command -v prosody:prosody"
+    "command -v chromium:chromium"
 )
 
 apt_updated=""

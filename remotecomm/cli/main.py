@@ -4,7 +4,8 @@ Terminal side::
 
     remotecomm login [--user USER] [--password-stdin]
     remotecomm devices [--json]
-    remotecomm open DEVICE APP        (holds the session until Ctrl-C or `close`)
+    remotecomm open DEVICE APP [--port N]
+                                      (serves the app on 127.0.0.1 until Ctrl-C or `close`)
     remotecomm close DEVICE
     remotecomm logout
 
@@ -31,11 +32,15 @@ import signal
 import sys
 from pathlib import Path
 
+from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.internet.error import CannotListenError
 from twisted.internet.task import deferLater
 
 from remotecomm import __version__
 from remotecomm.cli import admin
 from remotecomm.cli.client import ApiClient
+from remotecomm.cli.local_port import ACCESS_HEADER, LocalAccess, LocalPortFactory, session_label
+from remotecomm.cli.tunnel import TerminalStreams
 from remotecomm.cli.errors import (EXIT_APPROVAL_TIMEOUT, EXIT_DEVICE_NOT_FOUND,
                                    EXIT_DEVICE_OFFLINE, EXIT_EXPIRED, EXIT_NO_SESSION,
                                    EXIT_NOT_LOGGED_IN, EXIT_OK, EXIT_REFUSED, EXIT_SESSION_EXISTS,
@@ -69,6 +74,12 @@ def _positive_seconds(value: str) -> float:
     return seconds
 
 
+def _port(value: str) -> int:
+    if not value.isdigit() or not 0 <= int(value) <= 65535:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port number (0 to 65535)")
+    return int(value)
+
+
 def _text_arg(max_length: int):
     def check(value: str) -> str:
         if not value.strip() or len(value) > max_length or not value.isprintable():
@@ -99,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "its apps and wait for the operator")
     open_parser.add_argument("device_id", type=_pattern(DEVICE_ID, "device ID (lower case)"))
     open_parser.add_argument("app_id", type=_pattern(APP_ID, "app ID"))
+    open_parser.add_argument("--port", type=_port, default=0,
+                             help="the local port on 127.0.0.1 (default: any free port)")
     close_parser = commands.add_parser("close", help="end the session `open` holds with a "
                                                      "device")
     close_parser.add_argument("device_id", type=_pattern(DEVICE_ID, "device ID (lower case)"))
@@ -218,7 +231,7 @@ async def _run_terminal(reactor, args: argparse.Namespace) -> list[str]:
         return [text("logged-out")]
 
     if args.command == "open":
-        return await open_session(reactor, client, args.device_id, args.app_id)
+        return await open_session(reactor, client, args.device_id, args.app_id, args.port)
 
     answer = await client.get("/api/v1/devices")
     if args.json:
@@ -238,7 +251,8 @@ def _clock_time(instant_us) -> str:
     return iso_from_us(int(instant_us)).replace("T", " ").rstrip("Z") if instant_us else "?"
 
 
-async def open_session(reactor, client: ApiClient, device_id: str, app_id: str) -> list[str]:
+async def open_session(reactor, client: ApiClient, device_id: str, app_id: str,
+                       local_port: int = 0) -> list[str]:
     """S141, S201–S202: request a session, show progress, report the outcome."""
     try:
         accepted = await client.post("/api/v1/sessions",
@@ -266,7 +280,8 @@ async def open_session(reactor, client: ApiClient, device_id: str, app_id: str) 
                    relay_url=answer.get("relay_url"),
                    join_deadline=_clock_time(answer.get("join_deadline_us")), **fields),
               flush=True)
-        return await hold_session(reactor, client.ca_certificate, device_id, answer)
+        return await hold_session(reactor, client.ca_certificate, device_id,
+                                  dict(answer, app_id=app_id), local_port)
     if state == "refused" and answer.get("code") == "test-approver-not-allowed":
         raise CliError(text("refused-test-approver", **fields), EXIT_REFUSED)
     if state in _OUTCOME_EXITS:
@@ -274,11 +289,14 @@ async def open_session(reactor, client: ApiClient, device_id: str, app_id: str) 
     raise CliError(text("failed", **fields))
 
 
-async def hold_session(reactor, ca_certificate, device_id: str, answer: dict) -> list[str]:
-    """S203–S214 and S261–S273: join the relay as the terminal, hold the session, end it."""
-    relay = RelayClient(reactor, str(answer["relay_url"]), "terminal",
-                        str(answer["session_id"]), str(answer["terminal_token"]),
-                        ca_certificate, lambda message: None)
+async def hold_session(reactor, ca_certificate, device_id: str, answer: dict,
+                       local_port: int = 0) -> list[str]:
+    """S203–S214, S231–S243 and S261–S273: join the relay as the terminal, serve the
+    session on the local port, hold it, end it."""
+    session_id, app_id = str(answer["session_id"]), str(answer.get("app_id", ""))
+    streams = TerminalStreams(lambda message: relay.send(message), session_id, app_id)
+    relay = RelayClient(reactor, str(answer["relay_url"]), "terminal", session_id,
+                        str(answer["terminal_token"]), ca_certificate, streams.message)
     try:
         await relay.connect()
     except RelayClosed as e:
@@ -286,12 +304,28 @@ async def hold_session(reactor, ca_certificate, device_id: str, answer: dict) ->
     except Exception as e:
         raise CliError(text("relay-refused", reason=str(e) or type(e).__name__),
                        EXIT_UNREACHABLE) from None
+    access = LocalAccess(session_label(device_id))
+    site = LocalPortFactory(reactor, access, streams)
+    try:
+        listening = await TCP4ServerEndpoint(reactor, local_port,
+                                             interface="127.0.0.1").listen(site)
+    except CannotListenError as e:
+        relay.end()
+        raise CliError(text("local-port-busy", port=local_port, reason=str(e.socketError)),
+                       EXIT_USAGE) from None
+    access.port = listening.getHost().port
     marker = session_marker(terminal_home(), device_id)
     marker.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    marker.write_text(json.dumps({"pid": os.getpid(), "request_id": answer["request_id"],
-                                  "session_id": answer["session_id"]}))
-    print(text("session-open", device_id=device_id, session_id=answer["session_id"]),
-          flush=True)
+    descriptor = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as out:
+        json.dump({"pid": os.getpid(), "request_id": answer["request_id"],
+                   "session_id": session_id, "app_id": app_id, "local_url": access.base_url,
+                   "local_port": access.port, "access_header": ACCESS_HEADER.decode(),
+                   "access_secret": access.secret}, out)
+    print(text("session-open", device_id=device_id, session_id=session_id), flush=True)
+    print(text("local-browser", url=access.bootstrap_url), flush=True)
+    print(text("local-script", url=access.base_url, header=ACCESS_HEADER.decode(),
+               secret=access.secret), flush=True)
 
     def end_on_signal(signum, frame):
         reactor.callFromThread(relay.end)
@@ -302,6 +336,9 @@ async def hold_session(reactor, ca_certificate, device_id: str, answer: dict) ->
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        streams.close()
+        site.close_all()
+        await listening.stopListening()
         marker.unlink(missing_ok=True)
     if ended.clean and ended.code == 1000:
         return [text("session-ended", device_id=device_id)]

@@ -70,9 +70,14 @@ def parse_request_head(head: bytes) -> tuple[bytes, bytes, list[tuple[bytes, byt
     return method, target, headers
 
 
-def _origin(url: str) -> bytes:
+def app_origin(url: str) -> str:
+    """``scheme://host:port`` of a local app's base URL."""
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}".encode("ascii")
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _origin(url: str) -> bytes:
+    return app_origin(url).encode("ascii")
 
 
 def rewrite_request_headers(headers: list[tuple[bytes, bytes]],
@@ -106,8 +111,13 @@ def strip_cookie_domain(value: bytes) -> bytes:
     return b";".join(parts)
 
 
-def response_head(code: int, phrase: bytes, headers: Headers) -> bytes:
-    """The response head sent back as the stream's first data frame."""
+def response_head(code: int, phrase: bytes, headers: Headers,
+                  length: int | None = None) -> bytes:
+    """The response head sent back as the stream's first data frame.
+
+    ``length`` is the body length the app declared (Twisted's client keeps
+    ``Content-Length`` out of the headers it hands over).
+    """
     connection_named = {token.strip().lower() for value in
                         (headers.getRawHeaders(b"connection") or []) for token in value.split(b",")}
     lines = [b"HTTP/1.1 %d %s" % (code, phrase or b"")]
@@ -119,6 +129,8 @@ def response_head(code: int, phrase: bytes, headers: Headers) -> bytes:
             if lower == b"set-cookie":
                 value = strip_cookie_domain(value)
             lines.append(name + b": " + value)
+    if length is not None:
+        lines.append(b"Content-Length: %d" % length)
     return b"\r\n".join(lines) + b"\r\n\r\n"
 
 
@@ -213,6 +225,8 @@ class HttpStream:
         self._response_done = False
         self._responded = False
         self._timed_out = False
+        self._clock = None
+        self._method = b""
         self.done = False
 
     def open(self, head: bytes, agent: Agent, clock) -> None:
@@ -222,12 +236,13 @@ class HttpStream:
         except BadRequest as e:
             self._answer_error(400, b"Bad Request", f"bad request: {e}")
             return
+        self._method = method
         self._body = _StreamBody(length, self._grant)
         url = self._base_url.rstrip("/").encode("ascii") + target
         self._request = agent.request(method, url, local_headers,
                                       self._body if method not in (b"GET", b"HEAD") or length
                                       else None)
-        self._timeout = clock.callLater(RESPONSE_TIMEOUT, self._give_up)
+        self._clock = clock
         self._request.addCallbacks(self._response, self._request_failed)
 
     def _give_up(self) -> None:
@@ -243,8 +258,11 @@ class HttpStream:
             self._body.data(chunk)
 
     def end(self) -> None:
+        """The request body is complete: the local app now has 30 s to answer."""
         if self._body is not None:
             self._body.end()
+            if not self._responded and not self.done and self._timeout is None:
+                self._timeout = self._clock.callLater(RESPONSE_TIMEOUT, self._give_up)
 
     def window(self, increment: int) -> None:
         self.credit += increment
@@ -274,7 +292,10 @@ class HttpStream:
             self._timeout.cancel()
         if self.done:
             return
-        self._send_limited(response_head(response.code, response.phrase, response.headers))
+        length = None if self._method == b"HEAD" or response.length is UNKNOWN_LENGTH \
+            else response.length
+        self._send_limited(response_head(response.code, response.phrase, response.headers,
+                                         length))
         response.deliverBody(_ResponseReader(self))
 
     def _request_failed(self, failure) -> None:

@@ -18,7 +18,7 @@ from twisted.logger import Logger
 
 from remotecomm.clock import now_us
 from remotecomm.device.history import History
-from remotecomm.device.http_streams import HttpStreams
+from remotecomm.device.http_streams import HttpStreams, app_origin
 from remotecomm.relay import envelope as env
 from remotecomm.relay.client import RelayClient
 from remotecomm.xmpp.payloads import SessionReady
@@ -70,7 +70,11 @@ class RelayLinks:
                  request_id=ready.request_id, session_id=ready.session_id)
         self._history.append("relay-joined", now_us(self._clock), request_id=ready.request_id,
                              session_id=ready.session_id)
-        client.send(env.encode_hello(dict(self._hello, app=ready.app_id)))
+        hello = dict(self._hello, app=ready.app_id)
+        if ready.app_id in self._apps:
+            # The terminal rewrites Location headers pointing at this origin.
+            hello["app_origin"] = app_origin(self._apps[ready.app_id])
+        client.send(env.encode_hello(hello))
         ended = await client.closed
         streams.close()
         self.links.pop(ready.request_id, None)

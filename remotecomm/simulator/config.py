@@ -23,6 +23,9 @@ class SimulatorConfig:
     agent_socket: Path
     agent_secret: str
     operators: dict[str, str]
+    data_dir: Path
+    web_server_listen: str
+    remote_panel_listen: str
 
 
 def load_simulator_config(path: str | Path) -> SimulatorConfig:
@@ -31,7 +34,18 @@ def load_simulator_config(path: str | Path) -> SimulatorConfig:
     device = config.section("device")
     name = device.get_str("name", "Simulated MFP", pattern=r"[^\x00-\x1f]{1,100}")
     model = device.get_str("model", "MFP 9000", pattern=r"[^\x00-\x1f]{1,100}")
+    data_dir = device.get_path("data_dir", config.path.parent / "mfp-data")
     device.finish()
+
+    apps = {}
+    for app, default in (("web_server", "tcp:8080:interface=127.0.0.1"),
+                         ("remote_panel", "tcp:8081:interface=127.0.0.1")):
+        section = config.section(app)
+        apps[app] = section.get_server_endpoint("listen", default)
+        if not is_loopback_endpoint(apps[app]):
+            raise ConfigError(f"{config.path}: [{app}] listen must bind 127.0.0.1: the device's "
+                              f"apps are reached only through a session")
+        section.finish()
 
     panel = config.section("panel")
     listen = panel.get_server_endpoint("listen", "tcp:8180:interface=127.0.0.1")
@@ -57,11 +71,14 @@ def load_simulator_config(path: str | Path) -> SimulatorConfig:
     config.finish()
     return SimulatorConfig(config_path=config.path, device_name=name, model=model,
                            panel_listen=listen, agent_socket=socket, agent_secret=secret,
-                           operators=operators)
+                           operators=operators, data_dir=data_dir,
+                           web_server_listen=apps["web_server"],
+                           remote_panel_listen=apps["remote_panel"])
 
 
 def render_simulator_config(name: str, model: str, panel_port: int, agent_socket: Path,
-                            agent_secret: str, operators: dict[str, str]) -> str:
+                            agent_secret: str, operators: dict[str, str],
+                            web_server_port: int, remote_panel_port: int) -> str:
     """A simulator config for a device whose agent config is known (tests, demo)."""
     operator_lines = "\n".join(f'{op} = "{password_hash}"'
                                for op, password_hash in operators.items())
@@ -69,6 +86,13 @@ def render_simulator_config(name: str, model: str, panel_port: int, agent_socket
 [device]
 name = "{name}"
 model = "{model}"
+data_dir = "mfp-data"
+
+[web_server]
+listen = "tcp:{web_server_port}:interface=127.0.0.1"
+
+[remote_panel]
+listen = "tcp:{remote_panel_port}:interface=127.0.0.1"
 
 [panel]
 listen = "tcp:{panel_port}:interface=127.0.0.1"

@@ -10,7 +10,10 @@ from twisted.logger import Logger
 from remotecomm.config import config_options
 from remotecomm.simulator.agent_client import AgentChannelClient
 from remotecomm.simulator.config import SimulatorConfig, load_simulator_config
+from remotecomm.simulator.device_state import DeviceState
 from remotecomm.simulator.panel import Panel
+from remotecomm.simulator.remote_panel import remote_panel_site
+from remotecomm.simulator.web_server import web_server_site
 from remotecomm.web.json_api import make_site
 
 log = Logger()
@@ -20,17 +23,24 @@ Options = config_options(load_simulator_config, "simulator_config", "etc/mfp-sim
 
 
 def build_service(config: SimulatorConfig, reactor) -> MultiService:
-    """The simulated device: for now, its panel."""
+    """The simulated device: its panel and its two apps, sharing one device state."""
     root = MultiService()
+    state = DeviceState(config.device_name, config.model)
     agent = AgentChannelClient(reactor, config.agent_socket, config.agent_secret)
     panel = Panel(reactor, config.device_name, config.model, config.operators, agent)
-    service = StreamServerEndpointService(serverFromString(reactor, config.panel_listen),
-                                          make_site(panel))
-    service.setName("panel")
-    service._raiseSynchronously = True
-    service.setServiceParent(root)
-    log.info("simulated MFP {name} ({model}): panel on {listen}", name=config.device_name,
-             model=config.model, listen=config.panel_listen)
+    for name, listen, site in (
+            ("panel", config.panel_listen, make_site(panel)),
+            ("web-server", config.web_server_listen,
+             web_server_site(state, config.data_dir / "firmware")),
+            ("remote-panel", config.remote_panel_listen, remote_panel_site(state))):
+        service = StreamServerEndpointService(serverFromString(reactor, listen), site)
+        service.setName(name)
+        service._raiseSynchronously = True
+        service.setServiceParent(root)
+    log.info("simulated MFP {name} ({model}): panel on {panel}, web-server on {web}, "
+             "remote-panel on {remote}", name=config.device_name, model=config.model,
+             panel=config.panel_listen, web=config.web_server_listen,
+             remote=config.remote_panel_listen)
     return root
 
 

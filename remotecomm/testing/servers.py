@@ -136,20 +136,32 @@ class ServerSetup:
         return path
 
     def start_simulator(self, device_id: str, operators: dict[str, str],
-                        port: int | None = None) -> tuple[ServerProcess, str]:
-        """Start ``twistd mfp-simulator`` wired to the device's agent; it and its panel URL."""
+                        port: int | None = None,
+                        app_ports: dict[str, int] | None = None) -> tuple[ServerProcess, str]:
+        """Start ``twistd mfp-simulator`` wired to the device's agent; it and its panel URL.
+
+        ``app_ports`` places its ``web-server`` and ``remote-panel`` apps (default: free
+        ports); :func:`app_urls` gives the agent's ``[apps]`` for them.
+        """
         agent_config = load_device_config(self.agent_dir(device_id) / "device-agent.toml")
         port = port or free_port()
+        app_ports = app_ports or {"web-server": free_port(), "remote-panel": free_port()}
         hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
         path = self.agent_dir(device_id) / "mfp-simulator.toml"
         path.write_text(render_simulator_config(
             f"{device_id} (simulated)", "MFP 9000", port, agent_config.panel.socket,
             agent_config.panel.secret,
-            {name: hasher.hash(password) for name, password in operators.items()}))
+            {name: hasher.hash(password) for name, password in operators.items()},
+            app_ports["web-server"], app_ports["remote-panel"]))
         simulator = ServerProcess(self.reactor, "mfp-simulator", ["--config", str(path)],
                                   cwd=self.agent_dir(device_id))
         self.simulators[device_id] = simulator
         return simulator, f"http://127.0.0.1:{port}"
+
+    @staticmethod
+    def app_urls(app_ports: dict[str, int]) -> dict[str, str]:
+        """The agent's ``[apps]`` for a simulator's app ports."""
+        return {app: f"http://127.0.0.1:{port}" for app, port in app_ports.items()}
 
     async def stop(self) -> None:
         """Stop every process this setup started; keep their output in ``*.log`` files here."""

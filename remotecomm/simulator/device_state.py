@@ -1,0 +1,157 @@
+"""What the simulated MFP is doing: status, counters, toner, address book, screen, firmware.
+
+One :class:`DeviceState` is shared by the simulator's programs: the
+``web-server`` app shows and changes it, the ``remote-panel`` app mirrors
+its screen and presses its buttons.  Everything is bounded.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+ERRORS = {
+    "paper-jam": "Paper jam in tray 2. Open the right door and remove the paper.",
+    "out-of-paper": "Tray 1 is out of paper.",
+    "door-open": "The front door is open.",
+    "toner-empty": "The black toner cartridge is empty.",
+}
+SCREENS = {"home": "Home", "copy": "Copy", "scan": "Scan", "fax": "Fax",
+           "settings": "Settings"}
+BUTTONS = ("home", "copy", "scan", "fax", "settings", "plus", "minus", "start", "stop",
+           "reset")
+MAX_CONTACTS = 500
+NAME = re.compile(r"[^\x00-\x1f\x7f]{1,80}")
+EMAIL = re.compile(r"[^@\s<>\"]{1,64}@[A-Za-z0-9.-]{1,190}\.[A-Za-z]{2,24}")
+
+
+class StateError(ValueError):
+    """A change the device refuses; the message is for the person who asked."""
+
+
+@dataclass(frozen=True)
+class Contact:
+    """One address book entry."""
+
+    contact_id: int
+    name: str
+    email: str
+
+
+@dataclass
+class Firmware:
+    """The installed firmware image."""
+
+    version: str
+    size: int = 0
+    sha256: str = ""
+    uploaded_at: str = ""
+
+
+@dataclass
+class DeviceState:
+    """The simulated device's state."""
+
+    name: str
+    model: str
+    serial: str = "SIM-0001"
+    error: str | None = None
+    screen: str = "home"
+    copies: int = 1
+    message: str = "Ready"
+    toner: dict[str, int] = field(default_factory=lambda: {
+        "cyan": 72, "magenta": 55, "yellow": 81, "black": 34})
+    counters: dict[str, int] = field(default_factory=lambda: {
+        "printed": 12840, "copied": 5210, "scanned": 3301, "faxed": 120})
+    contacts: OrderedDict[int, Contact] = field(default_factory=OrderedDict)
+    firmware: Firmware = field(default_factory=lambda: Firmware("4.2.1"))
+    _next_contact: int = 1
+
+    def __post_init__(self):
+        if not self.contacts:
+            self.add_contact("Front desk", "frontdesk@example.com")
+            self.add_contact("Accounting", "accounting@example.com")
+
+    @property
+    def status(self) -> str:
+        """``ready`` or the error code."""
+        return self.error or "ready"
+
+    @property
+    def status_text(self) -> str:
+        return ERRORS[self.error] if self.error else self.message
+
+    def set_error(self, code: str | None) -> None:
+        """Put the device into an error state (``None`` clears it)."""
+        if code is not None and code not in ERRORS:
+            raise StateError(f"unknown error {code!r}")
+        self.error = code
+        self.message = "Ready"
+
+    def add_contact(self, name: str, email: str) -> Contact:
+        name, email = name.strip(), email.strip()
+        if not NAME.fullmatch(name):
+            raise StateError("give a name of 1 to 80 characters")
+        if not EMAIL.fullmatch(email):
+            raise StateError("give a valid e-mail address")
+        if len(self.contacts) >= MAX_CONTACTS:
+            raise StateError(f"the address book is full ({MAX_CONTACTS} entries)")
+        contact = Contact(self._next_contact, name, email)
+        self._next_contact += 1
+        self.contacts[contact.contact_id] = contact
+        return contact
+
+    def delete_contact(self, contact_id: int) -> None:
+        if self.contacts.pop(contact_id, None) is None:
+            raise StateError("no such entry")
+
+    def press(self, button: str) -> None:
+        """A button on the panel (or its remote mirror)."""
+        if button not in BUTTONS:
+            raise StateError(f"unknown button {button!r}")
+        if button in SCREENS:
+            self.screen = button
+            self.message = "Ready" if not self.error else self.message
+        elif button == "plus":
+            self.copies = min(99, self.copies + 1)
+        elif button == "minus":
+            self.copies = max(1, self.copies - 1)
+        elif button == "reset":
+            self.set_error(None)
+            self.copies = 1
+        elif button == "stop":
+            self.message = "Job cancelled"
+        elif button == "start":
+            self._start()
+
+    def _start(self) -> None:
+        if self.error:
+            self.message = "Cannot start: clear the error first"
+            return
+        if self.screen == "copy":
+            self.counters["copied"] += self.copies
+            self.counters["printed"] += self.copies
+            self.toner["black"] = max(0, self.toner["black"] - 1)
+            self.message = f"Copied {self.copies} page{'s' if self.copies > 1 else ''}"
+            if self.toner["black"] == 0:
+                self.error = "toner-empty"
+        elif self.screen == "scan":
+            self.counters["scanned"] += 1
+            self.message = "Scanned 1 page to the address book's first entry"
+        elif self.screen == "fax":
+            self.counters["faxed"] += 1
+            self.message = "Fax sent"
+        else:
+            self.message = "Choose Copy, Scan or Fax first"
+
+    def summary(self) -> dict:
+        """The state as JSON-ready values."""
+        return {
+            "name": self.name, "model": self.model, "serial": self.serial,
+            "status": self.status, "status_text": self.status_text, "screen": self.screen,
+            "copies": self.copies, "toner": dict(self.toner), "counters": dict(self.counters),
+            "firmware": {"version": self.firmware.version, "size": self.firmware.size,
+                         "sha256": self.firmware.sha256,
+                         "uploaded_at": self.firmware.uploaded_at},
+        }

@@ -1,0 +1,218 @@
+"""Firmware uploads to the simulated MFP, streamed to disk as they arrive.
+
+twisted.web hands a resource the request only after the whole body came in,
+and it parses multipart forms in memory.  :class:`SimulatorRequest`
+therefore sends the body of ``POST``/``PUT /firmware`` straight into a
+:class:`FirmwareUpload` as each chunk arrives: it hashes the bytes and
+writes them to a partial file (for a browser's multipart form, only the
+``firmware`` file part); nothing holds the image in memory.  Progress is
+visible while the upload runs (``GET /firmware/progress``), which is how a
+test sees the first chunk arrive before the client sent its last.  An upload
+the client breaks off leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import secrets
+from pathlib import Path
+
+from twisted.web import server
+
+MAX_FIRMWARE = 256 * 1024 * 1024
+MAX_FORM_BODY = 64 * 1024
+MAX_PART_HEAD = 16 * 1024
+UPLOAD_PATH = b"/firmware"
+_BOUNDARY = re.compile(rb'boundary="?([0-9A-Za-z\'()+_,./:=? -]{1,70})"?')
+
+
+class UploadError(ValueError):
+    """The upload cannot be accepted; the message says why."""
+
+
+class MultipartFile:
+    """Extracts one named file part of a ``multipart/form-data`` body, incrementally."""
+
+    def __init__(self, boundary: bytes, field_name: bytes, write):
+        self._delimiter = b"\r\n--" + boundary
+        self._field = field_name
+        self._write = write
+        self._buffer = b"\r\n"   # the first delimiter has no CRLF before it
+        self._state = "preamble"
+        self._in_file = False
+        self.found = False
+
+    @property
+    def complete(self) -> bool:
+        return self._state == "done" and self.found
+
+    def feed(self, data: bytes) -> None:
+        if self._state == "done":
+            return
+        self._buffer += data
+        keep = len(self._delimiter) + 2
+        while True:
+            if self._state in ("preamble", "body"):
+                index = self._buffer.find(self._delimiter)
+                if index < 0:
+                    if len(self._buffer) > keep:
+                        if self._in_file:
+                            self._write(self._buffer[:-keep])
+                        self._buffer = self._buffer[-keep:]
+                    return
+                if self._in_file:
+                    self._write(self._buffer[:index])
+                    self._in_file = False
+                self._buffer = self._buffer[index + len(self._delimiter):]
+                self._state = "delimiter"
+            elif self._state == "delimiter":
+                if len(self._buffer) < 2:
+                    return
+                if self._buffer.startswith(b"--"):
+                    self._state = "done"
+                    return
+                if not self._buffer.startswith(b"\r\n"):
+                    raise UploadError("malformed multipart body")
+                self._buffer = self._buffer[2:]
+                self._state = "part-head"
+            elif self._state == "part-head":
+                index = self._buffer.find(b"\r\n\r\n")
+                if index < 0:
+                    if len(self._buffer) > MAX_PART_HEAD:
+                        raise UploadError("multipart part head too large")
+                    return
+                head = self._buffer[:index].lower()
+                self._buffer = self._buffer[index + 4:]
+                disposition = [line for line in head.split(b"\r\n")
+                               if line.startswith(b"content-disposition:")]
+                named = bool(disposition) and (b'name="' + self._field + b'"') in disposition[0]
+                self._in_file = named and b"filename=" in disposition[0] and not self.found
+                self.found = self.found or self._in_file
+                self._state = "body"
+
+
+class FirmwareUpload:
+    """One upload in progress: hashed and written to a partial file as it arrives."""
+
+    def __init__(self, folder: Path, content_type: bytes | None, declared: int | None):
+        if declared is not None and declared > MAX_FIRMWARE + MAX_PART_HEAD:
+            raise UploadError(f"the image is larger than {MAX_FIRMWARE // 2**20} MiB")
+        self.folder = folder
+        self.received = 0
+        self.size = 0
+        self._hash = hashlib.sha256()
+        self.partial = folder / f"firmware.part-{secrets.token_hex(6)}"
+        folder.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.partial, "wb")  # noqa: SIM115 -- closed in finish()/abort()
+        self._multipart = None
+        self.error: str | None = None
+        kind = (content_type or b"").split(b";")[0].strip().lower()
+        if kind == b"multipart/form-data":
+            match = _BOUNDARY.search(content_type)
+            if match is None:
+                self.error = "multipart body without a boundary"
+            else:
+                self._multipart = MultipartFile(match.group(1), b"firmware", self._store)
+
+    # The request writes the body here (as it would to a temporary file).
+    def write(self, data: bytes) -> None:
+        self.received += len(data)
+        if self.error is not None:
+            return
+        try:
+            if self._multipart is not None:
+                self._multipart.feed(data)
+            else:
+                self._store(data)
+        except UploadError as e:
+            self.error = str(e)
+
+    def _store(self, data: bytes) -> None:
+        self.size += len(data)
+        if self.size > MAX_FIRMWARE:
+            raise UploadError(f"the image is larger than {MAX_FIRMWARE // 2**20} MiB")
+        self._hash.update(data)
+        self._file.write(data)
+
+    def tell(self) -> int:
+        return 0
+
+    def seek(self, *args) -> None:
+        pass
+
+    def read(self, *args) -> bytes:
+        return b""
+
+    def close(self) -> None:
+        pass
+
+    def finish(self) -> tuple[int, str]:
+        """The body is complete: install the image; its size and SHA-256."""
+        self._file.close()
+        if self.error is None and self._multipart is not None and not self._multipart.complete:
+            self.error = "the form has no complete 'firmware' file"
+        if self.error is None and self.size == 0:
+            self.error = "the image is empty"
+        if self.error is not None:
+            self.partial.unlink(missing_ok=True)
+            raise UploadError(self.error)
+        os.replace(self.partial, self.folder / "firmware.bin")
+        return self.size, self._hash.hexdigest()
+
+    def abort(self) -> None:
+        """The client broke off: leave nothing behind."""
+        if not self._file.closed:
+            self._file.close()
+        self.partial.unlink(missing_ok=True)
+
+
+class SimulatorRequest(server.Request):
+    """A request of the simulator's apps: firmware bodies stream, other bodies are capped."""
+
+    upload: FirmwareUpload | None = None
+    body_too_large = False
+    upload_error: str | None = None
+
+    def gotLength(self, length: int | None) -> None:
+        # The request line is parsed before the body; twisted.web keeps it on the channel.
+        command = getattr(self.channel, "_command", b"")
+        path = getattr(self.channel, "_path", b"").split(b"?")[0]
+        site = self.channel.site
+        if command in (b"POST", b"PUT") and path == UPLOAD_PATH and getattr(
+                site, "firmware_folder", None) is not None:
+            self._parsePOSTFormSubmission = False
+            try:
+                self.upload = FirmwareUpload(site.firmware_folder,
+                                             self.requestHeaders.getRawHeaders(
+                                                 b"content-type", [None])[0], length)
+            except UploadError as e:
+                self.upload_error = str(e)
+                super().gotLength(0)
+                return
+            site.uploads.add(self.upload)
+            self.content = self.upload
+            return
+        if length is not None and length > MAX_FORM_BODY:
+            self.body_too_large = True
+            length = 0
+        super().gotLength(length)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self.upload is not None:
+            self.upload.write(data)
+        elif self.upload_error is not None or self.body_too_large:
+            return
+        elif self.content.tell() + len(data) > MAX_FORM_BODY:
+            self.body_too_large = True
+            self.content.seek(0)
+            self.content.truncate()
+        else:
+            super().handleContentChunk(data)
+
+    def connectionLost(self, reason) -> None:
+        if self.upload is not None:
+            self.upload.abort()
+            self.channel.site.uploads.discard(self.upload)
+        super().connectionLost(reason)
