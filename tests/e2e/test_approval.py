@@ -10,6 +10,7 @@ from twisted.trial.unittest import TestCase
 
 from remotecomm.simulator.agent_client import AgentChannelClient, AgentRefused
 from remotecomm.testing.panel import PanelUser
+from remotecomm.testing.processes import sleep
 from remotecomm.testing.servers import ServerSetup
 
 OPERATOR, OPERATOR_PASSWORD = "olga", "panel password 1"
@@ -68,7 +69,12 @@ class PanelApprovalTests(ApprovalTestCase):
         await opening.wait_for_output("Session with mfp-1 is open")
         self.assertIn("Waiting for approval on mfp-1", opening.output)
         self.assertIn("Approved by olga on mfp-1.", opening.output)
-        row = self.session_row()
+        # The terminal is told "open" once it is in; "active" needs the device too.
+        for _ in range(100):
+            row = self.session_row()
+            if row["state"] == "active":
+                break
+            await sleep(reactor, 0.05)
         self.assertEqual((row["request_id"], row["state"], row["approver"], row["user_id"],
                           row["app_id"], row["approved_by_test_approver"]),
                          (request_id, "active", "olga", "alice", "web-server", 0))
