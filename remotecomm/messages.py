@@ -66,6 +66,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "xmpp-account-removed-offline": "Its XMPP account is removed (Prosody was not running, "
                                         "so there was no connection to close).",
         "init-secret": "Created the XMPP component secret {path}",
+        "init-relay-secret": "Created the relay ↔ manager API secret {path}",
         "init-prosody": "Wrote the Prosody config {path}",
     },
 }

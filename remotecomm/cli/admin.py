@@ -65,6 +65,9 @@ def init(config: ServerConfig, clock: IReactorTime) -> list[str]:
         except TLSSetupError as e:
             raise CliError(str(e)) from None
         lines.append(text("init-cert", path=tls.certificate, names=", ".join(tls.names)))
+    if not config.relay.api_secret_file.exists():
+        _write_secret(config.relay.api_secret_file, secrets.token_urlsafe(32))
+        lines.append(text("init-relay-secret", path=config.relay.api_secret_file))
     store = _open_store(config)
     lines.append(text("init-db", path=config.database, revision=current_revision(store.engine)))
     store.engine.dispose()

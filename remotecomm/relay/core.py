@@ -342,11 +342,19 @@ class RelayCore:
 
     def _request_device_end(self, session: _Session) -> None:
         """S264: the terminal ended normally; the manager asks the device (S265)."""
+        def manager_failed(failure) -> None:
+            # The manager cannot tell the device (it is down or unreachable): the relay
+            # ends the device's side itself, still as the normal end the terminal asked for.
+            log.warn("asking the manager to end {request_id} failed ({error}); the relay "
+                     "ends the device side itself", request_id=session.request_id,
+                     error=failure.getErrorMessage())
+            if "device" in session.sides and not session.sides["device"].ended:
+                self._close(session, "device", CLOSE_SESSION_ENDED, "the terminal ended "
+                            "the session", True, "normal")
+
         ensureDeferred(self._gateway.end_session({
             "session_id": session.session_id, "side": "terminal",
-            "request_id": session.request_id})).addErrback(
-            lambda f: log.warn("asking the manager to end {request_id} failed: {error}",
-                               request_id=session.request_id, error=f.getErrorMessage()))
+            "request_id": session.request_id})).addErrback(manager_failed)
 
         def too_late(session: _Session) -> None:
             session.timers.pop("end-grace", None)

@@ -89,6 +89,8 @@ class RelayConfig:
     node: str
     public_url: str
     database: Path
+    manager_url: str        # where a relay-only process calls the manager
+    api_secret_file: Path   # the shared secret of the relay ↔ manager API
 
 
 @dataclass(frozen=True)
@@ -215,6 +217,10 @@ def load_server_config(path: str | Path) -> ServerConfig:
         public_url=relay_section.get_str("public_url", default_relay_url.rstrip("/") + "/relay",
                                          pattern=r"wss?://[^\s?#]+"),
         database=relay_section.get_path("database", data_dir / "relay.sqlite3", base=data_dir),
+        manager_url=relay_section.get_str("manager_url", public_url.rstrip("/"),
+                                          pattern=r"https?://[^\s/?#]+/?").rstrip("/"),
+        api_secret_file=relay_section.get_path("api_secret_file", data_dir / "relay-api.secret",
+                                               base=data_dir),
     )
     relay_section.finish()
 

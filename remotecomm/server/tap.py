@@ -10,6 +10,7 @@ from twisted.internet.defer import ensureDeferred, fail, succeed
 from twisted.internet.endpoints import clientFromString, serverFromString
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.web.resource import NoResource
 
 from remotecomm import __version__
 from remotecomm.accounts.login import Accounts
@@ -30,8 +31,9 @@ from remotecomm.server.nvx import NativeHelpersMissing, check_native_helpers
 from remotecomm.services import SequentialMultiService, StartStopService, exit_after_shutdown
 from remotecomm.store.engine import SchemaTooNew, Store, migrate, open_sqlite
 from remotecomm.tls import TLSSetupError, server_tls_options
-from remotecomm.web.api import Api
-from remotecomm.web.json_api import make_site
+from remotecomm.sessions.relay_http import ManagerClient, RelayApiRoutes, read_api_secret
+from remotecomm.web.api import Api, Health
+from remotecomm.web.json_api import Router, make_site
 from remotecomm.xmpp.component import build_component
 from remotecomm.xmpp.payloads import parse_approval_decision
 from remotecomm.xmpp.stream import NotConnected
@@ -42,64 +44,56 @@ log = Logger()
 EXIT_XMPP_REFUSED = 3
 
 
-Options = config_options(load_server_config, "server_config", "etc/remotecomm.toml")
-
-
 def _refuse_to_start(message: str) -> None:
     sys.stderr.write(f"remotecomm: {message}\n")
     raise SystemExit(1)
 
 
-def build_service(config: ServerConfig, reactor) -> MultiService:
-    """Open the store, build the objects, wire them, and return them as one service."""
+ROLES = ("both", "manager", "relay")
+
+
+class Options(config_options(load_server_config, "server_config", "etc/remotecomm.toml")):
+    """``twistd remotecomm --config FILE [--role both|manager|relay]``."""
+
+    optParameters = [["role", None, "both",
+                      "both (default): manager and relay in one process; manager: the REST "
+                      "API, XMPP and sessions; relay: only the relay, calling the manager "
+                      "at [relay] manager_url"]]
+
+    def postOptions(self) -> None:
+        if self["role"] not in ROLES:
+            from twisted.python import usage
+            raise usage.UsageError(f"--role must be one of {', '.join(ROLES)}")
+        super().postOptions()
+
+
+def build_service(config: ServerConfig, reactor, role: str = "both") -> MultiService:
+    """Open the stores, build the objects, wire them, and return them as one service.
+
+    ``role`` picks what this process runs.  The relay reaches the manager through
+    the same interface either way: in-process for ``both``, over the HTTPS API
+    (:mod:`remotecomm.sessions.relay_http`) when they run apart.
+    """
     try:
         check_native_helpers()
     except NativeHelpersMissing as e:
         _refuse_to_start(str(e))
-
-    engine = open_sqlite(config.database)
-    try:
-        migrate(engine)
-    except SchemaTooNew as e:
-        _refuse_to_start(f"{config.database}: {e}")
-    store = Store(engine, reactor)
-    hasher = PasswordHasherPool(reactor, config.accounts.password_hash)
-    throttle = LoginThrottle(reactor, config.accounts.failures_per_account,
-                             config.accounts.failures_per_address,
-                             config.accounts.failure_window)
-    accounts = Accounts(store, hasher, throttle, reactor, config.accounts.api_token_lifetime)
     root = SequentialMultiService()
     # Started in this order, stopped one by one in reverse: the stores outlive their users.
-    StartStopService("store", store.start, store.stop).setServiceParent(root)
-    StartStopService("password-hashing", hasher.start, hasher.stop).setServiceParent(root)
-    readiness = {"store": store.check}
-    devices = Unreachable()
-    component = None
-    if config.xmpp.enabled:
-        component = _build_component(config, store, reactor)
-        devices = component.messenger
-        readiness["xmpp"] = lambda: succeed(component.stream.connected)
-    placement = LocalRelayPlacement(config.relay.node, config.relay.public_url)
-    broker = SessionBroker(store, reactor, session_policy(config.sessions),
-                           config.sessions.allow_test_approver, placement, devices)
-    StartStopService("sessions", lambda: _log_errors(broker.start(), "re-arming sessions"),
-                     broker.stop).setServiceParent(root)
-    relay_store = open_relay_store(config.relay.database, reactor)
-    StartStopService("relay-store", relay_store.start, relay_store.stop).setServiceParent(root)
-    manager_for_relay = ManagerForRelay(store, reactor, devices)
-    outbox = LogOutbox(relay_store, manager_for_relay, reactor, config.relay.node)
-    relay_core = RelayCore(reactor, manager_for_relay, outbox)
-    RelayService(relay_core, outbox).setServiceParent(root)
-    readiness["relay-store"] = relay_store.check
-    if component is not None:
-        component.requests.register("approval-decision", decision_handler(broker))
-        component.connector.setServiceParent(root)
-    if config.sessions.allow_test_approver:
-        log.warn("this manager ACCEPTS answers from device test approvers "
-                 "([sessions] allow_test_approver = true): for tests and benchmarks only")
-    api = Api(accounts, store, reactor, readiness=readiness, broker=broker)
-
-    factory = make_site(SiteRoot(api.resource(), relay_resource(relay_core)))
+    readiness: dict = {}
+    manager_for_relay = None
+    if role in ("both", "manager"):
+        manager_for_relay, api_resource = _build_manager(config, reactor, root, readiness,
+                                                         role)
+    else:
+        api_resource = Router(Health(readiness, reactor).routes())
+    relay_root = None
+    if role in ("both", "relay"):
+        if manager_for_relay is None:
+            manager_for_relay = _manager_client(config, reactor, root)
+        relay_root, relay_core, outbox = _build_relay(config, reactor, root, readiness,
+                                                      manager_for_relay)
+    factory = make_site(SiteRoot(api_resource, relay_root or NoResource()))
     if config.tls.enabled:
         try:
             tls_options = server_tls_options(config.tls.certificate, config.tls.key,
@@ -112,20 +106,98 @@ def build_service(config: ServerConfig, reactor) -> MultiService:
     web.setName("web")
     web._raiseSynchronously = True  # a port in use must stop twistd, not just log
     web.setServiceParent(root)
-    if config.metrics.enabled:
+    if config.metrics.enabled and relay_root is not None:
         metrics = StreamServerEndpointService(
             serverFromString(reactor, config.metrics.listen),
             make_site(MetricsResource(relay_registry(relay_core, outbox))))
         metrics.setName("metrics")
         metrics._raiseSynchronously = True
         metrics.setServiceParent(root)
-    log.info("remotecomm {version} serving {listen} ({scheme}, TLS profile {profile}); "
-             "autobahn native helpers active; database {database}",
-             version=__version__, listen=config.listen,
+    databases = []
+    if role != "relay":
+        databases.append(f"manager {config.database}")
+    if role != "manager":
+        databases.append(f"relay {config.relay.database}")
+    log.info("remotecomm {version} ({role}) serving {listen} ({scheme}, TLS profile "
+             "{profile}); autobahn native helpers active; databases: {databases}",
+             version=__version__, role=role, listen=config.listen,
              scheme="https" if config.tls.enabled else "plain http (loopback only)",
              profile=config.tls.profile if config.tls.enabled else "none",
-             database=str(config.database))
+             databases=", ".join(databases))
     return root
+
+
+def _build_manager(config: ServerConfig, reactor, root, readiness: dict, role: str):
+    """The manager: its store, accounts, XMPP component, sessions and REST API."""
+    engine = open_sqlite(config.database)
+    try:
+        migrate(engine)
+    except SchemaTooNew as e:
+        _refuse_to_start(f"{config.database}: {e}")
+    store = Store(engine, reactor)
+    hasher = PasswordHasherPool(reactor, config.accounts.password_hash)
+    throttle = LoginThrottle(reactor, config.accounts.failures_per_account,
+                             config.accounts.failures_per_address,
+                             config.accounts.failure_window)
+    accounts = Accounts(store, hasher, throttle, reactor, config.accounts.api_token_lifetime)
+    StartStopService("store", store.start, store.stop).setServiceParent(root)
+    StartStopService("password-hashing", hasher.start, hasher.stop).setServiceParent(root)
+    readiness["store"] = store.check
+    devices = Unreachable()
+    component = None
+    if config.xmpp.enabled:
+        component = _build_component(config, store, reactor)
+        devices = component.messenger
+        readiness["xmpp"] = lambda: succeed(component.stream.connected)
+    placement = LocalRelayPlacement(config.relay.node, config.relay.public_url)
+    broker = SessionBroker(store, reactor, session_policy(config.sessions),
+                           config.sessions.allow_test_approver, placement, devices)
+    StartStopService("sessions", lambda: _log_errors(broker.start(), "re-arming sessions"),
+                     broker.stop).setServiceParent(root)
+    manager_for_relay = ManagerForRelay(store, reactor, devices)
+    extra_routes = []
+    if role == "manager":
+        try:
+            secret = read_api_secret(config.relay.api_secret_file)
+        except (OSError, ValueError) as e:
+            _refuse_to_start(f"the relay API needs its secret ({e}); run "
+                             f"`remotecomm admin init`")
+        extra_routes = RelayApiRoutes(manager_for_relay, secret).routes()
+    if component is not None:
+        component.requests.register("approval-decision", decision_handler(broker))
+        component.connector.setServiceParent(root)
+    if config.sessions.allow_test_approver:
+        log.warn("this manager ACCEPTS answers from device test approvers "
+                 "([sessions] allow_test_approver = true): for tests and benchmarks only")
+    api = Api(accounts, store, reactor, readiness=readiness, broker=broker,
+              extra_routes=extra_routes)
+    return manager_for_relay, api.resource()
+
+
+def _manager_client(config: ServerConfig, reactor, root) -> ManagerClient:
+    """A relay-only process calls the manager over HTTPS."""
+    try:
+        secret = read_api_secret(config.relay.api_secret_file)
+    except (OSError, ValueError) as e:
+        _refuse_to_start(f"the relay API needs its secret ({e}): copy the manager's "
+                         f"[relay] api_secret_file here")
+    client = ManagerClient(reactor, config.relay.manager_url,
+                           config.tls.ca_certificate if config.relay.manager_url.startswith(
+                               "https:") else None, secret)
+    StartStopService("manager-client", lambda: None, client.close).setServiceParent(root)
+    log.info("relay calls the manager at {url}", url=config.relay.manager_url)
+    return client
+
+
+def _build_relay(config: ServerConfig, reactor, root, readiness: dict, manager_for_relay):
+    """The relay: its own store, the log outbox and the WebSocket endpoints."""
+    relay_store = open_relay_store(config.relay.database, reactor)
+    StartStopService("relay-store", relay_store.start, relay_store.stop).setServiceParent(root)
+    outbox = LogOutbox(relay_store, manager_for_relay, reactor, config.relay.node)
+    relay_core = RelayCore(reactor, manager_for_relay, outbox)
+    RelayService(relay_core, outbox).setServiceParent(root)
+    readiness["relay-store"] = relay_store.check
+    return relay_resource(relay_core), relay_core, outbox
 
 
 def session_policy(sessions: SessionsConfig) -> SessionPolicy:
@@ -206,4 +278,4 @@ def makeService(options: Options) -> MultiService:
     """twistd's entry point."""
     from twisted.internet import reactor
 
-    return build_service(options["server_config"], reactor)
+    return build_service(options["server_config"], reactor, options["role"])

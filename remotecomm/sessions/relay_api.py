@@ -133,6 +133,11 @@ class ManagerForRelay:
     async def file_log(self, body: dict) -> None:
         """File one session log (once per key)."""
         state = await self._store.run(_file_log, body, now_us(self._clock))
+        if state == "duplicate":
+            log.info("{kind} log of the {side} side of {request_id} was filed already "
+                     "({key})", kind=body["kind"], side=body["side"],
+                     request_id=body["request_id"], key=body["key"])
+            return
         log.info("filed {kind} log of the {side} side of {request_id} (session {state})",
                  kind=body["kind"], side=body["side"], request_id=body["request_id"],
                  state=state)

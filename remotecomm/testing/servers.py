@@ -29,7 +29,8 @@ class ServerSetup:
     """A data folder with a server config, CA, database and Prosody config, and its processes."""
 
     def __init__(self, reactor, folder: Path, extra_config: str = "", *,
-                 ports: dict[str, int] | None = None, cheap_hashing: bool = True):
+                 ports: dict[str, int] | None = None, cheap_hashing: bool = True,
+                 separate_relay: bool = False):
         self.reactor = reactor
         self.folder = folder.absolute()
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -38,6 +39,10 @@ class ServerSetup:
         self.c2s_port = ports.get("c2s") or free_port()
         self.component_port = ports.get("component") or free_port()
         self.metrics_port = ports.get("metrics") or free_port()
+        self.separate_relay = separate_relay
+        self.relay_port = free_port() if separate_relay else self.port
+        self.relay_metrics_port = free_port() if separate_relay else self.metrics_port
+        self.relay: ServerProcess | None = None
         self.config = self.folder / "remotecomm.toml"
         self.config.write_text(
             "[server]\n"
@@ -51,6 +56,8 @@ class ServerSetup:
             f"component_port = {self.component_port}\n"
             "[metrics]\n"
             f"listen = 'tcp:{self.metrics_port}:interface=127.0.0.1'\n"
+            + (f"[relay]\npublic_url = 'wss://127.0.0.1:{self.relay_port}/relay'\n"
+               if separate_relay else "")
             + extra_config)
         self.ca = self.folder / "data" / "tls" / "ca.pem"
         self.url = f"https://127.0.0.1:{self.port}"
@@ -109,10 +116,43 @@ class ServerSetup:
         """Start Prosody (once) and ``twistd remotecomm``; wait until ``/readyz`` answers."""
         if self.prosody is None:
             await self.start_prosody()
-        self.server = ServerProcess(self.reactor, "remotecomm", ["--config", str(self.config)],
+        role = ["--role", "manager"] if self.separate_relay else []
+        self.server = ServerProcess(self.reactor, "remotecomm",
+                                    ["--config", str(self.config), *role],
                                     cwd=self.folder, env=env)
         await self.server.wait_ready(self.url + "/readyz", self.ca)
         return self.server
+
+    def relay_config(self) -> Path:
+        """The config of a relay-only process (its own data folder and database), which
+        calls this setup's manager over HTTPS with the shared API secret."""
+        path = self.folder / "relay.toml"
+        data = self.folder / "data"
+        path.write_text(
+            "[server]\n"
+            f"data_dir = '{self.folder / 'relay-data'}'\n"
+            f"listen = 'tcp:{self.relay_port}:interface=127.0.0.1'\n"
+            f"public_url = 'https://127.0.0.1:{self.relay_port}'\n"
+            "[tls]\n"
+            f"certificate = '{data / 'tls' / 'server.pem'}'\n"
+            f"key = '{data / 'tls' / 'server.key'}'\n"
+            f"ca_certificate = '{self.ca}'\n"
+            "[xmpp]\nenabled = false\n"
+            "[relay]\n"
+            "node = 'relay-a'\n"
+            f"manager_url = '{self.url}'\n"
+            f"api_secret_file = '{data / 'relay-api.secret'}'\n"
+            "[metrics]\n"
+            f"listen = 'tcp:{self.relay_metrics_port}:interface=127.0.0.1'\n")
+        return path
+
+    async def start_relay(self) -> ServerProcess:
+        """Start ``twistd remotecomm --role relay``; wait until its ``/readyz`` answers."""
+        self.relay = ServerProcess(self.reactor, "remotecomm",
+                                   ["--config", str(self.relay_config()), "--role", "relay"],
+                                   cwd=self.folder)
+        await self.relay.wait_ready(f"https://127.0.0.1:{self.relay_port}/readyz", self.ca)
+        return self.relay
 
     def start_agent(self, device_id: str, config: Path | None = None) -> ServerProcess:
         """Start ``twistd device-agent`` for a provisioned device."""
@@ -170,6 +210,8 @@ class ServerSetup:
         processes.update({f"agent-{d}": p for d, p in self.agents.items()})
         if self.server is not None:
             processes["server"] = self.server
+        if self.relay is not None:
+            processes["relay"] = self.relay
         for process in processes.values():
             await process.stop()
         await self.stop_prosody()

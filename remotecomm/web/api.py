@@ -77,12 +77,14 @@ class Api:
 
     def __init__(self, accounts: Accounts, store: Store, clock: IReactorTime,
                  readiness: dict[str, ReadinessCheck] | None = None,
-                 broker: SessionBroker | None = None):
+                 broker: SessionBroker | None = None, extra_routes: list[Route] | None = None):
         self._accounts = accounts
         self._store = store
         self._clock = clock
-        self._readiness = readiness if readiness is not None else {"store": store.check}
+        self._health = Health(readiness if readiness is not None else {"store": store.check},
+                              clock)
         self._broker = broker
+        self._extra_routes = list(extra_routes or [])
 
     def resource(self) -> Router:
         """The twisted.web resource that serves every route."""
@@ -92,8 +94,8 @@ class Api:
             Route("/api/v1/devices", get=self.devices),
             Route("/api/v1/sessions", post=self.request_session),
             Route("/api/v1/sessions/{request_id}", get=self.poll_session),
-            Route("/healthz", get=self.healthz),
-            Route("/readyz", get=self.readyz),
+            *self._health.routes(),
+            *self._extra_routes,
         ])
 
     async def _caller(self, request: server.Request) -> tuple[Caller, str]:
@@ -195,6 +197,17 @@ class Api:
         for key in [k for k in answer if k.endswith("_us")]:
             answer[key[:-3] + "_at"] = iso_from_us(answer[key])
         return 200, answer
+
+
+class Health:
+    """``/healthz`` and ``/readyz``: every server role has them."""
+
+    def __init__(self, readiness: dict[str, ReadinessCheck], clock: IReactorTime):
+        self._readiness = readiness
+        self._clock = clock
+
+    def routes(self) -> list[Route]:
+        return [Route("/healthz", get=self.healthz), Route("/readyz", get=self.readyz)]
 
     async def healthz(self, request: server.Request) -> tuple[int, dict]:
         """Liveness: the process answers."""

@@ -31,6 +31,19 @@ class FakeDevices:
         return succeed(None)
 
 
+class _FailingEnd:
+    """The manager gateway, except that asking it to end a session fails (it is down)."""
+
+    def __init__(self, manager):
+        self._manager = manager
+
+    def __getattr__(self, name):
+        return getattr(self._manager, name)
+
+    async def end_session(self, request):
+        raise ConnectionRefusedError("the manager is down")
+
+
 class CoreTestCase(SynchronousTestCase):
     """An approved session in the manager's store, a relay core, fake connections."""
 
@@ -230,6 +243,17 @@ class EndTests(CoreTestCase):
         self.assertEqual(device.closed_with[0], rc.CLOSE_SESSION_ENDED)
         self.core.closed(device, normal_request=False)
         self.assertEqual(self.records()["device"].end_reason, "error")
+
+    def test_manager_unreachable_at_the_end_the_relay_ends_the_device_side(self):
+        """The manager cannot pass the end on: the relay closes the device, still normal."""
+        device, terminal = self.pair()
+        self.core._gateway = _FailingEnd(self.manager)
+        self.core.closed(terminal, normal_request=True)
+        self.assertEqual(device.closed_with[0], rc.CLOSE_SESSION_ENDED)
+        self.core.closed(device, normal_request=False)
+        self.assertEqual({s: (r.ended_normally, r.end_reason)
+                          for s, r in self.records().items()},
+                         {"device": (True, "normal"), "terminal": (True, "normal")})
 
     def test_device_ends_normally(self):
         """The device ending first closes the terminal with a notice; both normal."""
