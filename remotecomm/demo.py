@@ -66,6 +66,11 @@ At the device, as its operator:
     open http://127.0.0.1:{ports['panel']}            # operator: {OPERATOR} / {OPERATOR_PASSWORD}
     log in and press YES (or NO)
 
+Once approved, `open` prints a one-time "Browser:" link: open it to see the
+device's own web pages through the session (or use the "Scripts:" address with
+its header, e.g. with curl). `remotecomm open {DEVICE} remote-panel` mirrors the
+device's touch screen instead.
+
 Then `remotecomm close {DEVICE}` (or Ctrl-C on `open`) ends the session.
 Metrics: http://127.0.0.1:{ports['metrics']}/metrics   Logs: {folder}/*.log (at stop)
 Ctrl-C here stops everything.

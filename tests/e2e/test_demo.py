@@ -1,5 +1,6 @@
 """End to end: the demo command starts everything, a session works, Ctrl-C stops it all."""
 
+import json
 import random
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
 from remotecomm import demo
+from remotecomm.testing.http import LocalPortClient
 from remotecomm.testing.panel import PanelUser
 from remotecomm.testing.processes import ChildProcess, run_command
 
@@ -50,7 +52,12 @@ class DemoTests(TestCase):
         panel = PanelUser(reactor, f"http://127.0.0.1:{ports['panel']}")
         self.assertEqual(await panel.login(demo.OPERATOR, demo.OPERATOR_PASSWORD), 303)
         await panel.answer(await panel.wait_for_request(), "yes")
-        await opening.wait_for_output(f"Session with {demo.DEVICE} is open")
+        await opening.wait_for_output("Scripts: ")
+        marker = folder / "terminal" / "sessions" / f"{demo.DEVICE}.json"
+        response = await LocalPortClient(reactor, json.loads(marker.read_text())).request(
+            "GET", "/api/status")
+        self.assertEqual(response.code, 200)
+        self.assertEqual((await response.json())["status"], "ready")
         code, output = await run_command(reactor, ["remotecomm", "close", demo.DEVICE], env=env)
         self.assertEqual(code, 0, output)
         self.assertEqual(await opening.ended(), 0)
