@@ -18,16 +18,18 @@ from typing import Callable
 from urllib.parse import urlsplit
 
 from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.error import ConnectError
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.web.client import (Agent, HTTPConnectionPool, RequestTransmissionFailed,
                                 ResponseDone, ResponseFailed, ResponseNeverReceived)
 from twisted.web.http_headers import Headers
-from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
+from twisted.web.iweb import UNKNOWN_LENGTH, IAgentEndpointFactory, IBodyProducer
 from zope.interface import implementer
 
 from remotecomm.relay import envelope as env
+from remotecomm.tcp import NoDelayEndpoint
 
 log = Logger()
 
@@ -357,6 +359,18 @@ class HttpStream:
             self._streams.finished(self.stream_id)
 
 
+@implementer(IAgentEndpointFactory)
+class _NoDelayEndpoints:
+    """Connections to the local apps, with TCP_NODELAY."""
+
+    def __init__(self, reactor):
+        self._reactor = reactor
+
+    def endpointForURI(self, uri):
+        return NoDelayEndpoint(TCP4ClientEndpoint(self._reactor, uri.host.decode("ascii"),
+                                                  uri.port, timeout=10))
+
+
 class HttpStreams:
     """The streams of one session, served from the approved app only."""
 
@@ -367,7 +381,9 @@ class HttpStreams:
         self._session_id = session_id
         self._app_id = app_id
         self._apps = apps
-        self._agent = Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False))
+        self._agent = Agent.usingEndpointFactory(
+            reactor, _NoDelayEndpoints(reactor), pool=HTTPConnectionPool(reactor,
+                                                                         persistent=False))
         self.streams: dict[int, HttpStream] = {}
 
     def frame(self, frame: env.Frame) -> None:

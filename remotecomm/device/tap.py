@@ -48,8 +48,14 @@ def connect_xmpp(reactor, config: DeviceAgentConfig, factory) -> XmppConnector:
     return XmppConnector(reactor, endpoint, factory, max_delay=2.0)
 
 
-def build_service(config: DeviceAgentConfig, reactor) -> MultiService:
-    """Build the agent's services from its validated config."""
+def build_service(config: DeviceAgentConfig, reactor, links=None) -> MultiService:
+    """Build the agent's services from its validated config.
+
+    ``links`` replaces the agent's relay connections (an object with the
+    ``join(ready)`` and ``end(request_id)`` of :class:`RelayLinks`): the
+    benchmark's bench devices speak the real XMPP device protocol but join the
+    relay with their own clients.
+    """
     config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     root = MultiService()
 
@@ -61,10 +67,11 @@ def build_service(config: DeviceAgentConfig, reactor) -> MultiService:
     link = ManagerLink(reactor, config.xmpp.components, hello)
     link.setHandlerParent(stream)
     history = History(config.data_dir / "history.jsonl")
-    links = RelayLinks(reactor, reactor, config.xmpp.ca_certificate, history,
-                       {"from": "device", "device_id": config.device_id,
-                        "agent_version": __version__, "envelope_version": env.VERSION,
-                        "apps": sorted(config.apps)}, config.apps)
+    if links is None:
+        links = RelayLinks(reactor, reactor, config.xmpp.ca_certificate, history,
+                           {"from": "device", "device_id": config.device_id,
+                            "agent_version": __version__, "envelope_version": env.VERSION,
+                            "apps": sorted(config.apps)}, config.apps)
     approvals = Approvals(reactor, history, set(config.apps), decision_sender(stream, reactor),
                           test_approver=config.test_approver, on_ready=links.join,
                           on_end=links.end)

@@ -22,6 +22,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, wrapClientTLS
 from twisted.logger import Logger
 
 from remotecomm.relay import envelope as env
+from remotecomm.tcp import no_delay
 from remotecomm.tls import load_ca
 
 log = Logger()
@@ -42,12 +43,15 @@ class RelayClosed(Exception):
         return f"{self.code} {self.reason}".strip()
 
 
-def relay_endpoint(reactor, url: str, ca_certificate: Path | None):
-    """The client endpoint for a ``ws://`` or ``wss://`` relay URL (TLS trusts only our CA)."""
+def relay_endpoint(reactor, url: str, ca_certificate: Path | None,
+                   bind_address: str | None = None):
+    """The client endpoint for a ``ws://`` or ``wss://`` relay URL (TLS trusts only our CA);
+    ``bind_address`` picks the local source address."""
     parts = urlsplit(url)
     secure = parts.scheme == "wss"
     port = parts.port or (443 if secure else 80)
-    endpoint = TCP4ClientEndpoint(reactor, parts.hostname, port, timeout=CONNECT_TIMEOUT)
+    endpoint = TCP4ClientEndpoint(reactor, parts.hostname, port, timeout=CONNECT_TIMEOUT,
+                                  bindAddress=(bind_address, 0) if bind_address else None)
     if not secure:
         return endpoint
     trust = load_ca(ca_certificate) if ca_certificate is not None else None
@@ -71,7 +75,8 @@ class RelayClient:
     """A device's or terminal's WebSocket to the relay for one session."""
 
     def __init__(self, reactor, relay_url: str, side: str, session_id: str, token: str,
-                 ca_certificate: Path | None, on_frame: Callable[[bytes], None]):
+                 ca_certificate: Path | None, on_frame: Callable[[bytes], None],
+                 bind_address: str | None = None):
         self._reactor = reactor
         self._url = relay_url.rstrip("/") + "/" + side
         self._side = side
@@ -79,6 +84,7 @@ class RelayClient:
         self._token = token
         self._ca = ca_certificate
         self._on_frame = on_frame
+        self._bind_address = bind_address
         self._protocol: _Protocol | None = None
         self._established: Deferred = Deferred()
         self.closed: Deferred = Deferred()
@@ -93,7 +99,8 @@ class RelayClient:
             maxFramePayloadSize=MAX_MESSAGE, maxMessagePayloadSize=MAX_MESSAGE,
             openHandshakeTimeout=CONNECT_TIMEOUT, closeHandshakeTimeout=2,
             autoPingInterval=20, autoPingTimeout=10, perMessageCompressionOffers=[])
-        connecting = relay_endpoint(self._reactor, self._url, self._ca).connect(factory)
+        connecting = relay_endpoint(self._reactor, self._url, self._ca,
+                                    self._bind_address).connect(factory)
         connecting.addErrback(self._failed)
         return self._established
 
@@ -105,6 +112,7 @@ class RelayClient:
 
     def _opened(self, protocol: _Protocol) -> None:
         self._protocol = protocol
+        no_delay(protocol.transport)
 
     def _message(self, payload: bytes, is_binary: bool) -> None:
         if not self.is_established:

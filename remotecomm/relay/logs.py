@@ -6,6 +6,12 @@ pushes it to the manager with an idempotency key (``session:side:kind``),
 in order, and resends it until the manager acknowledges.  The manager files
 each key once, so duplicates are harmless.  At start the relay writes
 "relay-restart" end logs for every connection its store still shows open.
+
+Writes are group-committed: logs that arrive while a write is under way go
+into the next transaction together, so a burst of thousands of session ends
+costs a few dozen commits.  A log is never dropped because the store is
+busy: its write is retried (backoff up to 2 s) until it is committed, and
+only then is the side told anything or the log pushed.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ log = Logger()
 RELAY_MIGRATIONS = Path(__file__).parent / "migrations"
 BATCH = 100
 RETRY_DELAYS = (0.5, 1, 2, 5, 10, 30)
+MAX_GROUP = 500          # logs in one group commit
+WRITE_RETRY_CAP = 2.0    # seconds between attempts to write to a busy store
 
 
 def open_relay_store(path: Path, reactor) -> Store:
@@ -85,9 +93,15 @@ def pending_logs(connection: Connection, limit: int = BATCH) -> list[dict]:
     return [json.loads(row.body) for row in rows]
 
 
-def mark_acked(connection: Connection, key: str, at_us: int) -> None:
-    """The manager filed this log."""
-    connection.execute(update(log_outbox).where(log_outbox.c.log_key == key)
+def record_many(connection: Connection, entries: list[tuple[str, dict]]) -> None:
+    """Several started/ended records in one transaction (group commit)."""
+    for kind, body in entries:
+        (record_started if kind == "started" else record_ended)(connection, body)
+
+
+def mark_acked(connection: Connection, keys: list[str], at_us: int) -> None:
+    """The manager filed these logs."""
+    connection.execute(update(log_outbox).where(log_outbox.c.log_key.in_(keys))
                        .values(acked_us=at_us))
 
 
@@ -107,26 +121,60 @@ class LogOutbox:
         self._node = node
         self._sending: Deferred | None = None
         self._again = False
+        self._to_write: list[tuple[str, dict, Deferred]] = []
+        self._writing = False
         self.filed = 0
         self.pending = 0
         self.written = {"started": 0, "ended": 0}
 
     def started(self, body: dict) -> Deferred:
-        """Write a started log (with its connection record), then push it."""
-        body = dict(body, kind="started", relay_node=self._node,
-                    key=log_key(body["session_id"], body["side"], "started"))
-        return self._store.run(record_started, body).addCallback(self._written, "started")
+        """Write a started log (with its connection record), then push it; fires once the
+        log is committed."""
+        return self._write("started", body)
 
     def ended(self, body: dict) -> Deferred:
-        """Write an end log (closing the connection record), then push it."""
-        body = dict(body, kind="ended", relay_node=self._node,
-                    key=log_key(body["session_id"], body["side"], "ended"))
-        return self._store.run(record_ended, body).addCallback(self._written, "ended")
+        """Write an end log (closing the connection record), then push it; fires once the
+        log is committed."""
+        return self._write("ended", body)
 
-    def _written(self, _, kind: str) -> None:
-        self.written[kind] += 1
-        self.pending += 1
-        self.kick()
+    def _write(self, kind: str, body: dict) -> Deferred:
+        body = dict(body, kind=kind, relay_node=self._node,
+                    key=log_key(body["session_id"], body["side"], kind))
+        committed: Deferred = Deferred()
+        self._to_write.append((kind, body, committed))
+        if not self._writing:
+            self._writing = True
+            ensureDeferred(self._write_groups()).addErrback(
+                lambda f: log.failure("writing session logs failed", f))
+        return committed
+
+    async def _write_groups(self) -> None:
+        try:
+            while self._to_write:
+                group = self._to_write[:MAX_GROUP]
+                del self._to_write[:MAX_GROUP]
+                await self._commit([(kind, body) for kind, body, _ in group])
+                for kind, _, _ in group:
+                    self.written[kind] += 1
+                    self.pending += 1
+                self.kick()
+                for _, _, committed in group:
+                    committed.callback(None)
+        finally:
+            self._writing = False
+
+    async def _commit(self, entries: list[tuple[str, dict]]) -> None:
+        """Commit ``entries``, retrying while the store is busy or failing."""
+        delay = 0.05
+        while True:
+            try:
+                await self._store.run(record_many, entries)
+                return
+            except Exception as e:
+                log.warn("could not write {count} session logs yet ({error}); retrying in "
+                         "{delay:g} s", count=len(entries), error=repr(e), delay=delay)
+                await deferLater(self._clock, delay, lambda: None)
+                delay = min(delay * 2, WRITE_RETRY_CAP)
 
     async def close_left_open(self, reason: str = "relay-restart") -> int:
         """End logs for every connection the store shows open (at start); how many."""
@@ -167,10 +215,13 @@ class LogOutbox:
             self.pending = len(logs)
             if not logs:
                 return
+            filed: list[str] = []
             for body in logs:
                 try:
                     await self._gateway.file_log(body)
                 except Exception as e:
+                    await self._acked(filed)
+                    filed = []
                     await self._store.run(count_attempt, body["key"])
                     delay = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)]
                     attempt += 1
@@ -180,16 +231,24 @@ class LogOutbox:
                     await deferLater(self._clock, delay, lambda: None)
                     break
                 attempt = 0
-                await self._store.run(mark_acked, body["key"], now_us(self._clock))
-                self.filed += 1
-                self.pending = max(0, self.pending - 1)
+                filed.append(body["key"])
+            await self._acked(filed)
+
+    async def _acked(self, keys: list[str]) -> None:
+        """Mark filed logs acknowledged, in one transaction (a crash before it only means
+        they are pushed again, and the manager files each key once)."""
+        if keys:
+            await self._store.run(mark_acked, keys, now_us(self._clock))
+            self.filed += len(keys)
+            self.pending = max(0, self.pending - len(keys))
 
     async def flush(self, timeout: float) -> bool:
         """Push what is pending; whether everything was filed within ``timeout`` seconds."""
         deadline = self._clock.seconds() + timeout
         self.kick()
         while self._clock.seconds() < deadline:
-            if self._sending is None and not await self._store.run(pending_logs, 1):
+            if not self._writing and not self._to_write and self._sending is None and \
+                    not await self._store.run(pending_logs, 1):
                 return True
             await deferLater(self._clock, 0.05, lambda: None)
         return False

@@ -22,6 +22,7 @@ from twisted.web.resource import Resource
 from zope.interface import implementer
 
 from remotecomm.relay import envelope as env
+from remotecomm.tcp import no_delay
 from remotecomm.relay.core import (CLOSE_BAD_FRAME, CLOSE_BAD_HANDSHAKE, CLOSE_NORMAL, CLOSE_ORIGIN,
                                    CLOSE_VERSION, IRelayConnection, RelayCore)
 from remotecomm.xmpp.payloads import SESSION_ID
@@ -68,6 +69,7 @@ class RelayServerProtocol(WebSocketServerProtocol):
         return chosen
 
     def onOpen(self):
+        no_delay(self.transport)
         source = getattr(self.transport.getPeer(), "host", "unknown")
         if self._refusal is not None:
             code, audit_code, reason = self._refusal

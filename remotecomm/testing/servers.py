@@ -30,7 +30,7 @@ class ServerSetup:
 
     def __init__(self, reactor, folder: Path, extra_config: str = "", *,
                  ports: dict[str, int] | None = None, cheap_hashing: bool = True,
-                 separate_relay: bool = False):
+                 separate_relay: bool = False, tls: bool = True):
         self.reactor = reactor
         self.folder = folder.absolute()
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -48,7 +48,8 @@ class ServerSetup:
             "[server]\n"
             f"data_dir = '{self.folder / 'data'}'\n"
             f"listen = 'tcp:{self.port}:interface=127.0.0.1'\n"
-            f"public_url = 'https://127.0.0.1:{self.port}'\n"
+            f"public_url = '{'https' if tls else 'http'}://127.0.0.1:{self.port}'\n"
+            + ("" if tls else "[tls]\nenabled = false\n")
             + ("[accounts]\nargon2_time_cost = 1\nargon2_memory_kib = 1024\n"
                if cheap_hashing else "")
             + "[xmpp]\n"
@@ -60,7 +61,7 @@ class ServerSetup:
                if separate_relay else "")
             + extra_config)
         self.ca = self.folder / "data" / "tls" / "ca.pem"
-        self.url = f"https://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.terminal_home = self.folder / "terminal"
         self.server: ServerProcess | None = None
         self.prosody: ProsodyProcess | None = None

@@ -1,0 +1,205 @@
+"""``python -m bench``: every scenario against our system and its baselines, in one run.
+
+Run it with ``scripts/bench`` (which installs the baselines first)::
+
+    scripts/bench                  # the full run (at most 15 minutes), into bench-results/
+    scripts/bench --quick          # the smoke version (seconds): one session, one baseline
+
+It starts the shipped ``twistd remotecomm`` with its normal configuration,
+changing only what a scenario names: plain WebSockets for the ratios, then
+again with TLS.  Everything runs on 127.0.0.0/8.  It prints the table,
+writes ``results.json`` (raw numbers, ratios, machine and versions),
+``table.md`` and ``chart.png``, and finally checks ``/metrics``: started
+logs = 2 × set-ups, and after teardown end logs = 2 × set-ups.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+
+from twisted.internet.defer import ensureDeferred
+from twisted.internet.task import react
+
+from bench import baselines as bl
+from bench import report, scenarios as sc
+from bench.system import BenchSystem, raise_fd_limit
+from remotecomm.testing.processes import free_port, sleep
+
+
+def machine() -> dict:
+    """Which machine and versions produced the numbers."""
+    cpu = next((line.split(":", 1)[1].strip() for line in
+                Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    versions = {name: metadata.version(name) for name in
+                ("Twisted", "autobahn", "h11", "remotecomm")}
+    for tool, args in (("socat", ["-V"]), ("wrk", ["-v"])):
+        try:
+            out = subprocess.run([tool, *args], capture_output=True, text=True, timeout=5)
+            versions[tool] = (out.stdout + out.stderr).strip().splitlines()[0][:80]
+        except (OSError, IndexError, subprocess.TimeoutExpired):
+            versions[tool] = "missing"
+    pip = bl.BASELINES_VENV / "bin" / "pip"
+    if pip.exists():
+        frozen = subprocess.run([str(pip), "freeze"], capture_output=True, text=True).stdout
+        for line in frozen.splitlines():
+            if line.lower().startswith(("magic-wormhole-transit-relay", "websockify")):
+                name, _, version = line.partition("==")
+                versions[name] = version
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "kernel": platform.release(), "versions": versions,
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+
+
+async def check_logs(system: BenchSystem, results: sc.Results, phase: str) -> None:
+    """/metrics: started logs = 2 × set-ups (and after teardown, end logs too)."""
+    want = 2 * system.setups
+    kinds = ["started"] + (["ended"] if phase == "after teardown" else [])
+    for _ in range(100):
+        values = await system.metrics()
+        got = {kind: values.get(f'remotecomm_relay_logs_written_total{{kind="{kind}"}}',
+                                values.get(f'remotecomm_relay_logs_written{{kind="{kind}"}}'))
+               for kind in kinds}
+        if all(v == want for v in got.values()):
+            break
+        await sleep(system.reactor, 0.2)
+    verdict = "ok" if all(v == want for v in got.values()) else "MISMATCH"
+    line = (f"/metrics {phase} ({sc.ours(system)}): {system.setups} set-ups, logs written "
+            f"{got}, want {want} each: {verdict}")
+    print(line, flush=True)
+    results.notes.append(line)
+    if verdict != "ok":
+        raise RuntimeError(line)
+
+
+async def run_baselines(reactor, folder: Path, results: sc.Results, quick: bool,
+                        setups: int, idle: int) -> dict:
+    started = {}
+    wanted = [bl.DirectTcp()] if quick else [
+        bl.DirectTcp(), bl.DirectWebSocket(), bl.Socat(), bl.TransitRelay(False),
+        bl.TransitRelay(True), bl.Websockify()]
+    for baseline in wanted:
+        print(f"baseline: {baseline.name}", flush=True)
+        await baseline.start(reactor, folder)
+        started[baseline.name] = baseline
+        await sc.bulk_and_round_trips(results, baseline, quick=quick)
+    if not quick:
+        for name in ("transit relay TCP", "transit relay WebSocket"):
+            await sc.baseline_setup_rate(results, started[name], setups)
+            if idle:
+                await sc.baseline_idle_memory(results, started[name], idle)
+    return started
+
+
+async def run_ours(reactor, folder: Path, results: sc.Results, *, tls: bool, quick: bool,
+                   setups: int, idle: int, started: dict) -> None:
+    pairs = 1 + setups + idle
+    devices = 1 if quick else max(2, min(40, pairs // 50 + 1))
+    terminals = 1 if quick else -(-pairs // devices)
+    app_ports = {"web-server": free_port(), "remote-panel": free_port()}
+    system = BenchSystem(reactor, folder / ("tls" if tls else "plain"), tls=tls,
+                         devices=devices, terminals=terminals,
+                         real_device=None if quick else "mfp-real")
+    print(f"our system ({'TLS' if tls else 'plain WebSockets'}): {devices} bench devices, "
+          f"{terminals} terminals", flush=True)
+    sessions = []
+    try:
+        await system.start({app: f"http://127.0.0.1:{port}" for app, port in app_ports.items()})
+        await sc.bulk_and_round_trips(results, system, quick=quick)
+        if not quick:
+            real = sc.RealSession(system, "mfp-real", app_ports)
+            await real.start()
+            await real.upload_firmware(64 * 1024)
+            url, headers = real.wrk_target
+            await sc.http_rates(results, reactor, folder, sc.ours(system), url, headers,
+                                quick=quick)
+            if not tls:
+                direct = f"http://127.0.0.1:{app_ports['web-server']}"
+                await sc.http_rates(results, reactor, folder, "direct to the app", direct, {},
+                                    quick=quick)
+                tunnel = sc.TransitTunnel(reactor, started["transit relay TCP"],
+                                          app_ports["web-server"])
+                port = await tunnel.listen()
+                await sc.http_rates(results, reactor, folder, "transit relay TCP tunnel",
+                                    f"http://127.0.0.1:{port}", {}, quick=quick)
+                await tunnel.stop()
+            await sc.large_transfer(results, real, quick=quick)
+            if not tls:
+                await sc.direct_large_transfer(results, reactor, app_ports["web-server"],
+                                               quick=quick)
+            await real.stop()
+            sessions += await sc.setup_rate(results, system, setups)
+            if idle and not tls:
+                sessions += await sc.idle_memory(results, system, idle)
+        await check_logs(system, results, "after set-up")
+        await sc.timed_concurrently(len(sessions), 64, lambda i: system.end(sessions[i]))
+        await check_logs(system, results, "after teardown")
+    finally:
+        await system.stop()
+
+
+async def main(reactor, args) -> None:
+    out = Path(args.out).absolute()
+    out.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="remotecomm-bench-"))
+    limit = raise_fd_limit()
+    meta = machine()
+    meta.update(quick=args.quick, fd_limit=limit, setups=args.setups, idle=args.idle)
+    print(f"remotecomm benchmark on {meta['cpu']} ({meta['cores']} cores), work in {folder}",
+          flush=True)
+    results = sc.Results()
+    started_at = time.monotonic()
+    baselines = await run_baselines(reactor, folder, results, args.quick, args.setups,
+                                    0 if args.quick else args.idle)
+    try:
+        await run_ours(reactor, folder, results, tls=False, quick=args.quick,
+                       setups=args.setups, idle=0 if args.quick else args.idle,
+                       started=baselines)
+        if not args.no_tls:
+            await run_ours(reactor, folder, results, tls=True, quick=args.quick,
+                           setups=args.setups, idle=0, started=baselines)
+    finally:
+        for baseline in baselines.values():
+            await baseline.stop()
+    meta["seconds"] = round(time.monotonic() - started_at, 1)
+    meta["notes"] = results.notes
+    rows = results.as_json()
+    report.write_json(out / "results.json", rows, meta)
+    table = report.markdown_table(rows)
+    (out / "table.md").write_text(table)
+    charted = report.draw_chart(out / "chart.png", rows)
+    print(table)
+    print(f"wrote {out / 'results.json'}, {out / 'table.md'}"
+          + (f", {out / 'chart.png'}" if charted else " (no chart: matplotlib is missing)")
+          + f" in {meta['seconds']} s", flush=True)
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="the smoke version: one session, one baseline, small sizes")
+    parser.add_argument("--out", default="bench-results", help="where results go")
+    parser.add_argument("--setups", type=int, default=300,
+                        help="sessions joined in scenario 4 (default 300)")
+    parser.add_argument("--idle", type=int, default=2000,
+                        help="idle paired sessions in scenario 5 (default 2000; 0 skips)")
+    parser.add_argument("--no-tls", action="store_true", help="skip the TLS pass")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.setups = 0
+    if not 0 <= args.setups <= 5000 or not 0 <= args.idle <= 10000:
+        parser.error("--setups must be 0–5000 and --idle 0–10000")
+    return args
+
+
+if __name__ == "__main__":
+    arguments = parse(sys.argv[1:])
+    react(lambda reactor: ensureDeferred(main(reactor, arguments)))

@@ -1,0 +1,124 @@
+"""The benchmark's output: a table of ratios, the raw numbers as JSON, a chart (PNG)."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import OrderedDict
+from pathlib import Path
+
+OURS = "remotecomm"
+OURS_TLS = "remotecomm (TLS)"
+
+
+def groups(rows: list[dict]) -> "OrderedDict[tuple[str, str, str], dict[str, dict]]":
+    """Rows grouped by (scenario, case, metric), then by path."""
+    grouped: OrderedDict = OrderedDict()
+    for row in rows:
+        grouped.setdefault((row["scenario"], row["case"], row["metric"]), {})[row["path"]] = row
+    return grouped
+
+
+def ratios(rows: list[dict]) -> list[dict]:
+    """Ours divided by each baseline, per (scenario, case, metric)."""
+    out = []
+    for (scenario, case, metric), paths in groups(rows).items():
+        mine = paths.get(OURS)
+        if mine is None:
+            continue
+        for path, row in paths.items():
+            if path in (OURS, OURS_TLS) or not row["value"]:
+                continue
+            out.append({"scenario": scenario, "case": case, "metric": metric,
+                        "baseline": path, "ratio": mine["value"] / row["value"],
+                        "higher_is_better": mine["higher_is_better"]})
+    return out
+
+
+def _cell(value: float) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """One Markdown table per scenario: our numbers (plain, TLS) and each baseline's, with
+    ours ÷ baseline in parentheses."""
+    grouped = groups(rows)
+    scenarios = list(OrderedDict.fromkeys(key[0] for key in grouped))
+    lines = []
+    for scenario in scenarios:
+        keys = [key for key in grouped if key[0] == scenario]
+        baselines = list(OrderedDict.fromkeys(
+            path for key in keys for path in grouped[key] if path not in (OURS, OURS_TLS)))
+        lines.append(f"\n**{scenario}**\n")
+        lines.append("| case | unit | " + " | ".join([OURS, OURS_TLS] + baselines) + " |")
+        lines.append("|---" * (4 + len(baselines)) + "|")
+        for key in keys:
+            paths = grouped[key]
+            any_row = next(iter(paths.values()))
+            mine = paths.get(OURS)
+            cells = [_cell(paths[p]["value"]) if p in paths else "–" for p in (OURS, OURS_TLS)]
+            for baseline in baselines:
+                row = paths.get(baseline)
+                if row is None:
+                    cells.append("–")
+                elif mine is not None and row["value"]:
+                    cells.append(f"{_cell(row['value'])} ({mine['value'] / row['value']:.2f}×)")
+                else:
+                    cells.append(_cell(row["value"]))
+            better = "↑" if any_row["higher_is_better"] else "↓"
+            lines.append(f"| {key[1]} | {any_row['unit']} {better} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_json(path: Path, rows: list[dict], meta: dict) -> None:
+    path.write_text(json.dumps({"meta": meta, "rows": rows, "ratios": ratios(rows)},
+                               indent=2) + "\n")
+
+
+def draw_chart(path: Path, rows: list[dict]) -> bool:
+    """Ours ÷ baseline per case, one panel per scenario (log scale); False without
+    matplotlib."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    data = ratios(rows)
+    scenarios = list(OrderedDict.fromkeys(r["scenario"] for r in data))
+    if not scenarios:
+        return False
+    figure, axes = plt.subplots(len(scenarios), 1, figsize=(11, 3.2 * len(scenarios)),
+                                squeeze=False)
+    for axis, scenario in zip(axes[:, 0], scenarios, strict=True):
+        entries = [r for r in data if r["scenario"] == scenario]
+        cases = list(OrderedDict.fromkeys(f"{r['case']} ({r['metric']})" for r in entries))
+        baselines = list(OrderedDict.fromkeys(r["baseline"] for r in entries))
+        width = 0.8 / max(1, len(baselines))
+        for index, baseline in enumerate(baselines):
+            xs, ys = [], []
+            for position, case in enumerate(cases):
+                match = [r for r in entries if f"{r['case']} ({r['metric']})" == case
+                         and r["baseline"] == baseline]
+                if match:
+                    xs.append(position + index * width)
+                    ys.append(match[0]["ratio"])
+            axis.bar(xs, ys, width, label=baseline)
+        axis.axhline(1.0, color="black", linewidth=0.8)
+        axis.set_yscale("log")
+        axis.set_xticks([p + 0.4 - width / 2 for p in range(len(cases))])
+        axis.set_xticklabels(cases, rotation=12, fontsize=8)
+        better = "higher" if entries[0]["higher_is_better"] else "lower"
+        axis.set_title(f"{scenario}: remotecomm ÷ baseline ({better} is better for us)",
+                       fontsize=10)
+        axis.legend(fontsize=7, ncol=3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    return True
