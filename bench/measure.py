@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 from twisted.internet.defer import Deferred, DeferredSemaphore, ensureDeferred, gatherResults
@@ -16,7 +17,7 @@ def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     if not ordered:
         return float("nan")
-    index = min(len(ordered) - 1, max(0, round(fraction * len(ordered) + 0.5) - 1))
+    index = min(len(ordered) - 1, max(0, math.ceil(fraction * len(ordered)) - 1))
     return ordered[index]
 
 

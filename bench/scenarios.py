@@ -272,7 +272,7 @@ async def idle_memory(results: Results, system: BenchSystem, count: int) -> list
     after = process_memory(system.server_pid)
     path = ours(system)
     for key in ("rss", "pss"):
-        results.add("5-memory", f"{count} idle sessions", path, key,
+        results.add("5-memory", f"{count} idle sessions, {key.upper()}", path, key,
                     (after[key] - before[key]) / count / KiB, "KiB/session",
                     higher_is_better=False)
     return sessions
@@ -285,7 +285,7 @@ async def baseline_idle_memory(results: Results, baseline: Baseline, count: int)
     await sleep(baseline.reactor, 1.0)
     after = process_memory(baseline.pid)
     for key in ("rss", "pss"):
-        results.add("5-memory", f"{count} idle sessions", baseline.name, key,
+        results.add("5-memory", f"{count} idle sessions, {key.upper()}", baseline.name, key,
                     (after[key] - before[key]) / count / KiB, "KiB/session",
                     higher_is_better=False)
     for a, b in pairs:

@@ -381,9 +381,13 @@ class HttpStreams:
         self._session_id = session_id
         self._app_id = app_id
         self._apps = apps
-        self._agent = Agent.usingEndpointFactory(
-            reactor, _NoDelayEndpoints(reactor), pool=HTTPConnectionPool(reactor,
-                                                                         persistent=False))
+        # Connections to the app are kept for the session's next requests (a new TCP
+        # connection per request cost more than the request itself); closed at its end.
+        self._pool = HTTPConnectionPool(reactor, persistent=True)
+        self._pool.maxPersistentPerHost = MAX_STREAMS // 4
+        self._pool.cachedConnectionTimeout = 30
+        self._agent = Agent.usingEndpointFactory(reactor, _NoDelayEndpoints(reactor),
+                                                 pool=self._pool)
         self.streams: dict[int, HttpStream] = {}
 
     def frame(self, frame: env.Frame) -> None:
@@ -425,7 +429,8 @@ class HttpStreams:
     def finished(self, stream_id: int) -> None:
         self.streams.pop(stream_id, None)
 
-    def close(self) -> None:
-        """The session ended: abandon every stream."""
+    def close(self) -> Deferred:
+        """The session ended: abandon every stream and close the kept connections."""
         for stream in list(self.streams.values()):
             stream.reset()
+        return self._pool.closeCachedConnections()

@@ -183,7 +183,7 @@ class ExchangeTests(TestCase):
 
     async def tearDown(self):
         self.factory.close_all()
-        self.device.close()
+        await self.device.close()
         await self.local.stopListening()
         await self.app_port.stopListening()
         await deferLater(reactor, 0.05, lambda: None)
