@@ -16,6 +16,7 @@ logs = 2 × set-ups, and after teardown end logs = 2 × set-ups.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import subprocess
@@ -44,7 +45,8 @@ def machine() -> dict:
     for tool, args in (("socat", ["-V"]), ("wrk", ["-v"])):
         try:
             out = subprocess.run([tool, *args], capture_output=True, text=True, timeout=5)
-            versions[tool] = (out.stdout + out.stderr).strip().splitlines()[0][:80]
+            lines = (out.stdout + out.stderr).strip().splitlines()
+            versions[tool] = next((line for line in lines if "version" in line), lines[0])[:80]
         except (OSError, IndexError, subprocess.TimeoutExpired):
             versions[tool] = "missing"
     pip = bl.BASELINES_VENV / "bin" / "pip"
@@ -146,6 +148,19 @@ async def run_ours(reactor, folder: Path, results: sc.Results, *, tls: bool, qui
         await system.stop()
 
 
+def added_over_direct_websocket(results: sc.Results) -> None:
+    """Scenario 2's headline: what our relay adds to a round trip over a direct WebSocket
+    between the same clients."""
+    rows = {(r.case, r.path): r.value for r in results.rows if r.scenario == "2-round-trip"}
+    for case in ("100 B p50", "100 B p99"):
+        direct = rows.get((case, "direct WebSocket"))
+        for path in ("remotecomm", "remotecomm (TLS)"):
+            if direct is not None and (case, path) in rows:
+                results.add("2-round-trip", f"{case} added over direct WebSocket", path,
+                            "added", rows[(case, path)] - direct, "µs",
+                            higher_is_better=False)
+
+
 async def main(reactor, args) -> None:
     out = Path(args.out).absolute()
     out.mkdir(parents=True, exist_ok=True)
@@ -169,9 +184,14 @@ async def main(reactor, args) -> None:
     finally:
         for baseline in baselines.values():
             await baseline.stop()
+    added_over_direct_websocket(results)
     meta["seconds"] = round(time.monotonic() - started_at, 1)
     meta["notes"] = results.notes
-    rows = results.as_json()
+    write_outputs(out, results.as_json(), meta)
+
+
+def write_outputs(out: Path, rows: list[dict], meta: dict) -> None:
+    """results.json, table.md and chart.png in ``out``; the table printed."""
     report.write_json(out / "results.json", rows, meta)
     table = report.markdown_table(rows)
     (out / "table.md").write_text(table)
@@ -179,7 +199,7 @@ async def main(reactor, args) -> None:
     print(table)
     print(f"wrote {out / 'results.json'}, {out / 'table.md'}"
           + (f", {out / 'chart.png'}" if charted else " (no chart: matplotlib is missing)")
-          + f" in {meta['seconds']} s", flush=True)
+          + f" ({meta.get('seconds', '?')} s of measuring)", flush=True)
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -192,6 +212,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--idle", type=int, default=2000,
                         help="idle paired sessions in scenario 5 (default 2000; 0 skips)")
     parser.add_argument("--no-tls", action="store_true", help="skip the TLS pass")
+    parser.add_argument("--report", metavar="RESULTS_JSON",
+                        help="only redraw the table and chart of an earlier run into --out")
     args = parser.parse_args(argv)
     if args.quick:
         args.setups = 0
@@ -200,6 +222,20 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def redraw(args: argparse.Namespace) -> None:
+    earlier = json.loads(Path(args.report).read_text())
+    results = sc.Results()
+    results.rows = [sc.Row(**row) for row in earlier["rows"]
+                    if not row["case"].endswith("added over direct WebSocket")]
+    added_over_direct_websocket(results)
+    out = Path(args.out).absolute()
+    out.mkdir(parents=True, exist_ok=True)
+    write_outputs(out, results.as_json(), earlier["meta"])
+
+
 if __name__ == "__main__":
     arguments = parse(sys.argv[1:])
-    react(lambda reactor: ensureDeferred(main(reactor, arguments)))
+    if arguments.report:
+        redraw(arguments)
+    else:
+        react(lambda reactor: ensureDeferred(main(reactor, arguments)))

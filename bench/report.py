@@ -82,10 +82,12 @@ def write_json(path: Path, rows: list[dict], meta: dict) -> None:
 
 
 def draw_chart(path: Path, rows: list[dict]) -> bool:
-    """Ours ÷ baseline per case, one panel per scenario (log scale); False without
-    matplotlib."""
+    """How many times better than each baseline we are, per case (above 1: better; for
+    lower-is-better metrics the ratio is turned over), one panel per scenario, log scale;
+    False without matplotlib."""
     try:
         import matplotlib
+        import matplotlib.ticker
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
@@ -107,15 +109,20 @@ def draw_chart(path: Path, rows: list[dict]) -> bool:
                 match = [r for r in entries if f"{r['case']} ({r['metric']})" == case
                          and r["baseline"] == baseline]
                 if match:
+                    ratio = match[0]["ratio"]
                     xs.append(position + index * width)
-                    ys.append(match[0]["ratio"])
+                    ys.append(ratio if match[0]["higher_is_better"] else 1 / ratio)
             axis.bar(xs, ys, width, label=baseline)
         axis.axhline(1.0, color="black", linewidth=0.8)
         axis.set_yscale("log")
+        axis.yaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10,
+                                                                  subs=(1.0, 2.0, 5.0)))
+        axis.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(
+            lambda value, _: f"{value:g}×"))
+        axis.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         axis.set_xticks([p + 0.4 - width / 2 for p in range(len(cases))])
         axis.set_xticklabels(cases, rotation=12, fontsize=8)
-        better = "higher" if entries[0]["higher_is_better"] else "lower"
-        axis.set_title(f"{scenario}: remotecomm ÷ baseline ({better} is better for us)",
+        axis.set_title(f"{scenario}: remotecomm against each baseline (above 1×: better)",
                        fontsize=10)
         axis.legend(fontsize=7, ncol=3)
     figure.tight_layout()

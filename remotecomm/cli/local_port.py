@@ -35,6 +35,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from remotecomm.cli.tunnel import TerminalStream, TerminalStreams
+from remotecomm.messages import text
 from remotecomm.relay import envelope as env
 
 log = Logger()
@@ -123,28 +124,26 @@ def check_request(access: LocalAccess, method: bytes, target: bytes,
         values.setdefault(name, []).append(value)
     hosts = values.get(b"host", [])
     if len(hosts) != 1 or hosts[0].lower() != access.host:
-        return Refusal(421, f"This port serves only {access.base_url}")
+        return Refusal(421, text("local-wrong-host", url=access.base_url))
     fetch_site = values.get(b"sec-fetch-site", [])
     if any(site.lower() not in ALLOWED_FETCH_SITES for site in fetch_site):
-        return Refusal(403, "Cross-site requests to a remotecomm session are refused.")
+        return Refusal(403, text("local-cross-site"))
     origins = values.get(b"origin", [])
     if any(origin.lower() != access.origin for origin in origins):
-        return Refusal(403, "Requests from other sites to a remotecomm session are refused.")
+        return Refusal(403, text("local-other-origin"))
     if not target.startswith(b"/"):
-        return Refusal(400, "Only origin-form request targets are served.")
+        return Refusal(400, text("local-origin-form"))
     if target.startswith(BOOTSTRAP_PREFIX):
         if method != b"GET" or not access.use_bootstrap(target[len(BOOTSTRAP_PREFIX):]):
-            return Refusal(403, "This link is not valid (it works once). Ask remotecomm for "
-                                "the session's address again, or use the access header.")
+            return Refusal(403, text("local-link-used"))
         cookie = (ACCESS_COOKIE + b"=" + access.secret.encode("ascii") +
                   b"; Path=/; HttpOnly; SameSite=Strict")
-        return Refusal(303, "Session cookie set.", ((b"location", b"/"),
+        return Refusal(303, text("local-cookie-set"), ((b"location", b"/"),
                                                     (b"set-cookie", cookie)))
     if target.startswith(b"/.remotecomm/"):
-        return Refusal(404, "Not found.")
+        return Refusal(404, text("local-not-found"))
     if not access.has_secret(headers):
-        return Refusal(403, "Open the link `remotecomm open` printed (it sets a cookie), or "
-                            "send the access header it printed.")
+        return Refusal(403, text("local-no-access"))
     return None
 
 
@@ -249,7 +248,7 @@ class LocalConnection(Protocol):
         if self._stream is not None and not self._response_started:
             self._stream.cancel("no answer in time")
             self._stream = None
-            self._refuse(Refusal(504, "The device did not answer in time."))
+            self._refuse(Refusal(504, text("local-no-answer")))
         elif self._stream is None:
             self.transport.loseConnection()
 
@@ -315,7 +314,7 @@ class LocalConnection(Protocol):
         headers = [(name, value) for name, value in request.headers]
         refusal = check_request(self.factory.access, request.method, request.target, headers)
         if refusal is None and request.http_version != b"1.1":
-            refusal = Refusal(505, "Use HTTP/1.1.")
+            refusal = Refusal(505, text("local-http-version"))
         if refusal is not None:
             self._refuse(refusal)
             return
@@ -324,11 +323,11 @@ class LocalConnection(Protocol):
             if len(head) > env.MAX_HEAD:
                 raise ValueError
         except ValueError:
-            self._refuse(Refusal(431, "The request head is too large."))
+            self._refuse(Refusal(431, text("local-head-too-large")))
             return
         self._stream = self.factory.streams.open(head, self)
         if self._stream is None:
-            self._refuse(Refusal(503, "The session is busy or has ended."))
+            self._refuse(Refusal(503, text("local-busy")))
             return
         if self._http.client_is_waiting_for_100_continue:
             self.transport.write(self._http.send(h11.InformationalResponse(
@@ -336,7 +335,7 @@ class LocalConnection(Protocol):
 
     def _protocol_error(self, error: h11.RemoteProtocolError) -> None:
         if self._http.our_state in (h11.IDLE, h11.SEND_RESPONSE) and not self._response_started:
-            self._refuse(Refusal(error.error_status_hint or 400, "Malformed request."),
+            self._refuse(Refusal(error.error_status_hint or 400, text("local-malformed")),
                          close=True)
         else:
             self.transport.loseConnection()
@@ -389,7 +388,7 @@ class LocalConnection(Protocol):
             if self._stream is not None:
                 self._stream.cancel("unusable response head")
             self._stream = None
-            self._refuse(Refusal(502, "The device's answer could not be passed on."),
+            self._refuse(Refusal(502, text("local-bad-answer")),
                          close=True)
             return
         self._response_started = True
@@ -427,8 +426,8 @@ class LocalConnection(Protocol):
         self._stream = None
         if not self._response_started:
             status = 502 if code != env.RESET_REFUSED else 403
-            self._refuse(Refusal(status, f"The device refused or broke off this request: "
-                                         f"{reason}"), close=True)
+            self._refuse(Refusal(status, text("local-device-refused", reason=reason)),
+                         close=True)
         else:
             self._abandon(reason)
 
