@@ -90,6 +90,7 @@ class DirectTcp(Baseline):
         return a, await self.listener.accept()
 
     async def stop(self):
+        await super().stop()
         await self.listener.stop()
 
 
@@ -110,17 +111,9 @@ class Socat(DirectTcp):
             f"{options}", f"TCP:127.0.0.1:{self.port},{options}"], cwd=folder, name="socat")
         await _wait_port(reactor, self.front, self.process)
 
-    @property
-    def pid(self):
-        return self.process.pid
-
     async def connect(self, bind=None):
         a = await tcp_connect(self.reactor, self.front, bind=bind[0] if bind else None)
         return a, await self.listener.accept()
-
-    async def stop(self):
-        await Baseline.stop(self)
-        await self.listener.stop()
 
 
 class TransitRelay(Baseline):
@@ -177,18 +170,10 @@ class Websockify(DirectTcp):
                                     name="websockify")
         await _wait_port(reactor, self.front, self.process)
 
-    @property
-    def pid(self):
-        return self.process.pid
-
     async def connect(self, bind=None):
         a = await ws_connect(self.reactor, f"ws://127.0.0.1:{self.front}/", self.front,
                              protocols=["binary"], bind=bind[0] if bind else None)
         return a, await self.listener.accept()
-
-    async def stop(self):
-        await Baseline.stop(self)
-        await self.listener.stop()
 
 
 class DirectWebSocket(Baseline):
