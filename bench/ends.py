@@ -294,12 +294,7 @@ class EnvelopeEnd(End):
 
     def attach(self) -> "EnvelopeEnd":
         """Call once the client is established."""
-        protocol = self.client._protocol
-        protocol.transport.registerProducer(self._writability, True)
-        try:
-            protocol.transport.setTcpNoDelay(True)
-        except AttributeError:
-            pass
+        self.client.transport.registerProducer(self._writability, True)
         return self
 
     def frame(self, message: bytes) -> None:

@@ -134,6 +134,11 @@ class RelayClient:
         if not self.closed.called:
             self.closed.callback(ended)
 
+    @property
+    def transport(self):
+        """The connection's transport once open (for producers and socket options)."""
+        return self._protocol.transport if self._protocol is not None else None
+
     def send(self, message: bytes) -> None:
         """Send one envelope frame."""
         if self._protocol is not None:
