@@ -263,11 +263,20 @@ async def baseline_setup_rate(results: Results, baseline: Baseline, count: int,
 ADDRESSES = [f"127.0.0.{i}" for i in range(2, 10)]
 
 
-async def idle_memory(results: Results, system: BenchSystem, count: int) -> list:
-    sessions = await system.prepare(count)
+async def idle_memory(results: Results, system: BenchSystem, count: int,
+                      chunk: int = 1000) -> list:
+    """Scenario 5: ``count`` paired idle sessions, prepared and joined ``chunk`` at a time
+    (so that none outlives its join window while the others are prepared)."""
     before = process_memory(system.server_pid)
-    await timed_concurrently(count, 32, lambda i: system.join(
-        sessions[i], bind=(ADDRESSES[i % 8], ADDRESSES[(i + 4) % 8])))
+    sessions: list = []
+    for start in range(0, count, chunk):
+        batch = await system.prepare(min(chunk, count - start))
+        offset = len(sessions)
+        await timed_concurrently(len(batch), 32, lambda i, batch=batch, offset=offset:
+                                 system.join(batch[i], bind=(ADDRESSES[(offset + i) % 8],
+                                                             ADDRESSES[(offset + i + 4) % 8])))
+        sessions += batch
+        print(f"  … {len(sessions)} idle sessions paired", flush=True)
     await sleep(system.reactor, 1.0)
     after = process_memory(system.server_pid)
     path = ours(system)

@@ -206,11 +206,14 @@ class BenchSystem:
         return await self.setup.metrics()
 
 
-def raise_fd_limit() -> int:
-    """Raise this process's open-file limit to its hard limit (children inherit it)."""
+def raise_fd_limit(wanted: int = 65536) -> int:
+    """Raise this process's open-file limit (children inherit it): to ``wanted`` where
+    allowed (root may raise the hard limit), else to the hard limit."""
     import resource
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, wanted), max(hard, wanted)))
+    except (ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
