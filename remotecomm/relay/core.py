@@ -308,8 +308,9 @@ class RelayCore:
 
     # -- ends -------------------------------------------------------------------------
 
-    def closed(self, connection, normal_request: bool) -> None:
-        """A side's connection is gone; ``normal_request``: it closed with 1000 itself."""
+    def closed(self, connection, normal_request: bool, lost_reason: str | None = None) -> None:
+        """A side's connection is gone; ``normal_request``: it closed with 1000 itself;
+        ``lost_reason``: why it was lost when the relay knows (``heartbeat-timeout``)."""
         entry = self._by_connection.pop(connection, None)
         if entry is None:
             if connection in self._joining:
@@ -324,7 +325,7 @@ class RelayCore:
         elif normal_request:
             normal, reason = True, "normal"
         else:
-            normal, reason = False, f"dropped-{side_name}"
+            normal, reason = False, lost_reason or f"dropped-{side_name}"
         self._end_log(session, side, normal, reason)
         if session.ending is None:
             session.ending = reason

@@ -84,11 +84,19 @@ class RelayServerProtocol(WebSocketServerProtocol):
             return
         self.core.received(self, payload)
 
+    heartbeat_lost = False
+
+    def onAutoPingTimeout(self) -> None:
+        # The side did not answer our ping in time: its end log says so.
+        self.heartbeat_lost = True
+        super().onAutoPingTimeout()
+
     def onClose(self, wasClean: bool, code, reason):
         # A normal end request: the side itself closed, cleanly, with 1000.
         normal_request = (wasClean and not getattr(self, "closedByMe", True)
                           and getattr(self, "remoteCloseCode", None) == CLOSE_NORMAL)
-        self.core.closed(self, normal_request)
+        self.core.closed(self, normal_request,
+                         lost_reason="heartbeat-timeout" if self.heartbeat_lost else None)
 
     # -- IRelayConnection ----------------------------------------------------------
 

@@ -255,6 +255,18 @@ class EndTests(CoreTestCase):
                           for s, r in self.records().items()},
                          {"device": (True, "normal"), "terminal": (True, "normal")})
 
+    def test_heartbeat_timeout_is_the_end_reason(self):
+        """A side that stopped answering pings: both logs say heartbeat-timeout."""
+        device, terminal = self.pair()
+        self.core.closed(device, normal_request=False, lost_reason="heartbeat-timeout")
+        self.assertEqual(terminal.closed_with[0], rc.CLOSE_PARTNER_DROPPED)
+        self.core.closed(terminal, normal_request=False)
+        self.assertEqual({s: (r.ended_normally, r.end_reason)
+                          for s, r in self.records().items()},
+                         {"device": (False, "heartbeat-timeout"),
+                          "terminal": (False, "heartbeat-timeout")})
+        self.assertEqual(self.session().end_reason, "heartbeat-timeout")
+
     def test_device_ends_normally(self):
         """The device ending first closes the terminal with a notice; both normal."""
         device, terminal = self.pair()
