@@ -13,6 +13,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.web.resource import NoResource
 
 from remotecomm import __version__
+from remotecomm.accounts.housekeeping import token_purge_service
 from remotecomm.accounts.login import Accounts
 from remotecomm.accounts.passwords import PasswordHasherPool
 from remotecomm.accounts.throttle import LoginThrottle
@@ -142,6 +143,7 @@ def _build_manager(config: ServerConfig, reactor, root, readiness: dict, role: s
     accounts = Accounts(store, hasher, throttle, reactor, config.accounts.api_token_lifetime)
     StartStopService("store", store.start, store.stop).setServiceParent(root)
     StartStopService("password-hashing", hasher.start, hasher.stop).setServiceParent(root)
+    token_purge_service(store, reactor).setServiceParent(root)
     readiness["store"] = store.check
     devices = Unreachable()
     component = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, delete, insert, select, update
 
 from remotecomm.store.schema import api_tokens, memberships, terminals, units, users
 
@@ -112,3 +112,14 @@ def revoke_token(connection: Connection, token_hash: str, now_us: int) -> bool:
         .where(api_tokens.c.token_hash == token_hash, api_tokens.c.revoked_us.is_(None))
         .values(revoked_us=now_us))
     return result.rowcount == 1
+
+
+def purge_tokens(connection: Connection, before_us: int) -> int:
+    """Delete API tokens that expired or were revoked before ``before_us``; how many.
+
+    They can no longer authenticate anything; sessions and the audit table keep
+    the user and terminal IDs, never the token.
+    """
+    result = connection.execute(delete(api_tokens).where(
+        (api_tokens.c.expires_us < before_us) | (api_tokens.c.revoked_us < before_us)))
+    return result.rowcount
