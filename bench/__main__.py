@@ -121,16 +121,16 @@ async def run_ours(reactor, folder: Path, results: sc.Results, *, tls: bool, qui
             await real.start()
             await real.upload_firmware(64 * 1024)
             url, headers = real.wrk_target
-            await sc.http_rates(results, reactor, folder, sc.ours(system), url, headers,
+            await sc.http_rates(results, reactor, sc.ours(system), url, headers,
                                 quick=quick)
             if not tls:
                 direct = f"http://127.0.0.1:{app_ports['web-server']}"
-                await sc.http_rates(results, reactor, folder, "direct to the app", direct, {},
+                await sc.http_rates(results, reactor, "direct to the app", direct, {},
                                     quick=quick)
                 tunnel = sc.TransitTunnel(reactor, started["transit relay TCP"],
                                           app_ports["web-server"])
                 port = await tunnel.listen()
-                await sc.http_rates(results, reactor, folder, "transit relay TCP tunnel",
+                await sc.http_rates(results, reactor, "transit relay TCP tunnel",
                                     f"http://127.0.0.1:{port}", {}, quick=quick)
                 await tunnel.stop()
             await sc.large_transfer(results, real, quick=quick)

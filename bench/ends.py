@@ -256,21 +256,23 @@ async def ws_connect(reactor, url: str, port: int, *, greeting: bytes = b"",
     return await end.ready
 
 
+class _ListeningWsFactory(WebSocketServerFactory):
+    protocol = WsServerEnd
+    listener: "WsListener"
+
+    def buildProtocol(self, addr):
+        end = super().buildProtocol(addr)
+        end.ready.addCallback(self.listener._arrived)
+        return end
+
+
 class WsListener(TcpListener):
     """A plain WebSocket server whose connections become ends (the direct-WS baseline)."""
 
     async def listen(self, port: int = 0) -> int:
-        factory = WebSocketServerFactory("ws://127.0.0.1")
-        factory.protocol = WsServerEnd
+        factory = _ListeningWsFactory("ws://127.0.0.1")
+        factory.listener = self
         _options(factory)
-        listener = self
-        original = factory.buildProtocol
-
-        def build(addr):
-            end = original(addr)
-            end.ready.addCallback(listener._arrived)
-            return end
-        factory.buildProtocol = build
         self.port = await TCP4ServerEndpoint(self._reactor, port, backlog=1024,
                                              interface="127.0.0.1").listen(factory)
         return self.port.getHost().port

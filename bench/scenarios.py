@@ -19,10 +19,9 @@ import re
 import secrets
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 from treq import collect
-from twisted.internet.defer import ensureDeferred
+from twisted.internet.defer import Deferred, ensureDeferred, gatherResults
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from twisted.internet.protocol import Factory, Protocol
 
@@ -118,7 +117,7 @@ async def bulk_and_round_trips(results: Results, target, *, quick: bool) -> None
 # -- 3: HTTP requests per second --------------------------------------------------------
 
 
-async def wrk(reactor, folder: Path, url: str, connections: int, seconds: float,
+async def wrk(reactor, url: str, connections: int, seconds: float,
               headers: dict[str, str]) -> dict:
     """Run wrk against ``url``; requests/s and latency percentiles."""
     args = ["/usr/bin/wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
@@ -137,16 +136,33 @@ async def wrk(reactor, folder: Path, url: str, connections: int, seconds: float,
 
 
 class _Splice(Protocol):
-    """One side of a spliced pair of TCP connections (the transit tunnel's ends)."""
+    """One side of a spliced pair of TCP connections (the transit tunnel's ends).
 
-    def __init__(self):
+    With ``handshake`` it first waits for the transit relay's ``ok`` line (``ready``)."""
+
+    def __init__(self, handshake: bool = False):
         self.partner = None
         self.early = []
+        self.ready: Deferred = Deferred()
+        self._handshake = handshake
+        if not handshake:
+            self.ready.callback(self)
 
     def connectionMade(self):
         self.transport.setTcpNoDelay(True)
 
     def dataReceived(self, data):
+        if self._handshake and not self.ready.called:
+            self.early.append(data)
+            buffered = b"".join(self.early)
+            if b"\n" in buffered:
+                line, _, rest = buffered.partition(b"\n")
+                self.early = [rest] if rest else []
+                if line == b"ok":
+                    self.ready.callback(self)
+                else:
+                    self.ready.errback(RuntimeError(f"transit relay said {line!r}"))
+            return
         if self.partner is None:
             self.early.append(data)
         else:
@@ -190,7 +206,7 @@ class TransitTunnel:
         token = secrets.token_hex(32)
         sides = []
         for _ in range(2):
-            side = _Splice()
+            side = _Splice(handshake=True)
             await TCP4ClientEndpoint(self.reactor, "127.0.0.1", self.relay.port).connect(
                 Factory.forProtocol(lambda side=side: side))
             side.transport.write(f"please relay {token} for side "
@@ -199,10 +215,7 @@ class TransitTunnel:
         target = _Splice()
         await TCP4ClientEndpoint(self.reactor, "127.0.0.1", self.target_port).connect(
             Factory.forProtocol(lambda: target))
-        while not all(b"".join(s.early).startswith(b"ok\n") for s in sides):
-            await sleep(self.reactor, 0.001)
-        for side in sides:
-            side.early = [b"".join(side.early)[3:]] if b"".join(side.early)[3:] else []
+        await gatherResults([side.ready.addTimeout(10, self.reactor) for side in sides])
         incoming.join(sides[0])
         sides[0].join(incoming)
         sides[1].join(target)
@@ -213,13 +226,13 @@ class TransitTunnel:
         await self.port.stopListening()
 
 
-async def http_rates(results: Results, reactor, folder: Path, path: str, url: str,
+async def http_rates(results: Results, reactor, path: str, url: str,
                      headers: dict[str, str], *, quick: bool) -> None:
     seconds = 2 if quick else 5
     for page, target in (("small page", "/api/status"), ("64 KiB file", "/firmware/image")):
         for connections in (1, 10):
-            measured = await wrk(reactor, folder, url.rstrip("/") + target, connections,
-                                 seconds, headers)
+            measured = await wrk(reactor, url.rstrip("/") + target, connections, seconds,
+                                 headers)
             case = f"{page}, {connections} conn"
             if measured["non_2xx"]:
                 results.notes.append(f"{path} {case}: {measured['non_2xx']} non-2xx answers")

@@ -40,9 +40,11 @@ class BenchLinks:
         self.ready: dict[str, SessionReady] = {}
         self._waiting: dict[str, Deferred] = {}
         self.clients: dict[str, RelayClient] = {}
+        self._sessions: dict[str, str] = {}  # request ID -> session ID
 
     def join(self, ready: SessionReady) -> None:
         self.ready[ready.session_id] = ready
+        self._sessions[ready.request_id] = ready.session_id
         waiting = self._waiting.pop(ready.session_id, None)
         if waiting is not None:
             waiting.callback(ready)
@@ -55,11 +57,11 @@ class BenchLinks:
 
     def end(self, request_id: str) -> bool:
         """S292: the manager asks the device to end a session: close normally."""
-        for session_id, ready in list(self.ready.items()):
-            if ready.request_id == request_id and session_id in self.clients:
-                self.clients.pop(session_id).end()
-                return True
-        return False
+        client = self.clients.pop(self._sessions.get(request_id, ""), None)
+        if client is None:
+            return False
+        client.end()
+        return True
 
 
 def _fired(value) -> Deferred:
@@ -242,14 +244,14 @@ def cpu_seconds(pid: int) -> float:
                 children.setdefault(int(_stat(int(entry.name))[1]), []).append(int(entry.name))
             except (OSError, IndexError, ValueError):
                 continue
-    total, todo = 0, [pid]
-    while todo:
-        current = todo.pop()
+    total, unvisited = 0, [pid]
+    while unvisited:
+        current = unvisited.pop()
         try:
             fields = _stat(current)
         except OSError:
             continue
         total += sum(int(fields[i]) for i in (11, 12, 13, 14))
-        todo.extend(children.get(current, []))
+        unvisited.extend(children.get(current, []))
     return total / os.sysconf("SC_CLK_TCK")
 
