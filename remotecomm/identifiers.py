@@ -1,7 +1,10 @@
-"""The shapes of identifiers that cross process boundaries.
+"""The shapes of identifiers that cross process boundaries, defined once.
 
-Every ID that arrives from outside (REST body, header, CLI argument, config)
-is checked against one of these patterns before it is used.
+Every ID that arrives from outside (REST body, header, CLI argument, config,
+XMPP payload, relay handshake, relay ↔ manager message) is checked against
+one of these patterns at that boundary, before it is used; each boundary
+turns a mismatch into its own error (HTTP 400/404, an XMPP error stanza, a
+WebSocket close code, a CLI usage error).
 """
 
 import re
@@ -13,8 +16,23 @@ USER_ID = r"[a-z0-9][a-z0-9._@+-]{0,127}"
 # The CLI generates terminal IDs (``t-`` + 32 hex digits); others may register longer ones.
 TERMINAL_ID = r"[A-Za-z0-9][A-Za-z0-9_-]{15,63}"
 APP_ID = r"[a-z0-9][a-z0-9._-]{0,63}"
+# The manager's request ID (``secrets.token_urlsafe(16)``: 22 characters) names a session
+# in manager URLs; the relay's session ID (32 characters, 192 bits) names it in the relay.
+REQUEST_ID = r"[A-Za-z0-9_-]{16,64}"
+SESSION_ID = r"[A-Za-z0-9_-]{22,64}"
+# Tokens: 256 random bits in base64url; only their SHA-256 (hex) is stored or sent on.
+TOKEN = r"[A-Za-z0-9_-]{43}"
+TOKEN_HASH = r"[0-9a-f]{64}"
+RELAY_NODE = r"[a-z0-9][a-z0-9._-]{0,63}"
+
+_compiled: dict[str, re.Pattern] = {}
 
 
 def is_valid(pattern: str, value: object) -> bool:
     """Whether ``value`` is a string that matches ``pattern`` whole."""
-    return isinstance(value, str) and re.fullmatch(pattern, value) is not None
+    if not isinstance(value, str):
+        return False
+    matcher = _compiled.get(pattern)
+    if matcher is None:
+        matcher = _compiled[pattern] = re.compile(pattern)
+    return matcher.fullmatch(value) is not None

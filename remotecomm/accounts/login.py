@@ -14,7 +14,7 @@ from twisted.logger import Logger
 
 from remotecomm.accounts.passwords import PasswordHasherPool
 from remotecomm.accounts.throttle import LoginThrottle
-from remotecomm.accounts.tokens import looks_like_token, new_token, token_hash
+from remotecomm.tokens import looks_like_token, new_token, token_hash
 from remotecomm.clock import now_us, seconds_to_us
 from remotecomm.store import accounts as account_queries
 from remotecomm.store.audit import LOGIN_FAILED, LOGIN_THROTTLED, TOKEN_REFUSED, append_audit

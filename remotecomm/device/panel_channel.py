@@ -16,13 +16,12 @@ takes operators' answers from nowhere else.
 from __future__ import annotations
 
 import hmac
-import re
 
 from twisted.web import server
 
 from remotecomm.device.approvals import ApprovalError, Approvals
-from remotecomm.web.json_api import ApiError, Route, Router, no_more_fields, read_json, take_str
-from remotecomm.xmpp.payloads import REQUEST_ID
+from remotecomm.identifiers import REQUEST_ID, is_valid
+from remotecomm.json_http import ApiError, Route, Router, no_more_fields, read_json, take_str
 
 SECRET_HEADER = b"x-panel-secret"
 _STATUS = {"unknown-request": 404, "already-decided": 409, "expired": 410}
@@ -62,7 +61,7 @@ class PanelChannel:
         answer = take_str(body, "answer", r"yes|no")
         operator = take_str(body, "operator", r"[^\x00-\x1f\x7f]{1,200}")
         no_more_fields(body)
-        if not re.fullmatch(REQUEST_ID, request_id):
+        if not is_valid(REQUEST_ID, request_id):
             raise ApiError(404, "unknown-request", "no such approval request")
         try:
             self._approvals.decide(request_id, answer == "yes", operator)

@@ -21,7 +21,7 @@ from remotecomm.device.relay_link import RelayLinks
 from remotecomm.relay import envelope as env
 from remotecomm.tls import TLSSetupError, load_ca
 from remotecomm.unix_sockets import prepare_socket_folder
-from remotecomm.web.json_api import make_site
+from remotecomm.json_http import make_site
 from remotecomm.xmpp.payloads import ENVELOPE_VERSIONS, Hello
 from remotecomm.xmpp.stream import UnknownIqHandler, XmppConnector, XmppStream, on_stream_error
 

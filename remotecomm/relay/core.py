@@ -18,7 +18,6 @@ adapters that feed it; tests feed it fakes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
 from twisted.internet.defer import Deferred, ensureDeferred
@@ -29,7 +28,9 @@ from zope.interface import Interface
 
 from remotecomm.clock import now_us
 from remotecomm.relay.envelope import EnvelopeError, check_frame
-from remotecomm.relay.logs import LogOutbox
+from remotecomm.relay.gateway import (Admission, AdmissionRefused, EndRequest,
+                                      IManagerForRelay, JoinRequest, Refusal)
+from remotecomm.tokens import looks_like_token, token_hash
 
 log = Logger()
 
@@ -89,27 +90,18 @@ class IRelayConnection(Interface):
         """From now on, when this side's outgoing buffer is full, stop reading from ``partner``."""
 
 
-class AdmissionRefused(Exception):
-    """The manager did not confirm the token: ``code`` is stable, ``reason`` for people."""
+class ISessionLogs(Interface):
+    """Where the core writes each side's started and end logs (the relay's durable outbox).
 
-    def __init__(self, code: str, reason: str):
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
+    Both return a Deferred that fires once the log is committed.
+    """
 
+    def started(admission: Admission, at_us: int) -> Deferred:
+        """The side was admitted (S176, S209)."""
 
-@dataclass(frozen=True)
-class Admission:
-    """What the manager confirmed about a joining side."""
-
-    session_id: str
-    side: str
-    request_id: str
-    party_id: str
-    app_id: str
-    pairing_deadline_us: int
-    lifetime_deadline_us: int
-    idle_timeout_us: int | None = None
+    def ended(admission: Admission, at_us: int, normal: bool, reason: str,
+              bytes_from_side: int, bytes_to_side: int) -> Deferred:
+        """The side's connection is gone (S267, S295)."""
 
 
 class _Side:
@@ -145,7 +137,7 @@ class _Session:
 class RelayCore:
     """Maps session IDs to their two sides, and everything that happens between them."""
 
-    def __init__(self, clock: IReactorTime, gateway, outbox: LogOutbox, *,
+    def __init__(self, clock: IReactorTime, gateway: IManagerForRelay, outbox: ISessionLogs, *,
                  end_grace: float = END_GRACE):
         self._clock = clock
         self._gateway = gateway
@@ -172,9 +164,11 @@ class RelayCore:
         self.refusals += 1
         log.info("{side} refused at the handshake: {code}", side=side, code=audit_code)
         connection.close(close_code, reason)
-        ensureDeferred(self._gateway.record_refusal({
-            "session_id": session_id, "side": side, "code": audit_code,
-            "source_address": source})).addErrback(
+        self._audit(Refusal(code=audit_code, session_id=session_id, side=side,
+                            source_address=source))
+
+    def _audit(self, refusal: Refusal) -> None:
+        ensureDeferred(self._gateway.record_refusal(refusal)).addErrback(
             lambda f: log.failure("auditing a refused admission failed", f))
 
     def join(self, connection, session_id: str, side: str, token: str,
@@ -187,14 +181,23 @@ class RelayCore:
         if not self.accepting:
             connection.close(CLOSE_SHUTDOWN, "the relay is shutting down")
             return
+        if not looks_like_token(token):
+            # Not one of ours: refused here, so that it never reaches the manager.
+            self.refusals += 1
+            log.info("{side} refused for session {session_id}: wrong-token", side=side,
+                     session_id=session_id)
+            connection.close(CLOSE_TOKEN_REFUSED, "the token does not match this session")
+            self._audit(Refusal(code="wrong-token", session_id=session_id, side=side,
+                                source_address=source))
+            return
         self.admitting += 1
         self._joining.add(connection)
         try:
-            d = ensureDeferred(self._gateway.authenticate({
-                "session_id": session_id, "side": side, "token": token,
-                "source_address": source}))
+            d = ensureDeferred(self._gateway.authenticate(JoinRequest(
+                session_id=session_id, side=side, token_hash=token_hash(token),
+                source_address=source)))
             d.addTimeout(ADMISSION_TIMEOUT, self._clock)
-            answer = await d
+            admission = await d
         except AdmissionRefused as e:
             self.refusals += 1
             log.info("{side} refused for session {session_id}: {code}", side=side,
@@ -216,7 +219,12 @@ class RelayCore:
             log.info("{side} of session {session_id} left during admission", side=side,
                      session_id=session_id)
             return
-        await self._admit(connection, Admission(session_id=session_id, side=side, **answer))
+        if (admission.session_id, admission.side) != (session_id, side):
+            log.error("the manager admitted {side} of {session_id} for another session",
+                      side=side, session_id=session_id)
+            connection.close(CLOSE_ERROR, "the relay could not check the token")
+            return
+        await self._admit(connection, admission)
         self.on_admitted(self._clock.seconds() - started)
 
     async def _admit(self, connection, admission: Admission) -> None:
@@ -229,10 +237,7 @@ class RelayCore:
             return
         side = session.sides[admission.side] = _Side(connection, admission)
         self._by_connection[connection] = (session, admission.side)
-        await self._outbox.started({
-            "session_id": admission.session_id, "side": admission.side,
-            "request_id": admission.request_id, "party_id": admission.party_id,
-            "at_us": now_us(self._clock)})
+        await self._outbox.started(admission, now_us(self._clock))
         if side.ended:  # it went away while the log was being written
             return
         connection.established()
@@ -353,9 +358,9 @@ class RelayCore:
                 self._close(session, "device", CLOSE_SESSION_ENDED, "the terminal ended "
                             "the session", True, "normal")
 
-        ensureDeferred(self._gateway.end_session({
-            "session_id": session.session_id, "side": "terminal",
-            "request_id": session.request_id})).addErrback(manager_failed)
+        ensureDeferred(self._gateway.end_session(EndRequest(
+            session_id=session.session_id, request_id=session.request_id,
+            side="terminal"))).addErrback(manager_failed)
 
         def too_late(session: _Session) -> None:
             session.timers.pop("end-grace", None)
@@ -378,11 +383,8 @@ class RelayCore:
         side.ended = True
         session.paired = False
         a = side.admission
-        self._outbox.ended({
-            "session_id": a.session_id, "side": a.side, "request_id": a.request_id,
-            "party_id": a.party_id, "at_us": now_us(self._clock), "normal": normal,
-            "reason": reason, "bytes_from_side": side.bytes_from_side,
-            "bytes_to_side": side.bytes_to_side}).addErrback(
+        self._outbox.ended(a, now_us(self._clock), normal, reason, side.bytes_from_side,
+                           side.bytes_to_side).addErrback(
             lambda f: log.failure("writing the end log of {request_id} failed", f,
                                   request_id=a.request_id))
         log.info("{side} side of session {request_id} ended ({reason})", side=a.side,
@@ -412,19 +414,31 @@ class RelayCore:
             session.timers["idle"] = self._clock.callLater(period, self._idle_check, session,
                                                            period)
             return
-        session.ending = session.ending or "idle-timeout"
-        for name, side in session.sides.items():
-            if not side.ended:
-                self._close(session, name, CLOSE_IDLE, "the session was idle too long", False,
-                            "idle-timeout")
+        self._end_all(session, CLOSE_IDLE, "the session was idle too long", "idle-timeout")
 
     def _lifetime_over(self, session: _Session) -> None:
         session.timers.pop("lifetime", None)
-        session.ending = session.ending or "max-lifetime"
+        self._end_all(session, CLOSE_MAX_LIFETIME, "the session reached its maximum lifetime",
+                      "max-lifetime")
+
+    def _end_all(self, session: _Session, code: int, message: str, reason: str) -> None:
+        session.ending = session.ending or reason
         for name, side in session.sides.items():
             if not side.ended:
-                self._close(session, name, CLOSE_MAX_LIFETIME,
-                            "the session reached its maximum lifetime", False, "max-lifetime")
+                self._close(session, name, code, message, False, reason)
+
+    def end_session(self, session_id: str, reason: str) -> bool:
+        """The manager ends a session (revoked, forced): close both sides with ``reason``.
+
+        Whether this relay had any side of that session connected.
+        """
+        session = self.sessions.get(session_id)
+        if session is None:
+            return False
+        log.info("session {request_id} ended by the manager: {reason}",
+                 request_id=session.request_id, reason=reason)
+        self._end_all(session, CLOSE_SESSION_ENDED, f"the session was ended ({reason})", reason)
+        return True
 
     def shutdown(self) -> None:
         """SIGTERM: admit nobody, end every session as "shutdown" (logs written now)."""

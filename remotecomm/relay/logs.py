@@ -24,8 +24,11 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from remotecomm.clock import now_us
+from remotecomm.relay.core import ISessionLogs
+from remotecomm.relay.gateway import Admission, IManagerForRelay, SessionLog, log_key
 from remotecomm.relay.schema import log_outbox, relay_connections
 from remotecomm.store.engine import Store, migrate, open_sqlite
 
@@ -45,39 +48,34 @@ def open_relay_store(path: Path, reactor) -> Store:
     return Store(engine, reactor)
 
 
-def log_key(session_id: str, side: str, kind: str) -> str:
-    """The idempotency key of a log."""
-    return f"{session_id}:{side}:{kind}"
-
-
-def _enqueue(connection: Connection, body: dict, at_us: int) -> None:
+def _enqueue(connection: Connection, entry: SessionLog) -> None:
     exists = connection.execute(select(log_outbox.c.seq)
-                                .where(log_outbox.c.log_key == body["key"])).first()
+                                .where(log_outbox.c.log_key == entry.key)).first()
     if exists is None:
         connection.execute(insert(log_outbox).values(
-            log_key=body["key"], body=json.dumps(body, sort_keys=True), created_us=at_us,
-            attempts=0, acked_us=None))
+            log_key=entry.key, body=json.dumps(entry.to_json(), sort_keys=True),
+            created_us=entry.at_us, attempts=0, acked_us=None))
 
 
-def record_started(connection: Connection, body: dict) -> None:
+def record_started(connection: Connection, entry: SessionLog) -> None:
     """The connection record and its started log, in one transaction."""
     connection.execute(insert(relay_connections).values(
-        session_id=body["session_id"], side=body["side"], request_id=body["request_id"],
-        party_id=body["party_id"], started_us=body["at_us"], ended_us=None,
+        session_id=entry.session_id, side=entry.side, request_id=entry.request_id,
+        party_id=entry.party_id, started_us=entry.at_us, ended_us=None,
         ended_normally=None, end_reason=None, bytes_from_side=0, bytes_to_side=0))
-    _enqueue(connection, body, body["at_us"])
+    _enqueue(connection, entry)
 
 
-def record_ended(connection: Connection, body: dict) -> None:
+def record_ended(connection: Connection, entry: SessionLog) -> None:
     """Close the connection record and queue its end log, in one transaction."""
     connection.execute(
-        update(relay_connections).where(relay_connections.c.session_id == body["session_id"],
-                                        relay_connections.c.side == body["side"],
+        update(relay_connections).where(relay_connections.c.session_id == entry.session_id,
+                                        relay_connections.c.side == entry.side,
                                         relay_connections.c.ended_us.is_(None))
-        .values(ended_us=body["at_us"], ended_normally=body["normal"],
-                end_reason=body["reason"], bytes_from_side=body["bytes_from_side"],
-                bytes_to_side=body["bytes_to_side"]))
-    _enqueue(connection, body, body["at_us"])
+        .values(ended_us=entry.at_us, ended_normally=entry.normal,
+                end_reason=entry.reason, bytes_from_side=entry.bytes_from_side,
+                bytes_to_side=entry.bytes_to_side))
+    _enqueue(connection, entry)
 
 
 def open_connections(connection: Connection) -> list[dict]:
@@ -86,17 +84,17 @@ def open_connections(connection: Connection) -> list[dict]:
         select(relay_connections).where(relay_connections.c.ended_us.is_(None)))]
 
 
-def pending_logs(connection: Connection, limit: int = BATCH) -> list[dict]:
+def pending_logs(connection: Connection, limit: int = BATCH) -> list[SessionLog]:
     """Logs not yet acknowledged, oldest first."""
     rows = connection.execute(select(log_outbox.c.body).where(log_outbox.c.acked_us.is_(None))
                               .order_by(log_outbox.c.seq).limit(limit))
-    return [json.loads(row.body) for row in rows]
+    return [SessionLog(**json.loads(row.body)) for row in rows]  # written by us, trusted
 
 
-def record_many(connection: Connection, entries: list[tuple[str, dict]]) -> None:
+def record_many(connection: Connection, entries: list[SessionLog]) -> None:
     """Several started/ended records in one transaction (group commit)."""
-    for kind, body in entries:
-        (record_started if kind == "started" else record_ended)(connection, body)
+    for entry in entries:
+        (record_started if entry.kind == "started" else record_ended)(connection, entry)
 
 
 def mark_acked(connection: Connection, keys: list[str], at_us: int) -> None:
@@ -111,37 +109,48 @@ def count_attempt(connection: Connection, key: str) -> None:
                        .values(attempts=log_outbox.c.attempts + 1))
 
 
+@implementer(ISessionLogs)
 class LogOutbox:
     """Durable logs for the manager: written, then pushed in order until acknowledged."""
 
-    def __init__(self, store: Store, gateway, clock: IReactorTime, node: str):
+    def __init__(self, store: Store, gateway: IManagerForRelay, clock: IReactorTime, node: str):
         self._store = store
         self._gateway = gateway
         self._clock = clock
         self._node = node
         self._sending: Deferred | None = None
         self._again = False
-        self._to_write: list[tuple[str, dict, Deferred]] = []
+        self._to_write: list[tuple[SessionLog, Deferred]] = []
         self._writing = False
         self.filed = 0
         self.pending = 0
         self.written = {"started": 0, "ended": 0}
 
-    def started(self, body: dict) -> Deferred:
+    def started(self, admission: Admission, at_us: int) -> Deferred:
         """Write a started log (with its connection record), then push it; fires once the
         log is committed."""
-        return self._write("started", body)
+        return self._write(self._log("started", admission.session_id, admission.side,
+                                     admission.request_id, admission.party_id, at_us))
 
-    def ended(self, body: dict) -> Deferred:
+    def ended(self, admission: Admission, at_us: int, normal: bool, reason: str,
+              bytes_from_side: int, bytes_to_side: int) -> Deferred:
         """Write an end log (closing the connection record), then push it; fires once the
         log is committed."""
-        return self._write("ended", body)
+        return self._write(self._log("ended", admission.session_id, admission.side,
+                                     admission.request_id, admission.party_id, at_us,
+                                     normal=normal, reason=reason,
+                                     bytes_from_side=bytes_from_side,
+                                     bytes_to_side=bytes_to_side))
 
-    def _write(self, kind: str, body: dict) -> Deferred:
-        body = dict(body, kind=kind, relay_node=self._node,
-                    key=log_key(body["session_id"], body["side"], kind))
+    def _log(self, kind: str, session_id: str, side: str, request_id: str, party_id: str,
+             at_us: int, **ended) -> SessionLog:
+        return SessionLog(key=log_key(session_id, side, kind), kind=kind,
+                          session_id=session_id, request_id=request_id, side=side,
+                          party_id=party_id, at_us=at_us, relay_node=self._node, **ended)
+
+    def _write(self, entry: SessionLog) -> Deferred:
         committed: Deferred = Deferred()
-        self._to_write.append((kind, body, committed))
+        self._to_write.append((entry, committed))
         if not self._writing:
             self._writing = True
             ensureDeferred(self._write_groups()).addErrback(
@@ -153,17 +162,17 @@ class LogOutbox:
             while self._to_write:
                 group = self._to_write[:MAX_GROUP]
                 del self._to_write[:MAX_GROUP]
-                await self._commit([(kind, body) for kind, body, _ in group])
-                for kind, _, _ in group:
-                    self.written[kind] += 1
+                await self._commit([entry for entry, _ in group])
+                for entry, _ in group:
+                    self.written[entry.kind] += 1
                     self.pending += 1
                 self.kick()
-                for _, _, committed in group:
+                for _, committed in group:
                     committed.callback(None)
         finally:
             self._writing = False
 
-    async def _commit(self, entries: list[tuple[str, dict]]) -> None:
+    async def _commit(self, entries: list[SessionLog]) -> None:
         """Commit ``entries``, retrying while the store is busy or failing."""
         delay = 0.05
         while True:
@@ -181,11 +190,10 @@ class LogOutbox:
         rows = await self._store.run(open_connections)
         at = now_us(self._clock)
         for row in rows:
-            await self.ended({"session_id": row["session_id"], "side": row["side"],
-                              "request_id": row["request_id"], "party_id": row["party_id"],
-                              "at_us": at, "normal": False, "reason": reason,
-                              "bytes_from_side": row["bytes_from_side"],
-                              "bytes_to_side": row["bytes_to_side"]})
+            await self._write(self._log(
+                "ended", row["session_id"], row["side"], row["request_id"], row["party_id"], at,
+                normal=False, reason=reason, bytes_from_side=row["bytes_from_side"],
+                bytes_to_side=row["bytes_to_side"]))
         if rows:
             log.info("closed {count} connections left open by an earlier run: {reason}",
                      count=len(rows), reason=reason)
@@ -216,22 +224,22 @@ class LogOutbox:
             if not logs:
                 return
             filed: list[str] = []
-            for body in logs:
+            for entry in logs:
                 try:
-                    await self._gateway.file_log(body)
+                    await self._gateway.file_log(entry)
                 except Exception as e:
                     await self._acked(filed)
                     filed = []
-                    await self._store.run(count_attempt, body["key"])
+                    await self._store.run(count_attempt, entry.key)
                     delay = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)]
                     attempt += 1
                     log.warn("log {key} not filed ({error}); retrying in {delay} s",
-                             key=body["key"], error=repr(e), delay=delay,
-                             request_id=body.get("request_id"))
+                             key=entry.key, error=repr(e), delay=delay,
+                             request_id=entry.request_id)
                     await deferLater(self._clock, delay, lambda: None)
                     break
                 attempt = 0
-                filed.append(body["key"])
+                filed.append(entry.key)
             await self._acked(filed)
 
     async def _acked(self, keys: list[str]) -> None:

@@ -11,8 +11,6 @@ timeouts, heartbeats, no compression.
 
 from __future__ import annotations
 
-import re
-
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionRequest
@@ -21,11 +19,11 @@ from twisted.logger import Logger
 from twisted.web.resource import Resource
 from zope.interface import implementer
 
+from remotecomm.identifiers import SESSION_ID, is_valid
 from remotecomm.relay import envelope as env
-from remotecomm.tcp import no_delay
 from remotecomm.relay.core import (CLOSE_BAD_FRAME, CLOSE_BAD_HANDSHAKE, CLOSE_NORMAL, CLOSE_ORIGIN,
                                    CLOSE_VERSION, IRelayConnection, RelayCore)
-from remotecomm.xmpp.payloads import SESSION_ID
+from remotecomm.tcp import no_delay
 
 log = Logger()
 
@@ -60,12 +58,12 @@ class RelayServerProtocol(WebSocketServerProtocol):
             self._refusal = (CLOSE_VERSION, "unsupported-version",
                              f"unsupported envelope version ({offered}); this relay speaks "
                              f"{env.SUBPROTOCOL}")
-        elif not re.fullmatch(SESSION_ID, session_id) or not token or len(token) > 128:
+        elif not is_valid(SESSION_ID, session_id) or not token or len(token) > 128:
             self._refusal = (CLOSE_BAD_HANDSHAKE, "bad-handshake",
                              "the session ID and token headers are required")
         else:
             self._join = (session_id, token)
-        self._session_id = session_id if re.fullmatch(SESSION_ID, session_id) else None
+        self._session_id = session_id if is_valid(SESSION_ID, session_id) else None
         return chosen
 
     def onOpen(self):

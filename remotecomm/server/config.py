@@ -84,12 +84,14 @@ class SessionsConfig:
 
 @dataclass(frozen=True)
 class RelayConfig:
-    """The relay node this server runs and how clients reach it."""
+    """The relay node this server runs, how clients reach it, and how relay and manager
+    reach each other when they run apart."""
 
     node: str
     public_url: str
     database: Path
     manager_url: str        # where a relay-only process calls the manager
+    api_url: str            # where a manager-only process calls its relay node
     api_secret_file: Path   # the shared secret of the relay ↔ manager API
 
 
@@ -219,6 +221,8 @@ def load_server_config(path: str | Path) -> ServerConfig:
         database=relay_section.get_path("database", data_dir / "relay.sqlite3", base=data_dir),
         manager_url=relay_section.get_str("manager_url", public_url.rstrip("/"),
                                           pattern=r"https?://[^\s/?#]+/?").rstrip("/"),
+        api_url=relay_section.get_str("api_url", public_url.rstrip("/"),
+                                      pattern=r"https?://[^\s/?#]+/?").rstrip("/"),
         api_secret_file=relay_section.get_path("api_secret_file", data_dir / "relay-api.secret",
                                                base=data_dir),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
@@ -22,7 +23,9 @@ from remotecomm.clock import seconds_to_us
 from remotecomm.metrics import MetricsResource, relay_registry
 from remotecomm.relay.core import RelayCore
 from remotecomm.relay.logs import LogOutbox, open_relay_store
-from remotecomm.relay.placement import LocalRelayPlacement
+from remotecomm.relay.gateway_http import read_api_secret
+from remotecomm.relay.manager_api import ManagerClient, relay_node_routes
+from remotecomm.relay.node import RelayNode
 from remotecomm.relay.websocket import SiteRoot, relay_resource
 from remotecomm.server.config import ServerConfig, SessionsConfig, load_server_config
 from remotecomm.sessions.broker import SessionBroker
@@ -32,9 +35,9 @@ from remotecomm.server.nvx import NativeHelpersMissing, check_native_helpers
 from remotecomm.services import SequentialMultiService, StartStopService, exit_after_shutdown
 from remotecomm.store.engine import SchemaTooNew, Store, migrate, open_sqlite
 from remotecomm.tls import TLSSetupError, server_tls_options
-from remotecomm.sessions.relay_http import ManagerClient, RelayApiRoutes, read_api_secret
 from remotecomm.web.api import Api, Health
-from remotecomm.web.json_api import Router, make_site
+from remotecomm.web.relay_api import RelayNodeClient, manager_routes
+from remotecomm.json_http import Router, make_site
 from remotecomm.xmpp.component import build_component
 from remotecomm.xmpp.payloads import parse_approval_decision
 from remotecomm.xmpp.stream import NotConnected
@@ -71,9 +74,10 @@ class Options(config_options(load_server_config, "server_config", "etc/remotecom
 def build_service(config: ServerConfig, reactor, role: str = "both") -> MultiService:
     """Open the stores, build the objects, wire them, and return them as one service.
 
-    ``role`` picks what this process runs.  The relay reaches the manager through
-    the same interface either way: in-process for ``both``, over the HTTPS API
-    (:mod:`remotecomm.sessions.relay_http`) when they run apart.
+    ``role`` picks what this process runs.  Relay and manager reach each other
+    through the interfaces of :mod:`remotecomm.relay.gateway` either way:
+    in-process for ``both``, over the HTTPS API (:mod:`remotecomm.web.relay_api`,
+    :mod:`remotecomm.relay.manager_api`) when they run apart.
     """
     try:
         check_native_helpers()
@@ -82,19 +86,23 @@ def build_service(config: ServerConfig, reactor, role: str = "both") -> MultiSer
     root = SequentialMultiService()
     # Started in this order, stopped one by one in reverse: the stores outlive their users.
     readiness: dict = {}
-    manager_for_relay = None
-    if role in ("both", "manager"):
-        manager_for_relay, api_resource = _build_manager(config, reactor, root, readiness,
-                                                         role)
+    secret = _api_secret(config) if role != "both" else None
+    manager = _build_manager(config, reactor, root, readiness) if role != "relay" else None
+    relay = None
+    if role != "manager":
+        gateway = manager.for_relay if manager is not None else _manager_client(
+            config, reactor, root, secret)
+        relay = _build_relay(config, reactor, root, readiness, gateway)
+    if manager is not None:
+        relays = relay.node if relay is not None else _relay_node_client(config, reactor,
+                                                                         root, secret)
+        routes = manager_routes(manager.for_relay, secret) if role == "manager" else []
+        api_resource = _build_sessions(config, reactor, root, readiness, manager, relays,
+                                       routes)
     else:
-        api_resource = Router(Health(readiness, reactor).routes())
-    relay_root = None
-    if role in ("both", "relay"):
-        if manager_for_relay is None:
-            manager_for_relay = _manager_client(config, reactor, root)
-        relay_root, relay_core, outbox = _build_relay(config, reactor, root, readiness,
-                                                      manager_for_relay)
-    factory = make_site(SiteRoot(api_resource, relay_root or NoResource()))
+        api_resource = Router(Health(readiness, reactor).routes()
+                              + relay_node_routes(relay.node, secret))
+    factory = make_site(SiteRoot(api_resource, relay.resource if relay else NoResource()))
     if config.tls.enabled:
         try:
             tls_options = server_tls_options(config.tls.certificate, config.tls.key,
@@ -107,10 +115,10 @@ def build_service(config: ServerConfig, reactor, role: str = "both") -> MultiSer
     web.setName("web")
     web._raiseSynchronously = True  # a port in use must stop twistd, not just log
     web.setServiceParent(root)
-    if config.metrics.enabled and relay_root is not None:
+    if config.metrics.enabled and relay is not None:
         metrics = StreamServerEndpointService(
             serverFromString(reactor, config.metrics.listen),
-            make_site(MetricsResource(relay_registry(relay_core, outbox))))
+            make_site(MetricsResource(relay_registry(relay.core, relay.outbox))))
         metrics.setName("metrics")
         metrics._raiseSynchronously = True
         metrics.setServiceParent(root)
@@ -128,8 +136,34 @@ def build_service(config: ServerConfig, reactor, role: str = "both") -> MultiSer
     return root
 
 
-def _build_manager(config: ServerConfig, reactor, root, readiness: dict, role: str):
-    """The manager: its store, accounts, XMPP component, sessions and REST API."""
+@dataclass
+class _ManagerParts:
+    store: Store
+    accounts: Accounts
+    devices: object
+    component: object
+    for_relay: ManagerForRelay
+
+
+@dataclass
+class _RelayParts:
+    resource: object
+    core: RelayCore
+    outbox: LogOutbox
+    node: RelayNode
+
+
+def _api_secret(config: ServerConfig) -> str:
+    """The relay ↔ manager API's shared secret (both sides of a split need it)."""
+    try:
+        return read_api_secret(config.relay.api_secret_file)
+    except (OSError, ValueError) as e:
+        _refuse_to_start(f"the relay API needs its secret ({e}); run `remotecomm admin init` "
+                         f"on the manager and copy its [relay] api_secret_file to the relay")
+
+
+def _build_manager(config: ServerConfig, reactor, root, readiness: dict) -> _ManagerParts:
+    """The manager's store, accounts, XMPP component and its answers to relays."""
     engine = open_sqlite(config.database)
     try:
         migrate(engine)
@@ -151,38 +185,30 @@ def _build_manager(config: ServerConfig, reactor, root, readiness: dict, role: s
         component = _build_component(config, store, reactor)
         devices = component.messenger
         readiness["xmpp"] = lambda: succeed(component.stream.connected)
-    placement = LocalRelayPlacement(config.relay.node, config.relay.public_url)
-    broker = SessionBroker(store, reactor, session_policy(config.sessions),
-                           config.sessions.allow_test_approver, placement, devices)
+    return _ManagerParts(store=store, accounts=accounts, devices=devices, component=component,
+                         for_relay=ManagerForRelay(store, reactor, devices))
+
+
+def _build_sessions(config: ServerConfig, reactor, root, readiness: dict,
+                    manager: _ManagerParts, relays, extra_routes: list):
+    """The session broker, the XMPP handlers it needs, and the REST API."""
+    broker = SessionBroker(manager.store, reactor, session_policy(config.sessions),
+                           config.sessions.allow_test_approver, relays, manager.devices)
     StartStopService("sessions", lambda: _log_errors(broker.start(), "re-arming sessions"),
                      broker.stop).setServiceParent(root)
-    manager_for_relay = ManagerForRelay(store, reactor, devices)
-    extra_routes = []
-    if role == "manager":
-        try:
-            secret = read_api_secret(config.relay.api_secret_file)
-        except (OSError, ValueError) as e:
-            _refuse_to_start(f"the relay API needs its secret ({e}); run "
-                             f"`remotecomm admin init`")
-        extra_routes = RelayApiRoutes(manager_for_relay, secret).routes()
-    if component is not None:
-        component.requests.register("approval-decision", decision_handler(broker))
-        component.connector.setServiceParent(root)
+    if manager.component is not None:
+        manager.component.requests.register("approval-decision", decision_handler(broker))
+        manager.component.connector.setServiceParent(root)
     if config.sessions.allow_test_approver:
         log.warn("this manager ACCEPTS answers from device test approvers "
                  "([sessions] allow_test_approver = true): for tests and benchmarks only")
-    api = Api(accounts, store, reactor, readiness=readiness, broker=broker,
+    api = Api(manager.accounts, manager.store, reactor, readiness=readiness, broker=broker,
               extra_routes=extra_routes)
-    return manager_for_relay, api.resource()
+    return api.resource()
 
 
-def _manager_client(config: ServerConfig, reactor, root) -> ManagerClient:
+def _manager_client(config: ServerConfig, reactor, root, secret: str) -> ManagerClient:
     """A relay-only process calls the manager over HTTPS."""
-    try:
-        secret = read_api_secret(config.relay.api_secret_file)
-    except (OSError, ValueError) as e:
-        _refuse_to_start(f"the relay API needs its secret ({e}): copy the manager's "
-                         f"[relay] api_secret_file here")
     client = ManagerClient(reactor, config.relay.manager_url,
                            config.tls.ca_certificate if config.relay.manager_url.startswith(
                                "https:") else None, secret)
@@ -191,15 +217,27 @@ def _manager_client(config: ServerConfig, reactor, root) -> ManagerClient:
     return client
 
 
-def _build_relay(config: ServerConfig, reactor, root, readiness: dict, manager_for_relay):
-    """The relay: its own store, the log outbox and the WebSocket endpoints."""
+def _relay_node_client(config: ServerConfig, reactor, root, secret: str) -> RelayNodeClient:
+    """A manager-only process calls its relay node over HTTPS."""
+    client = RelayNodeClient(reactor, config.relay.api_url,
+                             config.tls.ca_certificate if config.relay.api_url.startswith(
+                                 "https:") else None, secret)
+    StartStopService("relay-client", lambda: None, client.close).setServiceParent(root)
+    log.info("manager calls its relay node at {url}", url=config.relay.api_url)
+    return client
+
+
+def _build_relay(config: ServerConfig, reactor, root, readiness: dict,
+                 gateway) -> _RelayParts:
+    """The relay: its own store, the log outbox, the WebSocket endpoints, the node."""
     relay_store = open_relay_store(config.relay.database, reactor)
     StartStopService("relay-store", relay_store.start, relay_store.stop).setServiceParent(root)
-    outbox = LogOutbox(relay_store, manager_for_relay, reactor, config.relay.node)
-    relay_core = RelayCore(reactor, manager_for_relay, outbox)
+    outbox = LogOutbox(relay_store, gateway, reactor, config.relay.node)
+    relay_core = RelayCore(reactor, gateway, outbox)
     RelayService(relay_core, outbox).setServiceParent(root)
     readiness["relay-store"] = relay_store.check
-    return relay_resource(relay_core), relay_core, outbox
+    return _RelayParts(resource=relay_resource(relay_core), core=relay_core, outbox=outbox,
+                       node=RelayNode(relay_core, config.relay.node, config.relay.public_url))
 
 
 def session_policy(sessions: SessionsConfig) -> SessionPolicy:

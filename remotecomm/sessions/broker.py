@@ -21,9 +21,11 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from remotecomm.accounts.login import Caller
-from remotecomm.accounts.tokens import new_token, token_hash
+from remotecomm.tokens import new_token, token_hash
 from remotecomm.clock import now_us
+from remotecomm.relay.gateway import AllocationRequest, IRelayForManager
 from remotecomm.sessions import lifecycle as lc
+from remotecomm.sessions import rows
 from remotecomm.store import sessions as session_queries
 from remotecomm.store.audit import append_audit
 from remotecomm.store.engine import Store
@@ -60,12 +62,12 @@ class SessionBroker:
     """Sequences a session from request to approval (and, on no answer, to its end)."""
 
     def __init__(self, store: Store, clock: IReactorTime, policy: lc.SessionPolicy,
-                 allow_test_approver: bool, placement, devices):
+                 allow_test_approver: bool, relays: IRelayForManager, devices):
         self._store = store
         self._clock = clock
         self._policy = policy
         self._allow_test_approver = allow_test_approver
-        self._placement = placement
+        self._relays = relays
         self._devices = devices
         self._timers: dict[str, object] = {}
 
@@ -97,10 +99,10 @@ class SessionBroker:
         row = session_queries.load_session(connection, request_id)
         if row is None:
             return None
-        before = session_queries.session_from_row(row)
+        before = rows.session_from_row(row)
         after = lc.deadline_passed(before, at_us)
         if after is not before:
-            session_queries.save_session(connection, before, after)
+            rows.save_session(connection, before, after)
         return after
 
     def _after_expiry(self, session: lc.Session | None) -> None:
@@ -114,17 +116,17 @@ class SessionBroker:
 
     async def start(self) -> None:
         """Re-arm the deadlines of open sessions from the store (after a restart)."""
-        rows = await self._store.run(session_queries.open_sessions)
+        open_rows = await self._store.run(rows.open_session_rows)
         at = now_us(self._clock)
-        for row in rows:
-            before = session_queries.session_from_row(row)
+        for row in open_rows:
+            before = rows.session_from_row(row)
             after = lc.restarted(before, at)
             if after is not before:
-                await self._store.run(session_queries.save_session, before, after)
+                await self._store.run(rows.save_session, before, after)
                 log.info("session {request_id} ended at start: {reason}",
                          request_id=after.request_id, reason=after.end_reason)
             self._arm(after)
-        log.info("re-armed {count} open sessions", count=len(rows))
+        log.info("re-armed {count} open sessions", count=len(open_rows))
 
     def stop(self) -> None:
         """Cancel every timer (their deadlines stay in the store)."""
@@ -148,7 +150,7 @@ class SessionBroker:
         at = now_us(self._clock)
         session = lc.request(secrets.token_urlsafe(16), at, self._policy)
         try:
-            await self._store.run(session_queries.insert_session, session,
+            await self._store.run(rows.insert_session, session,
                                   unit_id=caller.unit_id, user_id=caller.user_id,
                                   terminal_id=caller.terminal_id, device_id=device_id,
                                   app_id=app_id)
@@ -179,12 +181,11 @@ class SessionBroker:
 
     async def _end(self, request_id: str, reason: str, detail: str | None = None) -> None:
         def end(connection):
-            row = session_queries.load_session(connection, request_id)
-            before = session_queries.session_from_row(row)
+            before = rows.load(connection, request_id)
             if not before.is_open:
                 return before
             after = lc.end(before, reason, now_us(self._clock), detail)
-            session_queries.save_session(connection, before, after)
+            rows.save_session(connection, before, after)
             return after
 
         session = await self._store.run(end)
@@ -202,12 +203,12 @@ class SessionBroker:
             row = session_queries.load_session(connection, decision.request_id)
             if row is None or row.device_id != device_id:
                 return None, None, None
-            before = session_queries.session_from_row(row)
+            before = rows.session_from_row(row)
             if before.state != lc.PENDING:
                 return before, before, row
             after = lc.decide(before, decision.approve, decision.operator,
                               decision.by_test_approver, at, allow)
-            session_queries.save_session(connection, before, after)
+            rows.save_session(connection, before, after)
             if after.end_reason == "refused":
                 append_audit(connection, at, APPROVAL_REFUSED, actor=decision.operator,
                              source_address=source, unit_id=row.unit_id,
@@ -241,9 +242,9 @@ class SessionBroker:
 
     async def _allocate(self, row) -> None:
         try:
-            allocation = await self._placement.allocate({
-                "request_id": row.request_id, "device_id": row.device_id,
-                "terminal_id": row.terminal_id, "app_id": row.app_id})
+            allocation = await self._relays.allocate(AllocationRequest(
+                request_id=row.request_id, device_id=row.device_id,
+                terminal_id=row.terminal_id, app_id=row.app_id))
         except Exception as e:
             log.error("session {request_id}: the relay gave no session ID: {error}",
                       request_id=row.request_id, error=repr(e))
@@ -253,12 +254,11 @@ class SessionBroker:
         device_token = new_token()
 
         def approve(connection):
-            current = session_queries.load_session(connection, row.request_id)
-            before = session_queries.session_from_row(current)
+            before = rows.load(connection, row.request_id)
             after = lc.allocated(before, at, self._policy)
-            session_queries.save_session(
-                connection, before, after, session_id=allocation["session_id"],
-                relay_node=allocation["relay_node"], relay_url=allocation["relay_url"],
+            rows.save_session(
+                connection, before, after, session_id=allocation.session_id,
+                relay_node=allocation.relay_node, relay_url=allocation.relay_url,
                 device_token_hash=token_hash(device_token))
             return after
 
@@ -269,10 +269,10 @@ class SessionBroker:
         self._arm(session)
         await self._notify_device(row, allocation, device_token, session.join_deadline_us)
 
-    async def _notify_device(self, row, allocation: dict, device_token: str,
+    async def _notify_device(self, row, allocation, device_token: str,
                              join_deadline_us: int) -> None:
-        ready = SessionReady(request_id=row.request_id, session_id=allocation["session_id"],
-                             token=device_token, relay_url=allocation["relay_url"],
+        ready = SessionReady(request_id=row.request_id, session_id=allocation.session_id,
+                             token=device_token, relay_url=allocation.relay_url,
                              app_id=row.app_id, join_deadline_us=join_deadline_us)
         for attempt in range(1, NOTIFY_ATTEMPTS + 1):
             try:
@@ -297,7 +297,7 @@ class SessionBroker:
         row = await self._store.run(session_queries.load_session, request_id)
         if row is None or row.terminal_id != caller.terminal_id or row.user_id != caller.user_id:
             raise SessionError(404, "session-not-found", "no such session request")
-        session = session_queries.session_from_row(row)
+        session = rows.session_from_row(row)
         answer = {"request_id": request_id, "state": lc.outcome(session),
                   "device_id": row.device_id, "app_id": row.app_id,
                   "requested_at_us": row.requested_us}
@@ -313,7 +313,7 @@ class SessionBroker:
             return answer
         token = new_token()
         if not await self._store.run(session_queries.deliver_terminal_token, request_id,
-                                     token_hash(token)):
+                                     token_hash(token), lc.APPROVED):
             raise SessionError(409, "already-delivered",
                                "the terminal token of this session was already delivered")
         log.info("session {request_id}: terminal token delivered", request_id=request_id)

@@ -1,11 +1,12 @@
-"""What the manager does for the relay: check tokens, file logs, end sessions.
+"""The manager's answers to the relay: check tokens, file logs, end sessions.
 
-The relay calls these through an interface whose arguments and results are
-plain, serialisable values (in-process now; over an authenticated HTTPS API
-when relay and manager run apart).
+:class:`ManagerForRelay` implements
+:class:`~remotecomm.relay.gateway.IManagerForRelay`; the relay calls it
+directly in one process, or through the manager's HTTPS routes
+(:mod:`remotecomm.web.relay_api`) from another.
 
-- :meth:`ManagerForRelay.authenticate` (S173–S175, S206–S208): the side's
-  token must match the session's hash for that side, be used once, and come
+- :meth:`ManagerForRelay.authenticate` (S173–S175, S206–S208): the token's
+  hash must match the session's for that side, be used once, and come
   within the join window.  Refusals are audited with their source.
 - :meth:`ManagerForRelay.file_log` (S178, S211, S269, S297): files each log
   once by its key; both started logs make the session active, both end logs
@@ -16,18 +17,20 @@ when relay and manager run apart).
 
 from __future__ import annotations
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Connection
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from zope.interface import implementer
 
-from remotecomm.accounts.tokens import looks_like_token, token_hash
 from remotecomm.clock import now_us
-from remotecomm.relay.core import AdmissionRefused
+from remotecomm.relay.gateway import (Admission, AdmissionRefused, EndRequest,
+                                      IManagerForRelay, JoinRequest, LogRejected, Refusal,
+                                      SessionLog)
 from remotecomm.sessions import lifecycle as lc
-from remotecomm.store import sessions as session_queries
+from remotecomm.sessions.rows import save_session, session_from_row
+from remotecomm.store import sessions as session_rows
 from remotecomm.store.audit import append_audit
 from remotecomm.store.engine import Store
-from remotecomm.store.schema import session_connections, sessions
 from remotecomm.xmpp.payloads import EndSession, build_end_session
 
 log = Logger()
@@ -36,76 +39,66 @@ ADMISSION_REFUSED = "relay-admission-refused"
 _TOKEN_COLUMN = {"device": "device_token_hash", "terminal": "terminal_token_hash"}
 
 
-def _authenticate(connection, request: dict, at_us: int) -> dict:
-    side = request["side"]
-    row = connection.execute(select(sessions).where(
-        sessions.c.session_id == request["session_id"])).first()
-    token = request["token"]
-    digest = token_hash(token) if looks_like_token(token) else None
+def _authenticate(connection: Connection, request: JoinRequest, at_us: int) -> Admission:
+    side = request.side
+    row = session_rows.load_session_by_session_id(connection, request.session_id)
     other = "terminal" if side == "device" else "device"
     if row is None:
         raise AdmissionRefused("unknown-session", "no such session")
-    if digest is None or (digest != getattr(row, _TOKEN_COLUMN[side])):
-        if digest is not None and digest == getattr(row, _TOKEN_COLUMN[other]):
+    if request.token_hash != getattr(row, _TOKEN_COLUMN[side]):
+        if request.token_hash == getattr(row, _TOKEN_COLUMN[other]):
             raise AdmissionRefused("wrong-side", f"this token is for the {other} side")
         raise AdmissionRefused("wrong-token", "the token does not match this session")
-    if connection.execute(select(session_connections.c.side).where(
-            session_connections.c.request_id == row.request_id,
-            session_connections.c.side == side)).first():
+    if side in session_rows.connection_records(connection, row.request_id):
         raise AdmissionRefused("token-used", "this token was used already")
     if row.state not in (lc.APPROVED, lc.ACTIVE) or row.join_deadline_us <= at_us:
         raise AdmissionRefused("join-window-closed", "the session can no longer be joined")
     party_id = row.device_id if side == "device" else row.terminal_id
-    connection.execute(insert(session_connections).values(
-        request_id=row.request_id, side=side, party_id=party_id, started_us=None,
-        ended_us=None, ended_normally=None, end_reason=None, bytes_from_side=0,
-        bytes_to_side=0, started_log_key=None, ended_log_key=None))
-    return {"request_id": row.request_id, "party_id": party_id, "app_id": row.app_id,
-            "pairing_deadline_us": row.join_deadline_us,
-            "lifetime_deadline_us": row.lifetime_deadline_us,
-            "idle_timeout_us": row.idle_timeout_us}
+    session_rows.insert_connection_record(connection, row.request_id, side, party_id)
+    return Admission(session_id=request.session_id, side=side, request_id=row.request_id,
+                     party_id=party_id, app_id=row.app_id,
+                     pairing_deadline_us=row.join_deadline_us,
+                     lifetime_deadline_us=row.lifetime_deadline_us,
+                     idle_timeout_us=row.idle_timeout_us)
 
 
-def _file_log(connection, body: dict, at_us: int) -> str:
-    row = connection.execute(select(sessions).where(
-        sessions.c.request_id == body["request_id"])).first()
-    if row is None or row.session_id != body["session_id"]:
-        raise ValueError(f"log {body['key']} names no known session")
-    where = (session_connections.c.request_id == row.request_id,
-             session_connections.c.side == body["side"])
-    record = connection.execute(select(session_connections).where(*where)).first()
+def _file_log(connection: Connection, entry: SessionLog, at_us: int) -> str:
+    row = session_rows.load_session(connection, entry.request_id)
+    if row is None or row.session_id != entry.session_id:
+        raise LogRejected(entry.key, f"log {entry.key} names no known session")
+    records = session_rows.connection_records(connection, row.request_id)
+    record = records.get(entry.side)
     if record is None:
-        raise ValueError(f"log {body['key']} for a side that never joined")
-    if (record.started_log_key if body["kind"] == "started" else record.ended_log_key):
+        raise LogRejected(entry.key, f"log {entry.key} is for a side that never joined")
+    if (record.started_log_key if entry.kind == "started" else record.ended_log_key):
         return "duplicate"
-    if body["kind"] == "started":
-        connection.execute(update(session_connections).where(*where).values(
-            started_us=body["at_us"], started_log_key=body["key"]))
+    if entry.kind == "started":
+        session_rows.record_connection_started(connection, row.request_id, entry.side,
+                                               entry.at_us, entry.key)
     else:
-        connection.execute(update(session_connections).where(*where).values(
-            ended_us=body["at_us"], ended_normally=bool(body["normal"]),
-            end_reason=body["reason"], bytes_from_side=int(body["bytes_from_side"]),
-            bytes_to_side=int(body["bytes_to_side"]), ended_log_key=body["key"]))
-    records = {r.side: r for r in connection.execute(
-        select(session_connections).where(session_connections.c.request_id == row.request_id))}
-    before = session_queries.session_from_row(row)
+        session_rows.record_connection_ended(
+            connection, row.request_id, entry.side, at_us=entry.at_us, normal=entry.normal,
+            reason=entry.reason, bytes_from_side=entry.bytes_from_side,
+            bytes_to_side=entry.bytes_to_side, key=entry.key)
+    records = session_rows.connection_records(connection, row.request_id)
+    before = session_from_row(row)
     after = before
-    if body["kind"] == "started" and before.state == lc.APPROVED and len(records) == 2 and all(
+    if entry.kind == "started" and before.state == lc.APPROVED and len(records) == 2 and all(
             r.started_log_key for r in records.values()):
         after = lc.activate(before)
-    elif body["kind"] == "ended" and len(records) == 2 and all(
+    elif entry.kind == "ended" and len(records) == 2 and all(
             r.ended_log_key for r in records.values()):
         after = lc.both_sides_ended(before, at_us, records["device"].end_reason,
                                     records["terminal"].end_reason)
-    elif body["kind"] == "ended" and len(records) == 1 and before.is_open:
+    elif entry.kind == "ended" and len(records) == 1 and before.is_open:
         # Only one side ever joined: its end is the session's end.
-        after = lc.end(before, body["reason"] if body["reason"] != "normal" else "expired",
-                       at_us)
+        after = lc.end(before, entry.reason if entry.reason != "normal" else "expired", at_us)
     if after is not before:
-        session_queries.save_session(connection, before, after)
+        save_session(connection, before, after)
     return after.state
 
 
+@implementer(IManagerForRelay)
 class ManagerForRelay:
     """The manager's side of the relay ↔ manager interface."""
 
@@ -114,38 +107,39 @@ class ManagerForRelay:
         self._clock = clock
         self._devices = devices
 
-    async def authenticate(self, request: dict) -> dict:
+    async def authenticate(self, request: JoinRequest) -> Admission:
         """Confirm a joining side's token; raises ``AdmissionRefused`` (audited)."""
         at = now_us(self._clock)
         try:
             return await self._store.run(_authenticate, request, at)
         except AdmissionRefused as e:
-            await self.record_refusal(dict(request, code=e.code))
+            await self.record_refusal(Refusal(code=e.code, session_id=request.session_id,
+                                              side=request.side,
+                                              source_address=request.source_address))
             raise
 
-    async def record_refusal(self, request: dict) -> None:
+    async def record_refusal(self, refusal: Refusal) -> None:
         """Audit a refused admission (never the token)."""
         await self._store.run(append_audit, now_us(self._clock), ADMISSION_REFUSED,
-                              source_address=request.get("source_address"),
-                              session_id=request.get("session_id"), side=request.get("side"),
-                              reason=request.get("code"))
+                              source_address=refusal.source_address,
+                              session_id=refusal.session_id, side=refusal.side,
+                              reason=refusal.code)
 
-    async def file_log(self, body: dict) -> None:
-        """File one session log (once per key)."""
-        state = await self._store.run(_file_log, body, now_us(self._clock))
+    async def file_log(self, entry: SessionLog) -> None:
+        """File one session log (once per key); ``LogRejected`` if it names nothing known."""
+        state = await self._store.run(_file_log, entry, now_us(self._clock))
         if state == "duplicate":
             log.info("{kind} log of the {side} side of {request_id} was filed already "
-                     "({key})", kind=body["kind"], side=body["side"],
-                     request_id=body["request_id"], key=body["key"])
+                     "({key})", kind=entry.kind, side=entry.side,
+                     request_id=entry.request_id, key=entry.key)
             return
         log.info("filed {kind} log of the {side} side of {request_id} (session {state})",
-                 kind=body["kind"], side=body["side"], request_id=body["request_id"],
-                 state=state)
+                 kind=entry.kind, side=entry.side, request_id=entry.request_id, state=state)
 
-    async def end_session(self, request: dict) -> None:
+    async def end_session(self, request: EndRequest) -> None:
         """S264–S266: the terminal ended; ask the device to end its side (S265)."""
-        row = await self._store.run(session_queries.load_session, request["request_id"])
-        if row is None or row.session_id != request["session_id"]:
+        row = await self._store.run(session_rows.load_session, request.request_id)
+        if row is None or row.session_id != request.session_id:
             return
         log.info("session {request_id}: asking {device_id} to end its side",
                  request_id=row.request_id, device_id=row.device_id)

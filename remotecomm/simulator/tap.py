@@ -14,7 +14,7 @@ from remotecomm.simulator.device_state import DeviceState
 from remotecomm.simulator.panel import Panel
 from remotecomm.simulator.remote_panel import remote_panel_site
 from remotecomm.simulator.web_server import web_server_site
-from remotecomm.web.json_api import make_site
+from remotecomm.json_http import make_site
 
 log = Logger()
 

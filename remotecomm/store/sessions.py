@@ -1,42 +1,32 @@
-"""Transaction functions for session rows.
+"""Transaction functions for session rows and their connection records.
 
-The lifecycle rules live in :mod:`remotecomm.sessions.lifecycle`; these
-functions load and save its :class:`~remotecomm.sessions.lifecycle.Session`
-together with the stamps and token hashes that only the store needs.
-Every save checks the state it replaces, so two writers cannot both move
-one session (the second gets :class:`Conflict`).
+The store knows no lifecycle: it reads and writes rows and columns.
+:mod:`remotecomm.sessions.rows` maps rows to the lifecycle's
+:class:`~remotecomm.sessions.lifecycle.Session` and back.  Every update of a
+session names the state it expects to replace, so two writers cannot both
+move one session (the second gets :class:`Conflict`).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from typing import Iterable
 
 from sqlalchemy import Connection, insert, select, update
 
-from remotecomm.sessions.lifecycle import OPEN_STATES, Session
-from remotecomm.store.schema import devices, sessions, units, users
-
-_LIFECYCLE_FIELDS = tuple(Session.__dataclass_fields__)
+from remotecomm.store.schema import devices, session_connections, sessions, units, users
 
 
 class Conflict(Exception):
     """The session changed under us (another event moved it first)."""
 
 
-def session_from_row(row) -> Session:
-    """The lifecycle view of a session row."""
-    values = {field: getattr(row, field) for field in _LIFECYCLE_FIELDS}
-    values["approved_by_test_approver"] = bool(values["approved_by_test_approver"])
-    return Session(**values)
-
-
-def open_session_between(connection: Connection, device_id: str,
-                         terminal_id: str) -> str | None:
-    """The request ID of a session between this device and terminal not yet fully ended."""
+def open_session_between(connection: Connection, device_id: str, terminal_id: str,
+                         open_states: Iterable[str]) -> str | None:
+    """The request ID of a session between this device and terminal in ``open_states``."""
     return connection.execute(
         select(sessions.c.request_id).where(sessions.c.device_id == device_id,
                                             sessions.c.terminal_id == terminal_id,
-                                            sessions.c.state.in_(OPEN_STATES))
+                                            sessions.c.state.in_(tuple(open_states)))
     ).scalar()
 
 
@@ -49,15 +39,14 @@ def device_for_request(connection: Connection, device_id: str, unit_id: str) -> 
     return dict(row._mapping) if row else None
 
 
-def insert_session(connection: Connection, session: Session, *, unit_id: str, user_id: str,
-                   terminal_id: str, device_id: str, app_id: str) -> None:
-    """Create the row of a new request, stamped with who asked for what."""
-    existing = open_session_between(connection, device_id, terminal_id)
+def insert_session(connection: Connection, values: dict, open_states: Iterable[str]) -> None:
+    """Create the row of a new request, unless its device and terminal already have a
+    session in ``open_states`` (then :class:`Conflict` names that session)."""
+    existing = open_session_between(connection, values["device_id"], values["terminal_id"],
+                                    open_states)
     if existing is not None:
         raise Conflict(existing)
-    connection.execute(insert(sessions).values(
-        **asdict(session), unit_id=unit_id, user_id=user_id, terminal_id=terminal_id,
-        device_id=device_id, app_id=app_id, terminal_token_delivered=False))
+    connection.execute(insert(sessions).values(**values))
 
 
 def load_session(connection: Connection, request_id: str):
@@ -65,31 +54,36 @@ def load_session(connection: Connection, request_id: str):
     return connection.execute(select(sessions).where(sessions.c.request_id == request_id)).first()
 
 
-def save_session(connection: Connection, before: Session, after: Session, **extra) -> None:
-    """Store ``after`` (and ``extra`` columns) if the row is still in ``before``'s state."""
-    changes = {field: getattr(after, field) for field in _LIFECYCLE_FIELDS
-               if getattr(after, field) != getattr(before, field)}
-    changes.update(extra)
-    result = connection.execute(
-        update(sessions).where(sessions.c.request_id == before.request_id,
-                               sessions.c.state == before.state).values(**changes))
-    if result.rowcount != 1:
-        raise Conflict(before.request_id)
+def load_session_by_session_id(connection: Connection, session_id: str):
+    """The whole row of the session the relay knows as ``session_id``, or ``None``."""
+    return connection.execute(select(sessions).where(sessions.c.session_id == session_id)).first()
 
 
-def deliver_terminal_token(connection: Connection, request_id: str, token_hash: str) -> bool:
-    """Store the terminal token's hash, once; whether this call was the one that did."""
+def update_session(connection: Connection, request_id: str, expected_state: str,
+                   changes: dict) -> None:
+    """Write ``changes`` if the row is still in ``expected_state``; else :class:`Conflict`."""
     result = connection.execute(
         update(sessions).where(sessions.c.request_id == request_id,
-                               sessions.c.state == "approved",
+                               sessions.c.state == expected_state).values(**changes))
+    if result.rowcount != 1:
+        raise Conflict(request_id)
+
+
+def deliver_terminal_token(connection: Connection, request_id: str, token_hash: str,
+                           state: str) -> bool:
+    """Store the terminal token's hash once, while the session is in ``state``; whether
+    this call was the one that did."""
+    result = connection.execute(
+        update(sessions).where(sessions.c.request_id == request_id,
+                               sessions.c.state == state,
                                sessions.c.terminal_token_delivered.is_(False))
         .values(terminal_token_hash=token_hash, terminal_token_delivered=True))
     return result.rowcount == 1
 
 
-def open_sessions(connection: Connection) -> list:
-    """Every session row that is not ended (for re-arming timers after a restart)."""
-    return list(connection.execute(select(sessions).where(sessions.c.state.in_(OPEN_STATES))))
+def sessions_in_states(connection: Connection, states: Iterable[str]) -> list:
+    """Every session row in one of ``states`` (for re-arming timers after a restart)."""
+    return list(connection.execute(select(sessions).where(sessions.c.state.in_(tuple(states)))))
 
 
 def display_names(connection: Connection, user_id: str, unit_id: str) -> tuple[str, str]:
@@ -105,3 +99,39 @@ def mark_device_notified(connection: Connection, request_id: str, at_us: int) ->
     """The device acknowledged its token and session ID (S149)."""
     connection.execute(update(sessions).where(sessions.c.request_id == request_id)
                        .values(device_notified_us=at_us))
+
+
+# -- connection records: one per side that joined through the relay -----------------------
+
+def connection_records(connection: Connection, request_id: str) -> dict:
+    """The connection records of a session, by side."""
+    return {row.side: row for row in connection.execute(
+        select(session_connections).where(session_connections.c.request_id == request_id))}
+
+
+def insert_connection_record(connection: Connection, request_id: str, side: str,
+                             party_id: str) -> None:
+    """A side was admitted (its token is now used)."""
+    connection.execute(insert(session_connections).values(
+        request_id=request_id, side=side, party_id=party_id, started_us=None,
+        ended_us=None, ended_normally=None, end_reason=None, bytes_from_side=0,
+        bytes_to_side=0, started_log_key=None, ended_log_key=None))
+
+
+def record_connection_started(connection: Connection, request_id: str, side: str,
+                              at_us: int, key: str) -> None:
+    """File a side's started log."""
+    connection.execute(update(session_connections).where(
+        session_connections.c.request_id == request_id, session_connections.c.side == side)
+        .values(started_us=at_us, started_log_key=key))
+
+
+def record_connection_ended(connection: Connection, request_id: str, side: str, *,
+                            at_us: int, normal: bool, reason: str, bytes_from_side: int,
+                            bytes_to_side: int, key: str) -> None:
+    """File a side's end log."""
+    connection.execute(update(session_connections).where(
+        session_connections.c.request_id == request_id, session_connections.c.side == side)
+        .values(ended_us=at_us, ended_normally=normal, end_reason=reason,
+                bytes_from_side=bytes_from_side, bytes_to_side=bytes_to_side,
+                ended_log_key=key))

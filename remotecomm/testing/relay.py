@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from twisted.internet.task import Clock
 from zope.interface import implementer
 
-from remotecomm.relay.core import IRelayConnection
+from remotecomm.relay.core import IRelayConnection, RelayCore
+from remotecomm.relay.node import RelayNode
 
 
 @implementer(IRelayConnection)
@@ -37,3 +39,9 @@ class FakeConnection:
 
     def pair(self, partner) -> None:
         self.partner = partner
+
+
+def standalone_node(clock=None, node: str = "relay-1",
+                    public_url: str = "wss://relay.test/relay") -> RelayNode:
+    """A relay node whose core has no manager and no outbox: for tests of allocation."""
+    return RelayNode(RelayCore(clock or Clock(), None, None), node, public_url)

@@ -57,7 +57,7 @@ class ServerSetup:
             f"component_port = {self.component_port}\n"
             "[metrics]\n"
             f"listen = 'tcp:{self.metrics_port}:interface=127.0.0.1'\n"
-            + (f"[relay]\npublic_url = 'wss://127.0.0.1:{self.relay_port}/relay'\n"
+            + (f"[relay]\napi_url = 'https://127.0.0.1:{self.relay_port}'\n"
                if separate_relay else "")
             + extra_config)
         self.ca = self.folder / "data" / "tls" / "ca.pem"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from twisted.words.protocols.jabber.jid import JID, InvalidFormat
 from twisted.words.xish import domish
 
-from remotecomm.identifiers import APP_ID, DEVICE_ID
+from remotecomm.identifiers import APP_ID, DEVICE_ID, REQUEST_ID, SESSION_ID, TOKEN
 
 NS_DEVICE = "urn:remotecomm:device:1"
 NS_DEVICE_PREFIX = "urn:remotecomm:device:"
@@ -144,8 +144,6 @@ def parse_presence(presence: domish.Element, devices_domain: str) -> PresenceUpd
     return PresenceUpdate(device_id=sender[0], resource=sender[1], available=kind is None)
 
 
-REQUEST_ID = r"[A-Za-z0-9_-]{16,64}"
-SESSION_ID = r"[A-Za-z0-9_-]{22,64}"
 _NAME = re.compile(r"[^\x00-\x1f\x7f]{1,200}")
 _INSTANT = re.compile(r"\d{1,19}")
 
@@ -261,7 +259,7 @@ def parse_session_ready(iq: domish.Element) -> SessionReady:
     return SessionReady(
         request_id=_attribute(element, "request-id", REQUEST_ID),
         session_id=_attribute(element, "session-id", SESSION_ID),
-        token=_attribute(element, "token", r"[A-Za-z0-9_-]{43}"),
+        token=_attribute(element, "token", TOKEN),
         relay_url=_attribute(element, "relay-url", r"wss?://[^\s\"'<>]{1,250}"),
         app_id=_attribute(element, "app", APP_ID),
         join_deadline_us=int(_attribute(element, "join-deadline-us", _INSTANT)),

@@ -67,6 +67,11 @@ class RoleSplitTests(TestCase):
         await opening.wait_for_output("Scripts: ", timeout=15)
         self.assertIn(f"wss://127.0.0.1:{self.setup.relay_port}/relay", opening.output)
         session = json.loads((self.setup.terminal_home / "sessions" / "mfp-1.json").read_text())
+        # The relay made the session ID (S145–S147) and the manager stored what it returned.
+        self.assertIn("allocated on relay-a", self.setup.relay.output)
+        (stored,) = rows(self.manager_db, "SELECT session_id, relay_node, relay_url FROM sessions")
+        self.assertEqual(stored, {"session_id": session["session_id"], "relay_node": "relay-a",
+                                  "relay_url": f"wss://127.0.0.1:{self.setup.relay_port}/relay"})
         response = await LocalPortClient(reactor, session).request("GET", "/api/status")
         self.assertEqual(response.code, 200)
         await response.content()

@@ -6,7 +6,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from remotecomm.accounts.tokens import new_token, token_hash
+from remotecomm.tokens import new_token, token_hash
 from remotecomm.relay import core as rc
 from remotecomm.relay import envelope as env
 from remotecomm.relay.logs import RELAY_MIGRATIONS, LogOutbox

@@ -6,20 +6,33 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from remotecomm.relay.gateway import Admission
 from remotecomm.relay.logs import RELAY_MIGRATIONS, LogOutbox, open_connections, pending_logs
 from remotecomm.store.engine import StoreBusy, migrate, open_sqlite
 from remotecomm.testing.fakes import InlineStore
 
 
-def started(side="device", session_id="s1"):
-    return {"session_id": session_id, "side": side, "request_id": "r1", "party_id": "mfp-1",
-            "at_us": 10}
+def sid(n: int = 1) -> str:
+    """A session ID of the right shape."""
+    return f"session-{n:024d}"
 
 
-def ended(side="device", session_id="s1", normal=True):
-    return {"session_id": session_id, "side": side, "request_id": "r1", "party_id": "mfp-1",
-            "at_us": 20, "normal": normal, "reason": "normal" if normal else "dropped-device",
-            "bytes_from_side": 5, "bytes_to_side": 7}
+def admission(side: str, session_id: str) -> Admission:
+    return Admission(session_id=session_id, side=side, request_id="R" * 22, party_id="mfp-1",
+                     app_id="web-server", pairing_deadline_us=0, lifetime_deadline_us=0)
+
+
+def started(outbox, side="device", session_id=None):
+    return outbox.started(admission(side, session_id or sid()), 10)
+
+
+def ended(outbox, side="device", session_id=None, normal=True):
+    return outbox.ended(admission(side, session_id or sid()), 20, normal,
+                        "normal" if normal else "dropped-device", 5, 7)
+
+
+def key(side: str, kind: str, n: int = 1) -> str:
+    return f"{sid(n)}:{side}:{kind}"
 
 
 class FlakyManager:
@@ -30,12 +43,12 @@ class FlakyManager:
         self.calls = []
         self.failures = 0
 
-    def file_log(self, body):
-        self.calls.append(body["key"])
+    def file_log(self, entry):
+        self.calls.append(entry.key)
         if self.failures:
             self.failures -= 1
             return fail(ConnectionError("manager down"))
-        self.filed.setdefault(body["key"], body)
+        self.filed.setdefault(entry.key, entry)
         return succeed(None)
 
 
@@ -57,61 +70,61 @@ class OutboxTests(SynchronousTestCase):
 
     def test_log_is_written_then_filed(self):
         """A started log lands in the store, is pushed, and is marked acknowledged."""
-        self.successResultOf(self.outbox.started(started()))
-        self.assertEqual(list(self.manager.filed), ["s1:device:started"])
-        self.assertEqual(self.manager.filed["s1:device:started"]["relay_node"], "relay-1")
+        self.successResultOf(started(self.outbox))
+        self.assertEqual(list(self.manager.filed), [key("device", "started")])
+        self.assertEqual(self.manager.filed[key("device", "started")].relay_node, "relay-1")
         self.assertEqual(self.store.run_sync(pending_logs), [])
         self.assertEqual(len(self.store.run_sync(open_connections)), 1)
 
     def test_resent_until_acknowledged(self):
         """While the manager fails, the log stays pending and is resent with backoff."""
         self.manager.failures = 3
-        self.successResultOf(self.outbox.started(started()))
+        self.successResultOf(started(self.outbox))
         self.assertEqual(self.manager.filed, {})
         self.assertEqual(len(self.store.run_sync(pending_logs)), 1)
         for delay in (0.5, 1, 2):
             self.clock.advance(delay)
-        self.assertEqual(list(self.manager.filed), ["s1:device:started"])
-        self.assertEqual(self.manager.calls, ["s1:device:started"] * 4)
+        self.assertEqual(list(self.manager.filed), [key("device", "started")])
+        self.assertEqual(self.manager.calls, [key("device", "started")] * 4)
         self.assertEqual(self.store.run_sync(pending_logs), [])
 
     def test_order_is_kept(self):
         """Logs are filed in the order they were written."""
         self.manager.failures = 1
-        self.successResultOf(self.outbox.started(started("device")))
-        self.successResultOf(self.outbox.started(started("terminal")))
-        self.successResultOf(self.outbox.ended(ended("terminal")))
+        self.successResultOf(started(self.outbox, "device"))
+        self.successResultOf(started(self.outbox, "terminal"))
+        self.successResultOf(ended(self.outbox, "terminal"))
         self.clock.advance(0.5)
-        self.assertEqual(list(self.manager.filed), ["s1:device:started", "s1:terminal:started",
-                                                    "s1:terminal:ended"])
+        self.assertEqual(list(self.manager.filed), [key("device", "started"), key("terminal", "started"),
+                                                    key("terminal", "ended")])
 
     def test_ended_log_closes_the_connection_record(self):
         """The end log carries normality, reason and bytes, and closes the record."""
-        self.successResultOf(self.outbox.started(started()))
-        self.successResultOf(self.outbox.ended(ended(normal=False)))
-        body = self.manager.filed["s1:device:ended"]
-        self.assertEqual((body["normal"], body["reason"], body["bytes_to_side"]),
+        self.successResultOf(started(self.outbox))
+        self.successResultOf(ended(self.outbox, normal=False))
+        entry = self.manager.filed[key("device", "ended")]
+        self.assertEqual((entry.normal, entry.reason, entry.bytes_to_side),
                          (False, "dropped-device", 7))
         self.assertEqual(self.store.run_sync(open_connections), [])
 
     def test_duplicate_writes_are_one_log(self):
         """Writing the same end log twice queues it once."""
-        self.successResultOf(self.outbox.started(started()))
-        self.successResultOf(self.outbox.ended(ended()))
-        self.successResultOf(self.outbox.ended(ended()))
-        self.assertEqual(self.manager.calls.count("s1:device:ended"), 1)
+        self.successResultOf(started(self.outbox))
+        self.successResultOf(ended(self.outbox))
+        self.successResultOf(ended(self.outbox))
+        self.assertEqual(self.manager.calls.count(key("device", "ended")), 1)
 
     def test_restart_resends_and_closes_what_was_open(self):
         """A new outbox over the same store resends pending logs and ends open connections."""
         self.manager.failures = 100
-        self.successResultOf(self.outbox.started(started()))
+        self.successResultOf(started(self.outbox))
         self.manager.failures = 0
         self.outbox = self.make_outbox()
         count = self.successResultOf(Deferred.fromCoroutine(self.outbox.close_left_open()))
         self.assertEqual(count, 1)
-        self.assertEqual(list(self.manager.filed), ["s1:device:started", "s1:device:ended"])
-        self.assertEqual(self.manager.filed["s1:device:ended"]["reason"], "relay-restart")
-        self.assertFalse(self.manager.filed["s1:device:ended"]["normal"])
+        self.assertEqual(list(self.manager.filed), [key("device", "started"), key("device", "ended")])
+        self.assertEqual(self.manager.filed[key("device", "ended")].reason, "relay-restart")
+        self.assertFalse(self.manager.filed[key("device", "ended")].normal)
 
 
 class BusyStore:
@@ -157,19 +170,19 @@ class BusyStoreTests(SynchronousTestCase):
         self.outbox = LogOutbox(self.store, self.manager, self.clock, "relay-1")
 
     def test_end_log_is_written_once_the_store_has_room(self):
-        self.successResultOf(self.outbox.started(started()))
+        self.successResultOf(started(self.outbox))
         self.store.busy = 3
-        written = self.outbox.ended(ended())
+        written = ended(self.outbox)
         self.assertNoResult(written)
         self.clock.pump([0.05, 0.1, 0.2])
         self.successResultOf(written)
-        self.assertIn("s1:device:ended", self.manager.filed)
+        self.assertIn(key("device", "ended"), self.manager.filed)
         self.assertEqual(self.outbox.written, {"started": 1, "ended": 1})
 
     def test_logs_arriving_during_a_write_share_the_next_commit(self):
         self.store.hold = True
-        first = self.outbox.started(started("device", "s0"))
-        later = [self.outbox.started(started("device", f"s{i}")) for i in range(1, 50)]
+        first = started(self.outbox, "device", sid(0))
+        later = [started(self.outbox, "device", sid(i)) for i in range(1, 50)]
         self.assertEqual(self.store.transactions, 1)
         self.store.hold = False
         self.store.held.pop(0).callback(None)

@@ -12,10 +12,12 @@ from twisted.web.resource import Resource
 from remotecomm.relay import core as rc
 from remotecomm.relay import envelope as env
 from remotecomm.relay.client import RelayClient, RelayClosed
+from remotecomm.relay.gateway import Admission, AdmissionRefused
 from remotecomm.relay.logs import RELAY_MIGRATIONS, LogOutbox
 from remotecomm.relay.websocket import SiteRoot, relay_resource
 from remotecomm.store.engine import Store, migrate, open_sqlite
-from remotecomm.web.json_api import make_site
+from remotecomm.json_http import make_site
+from remotecomm.tokens import token_hash
 
 SESSION_ID = "S" * 32
 DEVICE_TOKEN = "d" * 43
@@ -32,21 +34,22 @@ class FakeManager:
         self.ends = []
 
     def authenticate(self, request):
-        token = {"device": DEVICE_TOKEN, "terminal": TERMINAL_TOKEN}[request["side"]]
-        if request["session_id"] != SESSION_ID:
-            raise rc.AdmissionRefused("unknown-session", "no such session")
-        if request["token"] != token:
-            raise rc.AdmissionRefused("wrong-token", "no")
-        if request["side"] in self.used:
-            raise rc.AdmissionRefused("token-used", "used")
-        self.used.add(request["side"])
+        token = {"device": DEVICE_TOKEN, "terminal": TERMINAL_TOKEN}[request.side]
+        if request.session_id != SESSION_ID:
+            raise AdmissionRefused("unknown-session", "no such session")
+        if request.token_hash != token_hash(token):
+            raise AdmissionRefused("wrong-token", "no")
+        if request.side in self.used:
+            raise AdmissionRefused("token-used", "used")
+        self.used.add(request.side)
         far = int((reactor.seconds() + 3600) * 1e6)
-        return succeed({"request_id": "R" * 22, "party_id": request["side"],
-                        "app_id": "web-server", "pairing_deadline_us": far,
-                        "lifetime_deadline_us": far})
+        return succeed(Admission(session_id=request.session_id, side=request.side,
+                                 request_id="R" * 22, party_id=request.side,
+                                 app_id="web-server", pairing_deadline_us=far,
+                                 lifetime_deadline_us=far))
 
-    def file_log(self, body):
-        self.logs[body["key"]] = body
+    def file_log(self, entry):
+        self.logs[entry.key] = entry
         return succeed(None)
 
     def record_refusal(self, request):
@@ -100,13 +103,13 @@ class EndpointTests(TestCase):
         self.assertEqual(env.decode(terminal_frames[0]).info, {"from": "device"})
         ended = await terminal.end()
         self.assertEqual(ended.code, 1000)
-        self.assertEqual(self.manager.ends[0]["side"], "terminal")
+        self.assertEqual(self.manager.ends[0].side, "terminal")
         await device.end()
         await _sleep(0.2)
         self.assertEqual(sorted(self.manager.logs),
                          [f"{SESSION_ID}:device:ended", f"{SESSION_ID}:device:started",
                           f"{SESSION_ID}:terminal:ended", f"{SESSION_ID}:terminal:started"])
-        self.assertEqual({b["reason"] for k, b in self.manager.logs.items() if "ended" in k},
+        self.assertEqual({b.reason for k, b in self.manager.logs.items() if "ended" in k},
                          {"normal"})
 
     async def test_slow_reader_pauses_the_sender(self):
@@ -150,7 +153,7 @@ class EndpointTests(TestCase):
                                    {"Origin": "https://evil.example", "X-Remotecomm-Session":
                                     SESSION_ID, "X-Remotecomm-Token": DEVICE_TOKEN})
         self.assertEqual(closed[0], rc.CLOSE_ORIGIN)
-        self.assertEqual(self.manager.refusals[0]["code"], "origin-refused")
+        self.assertEqual(self.manager.refusals[0].code, "origin-refused")
 
     async def test_unknown_subprotocol_version_is_refused(self):
         """A client speaking envelope version 2 is closed with 4426."""
@@ -158,7 +161,7 @@ class EndpointTests(TestCase):
                                    {"X-Remotecomm-Session": SESSION_ID,
                                     "X-Remotecomm-Token": DEVICE_TOKEN})
         self.assertIn(closed[0], (rc.CLOSE_VERSION, 1006))
-        self.assertEqual(self.manager.refusals[0]["code"], "unsupported-version")
+        self.assertEqual(self.manager.refusals[0].code, "unsupported-version")
 
     async def test_missing_headers_are_refused(self):
         """Without session and token headers: 4400."""

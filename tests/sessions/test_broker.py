@@ -7,8 +7,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from remotecomm.accounts.login import Caller
-from remotecomm.accounts.tokens import token_hash
-from remotecomm.relay.placement import LocalRelayPlacement
+from remotecomm.tokens import token_hash
 from remotecomm.sessions.broker import SessionBroker, SessionError
 from remotecomm.sessions.lifecycle import SessionPolicy
 from remotecomm.store.accounts import insert_unit, insert_user
@@ -16,6 +15,7 @@ from remotecomm.store.audit import audit_records
 from remotecomm.store.devices import insert_device, record_hello, set_device_presence
 from remotecomm.store.sessions import load_session
 from remotecomm.testing.fakes import migrated_inline_store
+from remotecomm.testing.relay import standalone_node
 from remotecomm.testing.xmpp import parse
 from remotecomm.xmpp.payloads import (ApprovalDecision, PayloadError, parse_approval_request,
                                       parse_session_ready)
@@ -62,12 +62,12 @@ class BrokerTestCase(SynchronousTestCase):
             self.store.run_sync(set_device_presence, device_id, True, 0)
             self.store.run_sync(record_hello, device_id, "0.1.0", 1, ["web-server"], 0)
         self.devices = FakeDevices()
-        self.placement = LocalRelayPlacement("relay-1", "wss://relay.test/relay")
+        self.relay = standalone_node()
         self.broker = self.make_broker()
 
     def make_broker(self):
         return SessionBroker(self.store, self.clock, POLICY, self.allow_test_approver,
-                             self.placement, self.devices)
+                             self.relay, self.devices)
 
     def request(self, device_id="mfp-1", app_id="web-server", caller=ALICE):
         return self.successResultOf(Deferred.fromCoroutine(
@@ -159,7 +159,7 @@ class DecisionTests(BrokerTestCase):
         self.assertEqual(row.join_deadline_us, (T0 + 60) * S)
         self.assertEqual(ready.join_deadline_us, row.join_deadline_us)
         self.assertIsNotNone(row.device_notified_us)
-        self.assertIn(ready.session_id, self.placement.allocated)
+        self.assertIn(ready.session_id, self.relay.allocated)
 
     def test_terminal_token_is_returned_exactly_once(self):
         """The first poll after approval gets the terminal token; later polls do not."""

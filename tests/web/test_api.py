@@ -339,17 +339,17 @@ class SessionsApiTests(ApiTestCase):
 
     def setUp(self):
         super().setUp()
-        from remotecomm.relay.placement import LocalRelayPlacement
         from remotecomm.sessions.broker import SessionBroker
         from remotecomm.sessions.lifecycle import SessionPolicy
         from remotecomm.store.devices import record_hello, set_device_presence
+        from remotecomm.testing.relay import standalone_node
         from tests.sessions.test_broker import FakeDevices
         self.store.run_sync(set_device_presence, "mfp-1", True, 0)
         self.store.run_sync(record_hello, "mfp-1", "0.1.0", 1, ["web-server"], 0)
         self.fake_devices = FakeDevices()
         broker = SessionBroker(self.store, self.clock, SessionPolicy(120_000_000, 60_000_000,
                                                                      3600_000_000, 900_000_000),
-                               False, LocalRelayPlacement("relay-1", "wss://r.test/relay"),
+                               False, standalone_node(),
                                self.fake_devices)
         self.api = Api(self.accounts, self.store, self.clock, readiness=self.checks,
                        broker=broker)

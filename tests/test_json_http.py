@@ -1,4 +1,4 @@
-"""Tests for remotecomm.web.json_api on a real loopback listener."""
+"""Tests for remotecomm.json_http on a real loopback listener."""
 
 import json
 
@@ -11,7 +11,7 @@ from zope.interface import implementer
 
 from remotecomm.testing.http import http_client
 
-from remotecomm.web.json_api import MAX_JSON_BODY, Route, Router, make_site, read_json
+from remotecomm.json_http import MAX_JSON_BODY, Route, Router, make_site, read_json
 
 
 async def echo(request):

@@ -1,8 +1,8 @@
-"""Tests for remotecomm.accounts.tokens."""
+"""Tests for remotecomm.tokens."""
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from remotecomm.accounts.tokens import looks_like_token, new_token, token_hash
+from remotecomm.tokens import looks_like_token, new_token, token_hash
 
 
 class TokenTests(SynchronousTestCase):

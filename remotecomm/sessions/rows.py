@@ -1,0 +1,53 @@
+"""Session rows as lifecycle values: the mapping between the store and the state machine.
+
+The store (:mod:`remotecomm.store.sessions`) knows columns, not states;
+these transaction helpers load a row as a
+:class:`~remotecomm.sessions.lifecycle.Session` and save a transition back,
+guarded by the state it replaces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from sqlalchemy import Connection
+
+from remotecomm.sessions.lifecycle import OPEN_STATES, Session
+from remotecomm.store import sessions as session_rows
+
+_LIFECYCLE_FIELDS = tuple(Session.__dataclass_fields__)
+
+
+def session_from_row(row) -> Session:
+    """The lifecycle view of a session row."""
+    values = {field: getattr(row, field) for field in _LIFECYCLE_FIELDS}
+    values["approved_by_test_approver"] = bool(values["approved_by_test_approver"])
+    return Session(**values)
+
+
+def insert_session(connection: Connection, session: Session, *, unit_id: str, user_id: str,
+                   terminal_id: str, device_id: str, app_id: str) -> None:
+    """Create the row of a new request, stamped with who asked for what; raises
+    :class:`~remotecomm.store.sessions.Conflict` while the pair has an open session."""
+    session_rows.insert_session(connection, dict(
+        asdict(session), unit_id=unit_id, user_id=user_id, terminal_id=terminal_id,
+        device_id=device_id, app_id=app_id, terminal_token_delivered=False), OPEN_STATES)
+
+
+def load(connection: Connection, request_id: str) -> Session | None:
+    """The session of ``request_id``, or ``None``."""
+    row = session_rows.load_session(connection, request_id)
+    return session_from_row(row) if row is not None else None
+
+
+def save_session(connection: Connection, before: Session, after: Session, **extra) -> None:
+    """Store ``after`` (and ``extra`` columns) if the row is still in ``before``'s state."""
+    changes = {field: getattr(after, field) for field in _LIFECYCLE_FIELDS
+               if getattr(after, field) != getattr(before, field)}
+    changes.update(extra)
+    session_rows.update_session(connection, before.request_id, before.state, changes)
+
+
+def open_session_rows(connection: Connection) -> list:
+    """Every session row that is not ended."""
+    return session_rows.sessions_in_states(connection, OPEN_STATES)
