@@ -24,6 +24,9 @@ SESSION_ID = r"[A-Za-z0-9_-]{22,64}"
 TOKEN = r"[A-Za-z0-9_-]{43}"
 TOKEN_HASH = r"[0-9a-f]{64}"
 RELAY_NODE = r"[a-z0-9][a-z0-9._-]{0,63}"
+# A device's panel operator (an account in the device's own config); the manager stores
+# the name of the one who approved a session.
+OPERATOR = r"[a-z0-9][a-z0-9._-]{0,63}"
 
 _compiled: dict[str, re.Pattern] = {}
 

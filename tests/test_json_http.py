@@ -9,9 +9,8 @@ from twisted.trial.unittest import TestCase
 from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
 from zope.interface import implementer
 
-from remotecomm.testing.http import http_client
-
 from remotecomm.json_http import MAX_JSON_BODY, Route, Router, make_site, read_json
+from remotecomm.testing.http import http_client
 
 
 async def echo(request):

@@ -23,6 +23,9 @@ ROOT = Path(remotecomm.__file__).parent
 MANAGER_PACKAGES = ("remotecomm.sessions", "remotecomm.accounts", "remotecomm.web",
                     "remotecomm.store", "remotecomm.xmpp")
 RELAY_SEAM = ("remotecomm.relay.gateway", "remotecomm.relay.gateway_http")
+# What carries bytes between processes: XMPP, HTTP and WebSocket code, ours and libraries'.
+TRANSPORTS = ("remotecomm.xmpp", "remotecomm.web", "remotecomm.json_http", "remotecomm.relay",
+              "twisted.web", "twisted.words", "autobahn", "treq", "wokkel")
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,19 @@ RULES = (
          MANAGER_PACKAGES, allowed=("remotecomm.store.engine",)),
     Rule("manager code reaches the relay only through the seam",
          MANAGER_PACKAGES, ("remotecomm.relay",), allowed=RELAY_SEAM),
+    # -- device messages apart from the XMPP wire; store, sessions, accounts -------------
+    Rule("sessions know no transport: device messages are plain values, the seam is "
+         "interfaces",
+         ("remotecomm.sessions",), TRANSPORTS, allowed=("remotecomm.relay.gateway",),
+         transitive=True),
+    Rule("the store knows no transport and no lifecycle: it returns rows",
+         ("remotecomm.store",),
+         TRANSPORTS + ("remotecomm.sessions", "remotecomm.accounts", "remotecomm.server"),
+         transitive=True),
+    Rule("accounts import nothing from the server, the web or sessions",
+         ("remotecomm.accounts",),
+         ("remotecomm.server", "remotecomm.web", "remotecomm.sessions", "remotecomm.xmpp",
+          "remotecomm.relay")),
 )
 
 
@@ -121,6 +137,82 @@ def broken(rule: Rule) -> list[str]:
     return found
 
 
+def package_of(module: str) -> str:
+    """``remotecomm.relay.core`` → ``remotecomm.relay``; top-level modules stand alone."""
+    parts = module.split(".")
+    return ".".join(parts[:2])
+
+
+def package_cycles() -> list[list[str]]:
+    """Groups of packages that import each other, directly or around a loop (Tarjan)."""
+    graph: dict[str, set[str]] = {}
+    for module, names in IMPORTS.items():
+        source = package_of(module)
+        graph.setdefault(source, set())
+        for name in names:
+            if name in MODULES and package_of(name) != source:
+                graph[source].add(package_of(name))
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for target in sorted(graph.get(node, ())):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                cycles.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return cycles
+
+
+def _identifier_patterns() -> dict[str, str]:
+    from remotecomm import identifiers
+    return {name: value for name, value in vars(identifiers).items()
+            if name.isupper() and isinstance(value, str)}
+
+
+def identifier_copies() -> list[str]:
+    """Places outside identifiers.py that spell an identifier's shape again: a string equal
+    to one of its patterns, or a module-level constant named like one."""
+    patterns = _identifier_patterns()
+    found = []
+    for module, path in sorted(MODULES.items()):
+        if module == "remotecomm.identifiers":
+            continue
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, (str, bytes)):
+                text = node.value.decode("latin-1") if isinstance(node.value, bytes) \
+                    else node.value
+                for name, pattern in patterns.items():
+                    if text == pattern:
+                        found.append(f"{module}:{node.lineno} spells {name}")
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) \
+                    and isinstance(node.value.value, str):
+                for target in node.targets:
+                    if isinstance(target, ast.Name) and target.id in patterns:
+                        found.append(f"{module}:{node.lineno} defines {target.id}")
+    return found
+
+
 class LayerTests(SynchronousTestCase):
     """Each rule of the table holds for the whole package."""
 
@@ -138,3 +230,19 @@ class LayerTests(SynchronousTestCase):
     def test_every_rule_holds(self):
         problems = {rule.why: broken(rule) for rule in RULES}
         self.assertEqual({why: found for why, found in problems.items() if found}, {})
+
+    def test_no_package_imports_another_that_imports_it_back(self):
+        self.assertEqual(package_cycles(), [])
+
+    def test_the_cycle_finder_finds_a_cycle(self):
+        """A probe loop is reported (the check is not vacuous)."""
+        IMPORTS["remotecomm.store.engine"].add("remotecomm.sessions.rows")
+        try:
+            self.assertTrue(any({"remotecomm.sessions", "remotecomm.store"} <= set(cycle)
+                                for cycle in package_cycles()))
+        finally:
+            IMPORTS["remotecomm.store.engine"].discard("remotecomm.sessions.rows")
+
+    def test_identifier_shapes_are_defined_once(self):
+        """Session ID, request ID, token, device ID … live in identifiers.py only."""
+        self.assertEqual(identifier_copies(), [])

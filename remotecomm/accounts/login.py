@@ -14,11 +14,11 @@ from twisted.logger import Logger
 
 from remotecomm.accounts.passwords import PasswordHasherPool
 from remotecomm.accounts.throttle import LoginThrottle
-from remotecomm.tokens import looks_like_token, new_token, token_hash
 from remotecomm.clock import now_us, seconds_to_us
 from remotecomm.store import accounts as account_queries
 from remotecomm.store.audit import LOGIN_FAILED, LOGIN_THROTTLED, TOKEN_REFUSED, append_audit
 from remotecomm.store.engine import Store
+from remotecomm.tokens import looks_like_token, new_token, token_hash
 
 log = Logger()
 

@@ -7,13 +7,13 @@ is answered "busy" at once instead of queueing without bound.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
-
-from remotecomm.server.config import PasswordHashConfig
 
 MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_BYTES = 1024
@@ -35,6 +35,17 @@ def check_new_password(password: str) -> None:
         raise PasswordRuleError(f"a password may have at most {MAX_PASSWORD_BYTES} bytes")
     if not password.isprintable():
         raise PasswordRuleError("a password may not contain control characters")
+
+
+@dataclass(frozen=True)
+class PasswordHashConfig:
+    """argon2id cost parameters and the bounds of the hashing pool (``[accounts]``)."""
+
+    time_cost: int = 3
+    memory_kib: int = 65536
+    parallelism: int = 1
+    threads: int = 2
+    max_waiting: int = 64
 
 
 def make_hasher(config: PasswordHashConfig) -> PasswordHasher:

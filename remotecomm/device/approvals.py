@@ -24,11 +24,10 @@ from twisted.words.xish import domish
 
 from remotecomm.clock import now_us, seconds_to_us
 from remotecomm.device.history import History
+from remotecomm.sessions.messages import (ApprovalDecision, ApprovalRequest, EndSession,
+                                          MessageRefused, SessionReady)
 from remotecomm.xmpp.compat import subprotocols
-from remotecomm.xmpp.payloads import (ApprovalDecision, ApprovalRequest, EndSession,
-                                      PayloadError, SessionReady, build_approval_decision,
-                                      parse_approval_request, parse_end_session,
-                                      parse_session_ready, request_payload)
+from remotecomm.xmpp.payloads import NS_DEVICE_PREFIX, PayloadError, decode, encode
 from remotecomm.xmpp.stream import NotConnected, reply_error, reply_result
 
 log = Logger()
@@ -90,9 +89,9 @@ class Approvals:
         if request.request_id in self._requests:
             return  # the same request again (manager fail-over): already being handled
         if request.app_id not in self._apps:
-            raise PayloadError("item-not-found", f"this device has no app {request.app_id!r}")
+            raise MessageRefused("not-found", f"this device has no app {request.app_id!r}")
         if sum(1 for p in self._requests.values() if p.decision is None) >= MAX_PENDING:
-            raise PayloadError("resource-constraint", "too many approvals are waiting")
+            raise MessageRefused("busy", "too many approvals are waiting")
         self._history.append("approval-requested", now_us(self._clock),
                              request_id=request.request_id, app_id=request.app_id,
                              user_id=request.user_id, user_name=request.user_name,
@@ -138,7 +137,7 @@ class Approvals:
         """S149: token and session ID for an approved request."""
         pending = self._requests.get(ready.request_id)
         if pending is None or pending.decision is None or not pending.decision.approve:
-            raise PayloadError("item-not-found", "no approved request with this ID")
+            raise MessageRefused("not-found", "no approved request with this ID")
         if ready.request_id in self.sessions:
             return  # the same message again: already joining
         self._history.append("session-ready", now_us(self._clock),
@@ -155,7 +154,7 @@ class Approvals:
         """S265/S291: the manager asks to end the device side of a session."""
         ready = self.sessions.get(end.request_id)
         if ready is None or ready.session_id != end.session_id:
-            raise PayloadError("item-not-found", "no such session on this device")
+            raise MessageRefused("not-found", "no such session on this device")
         self._history.append("end-requested", now_us(self._clock), request_id=end.request_id,
                              session_id=end.session_id)
         if not self._on_end(end.request_id):
@@ -176,28 +175,35 @@ class ManagerRequests(subprotocols.XMPPHandler):
 
     def _on_request(self, iq: domish.Element) -> None:
         payload = next(iq.elements(), None)
-        if payload is None or not (payload.uri or "").startswith("urn:remotecomm:device:"):
+        if payload is None or not (payload.uri or "").startswith(NS_DEVICE_PREFIX):
             return
         iq.handled = True
         component = self._is_component(iq.getAttribute("from"))
         try:
             if component is None:
                 raise PayloadError("forbidden", "requests are accepted from the manager only")
-            name = request_payload(iq).name
-            if name == "approval-request":
-                self._approvals.on_request(component, parse_approval_request(iq))
-            elif name == "session-ready":
-                self._approvals.on_session_ready(component, parse_session_ready(iq))
-            elif name == "end-session":
-                self._approvals.on_end_session(parse_end_session(iq))
+            message = decode(iq)
+            if isinstance(message, ApprovalRequest):
+                self._approvals.on_request(component, message)
+            elif isinstance(message, SessionReady):
+                self._approvals.on_session_ready(component, message)
+            elif isinstance(message, EndSession):
+                self._approvals.on_end_session(message)
             else:
-                raise PayloadError("feature-not-implemented", f"unknown request {name!r}")
+                raise PayloadError("feature-not-implemented",
+                                   f"unknown request {payload.name!r}")
+        except MessageRefused as refusal:
+            self._refuse(iq, PayloadError.from_refusal(refusal))
+            return
         except PayloadError as e:
-            log.warn("refused {payload} from {sender}: {reason}", payload=payload.name,
-                     sender=iq.getAttribute("from"), reason=e.text)
-            reply_error(self.parent, iq, e.condition, e.text)
+            self._refuse(iq, e)
             return
         reply_result(self.parent, iq)
+
+    def _refuse(self, iq: domish.Element, e: PayloadError) -> None:
+        log.warn("refused {payload} from {sender}: {reason}", payload=next(iq.elements()).name,
+                 sender=iq.getAttribute("from"), reason=e.text)
+        reply_error(self.parent, iq, e.condition, e.text)
 
 
 def decision_sender(stream, clock: IReactorTime) -> Callable[[str, ApprovalDecision], Deferred]:
@@ -205,7 +211,7 @@ def decision_sender(stream, clock: IReactorTime) -> Callable[[str, ApprovalDecis
     async def send(component: str, decision: ApprovalDecision) -> None:
         for attempt in range(1, SEND_ATTEMPTS + 1):
             try:
-                await stream.request_iq(component, build_approval_decision(decision))
+                await stream.request_iq(component, encode(decision))
                 return
             except error.StanzaError as e:
                 if e.type != "wait":

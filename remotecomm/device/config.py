@@ -12,8 +12,8 @@ from pathlib import Path
 
 from remotecomm.config import ConfigError, ConfigFile
 from remotecomm.identifiers import APP_ID, DEVICE_ID
+from remotecomm.sessions.messages import MAX_APPS
 from remotecomm.unix_sockets import MAX_SOCKET_PATH, fitting_socket_path
-from remotecomm.xmpp.payloads import MAX_APPS
 
 _DOMAIN = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+"
 _APP_URL = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+(/[^\s?#]*)?")

@@ -17,8 +17,9 @@ from twisted.words.protocols.jabber.jid import JID
 from twisted.words.protocols.jabber.xmlstream import TimeoutError
 from twisted.words.xish import domish
 
+from remotecomm.sessions.messages import Hello
 from remotecomm.xmpp.compat import subprotocols
-from remotecomm.xmpp.payloads import Hello, build_hello
+from remotecomm.xmpp.payloads import encode
 from remotecomm.xmpp.stream import NotConnected
 
 log = Logger()
@@ -83,7 +84,7 @@ class ManagerLink(subprotocols.XMPPHandler):
             self.parent.send(presence)
         except NotConnected:
             return
-        d = self.parent.request_iq(component, build_hello(self._hello))
+        d = self.parent.request_iq(component, encode(self._hello))
         d.addCallbacks(lambda _: self._announced(component),
                        lambda f: self._failed(f, component, attempt))
 

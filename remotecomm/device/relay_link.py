@@ -21,7 +21,7 @@ from remotecomm.device.history import History
 from remotecomm.device.http_streams import HttpStreams, app_origin
 from remotecomm.relay import envelope as env
 from remotecomm.relay.client import RelayClient
-from remotecomm.xmpp.payloads import SessionReady
+from remotecomm.sessions.messages import SessionReady
 
 log = Logger()
 

@@ -12,17 +12,17 @@ from twisted.words.protocols.jabber.jid import JID
 
 from remotecomm import __version__
 from remotecomm.config import config_options
-from remotecomm.device.config import DeviceAgentConfig, load_device_config
 from remotecomm.device.approvals import Approvals, ManagerRequests, decision_sender
+from remotecomm.device.config import DeviceAgentConfig, load_device_config
 from remotecomm.device.history import History
 from remotecomm.device.manager_link import ManagerLink
 from remotecomm.device.panel_channel import PanelChannel
 from remotecomm.device.relay_link import RelayLinks
+from remotecomm.json_http import make_site
 from remotecomm.relay import envelope as env
+from remotecomm.sessions.messages import ENVELOPE_VERSIONS, Hello
 from remotecomm.tls import TLSSetupError, load_ca
 from remotecomm.unix_sockets import prepare_socket_folder
-from remotecomm.json_http import make_site
-from remotecomm.xmpp.payloads import ENVELOPE_VERSIONS, Hello
 from remotecomm.xmpp.stream import UnknownIqHandler, XmppConnector, XmppStream, on_stream_error
 
 log = Logger()

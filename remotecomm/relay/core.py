@@ -14,22 +14,36 @@ adapters that feed it; tests feed it fakes.
   also asks the manager to end the device side, S264); a side that drops
   ends it abnormally and the relay closes the partner.  Every side gets a
   started log when admitted and an end log when it goes.
+
+The legal states, one field each (a session is forgotten once both sides
+are ``ended``)::
+
+    session:  waiting ──second side admitted──▶ paired
+                 │                                 │
+                 └──── a side ends, or the relay ──┴──▶ ending (reason fixed)
+                       ends the session (deadline,
+                       idle, manager, shutdown)
+
+    side:     joining ──started log written──▶ open ──relay closes it──▶ closing
+                 │                               │                          │
+                 └───────── connection gone ─────┴──────────────────────────┴──▶ ended
+
+Frames are held only while ``waiting`` and forwarded only while ``paired``.
 """
 
 from __future__ import annotations
 
 from typing import Callable
 
-from twisted.internet.defer import Deferred, ensureDeferred
-from twisted.internet.defer import TimeoutError as DeferTimeout
+from twisted.internet.defer import Deferred, TimeoutError as DeferTimeout, ensureDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import Interface
 
 from remotecomm.clock import now_us
 from remotecomm.relay.envelope import EnvelopeError, check_frame
-from remotecomm.relay.gateway import (Admission, AdmissionRefused, EndRequest,
-                                      IManagerForRelay, JoinRequest, Refusal)
+from remotecomm.relay.gateway import (Admission, AdmissionRefused, EndRequest, IManagerForRelay,
+                                      JoinRequest, Refusal)
 from remotecomm.tokens import looks_like_token, token_hash
 
 log = Logger()
@@ -61,6 +75,11 @@ REFUSAL_CLOSE_CODES = {"unknown-session": CLOSE_UNKNOWN_SESSION,
                        "wrong-token": CLOSE_TOKEN_REFUSED, "wrong-side": CLOSE_WRONG_SIDE,
                        "token-used": CLOSE_TOKEN_USED,
                        "join-window-closed": CLOSE_JOIN_WINDOW}
+
+# Session states.
+WAITING, PAIRED, ENDING = "waiting", "paired", "ending"
+# Side states.
+JOINING, OPEN, CLOSING, ENDED = "joining", "open", "closing", "ended"
 
 HOLD_FRAMES = 32
 HOLD_BYTES = 256 * 1024
@@ -105,33 +124,41 @@ class ISessionLogs(Interface):
 
 
 class _Side:
-    __slots__ = ("connection", "admission", "bytes_from_side", "bytes_to_side", "ended",
-                 "closing", "partner")
+    __slots__ = ("connection", "admission", "state", "bytes_from_side", "bytes_to_side",
+                 "close_outcome", "partner")
 
     def __init__(self, connection, admission: Admission):
         self.connection = connection
         self.admission = admission
+        self.state = JOINING
         self.bytes_from_side = 0
         self.bytes_to_side = 0
-        self.ended = False
-        self.closing: tuple[bool, str] | None = None  # (normal, reason) when we close it
+        self.close_outcome: tuple[bool, str] | None = None  # (normal, reason) once CLOSING
         self.partner: _Side | None = None  # set at pairing
 
 
 class _Session:
-    __slots__ = ("session_id", "request_id", "sides", "held", "held_bytes", "timers",
-                 "ending", "active", "paired")
+    __slots__ = ("session_id", "request_id", "state", "end_reason", "sides", "held",
+                 "held_bytes", "timers", "traffic_seen")
 
     def __init__(self, session_id: str, request_id: str):
         self.session_id = session_id
         self.request_id = request_id
+        self.state = WAITING
+        self.end_reason: str | None = None  # fixed when the session starts ENDING
         self.sides: dict[str, _Side] = {}
         self.held: list[tuple[str, bytes]] = []
         self.held_bytes = 0
         self.timers: dict[str, object] = {}
-        self.ending: str | None = None
-        self.active = False  # a frame passed since the last idle check
-        self.paired = False  # both sides admitted and forwarding; cleared when one ends
+        self.traffic_seen = False  # a frame passed since the last idle check (not a state)
+
+    def start_ending(self, reason: str) -> bool:
+        """Move to ENDING with ``reason``; whether this call did (the first end decides)."""
+        if self.state is ENDING:
+            return False
+        self.state = ENDING
+        self.end_reason = reason
+        return True
 
 
 class RelayCore:
@@ -232,18 +259,26 @@ class RelayCore:
         if session is None:
             session = self.sessions[admission.session_id] = _Session(admission.session_id,
                                                                      admission.request_id)
-        if admission.side in session.sides or session.ending:
+        if session.state is ENDING:
+            connection.close(CLOSE_SESSION_ENDED, "the session has ended")
+            return
+        if admission.side in session.sides:
             connection.close(CLOSE_TOKEN_REFUSED, "this side has joined already")
             return
         side = session.sides[admission.side] = _Side(connection, admission)
         self._by_connection[connection] = (session, admission.side)
         await self._outbox.started(admission, now_us(self._clock))
-        if side.ended:  # it went away while the log was being written
+        if side.state is ENDED:  # it went away while the log was being written
             return
+        if session.state is ENDING:  # the session ended while the log was being written
+            self._close(session, admission.side, CLOSE_SESSION_ENDED, "the session has ended",
+                        False, session.end_reason)
+            return
+        side.state = OPEN
         connection.established()
         log.info("{side} side of session {request_id} established", side=admission.side,
                  request_id=admission.request_id)
-        if len(session.sides) == 2 and not any(s.ended for s in session.sides.values()):
+        if len(session.sides) == 2 and all(s.state is OPEN for s in session.sides.values()):
             self._pair(session)
         else:
             self._arm(session, "pairing", admission.pairing_deadline_us, self._pairing_expired)
@@ -265,7 +300,7 @@ class RelayCore:
         self.setups += 1
         device, terminal = session.sides["device"], session.sides["terminal"]
         device.partner, terminal.partner = terminal, device
-        session.paired = True
+        session.state = PAIRED
         held, session.held, session.held_bytes = session.held, [], 0
         for from_side, message in held:
             self._forward(session.sides[from_side], message)
@@ -295,10 +330,12 @@ class RelayCore:
             return
         side = session.sides[side_name]
         side.bytes_from_side += len(message)
-        session.active = True
-        if session.paired:
+        session.traffic_seen = True
+        if session.state is PAIRED:
             self._forward(side, message)
             return
+        if session.state is ENDING:
+            return  # the session is over: nothing more goes anywhere
         session.held.append((side_name, message))
         session.held_bytes += len(message)
         if len(session.held) >= HOLD_FRAMES or session.held_bytes >= HOLD_BYTES:
@@ -325,16 +362,16 @@ class RelayCore:
         side = session.sides[side_name]
         partner_name = "terminal" if side_name == "device" else "device"
         partner = session.sides.get(partner_name)
-        if side.closing is not None:
-            normal, reason = side.closing
+        if side.close_outcome is not None:
+            normal, reason = side.close_outcome
         elif normal_request:
             normal, reason = True, "normal"
         else:
             normal, reason = False, lost_reason or f"dropped-{side_name}"
-        self._end_log(session, side, normal, reason)
-        if session.ending is None:
-            session.ending = reason
-            if partner is not None and not partner.ended:
+        first_end = session.start_ending(reason)
+        self._end_log(side, normal, reason)
+        if first_end:
+            if partner is not None and partner.state is not ENDED:
                 if normal and side_name == "terminal":
                     self._request_device_end(session)
                 elif normal:
@@ -343,7 +380,7 @@ class RelayCore:
                 else:
                     self._close(session, partner_name, CLOSE_PARTNER_DROPPED,
                                 f"the {side_name} side dropped", False, reason)
-        if all(s.ended for s in session.sides.values()):
+        if all(s.state is ENDED for s in session.sides.values()):
             self._forget(session)
 
     def _request_device_end(self, session: _Session) -> None:
@@ -354,7 +391,7 @@ class RelayCore:
             log.warn("asking the manager to end {request_id} failed ({error}); the relay "
                      "ends the device side itself", request_id=session.request_id,
                      error=failure.getErrorMessage())
-            if "device" in session.sides and not session.sides["device"].ended:
+            if self._device_still_there(session):
                 self._close(session, "device", CLOSE_SESSION_ENDED, "the terminal ended "
                             "the session", True, "normal")
 
@@ -364,24 +401,29 @@ class RelayCore:
 
         def too_late(session: _Session) -> None:
             session.timers.pop("end-grace", None)
-            if "device" in session.sides and not session.sides["device"].ended:
+            if self._device_still_there(session):
                 self._close(session, "device", CLOSE_SESSION_ENDED,
                             "the session ended (device did not close in time)", False, "error")
 
         session.timers["end-grace"] = self._clock.callLater(self._end_grace, too_late, session)
 
+    @staticmethod
+    def _device_still_there(session: _Session) -> bool:
+        device = session.sides.get("device")
+        return device is not None and device.state is not ENDED
+
     def _close(self, session: _Session, side_name: str, code: int, reason: str, normal: bool,
                log_reason: str) -> None:
         side = session.sides[side_name]
-        if side.closing is None:
-            side.closing = (normal, log_reason)
+        if side.close_outcome is None:
+            side.close_outcome = (normal, log_reason)
+            side.state = CLOSING
         side.connection.close(code, reason)
 
-    def _end_log(self, session: _Session, side: _Side, normal: bool, reason: str) -> None:
-        if side.ended:
+    def _end_log(self, side: _Side, normal: bool, reason: str) -> None:
+        if side.state is ENDED:
             return
-        side.ended = True
-        session.paired = False
+        side.state = ENDED
         a = side.admission
         self._outbox.ended(a, now_us(self._clock), normal, reason, side.bytes_from_side,
                            side.bytes_to_side).addErrback(
@@ -397,7 +439,7 @@ class RelayCore:
 
     def _pairing_expired(self, session: _Session) -> None:
         session.timers.pop("pairing", None)
-        if not session.paired:
+        if session.state is not PAIRED:
             for name in list(session.sides):
                 self._close(session, name, CLOSE_PAIRING_TIMEOUT,
                             "the other side did not join in time", False, "expired")
@@ -409,8 +451,8 @@ class RelayCore:
         session ends after one to two idle periods without traffic.
         """
         session.timers.pop("idle", None)
-        if session.active:
-            session.active = False
+        if session.traffic_seen:
+            session.traffic_seen = False
             session.timers["idle"] = self._clock.callLater(period, self._idle_check, session,
                                                            period)
             return
@@ -422,9 +464,9 @@ class RelayCore:
                       "max-lifetime")
 
     def _end_all(self, session: _Session, code: int, message: str, reason: str) -> None:
-        session.ending = session.ending or reason
+        session.start_ending(reason)
         for name, side in session.sides.items():
-            if not side.ended:
+            if side.state is not ENDED:
                 self._close(session, name, code, message, False, reason)
 
     def end_session(self, session_id: str, reason: str) -> bool:
@@ -444,11 +486,11 @@ class RelayCore:
         """SIGTERM: admit nobody, end every session as "shutdown" (logs written now)."""
         self.accepting = False
         for session in list(self.sessions.values()):
-            session.ending = session.ending or "shutdown"
+            session.start_ending("shutdown")
             for side in list(session.sides.values()):
-                if side.ended:
+                if side.state is ENDED:
                     continue
-                self._end_log(session, side, False, "shutdown")
+                self._end_log(side, False, "shutdown")
                 side.connection.close(CLOSE_SHUTDOWN, "the relay is shutting down")
             self._forget(session)
         self._by_connection.clear()

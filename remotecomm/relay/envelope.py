@@ -34,6 +34,8 @@ import re
 import struct
 from dataclasses import dataclass
 
+from remotecomm.identifiers import APP_ID, SESSION_ID
+
 VERSION = 1
 SUBPROTOCOL = f"remotecomm.envelope.{VERSION}"
 SUBPROTOCOL_PREFIX = "remotecomm.envelope."
@@ -56,7 +58,9 @@ RESET_PROTOCOL = 3       # a malformed frame on this stream
 RESET_NOT_IMPLEMENTED = 4  # e.g. raw streams
 RESET_CANCELLED = 5      # the sender gave up (client went away)
 
-_ID = re.compile(rb"[A-Za-z0-9._-]{1,64}")
+# The two IDs an open frame carries, in the shapes every boundary checks.
+_IDS = {"app ID": re.compile(APP_ID.encode("ascii")),
+        "session ID": re.compile(SESSION_ID.encode("ascii"))}
 
 
 class EnvelopeError(ValueError):
@@ -102,7 +106,7 @@ def _take_id(body: bytes, offset: int, what: str) -> tuple[str, int]:
         raise EnvelopeError(f"open frame without {what}")
     length = body[offset]
     value = body[offset + 1:offset + 1 + length]
-    if len(value) != length or not _ID.fullmatch(value):
+    if len(value) != length or not _IDS[what].fullmatch(value):
         raise EnvelopeError(f"open frame with an invalid {what}")
     return value.decode("ascii"), offset + 1 + length
 
@@ -156,10 +160,10 @@ def _header(kind: int, stream_id: int) -> bytes:
     return HEADER.pack(VERSION, kind, stream_id)
 
 
-def _id(value: str) -> bytes:
+def _id(value: str, what: str) -> bytes:
     raw = value.encode("ascii")
-    if not _ID.fullmatch(raw):
-        raise ValueError(f"invalid ID {value!r}")
+    if not _IDS[what].fullmatch(raw):
+        raise ValueError(f"invalid {what} {value!r}")
     return bytes([len(raw)]) + raw
 
 
@@ -168,7 +172,7 @@ def encode_open(stream_id: int, app_id: str, session_id: str, head: bytes,
     """An open (or reserved raw-open) frame."""
     if len(head) > MAX_HEAD:
         raise ValueError("request head too large")
-    return _header(RAW_OPEN if raw else OPEN, stream_id) + _id(app_id) + _id(session_id) + head
+    return _header(RAW_OPEN if raw else OPEN, stream_id) + _id(app_id, "app ID") + _id(session_id, "session ID") + head
 
 
 def encode_data(stream_id: int, data: bytes) -> bytes:

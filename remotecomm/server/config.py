@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from remotecomm.accounts.passwords import PasswordHashConfig
 from remotecomm.config import ConfigError, ConfigFile, is_loopback_endpoint
+from remotecomm.identifiers import RELAY_NODE
 
 TLS_PROFILES = ("modern", "intermediate")
 _DOMAIN = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+"
@@ -24,17 +26,6 @@ class TLSConfig:
     ca_key: Path
     profile: str
     names: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class PasswordHashConfig:
-    """argon2id cost parameters and the bounds of the hashing pool."""
-
-    time_cost: int = 3
-    memory_kib: int = 65536
-    parallelism: int = 1
-    threads: int = 2
-    max_waiting: int = 64
 
 
 @dataclass(frozen=True)
@@ -215,7 +206,7 @@ def load_server_config(path: str | Path) -> ServerConfig:
     relay_section = config.section("relay")
     default_relay_url = ("wss" if tls.enabled else "ws") + public_url[public_url.index(":"):]
     relay = RelayConfig(
-        node=relay_section.get_str("node", "relay-1", pattern=r"[a-z0-9][a-z0-9._-]{0,63}"),
+        node=relay_section.get_str("node", "relay-1", pattern=RELAY_NODE),
         public_url=relay_section.get_str("public_url", default_relay_url.rstrip("/") + "/relay",
                                          pattern=r"wss?://[^\s?#]+"),
         database=relay_section.get_path("database", data_dir / "relay.sqlite3", base=data_dir),

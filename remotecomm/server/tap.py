@@ -18,28 +18,28 @@ from remotecomm.accounts.housekeeping import token_purge_service
 from remotecomm.accounts.login import Accounts
 from remotecomm.accounts.passwords import PasswordHasherPool
 from remotecomm.accounts.throttle import LoginThrottle
-from remotecomm.config import config_options
 from remotecomm.clock import seconds_to_us
+from remotecomm.config import config_options
+from remotecomm.json_http import Router, make_site
 from remotecomm.metrics import MetricsResource, relay_registry
 from remotecomm.relay.core import RelayCore
-from remotecomm.relay.logs import LogOutbox, open_relay_store
 from remotecomm.relay.gateway_http import read_api_secret
+from remotecomm.relay.logs import LogOutbox, open_relay_store
 from remotecomm.relay.manager_api import ManagerClient, relay_node_routes
 from remotecomm.relay.node import RelayNode
 from remotecomm.relay.websocket import SiteRoot, relay_resource
 from remotecomm.server.config import ServerConfig, SessionsConfig, load_server_config
-from remotecomm.sessions.broker import SessionBroker
-from remotecomm.sessions.lifecycle import SessionPolicy
-from remotecomm.sessions.relay_api import ManagerForRelay
 from remotecomm.server.nvx import NativeHelpersMissing, check_native_helpers
 from remotecomm.services import SequentialMultiService, StartStopService, exit_after_shutdown
+from remotecomm.sessions.broker import SessionBroker
+from remotecomm.sessions.lifecycle import SessionPolicy
+from remotecomm.sessions.messages import ApprovalDecision
+from remotecomm.sessions.relay_api import ManagerForRelay
 from remotecomm.store.engine import SchemaTooNew, Store, migrate, open_sqlite
 from remotecomm.tls import TLSSetupError, server_tls_options
 from remotecomm.web.api import Api, Health
 from remotecomm.web.relay_api import RelayNodeClient, manager_routes
-from remotecomm.json_http import Router, make_site
 from remotecomm.xmpp.component import build_component
-from remotecomm.xmpp.payloads import parse_approval_decision
 from remotecomm.xmpp.stream import NotConnected
 
 log = Logger()
@@ -197,7 +197,7 @@ def _build_sessions(config: ServerConfig, reactor, root, readiness: dict,
     StartStopService("sessions", lambda: _log_errors(broker.start(), "re-arming sessions"),
                      broker.stop).setServiceParent(root)
     if manager.component is not None:
-        manager.component.requests.register("approval-decision", decision_handler(broker))
+        manager.component.requests.register(ApprovalDecision, broker.on_decision)
         manager.component.connector.setServiceParent(root)
     if config.sessions.allow_test_approver:
         log.warn("this manager ACCEPTS answers from device test approvers "
@@ -246,13 +246,6 @@ def session_policy(sessions: SessionsConfig) -> SessionPolicy:
                          join_window_us=seconds_to_us(sessions.join_window),
                          max_lifetime_us=seconds_to_us(sessions.max_lifetime),
                          idle_timeout_us=seconds_to_us(sessions.idle_timeout))
-
-
-def decision_handler(broker: SessionBroker):
-    """The XMPP handler of S144: the device's approval decision."""
-    async def handle(device_id: str, iq) -> None:
-        await broker.on_decision(device_id, parse_approval_decision(iq), iq.getAttribute("from"))
-    return handle
 
 
 class Unreachable:

@@ -21,16 +21,15 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from remotecomm.accounts.login import Caller
-from remotecomm.tokens import new_token, token_hash
 from remotecomm.clock import now_us
 from remotecomm.relay.gateway import AllocationRequest, IRelayForManager
-from remotecomm.sessions import lifecycle as lc
-from remotecomm.sessions import rows
+from remotecomm.sessions import lifecycle as lc, rows
+from remotecomm.sessions.messages import (ApprovalDecision, ApprovalRequest, MessageRefused,
+                                          SessionReady)
 from remotecomm.store import sessions as session_queries
 from remotecomm.store.audit import append_audit
 from remotecomm.store.engine import Store
-from remotecomm.xmpp.payloads import (ApprovalDecision, ApprovalRequest, PayloadError,
-                                      SessionReady, build_approval_request, build_session_ready)
+from remotecomm.tokens import new_token, token_hash
 
 log = Logger()
 
@@ -169,7 +168,7 @@ class SessionBroker:
                  request_id=session.request_id, user_id=caller.user_id, device_id=device_id,
                  app_id=app_id)
         try:
-            await self._devices.send(device_id, build_approval_request(request))
+            await self._devices.send(device_id, request)
         except Exception as e:
             log.warn("session {request_id}: approval request to {device_id} failed: {error}",
                      request_id=session.request_id, device_id=device_id, error=repr(e))
@@ -195,7 +194,7 @@ class SessionBroker:
 
     async def on_decision(self, device_id: str, decision: ApprovalDecision,
                           source: str) -> None:
-        """File the operator's answer; raises ``PayloadError`` for the error reply."""
+        """File the operator's answer; raises ``MessageRefused`` for an answer it cannot take."""
         at = now_us(self._clock)
         allow = self._allow_test_approver
 
@@ -219,11 +218,11 @@ class SessionBroker:
 
         before, after, row = await self._store.run(decide)
         if after is None:
-            raise PayloadError("item-not-found", "no such request for this device")
+            raise MessageRefused("not-found", "no such request for this device")
         if before is after:
             if before.approver == decision.operator and before.decided_us is not None:
                 return  # the same answer again: acknowledged, not acted on twice
-            raise PayloadError("not-allowed", "this request is no longer waiting for an answer")
+            raise MessageRefused("not-allowed", "this request is no longer waiting for an answer")
         log.info("session {request_id}: {device_id} answered {answer} (operator {operator}"
                  "{test}) -> {state}", request_id=after.request_id, device_id=device_id,
                  answer="yes" if decision.approve else "no", operator=decision.operator,
@@ -276,7 +275,7 @@ class SessionBroker:
                              app_id=row.app_id, join_deadline_us=join_deadline_us)
         for attempt in range(1, NOTIFY_ATTEMPTS + 1):
             try:
-                await self._devices.send(row.device_id, build_session_ready(ready))
+                await self._devices.send(row.device_id, ready)
             except Exception as e:
                 log.warn("session {request_id}: telling {device_id} failed (attempt "
                          "{attempt}): {error}", request_id=row.request_id,

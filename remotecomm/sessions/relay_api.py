@@ -23,15 +23,14 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from remotecomm.clock import now_us
-from remotecomm.relay.gateway import (Admission, AdmissionRefused, EndRequest,
-                                      IManagerForRelay, JoinRequest, LogRejected, Refusal,
-                                      SessionLog)
+from remotecomm.relay.gateway import (Admission, AdmissionRefused, EndRequest, IManagerForRelay,
+                                      JoinRequest, LogRejected, Refusal, SessionLog)
 from remotecomm.sessions import lifecycle as lc
+from remotecomm.sessions.messages import EndSession
 from remotecomm.sessions.rows import save_session, session_from_row
 from remotecomm.store import sessions as session_rows
 from remotecomm.store.audit import append_audit
 from remotecomm.store.engine import Store
-from remotecomm.xmpp.payloads import EndSession, build_end_session
 
 log = Logger()
 
@@ -144,8 +143,8 @@ class ManagerForRelay:
         log.info("session {request_id}: asking {device_id} to end its side",
                  request_id=row.request_id, device_id=row.device_id)
         try:
-            await self._devices.send(row.device_id, build_end_session(
-                EndSession(request_id=row.request_id, session_id=row.session_id)))
+            await self._devices.send(row.device_id, EndSession(request_id=row.request_id,
+                                                               session_id=row.session_id))
         except Exception as e:
             log.warn("session {request_id}: the device did not take the end request: {error}",
                      request_id=row.request_id, error=repr(e))

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from remotecomm.config import ConfigError, ConfigFile, is_loopback_endpoint
+from remotecomm.identifiers import OPERATOR, is_valid
 from remotecomm.unix_sockets import MAX_SOCKET_PATH
-
-OPERATOR = r"[a-z0-9][a-z0-9._-]{0,63}"
 
 
 @dataclass(frozen=True)
@@ -61,7 +59,7 @@ def load_simulator_config(path: str | Path) -> SimulatorConfig:
     operators_section = config.section("operators")
     operators = {}
     for operator in operators_section.keys():
-        if not re.fullmatch(OPERATOR, operator):
+        if not is_valid(OPERATOR, operator):
             raise ConfigError(f"{config.path}: [operators] {operator!r} is not a valid name")
         operators[operator] = operators_section.get_str(operator, required=True,
                                                         pattern=r"\$argon2id\$\S+")

@@ -8,13 +8,13 @@ from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 
 from remotecomm.config import config_options
+from remotecomm.json_http import make_site
 from remotecomm.simulator.agent_client import AgentChannelClient
 from remotecomm.simulator.config import SimulatorConfig, load_simulator_config
 from remotecomm.simulator.device_state import DeviceState
 from remotecomm.simulator.panel import Panel
 from remotecomm.simulator.remote_panel import remote_panel_site
 from remotecomm.simulator.web_server import web_server_site
-from remotecomm.json_http import make_site
 
 log = Logger()
 

@@ -11,8 +11,7 @@ from pathlib import Path
 
 from twisted.internet.defer import Deferred, fail, succeed
 
-from remotecomm.accounts.passwords import PasswordHasherPool
-from remotecomm.server.config import PasswordHashConfig
+from remotecomm.accounts.passwords import PasswordHashConfig, PasswordHasherPool
 from remotecomm.store.engine import Store, migrate, open_sqlite
 
 # Cheap argon2id costs: the rules under test are the same, the waiting is not.

@@ -15,11 +15,10 @@ from argon2 import PasswordHasher
 
 from remotecomm.cli import admin
 from remotecomm.device.config import load_device_config
-from remotecomm.simulator.config import render_simulator_config
 from remotecomm.server.config import ServerConfig, load_server_config
+from remotecomm.simulator.config import render_simulator_config
 from remotecomm.testing.http import http_client
-from remotecomm.testing.processes import (ChildProcess, ServerProcess, free_port, run_command,
-                                          sleep)
+from remotecomm.testing.processes import ChildProcess, ServerProcess, free_port, run_command, sleep
 from remotecomm.xmpp.prosody import ProsodyProcess, settings_for
 
 PASSWORD = "correct horse battery"

@@ -18,10 +18,10 @@ from remotecomm.accounts.login import Accounts, Caller, Refused
 from remotecomm.accounts.passwords import MAX_PASSWORD_BYTES, HasherBusy
 from remotecomm.clock import iso_from_us
 from remotecomm.identifiers import APP_ID, DEVICE_ID, REQUEST_ID, TERMINAL_ID, is_valid
+from remotecomm.json_http import ApiError, Route, Router, no_more_fields, read_json, take_str
 from remotecomm.sessions.broker import SessionBroker, SessionError
 from remotecomm.store.devices import devices_of_unit
 from remotecomm.store.engine import Store, StoreBusy
-from remotecomm.json_http import ApiError, Route, Router, no_more_fields, read_json, take_str
 
 log = Logger()
 

@@ -14,10 +14,9 @@ from pathlib import Path
 from zope.interface import implementer
 
 from remotecomm.json_http import Route
-from remotecomm.relay.gateway import (AllocationRequest, EndOrder, IManagerForRelay,
-                                      IRelayForManager)
-from remotecomm.relay.gateway_http import (MANAGER_CALLS, MANAGER_PREFIX, RELAY_CALLS,
-                                           RELAY_PREFIX, GatewayClient, serve)
+from remotecomm.relay.gateway import AllocationRequest, EndOrder, IManagerForRelay, IRelayForManager
+from remotecomm.relay.gateway_http import (MANAGER_CALLS, MANAGER_PREFIX, RELAY_CALLS, RELAY_PREFIX,
+                                           GatewayClient, serve)
 
 
 def manager_routes(manager: IManagerForRelay, secret: str) -> list[Route]:

@@ -3,10 +3,12 @@
 - :class:`DeviceDirectory` turns presence into the online state, stores
   hellos, and probes registered devices after every (re)connect (silent ones
   are marked offline after ``settle_time``).
-- :class:`DeviceRequests` routes IQ requests in our namespace from device
-  accounts to the handler registered for the payload's name, and turns the
-  outcome into a result or an error reply (after the handler has committed).
-- :class:`DeviceMessenger` sends a payload to a device's current connection.
+- :class:`DeviceRequests` decodes IQ requests in our namespace from device
+  accounts into session messages, hands each to the handler registered for
+  its type, and turns the outcome into a result or an error reply (after the
+  handler has committed).  Handlers never see XML.
+- :class:`DeviceMessenger` encodes a session message and sends it to a
+  device's current connection.
 
 :func:`build_component` wires them to one stream and one connector.
 """
@@ -23,11 +25,12 @@ from twisted.words.protocols.jabber import component as jabber_component
 from twisted.words.xish import domish
 
 from remotecomm.clock import now_us
+from remotecomm.sessions.messages import Hello, MessageRefused
 from remotecomm.store import devices as device_queries
 from remotecomm.store.engine import Store
 from remotecomm.xmpp.compat import subprotocols
-from remotecomm.xmpp.payloads import (NS_DEVICE_PREFIX, PayloadError, device_id_of,
-                                      parse_hello, parse_presence, request_payload)
+from remotecomm.xmpp.payloads import (NS_DEVICE_PREFIX, PayloadError, decode, device_id_of, encode,
+                                      parse_presence)
 from remotecomm.xmpp.stream import (NotConnected, UnknownIqHandler, XmppConnector, XmppStream,
                                     on_stream_error, reply_error, reply_result)
 
@@ -35,8 +38,9 @@ log = Logger()
 
 SETTLE_TIME = 10.0
 
-# handler(device_id, iq) -> awaitable; raises PayloadError to answer with an error.
-RequestHandler = Callable[[str, domish.Element], Awaitable[None]]
+# handler(device_id, message, sender's full JID) -> awaitable; raises MessageRefused to
+# answer with an error.
+RequestHandler = Callable[[str, object, str], Awaitable[None]]
 
 
 class DeviceDirectory(subprotocols.XMPPHandler):
@@ -122,14 +126,13 @@ class DeviceDirectory(subprotocols.XMPPHandler):
             lambda f: log.failure("recording presence of {device_id} failed", f,
                                   device_id=update.device_id))
 
-    async def handle_hello(self, device_id: str, iq: domish.Element) -> None:
+    async def handle_hello(self, device_id: str, hello: Hello, source: str) -> None:
         """Store what the device says of itself."""
-        hello = parse_hello(iq)
         known = await self._store.run(device_queries.record_hello, device_id,
                                       hello.agent_version, hello.envelope_version,
                                       list(hello.apps), now_us(self._clock))
         if not known:
-            raise PayloadError("forbidden", "this device is not registered")
+            raise MessageRefused("forbidden", "this device is not registered")
         log.info("device {device_id} says hello: agent {agent_version}, envelope "
                  "{envelope_version}, apps {apps}", device_id=device_id,
                  agent_version=hello.agent_version, envelope_version=hello.envelope_version,
@@ -137,16 +140,16 @@ class DeviceDirectory(subprotocols.XMPPHandler):
 
 
 class DeviceRequests(subprotocols.XMPPHandler):
-    """Routes devices' IQ requests in our namespace to handlers, and answers them."""
+    """Decodes devices' IQ requests in our namespace, routes them to handlers, answers them."""
 
     def __init__(self, devices_domain: str):
         super().__init__()
         self._devices_domain = devices_domain
-        self._handlers: dict[str, RequestHandler] = {}
+        self._handlers: dict[type, RequestHandler] = {}
 
-    def register(self, name: str, handler: RequestHandler) -> None:
-        """Handle ``<name xmlns='urn:remotecomm:device:1'/>`` IQ sets with ``handler``."""
-        self._handlers[name] = handler
+    def register(self, message_type: type, handler: RequestHandler) -> None:
+        """Handle IQ sets that carry a ``message_type`` (a session message) with ``handler``."""
+        self._handlers[message_type] = handler
 
     def connectionInitialized(self) -> None:
         self.xmlstream.addObserver('/iq[@type="set"]', self._on_request)
@@ -161,19 +164,20 @@ class DeviceRequests(subprotocols.XMPPHandler):
         try:
             if sender is None:
                 raise PayloadError("forbidden", "only devices may send this")
-            name = request_payload(iq).name
-            handler = self._handlers.get(name) if iq["type"] == "set" else None
+            message = decode(iq)
+            handler = self._handlers.get(type(message)) if iq["type"] == "set" else None
             if handler is None:
-                raise PayloadError("feature-not-implemented", f"unknown request {name!r}")
+                raise PayloadError("feature-not-implemented",
+                                   f"unknown request {payload.name!r}")
         except PayloadError as e:
             self._refuse(iq, e)
             return
-        d = ensureDeferred(handler(sender[0], iq))
+        d = ensureDeferred(handler(sender[0], message, iq.getAttribute("from")))
         d.addCallbacks(lambda _: reply_result(self.parent, iq), lambda f: self._failed(iq, f))
 
     def _failed(self, iq: domish.Element, failure) -> None:
-        if failure.check(PayloadError):
-            self._refuse(iq, failure.value)
+        if failure.check(MessageRefused):
+            self._refuse(iq, PayloadError.from_refusal(failure.value))
             return
         log.failure("handling {payload} from {sender} failed", failure,
                     payload=next(iq.elements()).name, sender=iq.getAttribute("from"))
@@ -186,7 +190,7 @@ class DeviceRequests(subprotocols.XMPPHandler):
 
 
 class DeviceMessenger:
-    """Sends payloads to a device's current connection, as IQ sets with a timeout."""
+    """Sends session messages to a device's current connection, as IQ sets with a timeout."""
 
     def __init__(self, stream: XmppStream, directory: DeviceDirectory):
         self._stream = stream
@@ -196,12 +200,12 @@ class DeviceMessenger:
         """Whether the device has a connection we know of."""
         return self._stream.connected and self._directory.full_jid(device_id) is not None
 
-    def send(self, device_id: str, payload: domish.Element) -> Deferred:
-        """Send ``payload``; fires with the result IQ, fails if the device is unreachable."""
+    def send(self, device_id: str, message) -> Deferred:
+        """Send ``message``; fires with the result IQ, fails if the device is unreachable."""
         jid = self._directory.full_jid(device_id)
         if jid is None:
             return fail(NotConnected(f"device {device_id} is not connected"))
-        return self._stream.request_iq(jid, payload)
+        return self._stream.request_iq(jid, encode(message))
 
 
 @dataclass
@@ -223,7 +227,7 @@ def build_component(clock: IReactorTime, endpoint, component_jid: str, secret: s
     directory = DeviceDirectory(store, clock, devices_domain, component_jid)
     directory.setHandlerParent(stream)
     requests = DeviceRequests(devices_domain)
-    requests.register("hello", directory.handle_hello)
+    requests.register(Hello, directory.handle_hello)
     requests.setHandlerParent(stream)
     UnknownIqHandler().setHandlerParent(stream)
     connector = XmppConnector(clock, endpoint, factory, max_delay=2.0)

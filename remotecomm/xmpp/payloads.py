@@ -1,10 +1,13 @@
-"""The payloads devices and the manager exchange over XMPP, and their codecs.
+"""The payloads devices and the manager exchange over XMPP: the codec of the session messages.
 
 Namespace ``urn:remotecomm:device:1`` (the number is the protocol version;
-``docs/protocol.md`` documents every payload).  Decoders take a parsed
-element and either return a plain value or raise :class:`PayloadError`
-carrying the XMPP error condition to answer with.  Nothing here touches a
-stream.
+``docs/protocol.md`` documents every payload).  The messages themselves are
+transport-free values (:mod:`remotecomm.sessions.messages`); here
+:func:`encode` turns one into its payload element and :func:`decode` reads
+one back from a request IQ, both driven by one table of attributes
+(:data:`_PAYLOADS`; only ``<hello/>``, which has children, is written by
+hand).  Decoders raise :class:`PayloadError` carrying the XMPP error
+condition to answer with.  Nothing here touches a stream.
 """
 
 from __future__ import annotations
@@ -16,13 +19,19 @@ from twisted.words.protocols.jabber.jid import JID, InvalidFormat
 from twisted.words.xish import domish
 
 from remotecomm.identifiers import APP_ID, DEVICE_ID, REQUEST_ID, SESSION_ID, TOKEN
+from remotecomm.sessions.messages import (ENVELOPE_VERSIONS, MAX_APPS, ApprovalDecision,
+                                          ApprovalRequest, EndSession, Hello, MessageRefused,
+                                          SessionReady)
 
 NS_DEVICE = "urn:remotecomm:device:1"
 NS_DEVICE_PREFIX = "urn:remotecomm:device:"
-# Envelope versions of the relay protocol this manager speaks.
-ENVELOPE_VERSIONS = (1,)
-MAX_APPS = 32
 _VERSION_TEXT = re.compile(r"[0-9A-Za-z.+~_-]{1,32}")
+
+# The XMPP error condition for each reason a message is refused (sessions.messages).
+REFUSAL_CONDITIONS = {"bad-request": "bad-request", "not-found": "item-not-found",
+                      "not-allowed": "not-allowed", "forbidden": "forbidden",
+                      "busy": "resource-constraint", "unsupported": "feature-not-implemented",
+                      "too-many": "policy-violation"}
 
 
 class PayloadError(Exception):
@@ -33,14 +42,10 @@ class PayloadError(Exception):
         self.condition = condition
         self.text = text
 
-
-@dataclass(frozen=True)
-class Hello:
-    """A device agent introducing itself (sent after every (re)connect)."""
-
-    agent_version: str
-    envelope_version: int
-    apps: tuple[str, ...]
+    @classmethod
+    def from_refusal(cls, refusal: MessageRefused) -> "PayloadError":
+        """The XMPP form of a transport-free refusal."""
+        return cls(REFUSAL_CONDITIONS[refusal.code], refusal.text)
 
 
 def request_payload(iq: domish.Element) -> domish.Element:
@@ -146,144 +151,92 @@ def parse_presence(presence: domish.Element, devices_domain: str) -> PresenceUpd
 
 _NAME = re.compile(r"[^\x00-\x1f\x7f]{1,200}")
 _INSTANT = re.compile(r"\d{1,19}")
+_RELAY_URL = re.compile(r"wss?://[^\s\"'<>]{1,250}")
 
 
-def _attribute(element: domish.Element, name: str, pattern: str | re.Pattern) -> str:
-    value = element.getAttribute(name)
+@dataclass(frozen=True)
+class _Attribute:
+    """One field of a message as one XML attribute: its name, shape and how it reads."""
+
+    field: str
+    name: str
+    pattern: str | re.Pattern
+    kind: str = "text"   # text | instant (int) | yes-no (bool) | true-false (bool, default no)
+
+
+# The one table of the flat session payloads: message class → element name and attributes.
+_PAYLOADS: dict[type, tuple[str, tuple[_Attribute, ...]]] = {
+    ApprovalRequest: ("approval-request", (
+        _Attribute("request_id", "request-id", REQUEST_ID),
+        _Attribute("app_id", "app", APP_ID),
+        _Attribute("user_id", "user", _NAME),
+        _Attribute("user_name", "user-name", _NAME),
+        _Attribute("unit_id", "unit", _NAME),
+        _Attribute("unit_name", "unit-name", _NAME),
+        _Attribute("expires_at_us", "expires-at-us", _INSTANT, "instant"))),
+    ApprovalDecision: ("approval-decision", (
+        _Attribute("request_id", "request-id", REQUEST_ID),
+        _Attribute("approve", "answer", r"yes|no", "yes-no"),
+        _Attribute("operator", "operator", _NAME),
+        _Attribute("by_test_approver", "test-approver", r"true|false", "true-false"))),
+    SessionReady: ("session-ready", (
+        _Attribute("request_id", "request-id", REQUEST_ID),
+        _Attribute("session_id", "session-id", SESSION_ID),
+        _Attribute("token", "token", TOKEN),
+        _Attribute("relay_url", "relay-url", _RELAY_URL),
+        _Attribute("app_id", "app", APP_ID),
+        _Attribute("join_deadline_us", "join-deadline-us", _INSTANT, "instant"))),
+    EndSession: ("end-session", (
+        _Attribute("request_id", "request-id", REQUEST_ID),
+        _Attribute("session_id", "session-id", SESSION_ID))),
+}
+_BY_NAME = {name: (cls, attributes) for cls, (name, attributes) in _PAYLOADS.items()}
+PAYLOAD_NAMES = frozenset(_BY_NAME) | {"hello"}
+
+
+def _write(attribute: _Attribute, value) -> str:
+    if attribute.kind == "yes-no":
+        return "yes" if value else "no"
+    if attribute.kind == "true-false":
+        return "true" if value else "false"
+    return str(value)
+
+
+def _read(element: domish.Element, attribute: _Attribute):
+    value = element.getAttribute(attribute.name)
+    if value is None and attribute.kind == "true-false":
+        value = "false"
+    pattern = attribute.pattern
     matcher = pattern if isinstance(pattern, re.Pattern) else re.compile(pattern)
     if value is None or not matcher.fullmatch(value):
-        raise PayloadError("bad-request", f"{element.name} needs a valid {name}")
+        raise PayloadError("bad-request", f"{element.name} needs a valid {attribute.name}")
+    if attribute.kind == "instant":
+        return int(value)
+    if attribute.kind == "yes-no":
+        return value == "yes"
+    if attribute.kind == "true-false":
+        return value == "true"
     return value
 
 
-@dataclass(frozen=True)
-class ApprovalRequest:
-    """S142: the manager asks the device's operator to approve a session."""
-
-    request_id: str
-    app_id: str
-    user_id: str
-    user_name: str
-    unit_id: str
-    unit_name: str
-    expires_at_us: int
-
-
-def build_approval_request(request: ApprovalRequest) -> domish.Element:
-    """The ``<approval-request/>`` payload."""
-    element = domish.Element((NS_DEVICE, "approval-request"))
-    element["request-id"] = request.request_id
-    element["app"] = request.app_id
-    element["user"] = request.user_id
-    element["user-name"] = request.user_name
-    element["unit"] = request.unit_id
-    element["unit-name"] = request.unit_name
-    element["expires-at-us"] = str(request.expires_at_us)
+def encode(message) -> domish.Element:
+    """The XMPP payload element of a message of :mod:`remotecomm.sessions.messages`."""
+    if isinstance(message, Hello):
+        return build_hello(message)
+    name, attributes = _PAYLOADS[type(message)]
+    element = domish.Element((NS_DEVICE, name))
+    for attribute in attributes:
+        element[attribute.name] = _write(attribute, getattr(message, attribute.field))
     return element
 
 
-def parse_approval_request(iq: domish.Element) -> ApprovalRequest:
-    """Decode an approval request."""
-    element = _payload(iq, "approval-request")
-    return ApprovalRequest(
-        request_id=_attribute(element, "request-id", REQUEST_ID),
-        app_id=_attribute(element, "app", APP_ID),
-        user_id=_attribute(element, "user", _NAME),
-        user_name=_attribute(element, "user-name", _NAME),
-        unit_id=_attribute(element, "unit", _NAME),
-        unit_name=_attribute(element, "unit-name", _NAME),
-        expires_at_us=int(_attribute(element, "expires-at-us", _INSTANT)),
-    )
-
-
-@dataclass(frozen=True)
-class ApprovalDecision:
-    """S144: the device reports its operator's answer."""
-
-    request_id: str
-    approve: bool
-    operator: str
-    by_test_approver: bool
-
-
-def build_approval_decision(decision: ApprovalDecision) -> domish.Element:
-    """The ``<approval-decision/>`` payload."""
-    element = domish.Element((NS_DEVICE, "approval-decision"))
-    element["request-id"] = decision.request_id
-    element["answer"] = "yes" if decision.approve else "no"
-    element["operator"] = decision.operator
-    element["test-approver"] = "true" if decision.by_test_approver else "false"
-    return element
-
-
-def parse_approval_decision(iq: domish.Element) -> ApprovalDecision:
-    """Decode an approval decision."""
-    element = _payload(iq, "approval-decision")
-    answer = _attribute(element, "answer", r"yes|no")
-    test = element.getAttribute("test-approver", "false")
-    if test not in ("true", "false"):
-        raise PayloadError("bad-request", "test-approver must be true or false")
-    return ApprovalDecision(request_id=_attribute(element, "request-id", REQUEST_ID),
-                            approve=answer == "yes",
-                            operator=_attribute(element, "operator", _NAME),
-                            by_test_approver=test == "true")
-
-
-@dataclass(frozen=True)
-class SessionReady:
-    """S149: token, session ID and relay for the device side of an approved session."""
-
-    request_id: str
-    session_id: str
-    token: str
-    relay_url: str
-    app_id: str
-    join_deadline_us: int
-
-
-def build_session_ready(ready: SessionReady) -> domish.Element:
-    """The ``<session-ready/>`` payload."""
-    element = domish.Element((NS_DEVICE, "session-ready"))
-    element["request-id"] = ready.request_id
-    element["session-id"] = ready.session_id
-    element["token"] = ready.token
-    element["relay-url"] = ready.relay_url
-    element["app"] = ready.app_id
-    element["join-deadline-us"] = str(ready.join_deadline_us)
-    return element
-
-
-def parse_session_ready(iq: domish.Element) -> SessionReady:
-    """Decode a session-ready message."""
-    element = _payload(iq, "session-ready")
-    return SessionReady(
-        request_id=_attribute(element, "request-id", REQUEST_ID),
-        session_id=_attribute(element, "session-id", SESSION_ID),
-        token=_attribute(element, "token", TOKEN),
-        relay_url=_attribute(element, "relay-url", r"wss?://[^\s\"'<>]{1,250}"),
-        app_id=_attribute(element, "app", APP_ID),
-        join_deadline_us=int(_attribute(element, "join-deadline-us", _INSTANT)),
-    )
-
-
-@dataclass(frozen=True)
-class EndSession:
-    """S265: the manager asks the device to end its side of a session."""
-
-    request_id: str
-    session_id: str
-
-
-def build_end_session(end: EndSession) -> domish.Element:
-    """The ``<end-session/>`` payload."""
-    element = domish.Element((NS_DEVICE, "end-session"))
-    element["request-id"] = end.request_id
-    element["session-id"] = end.session_id
-    return element
-
-
-def parse_end_session(iq: domish.Element) -> EndSession:
-    """Decode an end-session request."""
-    element = _payload(iq, "end-session")
-    return EndSession(request_id=_attribute(element, "request-id", REQUEST_ID),
-                      session_id=_attribute(element, "session-id", SESSION_ID))
+def decode(iq: domish.Element):
+    """The message an IQ request carries, checked field by field; raises
+    :class:`PayloadError` (unknown payloads: ``feature-not-implemented``)."""
+    element = request_payload(iq)
+    if element.name == "hello":
+        return parse_hello(iq)
+    if element.name not in _BY_NAME:
+        raise PayloadError("feature-not-implemented", f"unknown request {element.name!r}")
+    cls, attributes = _BY_NAME[element.name]
+    return cls(**{attribute.field: _read(element, attribute) for attribute in attributes})

@@ -3,10 +3,9 @@
 from twisted.internet import reactor
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from remotecomm.accounts.passwords import (MAX_PASSWORD_BYTES, HasherBusy, PasswordHasherPool,
-                                           PasswordRuleError, check_new_password, make_hasher,
-                                           verify_password)
-from remotecomm.server.config import PasswordHashConfig
+from remotecomm.accounts.passwords import (MAX_PASSWORD_BYTES, HasherBusy, PasswordHashConfig,
+                                           PasswordHasherPool, PasswordRuleError,
+                                           check_new_password, make_hasher, verify_password)
 from remotecomm.testing.fakes import CHEAP_HASHING, InlinePasswordHasher
 
 

@@ -14,9 +14,9 @@ from remotecomm.device.approvals import ApprovalError, Approvals, ManagerRequest
 from remotecomm.device.history import History
 from remotecomm.device.manager_link import ManagerLink
 from remotecomm.device.panel_channel import PanelChannel
+from remotecomm.sessions.messages import ApprovalRequest, Hello, MessageRefused, SessionReady
 from remotecomm.testing.xmpp import PipeConnection
-from remotecomm.xmpp.payloads import (ApprovalRequest, Hello, PayloadError, SessionReady,
-                                      build_approval_request, build_session_ready)
+from remotecomm.xmpp.payloads import encode
 from remotecomm.xmpp.stream import UnknownIqHandler, XmppStream
 
 T0 = 1_800_000_000
@@ -71,9 +71,9 @@ class ApprovalsTests(ApprovalsTestCase):
 
     def test_unknown_app_is_refused(self):
         """The device serves only apps in its config."""
-        with self.assertRaises(PayloadError) as e:
+        with self.assertRaises(MessageRefused) as e:
             self.approvals.on_request("rms.test", approval(app="fax"))
-        self.assertEqual(e.exception.condition, "item-not-found")
+        self.assertEqual(e.exception.code, "not-found")
 
     def test_answers_that_cannot_be_taken(self):
         """Unknown, already answered and expired requests are refused with a code."""
@@ -107,7 +107,7 @@ class ApprovalsTests(ApprovalsTestCase):
         ready = SessionReady("r" * 22, "s" * 32, "t" * 43, "wss://relay.test/relay",
                              "web-server", (T0 + 60) * S)
         self.approvals.on_request("rms.test", approval())
-        with self.assertRaises(PayloadError):
+        with self.assertRaises(MessageRefused):
             self.approvals.on_session_ready("rms.test", ready)
         self.approvals.decide("r" * 22, True, "olga")
         self.approvals.on_session_ready("rms.test", ready)
@@ -119,9 +119,9 @@ class ApprovalsTests(ApprovalsTestCase):
         """At most 32 requests wait at once."""
         for n in range(32):
             self.approvals.on_request("rms.test", approval(f"{n:022d}"))
-        with self.assertRaises(PayloadError) as e:
+        with self.assertRaises(MessageRefused) as e:
             self.approvals.on_request("rms.test", approval("z" * 22))
-        self.assertEqual(e.exception.condition, "resource-constraint")
+        self.assertEqual(e.exception.code, "busy")
 
 
 class ManagerRequestTests(ApprovalsTestCase):
@@ -144,19 +144,19 @@ class ManagerRequestTests(ApprovalsTestCase):
 
     def test_request_is_acknowledged_at_once(self):
         """S142 is answered with a result right away; the operator answers later."""
-        reply = self.send("rms.test", build_approval_request(approval()))
+        reply = self.send("rms.test", encode(approval()))
         self.assertEqual((reply["type"], reply["id"]), ("result", "m1"))
         self.assertEqual(len(self.approvals.pending()), 1)
 
     def test_requests_from_others_are_forbidden(self):
         """Another device cannot ask this device's operator anything."""
-        reply = self.send("mfp-2@d.test/agent", build_approval_request(approval()))
+        reply = self.send("mfp-2@d.test/agent", encode(approval()))
         self.assertEqual(error.exceptionFromStanza(reply).condition, "forbidden")
         self.assertEqual(self.approvals.pending(), [])
 
     def test_malformed_requests_change_nothing(self):
         """A broken approval request gets bad-request."""
-        element = build_approval_request(approval())
+        element = encode(approval())
         del element.attributes["user"]
         reply = self.send("rms.test", element)
         self.assertEqual(error.exceptionFromStanza(reply).condition, "bad-request")
@@ -164,7 +164,7 @@ class ManagerRequestTests(ApprovalsTestCase):
 
     def test_session_ready_for_unknown_request(self):
         """S149 for nothing we approved: item-not-found."""
-        reply = self.send("rms.test", build_session_ready(SessionReady(
+        reply = self.send("rms.test", encode(SessionReady(
             "r" * 22, "s" * 32, "t" * 43, "wss://relay.test/r", "web-server", 1)))
         self.assertEqual(error.exceptionFromStanza(reply).condition, "item-not-found")
 

@@ -6,8 +6,9 @@ from twisted.words.protocols.jabber import client
 from twisted.words.protocols.jabber.jid import JID
 
 from remotecomm.device.manager_link import ManagerLink
+from remotecomm.sessions.messages import Hello
 from remotecomm.testing.xmpp import PipeConnection
-from remotecomm.xmpp.payloads import NS_DEVICE, Hello, parse_hello
+from remotecomm.xmpp.payloads import NS_DEVICE, parse_hello
 from remotecomm.xmpp.stream import UnknownIqHandler, XmppStream
 
 COMPONENT = "rms.test"

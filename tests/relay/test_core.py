@@ -6,9 +6,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from remotecomm.tokens import new_token, token_hash
-from remotecomm.relay import core as rc
-from remotecomm.relay import envelope as env
+from remotecomm.relay import core as rc, envelope as env
 from remotecomm.relay.logs import RELAY_MIGRATIONS, LogOutbox
 from remotecomm.sessions.relay_api import ManagerForRelay
 from remotecomm.store.audit import audit_records
@@ -16,6 +14,7 @@ from remotecomm.store.engine import migrate, open_sqlite
 from remotecomm.store.schema import session_connections, sessions
 from remotecomm.testing.fakes import InlineStore, migrated_inline_store
 from remotecomm.testing.relay import FakeConnection
+from remotecomm.tokens import new_token, token_hash
 
 S = 1_000_000
 T0 = 1_800_000_000
@@ -26,8 +25,8 @@ class FakeDevices:
     def __init__(self):
         self.sent = []
 
-    def send(self, device_id, payload):
-        self.sent.append((device_id, payload.name))
+    def send(self, device_id, message):
+        self.sent.append((device_id, type(message).__name__))
         return succeed(None)
 
 
@@ -218,6 +217,48 @@ class ForwardingTests(CoreTestCase):
                          (16, 106))
 
 
+class StateTests(CoreTestCase):
+    """The core's states (waiting, paired, ending; joining, open, closing, ended) are explicit."""
+
+    def states(self):
+        [session] = self.core.sessions.values()
+        return session.state, {name: side.state for name, side in session.sides.items()}
+
+    def test_states_from_join_to_end(self):
+        """One side waits; two are paired; a normal terminal end leaves the session ending."""
+        device = self.join("device")
+        self.assertEqual(self.states(), (rc.WAITING, {"device": rc.OPEN}))
+        terminal = self.join("terminal")
+        self.assertEqual(self.states(), (rc.PAIRED, {"device": rc.OPEN, "terminal": rc.OPEN}))
+        self.core.closed(terminal, normal_request=True)
+        self.assertEqual(self.states(), (rc.ENDING, {"device": rc.OPEN, "terminal": rc.ENDED}))
+        self.clock.advance(rc.END_GRACE)
+        self.assertEqual(self.states(), (rc.ENDING, {"device": rc.CLOSING,
+                                                     "terminal": rc.ENDED}))
+        self.core.closed(device, normal_request=False)
+        self.assertEqual(self.core.sessions, {})
+
+    def test_frames_after_the_end_began_go_nowhere(self):
+        """Once a session is ending, frames from the side left are neither forwarded nor held."""
+        device, terminal = self.pair()
+        self.core.closed(terminal, normal_request=True)
+        for n in range(rc.HOLD_FRAMES + 5):
+            self.core.received(device, env.encode_data(1, b"late"))
+        [session] = self.core.sessions.values()
+        self.assertEqual((session.held, device.paused, terminal.sent), ([], False, []))
+
+    def test_a_manager_end_fixes_the_reason_once(self):
+        """The first end decides the session's reason; later ones do not overwrite it."""
+        device, terminal = self.pair()
+        self.assertTrue(self.core.end_session(SESSION_ID, "revoked"))
+        self.core.closed(terminal, normal_request=True)
+        self.core.closed(device, normal_request=False)
+        self.assertEqual({s: (r.ended_normally, r.end_reason)
+                          for s, r in self.records().items()},
+                         {"device": (False, "revoked"), "terminal": (False, "revoked")})
+        self.assertFalse(self.core.end_session(SESSION_ID, "revoked"))
+
+
 class EndTests(CoreTestCase):
     """Normal ends, drops, deadlines and shutdown, with their logs."""
 
@@ -225,7 +266,7 @@ class EndTests(CoreTestCase):
         """S261–S273/S291–S299: the manager asks the device; both end logs normal."""
         device, terminal = self.pair()
         self.core.closed(terminal, normal_request=True)
-        self.assertEqual(self.devices.sent, [("mfp-1", "end-session")])
+        self.assertEqual(self.devices.sent, [("mfp-1", "EndSession")])
         self.assertIsNone(device.closed_with)
         self.core.closed(device, normal_request=True)
         records = self.records()

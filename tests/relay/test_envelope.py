@@ -1,19 +1,20 @@
 """Tests for remotecomm.relay.envelope: the codec, round trips and arbitrary input."""
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
+from remotecomm.identifiers import APP_ID, SESSION_ID
 from remotecomm.relay import envelope as env
 
-ids = st.from_regex(r"[A-Za-z0-9._-]{1,64}", fullmatch=True)
+app_ids = st.from_regex(APP_ID, fullmatch=True)
+session_ids = st.from_regex(SESSION_ID, fullmatch=True)
 streams = st.integers(min_value=1, max_value=env.MAX_STREAM_ID)
 
 
 class RoundTripTests(SynchronousTestCase):
     """What is encoded decodes to the same thing."""
 
-    @given(streams, ids, ids, st.binary(max_size=2048), st.booleans())
+    @given(streams, app_ids, session_ids, st.binary(max_size=2048), st.booleans())
     def test_open(self, stream_id, app_id, session_id, head, raw):
         frame = env.decode(env.encode_open(stream_id, app_id, session_id, head, raw=raw))
         self.assertEqual((frame.kind, frame.stream_id, frame.app_id, frame.session_id,

@@ -22,13 +22,13 @@ from zope.interface import implementer
 
 from remotecomm.json_http import Router, make_site
 from remotecomm.relay import core as rc
-from remotecomm.relay.gateway import (Admission, AdmissionRefused, AllocationRequest,
-                                      EndOrder, EndRequest, IManagerForRelay, IRelayForManager,
-                                      JoinRequest, LogRejected, NodeDraining, Refusal,
-                                      SessionLog, log_key)
+from remotecomm.relay.gateway import (Admission, AdmissionRefused, AllocationRequest, EndOrder,
+                                      EndRequest, IManagerForRelay, IRelayForManager, JoinRequest,
+                                      LogRejected, NodeDraining, Refusal, SessionLog, log_key)
 from remotecomm.relay.gateway_http import MANAGER_PREFIX, RELAY_PREFIX
 from remotecomm.relay.manager_api import ManagerClient, relay_node_routes
 from remotecomm.relay.node import RelayNode
+from remotecomm.sessions.messages import EndSession
 from remotecomm.sessions.relay_api import ManagerForRelay
 from remotecomm.store.audit import audit_records
 from remotecomm.store.schema import sessions
@@ -50,8 +50,8 @@ class FakeDevices:
     def __init__(self):
         self.sent = []
 
-    def send(self, device_id, payload):
-        self.sent.append((device_id, payload.name, dict(payload.attributes)))
+    def send(self, device_id, message):
+        self.sent.append((device_id, message))
         return succeed(None)
 
 
@@ -176,9 +176,8 @@ class ManagerForRelayContract:
         """S264–S265: the manager asks the device to end its side."""
         await self.subject.end_session(EndRequest(session_id=SESSION_ID,
                                                   request_id=REQUEST_ID, side="terminal"))
-        [(device_id, name, attributes)] = self.devices.sent
-        self.assertEqual((device_id, name, attributes["session-id"]),
-                         ("mfp-1", "end-session", SESSION_ID))
+        self.assertEqual(self.devices.sent, [("mfp-1", EndSession(request_id=REQUEST_ID,
+                                                                  session_id=SESSION_ID))])
 
 
 class ManagerForRelayInProcessTests(ManagerForRelayContract, TestCase):

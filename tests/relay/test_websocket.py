@@ -9,14 +9,13 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from twisted.trial.unittest import TestCase
 from twisted.web.resource import Resource
 
-from remotecomm.relay import core as rc
-from remotecomm.relay import envelope as env
+from remotecomm.json_http import make_site
+from remotecomm.relay import core as rc, envelope as env
 from remotecomm.relay.client import RelayClient, RelayClosed
 from remotecomm.relay.gateway import Admission, AdmissionRefused
 from remotecomm.relay.logs import RELAY_MIGRATIONS, LogOutbox
 from remotecomm.relay.websocket import SiteRoot, relay_resource
 from remotecomm.store.engine import Store, migrate, open_sqlite
-from remotecomm.json_http import make_site
 from remotecomm.tokens import token_hash
 
 SESSION_ID = "S" * 32

@@ -7,9 +7,9 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from remotecomm.accounts.login import Caller
-from remotecomm.tokens import token_hash
 from remotecomm.sessions.broker import SessionBroker, SessionError
 from remotecomm.sessions.lifecycle import SessionPolicy
+from remotecomm.sessions.messages import ApprovalDecision, MessageRefused
 from remotecomm.store.accounts import insert_unit, insert_user
 from remotecomm.store.audit import audit_records
 from remotecomm.store.devices import insert_device, record_hello, set_device_presence
@@ -17,8 +17,8 @@ from remotecomm.store.sessions import load_session
 from remotecomm.testing.fakes import migrated_inline_store
 from remotecomm.testing.relay import standalone_node
 from remotecomm.testing.xmpp import parse
-from remotecomm.xmpp.payloads import (ApprovalDecision, PayloadError, parse_approval_request,
-                                      parse_session_ready)
+from remotecomm.tokens import token_hash
+from remotecomm.xmpp.payloads import decode, encode
 
 S = 1_000_000
 POLICY = SessionPolicy(approval_timeout_us=120 * S, join_window_us=60 * S,
@@ -39,8 +39,10 @@ class FakeDevices:
     def is_reachable(self, device_id):
         return device_id in self.reachable
 
-    def send(self, device_id, payload):
-        self.sent.append((device_id, parse(f"<iq type='set'>{payload.toXml()}</iq>")))
+    def send(self, device_id, message):
+        # Through the XMPP codec and back: what the broker sends must travel as it is.
+        self.sent.append((device_id, decode(parse(f"<iq type='set'>{encode(message).toXml()}"
+                                                  f"</iq>"))))
         return self.answer()
 
 
@@ -95,8 +97,7 @@ class RequestTests(BrokerTestCase):
         """The device gets an approval request naming who, which unit and which app."""
         accepted = self.request()
         self.assertEqual(accepted.approval_deadline_us, (T0 + 120) * S)
-        [(device_id, iq)] = self.devices.sent
-        request = parse_approval_request(iq)
+        [(device_id, request)] = self.devices.sent
         self.assertEqual((device_id, request.request_id, request.app_id, request.user_name,
                           request.unit_name), ("mfp-1", accepted.request_id, "web-server",
                                                "Alice Smith", "ACME Corp"))
@@ -150,8 +151,7 @@ class DecisionTests(BrokerTestCase):
         self.successResultOf(self.decide(accepted.request_id))
         self.assertEqual(self.successResultOf(self.poll(accepted.request_id))["state"], "pending")
         self.clock.advance(0)
-        _, iq = self.devices.sent[-1]
-        ready = parse_session_ready(iq)
+        _, ready = self.devices.sent[-1]
         row = self.row(accepted.request_id)
         self.assertEqual((row.state, row.approver, row.session_id, row.relay_node),
                          ("approved", "olga", ready.session_id, "relay-1"))
@@ -193,8 +193,8 @@ class DecisionTests(BrokerTestCase):
         """Only the device the request went to can answer it."""
         accepted = self.request()
         failure = self.failureResultOf(self.decide(accepted.request_id, device_id="mfp-2"),
-                                       PayloadError)
-        self.assertEqual(failure.value.condition, "item-not-found")
+                                       MessageRefused)
+        self.assertEqual(failure.value.code, "not-found")
         self.assertEqual(self.row(accepted.request_id).state, "pending")
 
     def test_repeated_answer_is_acknowledged_not_repeated(self):
@@ -207,8 +207,8 @@ class DecisionTests(BrokerTestCase):
         self.clock.advance(0)
         self.assertEqual(len(self.devices.sent), sent)
         failure = self.failureResultOf(self.decide(accepted.request_id, approve=False,
-                                                   operator="other"), PayloadError)
-        self.assertEqual(failure.value.condition, "not-allowed")
+                                                   operator="other"), MessageRefused)
+        self.assertEqual(failure.value.code, "not-allowed")
 
     def test_test_approver_refused_unless_allowed(self):
         """An answer marked as the test approver's is refused by default."""

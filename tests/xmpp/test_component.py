@@ -4,9 +4,9 @@ from pathlib import Path
 
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
-from twisted.words.protocols.jabber import error
-from twisted.words.protocols.jabber import component as jabber_component
+from twisted.words.protocols.jabber import component as jabber_component, error
 
+from remotecomm.sessions.messages import Hello
 from remotecomm.store.accounts import insert_unit
 from remotecomm.store.devices import insert_device, revoke_device
 from remotecomm.store.schema import devices
@@ -39,7 +39,7 @@ class DirectoryTests(SynchronousTestCase):
                                          settle_time=10)
         self.directory.setHandlerParent(self.stream)
         requests = DeviceRequests(DOMAIN)
-        requests.register("hello", self.directory.handle_hello)
+        requests.register(Hello, self.directory.handle_hello)
         requests.setHandlerParent(self.stream)
         UnknownIqHandler().setHandlerParent(self.stream)
         self.connection = PipeConnection(self.stream).connect()

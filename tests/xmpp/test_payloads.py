@@ -2,9 +2,11 @@
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from remotecomm.sessions.messages import (REFUSALS, ApprovalDecision, ApprovalRequest, EndSession,
+                                          Hello, MessageRefused, SessionReady)
 from remotecomm.testing.xmpp import parse
-from remotecomm.xmpp.payloads import (NS_DEVICE, Hello, PayloadError, build_hello, parse_hello,
-                                      parse_presence, request_payload)
+from remotecomm.xmpp.payloads import (NS_DEVICE, PayloadError, build_hello, decode, encode,
+                                      parse_hello, parse_presence, request_payload)
 
 DOMAIN = "devices.test"
 
@@ -104,44 +106,48 @@ class PresenceTests(SynchronousTestCase):
 
 
 class SessionPayloadTests(SynchronousTestCase):
-    """Approval request (S142), decision (S144) and session-ready (S149)."""
+    """Approval request (S142), decision (S144), session-ready (S149), end-session (S265)."""
 
     def iq(self, element):
         return parse(f"<iq type='set' from='rms.test' id='1'>{element.toXml()}</iq>")
 
     def test_round_trips(self):
-        """Each payload reads back as it was written."""
-        from remotecomm.xmpp.payloads import (ApprovalDecision, ApprovalRequest, SessionReady,
-                                              build_approval_decision, build_approval_request,
-                                              build_session_ready, parse_approval_decision,
-                                              parse_approval_request, parse_session_ready)
-        request = ApprovalRequest("r" * 22, "web-server", "alice", "Alice Smith", "acme",
-                                  "ACME Corp <Berlin>", 1_800_000_000_000_000)
-        self.assertEqual(parse_approval_request(self.iq(build_approval_request(request))),
-                         request)
-        decision = ApprovalDecision("r" * 22, True, "Olga Ö", False)
-        self.assertEqual(parse_approval_decision(self.iq(build_approval_decision(decision))),
-                         decision)
-        ready = SessionReady("r" * 22, "s" * 32, "t" * 43, "wss://relay.test:443/relay",
-                             "web-server", 1_800_000_000_000_000)
-        self.assertEqual(parse_session_ready(self.iq(build_session_ready(ready))), ready)
+        """Each message reads back as it was written, through the one table."""
+        messages = [
+            ApprovalRequest("r" * 22, "web-server", "alice", "Alice Smith", "acme",
+                            "ACME Corp <Berlin>", 1_800_000_000_000_000),
+            ApprovalDecision("r" * 22, True, "Olga Ö", False),
+            ApprovalDecision("r" * 22, False, "bench", True),
+            SessionReady("r" * 22, "s" * 32, "t" * 43, "wss://relay.test:443/relay",
+                         "web-server", 1_800_000_000_000_000),
+            EndSession("r" * 22, "s" * 32),
+            Hello("1.2.3", 1, ("web-server",)),
+        ]
+        for message in messages:
+            self.assertEqual(decode(self.iq(encode(message))), message)
+
+    def test_wire_form_of_a_decision(self):
+        """The documented attribute names, and test-approver defaults to false."""
+        decision = decode(parse(f"<iq type='set'><approval-decision xmlns='{NS_DEVICE}' "
+                                f"request-id='{'r' * 22}' answer='no' operator='o'/></iq>"))
+        self.assertEqual(decision, ApprovalDecision("r" * 22, False, "o", False))
+        element = encode(ApprovalDecision("r" * 22, True, "o", True))
+        self.assertEqual((element["answer"], element["test-approver"]), ("yes", "true"))
 
     def test_malformed_decisions(self):
         """Answers other than yes/no, missing operators, odd marks: bad-request."""
-        from remotecomm.xmpp.payloads import parse_approval_decision
         for attrs in ("request-id='rrrrrrrrrrrrrrrrrrrr' answer='maybe' operator='o'",
                       "request-id='rrrrrrrrrrrrrrrrrrrr' answer='yes'",
                       "request-id='short' answer='yes' operator='o'",
                       "request-id='rrrrrrrrrrrrrrrrrrrr' answer='yes' operator='o' "
                       "test-approver='perhaps'"):
             with self.assertRaises(PayloadError) as e:
-                parse_approval_decision(parse(
+                decode(parse(
                     f"<iq type='set'><approval-decision xmlns='{NS_DEVICE}' {attrs}/></iq>"))
             self.assertEqual(e.exception.condition, "bad-request", attrs)
 
     def test_session_ready_refuses_odd_tokens_and_urls(self):
         """The token must look like one of ours and the relay URL like a WebSocket URL."""
-        from remotecomm.xmpp.payloads import parse_session_ready
         good = {"request-id": "r" * 22, "session-id": "s" * 32, "token": "t" * 43,
                 "relay-url": "wss://relay.test/relay", "app": "web-server",
                 "join-deadline-us": "1"}
@@ -149,26 +155,22 @@ class SessionPayloadTests(SynchronousTestCase):
                          ("session-id", "s"), ("join-deadline-us", "-1")):
             attrs = " ".join(f"{k}='{bad if k == key else v}'" for k, v in good.items())
             with self.assertRaises(PayloadError):
-                parse_session_ready(parse(
-                    f"<iq type='set'><session-ready xmlns='{NS_DEVICE}' {attrs}/></iq>"))
+                decode(parse(f"<iq type='set'><session-ready xmlns='{NS_DEVICE}' {attrs}/></iq>"))
 
-    def test_wrong_version_of_session_payloads(self):
-        """A future version of a session payload is refused like any other."""
-        from remotecomm.xmpp.payloads import parse_approval_request
-        with self.assertRaises(PayloadError) as e:
-            parse_approval_request(parse("<iq type='set'><approval-request "
-                                         "xmlns='urn:remotecomm:device:2'/></iq>"))
-        self.assertEqual(e.exception.condition, "feature-not-implemented")
+    def test_wrong_version_and_unknown_payloads(self):
+        """A future version of a payload, or a name we do not know: feature-not-implemented."""
+        for payload in ("<approval-request xmlns='urn:remotecomm:device:2'/>",
+                        f"<reboot xmlns='{NS_DEVICE}'/>"):
+            with self.assertRaises(PayloadError) as e:
+                decode(parse(f"<iq type='set'>{payload}</iq>"))
+            self.assertEqual(e.exception.condition, "feature-not-implemented")
 
-
-class EndSessionPayloadTests(SynchronousTestCase):
-    """S265: the end-session request."""
-
-    def test_round_trip_and_refusal(self):
-        from remotecomm.xmpp.payloads import EndSession, build_end_session, parse_end_session
-        end = EndSession("r" * 22, "s" * 32)
-        iq = parse(f"<iq type='set'>{build_end_session(end).toXml()}</iq>")
-        self.assertEqual(parse_end_session(iq), end)
+    def test_end_session_needs_its_ids(self):
         with self.assertRaises(PayloadError):
-            parse_end_session(parse(f"<iq type='set'><end-session xmlns='{NS_DEVICE}' "
-                                    f"request-id='x'/></iq>"))
+            decode(parse(f"<iq type='set'><end-session xmlns='{NS_DEVICE}' "
+                         f"request-id='x'/></iq>"))
+
+    def test_every_refusal_has_an_xmpp_condition(self):
+        """A transport-free refusal always becomes a defined stanza error."""
+        for code in REFUSALS:
+            self.assertEqual(PayloadError.from_refusal(MessageRefused(code, "t")).text, "t")
