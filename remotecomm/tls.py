@@ -20,6 +20,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from OpenSSL import SSL
 from OpenSSL._util import lib as _openssl_lib
 from twisted.internet import ssl
+from twisted.web.client import BrowserLikePolicyForHTTPS
 
 # Mozilla "intermediate" (TLS 1.2 part): ECDHE key exchange with AEAD ciphers only.
 INTERMEDIATE_CIPHERS = (
@@ -155,3 +156,11 @@ def load_ca(ca_path: Path) -> ssl.Certificate:
         raise TLSSetupError(f"missing CA certificate {ca_path}") from None
     except Exception as e:
         raise TLSSetupError(f"cannot load CA certificate {ca_path}: {e}") from None
+
+
+def https_policy(ca_path: Path | None) -> BrowserLikePolicyForHTTPS:
+    """What an HTTPS client of ours trusts: only the deployment's CA when one is given
+    (the relay ↔ manager API, the terminal with ``--ca``), else the system's roots."""
+    if ca_path is None:
+        return BrowserLikePolicyForHTTPS()
+    return BrowserLikePolicyForHTTPS(trustRoot=load_ca(ca_path))

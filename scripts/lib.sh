@@ -50,6 +50,6 @@ ensure_venv() {
     [ -x .venv/bin/python ] || python3 -m venv .venv
     .venv/bin/python -m pip install -q --upgrade pip >/dev/null
     .venv/bin/python -m pip install -q -c constraints.txt \
-        --config-settings editable_mode=compat -e '.[test]'
+        --config-settings editable_mode=compat -e '.[server,device,simulator,test]'
     echo "$want" > "$stamp"
 }

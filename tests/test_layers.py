@@ -23,6 +23,7 @@ ROOT = Path(remotecomm.__file__).parent
 MANAGER_PACKAGES = ("remotecomm.sessions", "remotecomm.accounts", "remotecomm.web",
                     "remotecomm.store", "remotecomm.xmpp")
 RELAY_SEAM = ("remotecomm.relay.gateway", "remotecomm.relay.gateway_http")
+SERVER_LIBRARIES = ("sqlalchemy", "alembic", "argon2", "wokkel", "prometheus_client")
 # What carries bytes between processes: XMPP, HTTP and WebSocket code, ours and libraries'.
 TRANSPORTS = ("remotecomm.xmpp", "remotecomm.web", "remotecomm.json_http", "remotecomm.relay",
               "twisted.web", "twisted.words", "autobahn", "treq", "wokkel")
@@ -65,6 +66,25 @@ RULES = (
          ("remotecomm.accounts",),
          ("remotecomm.server", "remotecomm.web", "remotecomm.sessions", "remotecomm.xmpp",
           "remotecomm.relay")),
+    # -- two programs, two packages ------------------------------------------------------
+    Rule("the technician's command imports no manager, store, accounts or admin code, and "
+         "none of their libraries",
+         ("remotecomm.terminal",),
+         MANAGER_PACKAGES + SERVER_LIBRARIES + ("remotecomm.admin", "remotecomm.server",
+                                                "remotecomm.device", "remotecomm.simulator",
+                                                "remotecomm.relay.core", "remotecomm.relay.logs"),
+         transitive=True),
+    Rule("device-side programs import no manager, store, accounts or admin code: of the "
+         "manager's vocabulary only the session messages and the XMPP wire",
+         ("remotecomm.device", "remotecomm.simulator"),
+         MANAGER_PACKAGES + ("sqlalchemy", "alembic", "remotecomm.admin", "remotecomm.server",
+                             "remotecomm.terminal", "remotecomm.relay.core",
+                             "remotecomm.relay.logs"),
+         allowed=("remotecomm.sessions.messages", "remotecomm.xmpp.payloads",
+                  "remotecomm.xmpp.stream", "remotecomm.xmpp.compat"),
+         transitive=True),
+    Rule("the relay never parses the inner HTTP of a stream",
+         ("remotecomm.relay",), ("remotecomm.streams", "h11")),
 )
 
 

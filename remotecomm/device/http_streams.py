@@ -17,18 +17,21 @@ import re
 from typing import Callable
 from urllib.parse import urlsplit
 
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.error import ConnectError
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
-from twisted.web.client import (Agent, HTTPConnectionPool, RequestTransmissionFailed,
-                                ResponseDone, ResponseFailed, ResponseNeverReceived)
+from twisted.web.client import (Agent, HTTPConnectionPool, RequestTransmissionFailed, ResponseDone,
+                                ResponseFailed, ResponseNeverReceived)
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import UNKNOWN_LENGTH, IAgentEndpointFactory, IBodyProducer
 from zope.interface import implementer
 
 from remotecomm.relay import envelope as env
+from remotecomm.streams.credit import ReceiveWindow, SendWindow
+from remotecomm.streams.heads import (BadHead, ResponseHead, decode_request, encode_response,
+                                      end_to_end)
 from remotecomm.tcp import NoDelayEndpoint
 
 log = Logger()
@@ -36,9 +39,6 @@ log = Logger()
 MAX_STREAMS = 64
 MAX_HEADERS = 100
 RESPONSE_TIMEOUT = 30.0
-HOP_BY_HOP = {b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization",
-              b"proxy-connection", b"te", b"trailer", b"transfer-encoding", b"upgrade"}
-_TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _TARGET = re.compile(rb"/[\x21-\x7e]*")
 _METHODS = {b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"PATCH", b"OPTIONS"}
 
@@ -48,28 +48,19 @@ class BadRequest(ValueError):
 
 
 def parse_request_head(head: bytes) -> tuple[bytes, bytes, list[tuple[bytes, bytes]]]:
-    """``(method, target, headers)`` of an HTTP/1.1 request head; strict, bounded."""
-    if not head.endswith(b"\r\n\r\n"):
-        raise BadRequest("the request head does not end with an empty line")
-    lines = head[:-4].split(b"\r\n")
-    parts = lines[0].split(b" ")
-    if len(parts) != 3 or parts[2] != b"HTTP/1.1":
-        raise BadRequest("malformed request line")
-    method, target = parts[0], parts[1]
-    if method not in _METHODS:
+    """``(method, target, headers)`` of the stream's request head: parsed by h11
+    (:mod:`remotecomm.streams.heads`), then held to what a session may ask of a local app."""
+    try:
+        request = decode_request(head)
+    except BadHead as e:
+        raise BadRequest(str(e)) from None
+    if request.method not in _METHODS:
         raise BadRequest("method not allowed through the session")
-    if not _TARGET.fullmatch(target):
+    if not _TARGET.fullmatch(request.target):
         raise BadRequest("the target must be an absolute path")
-    if len(lines) - 1 > MAX_HEADERS:
+    if len(request.headers) > MAX_HEADERS:
         raise BadRequest("too many headers")
-    headers = []
-    for line in lines[1:]:
-        name, sep, value = line.partition(b":")
-        if not sep or not _TOKEN.fullmatch(name) or b"\r" in value or b"\n" in value \
-                or b"\x00" in value:
-            raise BadRequest("malformed header line")
-        headers.append((name.lower(), value.strip(b" \t")))
-    return method, target, headers
+    return request.method, request.target, list(request.headers)
 
 
 def app_origin(url: str) -> str:
@@ -85,13 +76,11 @@ def _origin(url: str) -> bytes:
 def rewrite_request_headers(headers: list[tuple[bytes, bytes]],
                             base_url: str) -> tuple[Headers, int | None]:
     """Headers for the local app, and the body length the head declared (``None``: unknown)."""
-    connection_named = {token.strip().lower() for name, value in headers
-                        if name == b"connection" for token in value.split(b",")}
     out = Headers()
     length = None
     origin = _origin(base_url)
-    for name, value in headers:
-        if name in HOP_BY_HOP or name in connection_named or name == b"host":
+    for name, value in end_to_end(headers):
+        if name == b"host":
             continue
         if name == b"content-length":
             if not value.isdigit() or (length is not None and int(value) != length):
@@ -120,27 +109,24 @@ def response_head(code: int, phrase: bytes, headers: Headers,
     ``length`` is the body length the app declared (Twisted's client keeps
     ``Content-Length`` out of the headers it hands over).
     """
-    connection_named = {token.strip().lower() for value in
-                        (headers.getRawHeaders(b"connection") or []) for token in value.split(b",")}
-    lines = [b"HTTP/1.1 %d %s" % (code, phrase or b"")]
+    fields = []
     for name, values in headers.getAllRawHeaders():
         lower = name.lower()
-        if lower in HOP_BY_HOP or lower in connection_named:
-            continue
         for value in values:
-            if lower == b"set-cookie":
-                value = strip_cookie_domain(value)
-            lines.append(name + b": " + value)
+            fields.append((lower, strip_cookie_domain(value) if lower == b"set-cookie"
+                           else value))
+    fields = end_to_end(fields)
     if length is not None:
-        lines.append(b"Content-Length: %d" % length)
-    return b"\r\n".join(lines) + b"\r\n\r\n"
+        fields.append((b"content-length", b"%d" % length))
+    return encode_response(ResponseHead(code, phrase or b"", tuple(fields)))
 
 
 def error_response(code: int, phrase: bytes, text: str) -> tuple[bytes, bytes]:
     """Head and body of an error the agent answers itself (502, 504, 400)."""
     body = text.encode("utf-8") + b"\n"
-    head = (b"HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
-            b"Content-Length: %d\r\nCache-Control: no-store\r\n\r\n" % (code, phrase, len(body)))
+    head = encode_response(ResponseHead(code, phrase, (
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", b"%d" % len(body)), (b"cache-control", b"no-store"))))
     return head, body
 
 
@@ -156,6 +142,7 @@ class _StreamBody:
         self._paused = False
         self._owed = 0
         self._finished: Deferred = Deferred()
+        self._stopped = False
         self.received = 0
 
     def startProducing(self, consumer):
@@ -173,6 +160,8 @@ class _StreamBody:
             self._grant(len(chunk))
 
     def data(self, chunk: bytes) -> None:
+        if self._stopped:
+            return
         self.received += len(chunk)
         if self._consumer is None:
             self._early.append(chunk)
@@ -180,7 +169,7 @@ class _StreamBody:
             self._write(chunk)
 
     def end(self) -> None:
-        if not self._finished.called:
+        if not self._finished.called and not self._stopped:
             self._finished.callback(None)
 
     def pauseProducing(self):
@@ -193,8 +182,10 @@ class _StreamBody:
             self._grant(owed)
 
     def stopProducing(self):
-        if not self._finished.called:
-            self._finished.errback(CancelledError("the local request was abandoned"))
+        # IBodyProducer: after this, the Deferred of startProducing must never fire (the
+        # client stops when the app answered before the body's end frame, or gave up).
+        self._stopped = True
+        self._early = []
 
 
 class _ResponseReader(Protocol):
@@ -218,8 +209,9 @@ class HttpStream:
         self.stream_id = stream_id
         self._base_url = base_url
         self._send = streams.send
-        self.credit = env.INITIAL_WINDOW
-        self._pending: list[bytes] = []
+        self.response_window = SendWindow(
+            lambda piece: self._send(env.encode_data(stream_id, piece)))
+        self.request_window = ReceiveWindow()
         self._transport = None
         self._body: _StreamBody | None = None
         self._request: Deferred | None = None
@@ -252,10 +244,17 @@ class HttpStream:
         self._request.cancel()
 
     def _grant(self, count: int) -> None:
-        if not self.done:
-            self._send(env.encode_window(self.stream_id, count))
+        """The local app took ``count`` request bytes: return the credit (in batches)."""
+        increment = self.request_window.consumed(count)
+        if increment and not self.done:
+            self._send(env.encode_window(self.stream_id, increment))
 
     def data(self, chunk: bytes) -> None:
+        if not self.request_window.received(len(chunk)):
+            self._send(env.encode_reset(self.stream_id, env.RESET_PROTOCOL,
+                                        "more data than credit"))
+            self.reset()
+            return
         if self._body is not None:
             self._body.data(chunk)
 
@@ -267,11 +266,7 @@ class HttpStream:
                 self._timeout = self._clock.callLater(RESPONSE_TIMEOUT, self._give_up)
 
     def window(self, increment: int) -> None:
-        self.credit += increment
-        pending, self._pending = self._pending, []
-        for chunk in pending:
-            self._send_limited(chunk)
-        if self._pending:
+        if not self.response_window.grant(increment):
             return
         if self._response_done:
             self._send(env.encode_end(self.stream_id))
@@ -320,22 +315,12 @@ class HttpStream:
         self._finish()
 
     def _send_limited(self, chunk: bytes) -> None:
-        """Send within credit (splitting at its edge); the rest waits for window frames."""
-        if self._pending:
-            self._pending.append(chunk)
-            return
-        while chunk and self.credit > 0:
-            piece = chunk[:min(self.credit, env.MAX_DATA)]
-            chunk = chunk[len(piece):]
-            self.credit -= len(piece)
-            self._send(env.encode_data(self.stream_id, piece))
-        if chunk:
-            self._pending.append(chunk)
+        """Send within credit; the rest waits for window frames."""
+        self.response_window.send(chunk)
 
     def response_data(self, data: bytes, transport) -> None:
         self._transport = transport
-        self._send_limited(data)
-        if self._pending:
+        if not self.response_window.send(data):
             transport.pauseProducing()
 
     def response_finished(self, reason) -> None:
@@ -343,7 +328,7 @@ class HttpStream:
             return
         if reason.check(ResponseDone):
             self._response_done = True
-            if not self._pending:
+            if not self.response_window.blocked:
                 self._send(env.encode_end(self.stream_id))
                 self._finish()
         else:
@@ -354,6 +339,7 @@ class HttpStream:
     def _finish(self) -> None:
         if not self.done:
             self.done = True
+            self.response_window.clear()
             if self._timeout is not None and self._timeout.active():
                 self._timeout.cancel()
             self._streams.finished(self.stream_id)

@@ -34,11 +34,11 @@ from pathlib import Path
 import treq
 from twisted.logger import Logger
 from twisted.web import server
-from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool
+from twisted.web.client import Agent, HTTPConnectionPool
 
 from remotecomm.json_http import ApiError, Route, read_json
 from remotecomm.relay import gateway as gw
-from remotecomm.tls import load_ca
+from remotecomm.tls import https_policy
 
 log = Logger()
 
@@ -144,8 +144,7 @@ class GatewayClient:
         self._url = base_url.rstrip("/") + prefix
         self._calls = {call.method: call for call in calls}
         self._timeout = timeout
-        policy = BrowserLikePolicyForHTTPS(trustRoot=load_ca(ca_certificate)) \
-            if ca_certificate is not None else BrowserLikePolicyForHTTPS()
+        policy = https_policy(ca_certificate)
         self._pool = HTTPConnectionPool(reactor, persistent=True)
         self._pool.maxPersistentPerHost = 4
         self._http = treq.client.HTTPClient(Agent(reactor, contextFactory=policy,

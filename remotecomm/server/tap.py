@@ -209,21 +209,22 @@ def _build_sessions(config: ServerConfig, reactor, root, readiness: dict,
 
 def _manager_client(config: ServerConfig, reactor, root, secret: str) -> ManagerClient:
     """A relay-only process calls the manager over HTTPS."""
-    client = ManagerClient(reactor, config.relay.manager_url,
-                           config.tls.ca_certificate if config.relay.manager_url.startswith(
-                               "https:") else None, secret)
-    StartStopService("manager-client", lambda: None, client.close).setServiceParent(root)
     log.info("relay calls the manager at {url}", url=config.relay.manager_url)
-    return client
+    return _seam_client(ManagerClient, config.relay.manager_url, config, reactor, root, secret)
 
 
 def _relay_node_client(config: ServerConfig, reactor, root, secret: str) -> RelayNodeClient:
     """A manager-only process calls its relay node over HTTPS."""
-    client = RelayNodeClient(reactor, config.relay.api_url,
-                             config.tls.ca_certificate if config.relay.api_url.startswith(
-                                 "https:") else None, secret)
-    StartStopService("relay-client", lambda: None, client.close).setServiceParent(root)
     log.info("manager calls its relay node at {url}", url=config.relay.api_url)
+    return _seam_client(RelayNodeClient, config.relay.api_url, config, reactor, root, secret)
+
+
+def _seam_client(client_class, url: str, config: ServerConfig, reactor, root, secret: str):
+    """An HTTPS client of the relay ↔ manager seam, trusting the deployment's CA, whose
+    kept-alive connections close at shutdown."""
+    ca = config.tls.ca_certificate if url.startswith("https:") else None
+    client = client_class(reactor, url, ca, secret)
+    StartStopService(client_class.__name__, lambda: None, client.close).setServiceParent(root)
     return client
 
 

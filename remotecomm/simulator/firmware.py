@@ -15,17 +15,16 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import secrets
 from pathlib import Path
 
+from multipart import MultipartError, MultipartSegment, PushMultipartParser, parse_options_header
 from twisted.web import server
 
 MAX_FIRMWARE = 256 * 1024 * 1024
 MAX_FORM_BODY = 64 * 1024
 MAX_PART_HEAD = 16 * 1024
 UPLOAD_PATH = b"/firmware"
-_BOUNDARY = re.compile(rb'boundary="?([0-9A-Za-z\'()+_,./:=? -]{1,70})"?')
 
 
 class UploadError(ValueError):
@@ -33,64 +32,52 @@ class UploadError(ValueError):
 
 
 class MultipartFile:
-    """Extracts one named file part of a ``multipart/form-data`` body, incrementally."""
+    """Extracts one named file part of a ``multipart/form-data`` body as it arrives.
+
+    The parsing is the ``multipart`` package's push parser (with bounds
+    on part heads and counts); only the bytes of the first part named
+    ``field_name`` that carries a file name go to ``write``.
+    """
 
     def __init__(self, boundary: bytes, field_name: bytes, write):
-        self._delimiter = b"\r\n--" + boundary
-        self._field = field_name
+        try:
+            self._parser = PushMultipartParser(boundary, max_header_size=MAX_PART_HEAD,
+                                               max_header_count=16, max_segment_count=64,
+                                               strict=False)
+        except MultipartError as e:
+            raise UploadError(f"unusable multipart boundary: {e}") from None
+        self._field = field_name.decode("ascii")
         self._write = write
-        self._buffer = b"\r\n"   # the first delimiter has no CRLF before it
-        self._state = "preamble"
         self._in_file = False
+        self._closed_cleanly: bool | None = None
         self.found = False
 
     @property
     def complete(self) -> bool:
-        return self._state == "done" and self.found
+        """The body ended with its closing delimiter and held the file part."""
+        if self._closed_cleanly is None:
+            try:
+                self._parser.close()
+                self._closed_cleanly = True
+            except MultipartError:
+                self._closed_cleanly = False
+        return self._closed_cleanly and self.found
 
     def feed(self, data: bytes) -> None:
-        if self._state == "done":
+        if not data or self._closed_cleanly is not None:
             return
-        self._buffer += data
-        keep = len(self._delimiter) + 2
-        while True:
-            if self._state in ("preamble", "body"):
-                index = self._buffer.find(self._delimiter)
-                if index < 0:
-                    if len(self._buffer) > keep:
-                        if self._in_file:
-                            self._write(self._buffer[:-keep])
-                        self._buffer = self._buffer[-keep:]
-                    return
-                if self._in_file:
-                    self._write(self._buffer[:index])
+        try:
+            for event in self._parser.parse(data):
+                if isinstance(event, MultipartSegment):
+                    self._in_file = (event.name == self._field and event.filename is not None
+                                     and not self.found)
+                    self.found = self.found or self._in_file
+                elif event is None:
                     self._in_file = False
-                self._buffer = self._buffer[index + len(self._delimiter):]
-                self._state = "delimiter"
-            elif self._state == "delimiter":
-                if len(self._buffer) < 2:
-                    return
-                if self._buffer.startswith(b"--"):
-                    self._state = "done"
-                    return
-                if not self._buffer.startswith(b"\r\n"):
-                    raise UploadError("malformed multipart body")
-                self._buffer = self._buffer[2:]
-                self._state = "part-head"
-            elif self._state == "part-head":
-                index = self._buffer.find(b"\r\n\r\n")
-                if index < 0:
-                    if len(self._buffer) > MAX_PART_HEAD:
-                        raise UploadError("multipart part head too large")
-                    return
-                head = self._buffer[:index].lower()
-                self._buffer = self._buffer[index + 4:]
-                disposition = [line for line in head.split(b"\r\n")
-                               if line.startswith(b"content-disposition:")]
-                named = bool(disposition) and (b'name="' + self._field + b'"') in disposition[0]
-                self._in_file = named and b"filename=" in disposition[0] and not self.found
-                self.found = self.found or self._in_file
-                self._state = "body"
+                elif self._in_file:
+                    self._write(bytes(event))
+        except MultipartError as e:
+            raise UploadError(f"malformed multipart body: {e}") from None
 
 
 class FirmwareUpload:
@@ -108,13 +95,17 @@ class FirmwareUpload:
         self._file = open(self.partial, "wb")  # noqa: SIM115 -- closed in finish()/abort()
         self._multipart = None
         self.error: str | None = None
-        kind = (content_type or b"").split(b";")[0].strip().lower()
-        if kind == b"multipart/form-data":
-            match = _BOUNDARY.search(content_type)
-            if match is None:
+        kind, options = parse_options_header((content_type or b"").decode("latin-1"))
+        if kind.lower() == "multipart/form-data":
+            boundary = options.get("boundary", "")
+            if not boundary:
                 self.error = "multipart body without a boundary"
             else:
-                self._multipart = MultipartFile(match.group(1), b"firmware", self._store)
+                try:
+                    self._multipart = MultipartFile(boundary.encode("latin-1"), b"firmware",
+                                                    self._store)
+                except UploadError as e:
+                    self.error = str(e)
 
     # The request writes the body here (as it would to a temporary file).
     def write(self, data: bytes) -> None:

@@ -8,17 +8,16 @@ from pathlib import Path
 import treq
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.task import TaskDone, TaskFailed, TaskStopped, cooperate, deferLater
-from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool
+from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.iweb import IAgentEndpointFactory, IBodyProducer
 from zope.interface import implementer
 
-from remotecomm.tls import load_ca
+from remotecomm.tls import https_policy
 
 
 def http_client(reactor, ca_certificate: Path | None = None) -> treq.client.HTTPClient:
     """A treq client that trusts ``ca_certificate`` and closes every connection after use."""
-    policy = (BrowserLikePolicyForHTTPS(trustRoot=load_ca(ca_certificate))
-              if ca_certificate else BrowserLikePolicyForHTTPS())
+    policy = https_policy(ca_certificate or None)
     pool = HTTPConnectionPool(reactor, persistent=False)
     return treq.client.HTTPClient(Agent(reactor, contextFactory=policy, pool=pool))
 

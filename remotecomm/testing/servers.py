@@ -13,7 +13,7 @@ from pathlib import Path
 
 from argon2 import PasswordHasher
 
-from remotecomm.cli import admin
+from remotecomm.admin import commands as admin
 from remotecomm.device.config import load_device_config
 from remotecomm.server.config import ServerConfig, load_server_config
 from remotecomm.simulator.config import render_simulator_config

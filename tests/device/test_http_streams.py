@@ -134,24 +134,42 @@ class StreamTests(TestCase):
                          [f"127.0.0.1:{self.port.getHost().port}".encode()])
         head, body, end = self.frames()
         self.assertTrue(head.data.startswith(b"HTTP/1.1 200 OK\r\n"))
-        self.assertIn(b"Set-Cookie: sid=42; Path=/", head.data)
+        self.assertIn(b"set-cookie: sid=42; Path=/", head.data)
         self.assertNotIn(b"Domain", head.data)
         self.assertNotIn(b"Connection:", head.data)
         self.assertEqual((body.data, end.kind), (b"status: ready\n", env.END))
 
     async def test_post_body_reaches_the_app_and_credit_is_returned(self):
-        """Body frames are streamed to the app; the terminal gets its credit back."""
-        self.open(b"POST /address-book HTTP/1.1\r\nContent-Length: 11\r\n\r\n",
-                  body=b"name=olga&x")
+        """Body frames are streamed to the app; the terminal gets its credit back in
+        batches of at least 64 KiB (a small body needs none back)."""
+        body = b"name=olga&" + b"x" * (256 * 1024 - 10)
+        self.open(b"POST /address-book HTTP/1.1\r\nHost: s1.localhost:9000\r\n"
+                  b"Content-Length: %d\r\n\r\n" % len(body), end=False)
+        for offset in range(0, len(body), 16 * 1024):
+            self.streams.frame(env.decode(env.encode_data(1, body[offset:offset + 16 * 1024])))
+            await deferLater(reactor, 0.005, lambda: None)
+        self.streams.frame(env.decode(env.encode_end(1)))
         await self.until(self.ended)
-        self.assertEqual(self.app.requests[0][3], b"name=olga&x")
+        self.assertEqual(self.app.requests[0][3], body)
         windows = [f.increment for f in self.frames() if f.kind == env.WINDOW]
-        self.assertEqual(sum(windows), 11)
+        self.assertTrue(windows)
+        self.assertTrue(all(increment >= 64 * 1024 for increment in windows), windows)
+        self.assertLessEqual(sum(windows), len(body))
+        self.assertGreater(sum(windows), len(body) - 64 * 1024)
+
+    async def test_a_terminal_that_overruns_its_credit_is_reset(self):
+        """More request bytes than the credit given: the stream is reset (protocol error)."""
+        self.open(b"POST /address-book HTTP/1.1\r\nHost: s1.localhost:9000\r\n\r\n",
+                  end=False)
+        for _ in range(env.INITIAL_WINDOW // env.MAX_DATA + 1):
+            self.streams.frame(env.decode(env.encode_data(1, b"x" * env.MAX_DATA)))
+        [reset] = [f for f in self.frames() if f.kind == env.RESET]
+        self.assertEqual(reset.code, env.RESET_PROTOCOL)
 
     async def test_unapproved_and_unknown_apps_are_reset(self):
         """Only the session's approved app, and only apps in the config, are served."""
-        self.open(b"GET / HTTP/1.1\r\n\r\n", app="remote-panel", stream_id=1)
-        self.open(b"GET / HTTP/1.1\r\n\r\n", app="fax", stream_id=3)
+        self.open(b"GET / HTTP/1.1\r\nHost: s1.localhost:9000\r\n\r\n", app="remote-panel", stream_id=1)
+        self.open(b"GET / HTTP/1.1\r\nHost: s1.localhost:9000\r\n\r\n", app="fax", stream_id=3)
         [first], [second] = self.frames(1), self.frames(3)
         self.assertEqual((first.kind, first.code), (env.RESET, env.RESET_REFUSED))
         self.assertEqual((second.kind, second.code), (env.RESET, env.RESET_REFUSED))
@@ -159,7 +177,7 @@ class StreamTests(TestCase):
 
     async def test_malformed_request_gets_400(self):
         """A head that cannot be forwarded is answered 400 on that stream."""
-        self.open(b"GET http://elsewhere/ HTTP/1.1\r\n\r\n")
+        self.open(b"GET http://elsewhere/ HTTP/1.1\r\nHost: s1.localhost:9000\r\n\r\n")
         head, body, end = self.frames()
         self.assertTrue(head.data.startswith(b"HTTP/1.1 400 Bad Request"))
         self.assertEqual(end.kind, env.END)
@@ -169,12 +187,12 @@ class StreamTests(TestCase):
         """A refused connection is a 502 on that stream; the next stream still works."""
         number = self.port.getHost().port
         await self.port.stopListening()
-        self.open(b"GET / HTTP/1.1\r\n\r\n")
+        self.open(b"GET / HTTP/1.1\r\nHost: s1.localhost:9000\r\n\r\n")
         await self.until(self.ended)
         self.assertTrue(self.frames()[0].data.startswith(b"HTTP/1.1 502 Bad Gateway"))
         self.port = await TCP4ServerEndpoint(reactor, number,
                                              interface="127.0.0.1").listen(server.Site(self.app))
-        self.open(b"GET /status HTTP/1.1\r\n\r\n", stream_id=3)
+        self.open(b"GET /status HTTP/1.1\r\nHost: s1.localhost:9000\r\n\r\n", stream_id=3)
         await self.until(lambda: self.ended(3))
         self.assertTrue(self.frames(3)[0].data.startswith(b"HTTP/1.1 200"))
         await self.port.stopListening()
@@ -182,14 +200,14 @@ class StreamTests(TestCase):
     async def test_silent_app_gives_504(self):
         """An app that never answers: 504 after the response timeout."""
         self.patch(hs, "RESPONSE_TIMEOUT", 0.3)
-        self.open(b"GET /slow HTTP/1.1\r\n\r\n")
+        self.open(b"GET /slow HTTP/1.1\r\nHost: s1.localhost:9000\r\n\r\n")
         await self.until(self.ended)
         self.assertTrue(self.frames()[0].data.startswith(b"HTTP/1.1 504"))
 
     async def test_response_respects_the_credit_window(self):
         """Past the window the agent waits for window frames, then finishes."""
         self.app.big = b"z" * (env.INITIAL_WINDOW + 3 * 1024 * 1024)
-        self.open(b"GET /big HTTP/1.1\r\n\r\n")
+        self.open(b"GET /big HTTP/1.1\r\nHost: s1.localhost:9000\r\n\r\n")
         await self.until(lambda: sum(len(f.data) for f in self.frames()
                                      if f.kind == env.DATA) >= env.INITIAL_WINDOW)
         await deferLater(reactor, 0.2, lambda: None)
@@ -203,7 +221,7 @@ class StreamTests(TestCase):
 
     async def test_terminal_reset_abandons_the_stream(self):
         """A reset from the terminal cancels the local request."""
-        self.open(b"GET /slow HTTP/1.1\r\n\r\n")
+        self.open(b"GET /slow HTTP/1.1\r\nHost: s1.localhost:9000\r\n\r\n")
         await self.until(lambda: self.app.requests)
         self.streams.frame(env.decode(env.encode_reset(1, env.RESET_CANCELLED)))
         self.assertEqual(self.streams.streams, {})

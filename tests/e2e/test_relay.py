@@ -205,7 +205,8 @@ class HttpThroughSessionTests(RelayTestCase):
         upload = bytes(range(256)) * 8192  # 2 MiB
         posted = await self.exchange(
             terminal, frames, 3,
-            b"POST /firmware HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % len(upload), upload)
+            b"POST /firmware HTTP/1.1\r\nHost: s1.localhost:9000\r\nContent-Length: %d\r\n\r\n"
+            % len(upload), upload)
         head = next(f for f in posted if f.kind == env.DATA)
         self.assertTrue(head.data.startswith(b"HTTP/1.1 200"))
         self.assertEqual(self.app.requests[1][3], upload)

@@ -19,11 +19,11 @@ from typing import Callable, Protocol
 from twisted.logger import Logger
 
 from remotecomm.relay import envelope as env
+from remotecomm.streams.credit import ReceiveWindow, SendWindow
 
 log = Logger()
 
 MAX_STREAMS = 64
-WINDOW_BATCH = 64 * 1024  # credit is returned in window frames of at least this much
 
 
 class ExchangeHandler(Protocol):
@@ -48,12 +48,11 @@ class TerminalStream:
         self._streams = streams
         self.stream_id = stream_id
         self._handler = handler
-        self.send_credit = env.INITIAL_WINDOW
-        self.receive_credit = env.INITIAL_WINDOW
-        self._pending: list[bytes] = []
+        self.request_window = SendWindow(
+            lambda piece: streams.send(env.encode_data(stream_id, piece)))
+        self.response_window = ReceiveWindow()
         self._end_pending = False
         self._head_seen = False
-        self._ungranted = 0
         self.done = False
 
     # -- the request, towards the device -------------------------------------------
@@ -62,23 +61,13 @@ class TerminalStream:
         """Send body bytes within credit; ``False`` means "stop reading until credit comes"."""
         if self.done:
             return False
-        if self._pending:
-            self._pending.append(chunk)
-            return False
-        while chunk and self.send_credit > 0:
-            piece = chunk[:min(self.send_credit, env.MAX_DATA)]
-            chunk = chunk[len(piece):]
-            self.send_credit -= len(piece)
-            self._streams.send(env.encode_data(self.stream_id, piece))
-        if chunk:
-            self._pending.append(chunk)
-        return self.send_credit > 0
+        return self.request_window.send(chunk) and self.request_window.credit > 0
 
     def end_body(self) -> None:
         """No more request body."""
         if self.done:
             return
-        if self._pending:
+        if self.request_window.blocked:
             self._end_pending = True
         else:
             self._streams.send(env.encode_end(self.stream_id))
@@ -91,20 +80,17 @@ class TerminalStream:
 
     def grant(self, count: int) -> None:
         """The local client took ``count`` response bytes: return that credit."""
-        if self.done or count <= 0:
+        if self.done:
             return
-        self._ungranted += count
-        if self._ungranted >= WINDOW_BATCH:
-            count, self._ungranted = self._ungranted, 0
-            self.receive_credit += count
-            self._streams.send(env.encode_window(self.stream_id, count))
+        increment = self.response_window.consumed(count)
+        if increment:
+            self._streams.send(env.encode_window(self.stream_id, increment))
 
     # -- the response, from the device ---------------------------------------------
 
     def frame(self, frame: env.Frame) -> None:
         if frame.kind == env.DATA:
-            self.receive_credit -= len(frame.data)
-            if self.receive_credit < 0:
+            if not self.response_window.received(len(frame.data)):
                 self._streams.send(env.encode_reset(self.stream_id, env.RESET_PROTOCOL,
                                                     "more data than credit"))
                 self._finish()
@@ -122,16 +108,12 @@ class TerminalStream:
             else:
                 self._handler.response_reset(env.RESET_PROTOCOL, "the device sent no answer")
         elif frame.kind == env.WINDOW:
-            self.send_credit += frame.increment
-            pending, self._pending = self._pending, []
-            for chunk in pending:
-                self.send_body(chunk)
-            if self._pending:
+            if not self.request_window.grant(frame.increment):
                 return
             if self._end_pending:
                 self._end_pending = False
                 self._streams.send(env.encode_end(self.stream_id))
-            elif self.send_credit > 0:
+            elif self.request_window.credit > 0:
                 self._handler.request_credit()
         elif frame.kind == env.RESET:
             self._finish()
@@ -140,7 +122,7 @@ class TerminalStream:
     def _finish(self) -> None:
         if not self.done:
             self.done = True
-            self._pending = []
+            self.request_window.clear()
             self._streams.finished(self.stream_id)
 
 

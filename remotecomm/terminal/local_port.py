@@ -34,9 +34,11 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from remotecomm.cli.tunnel import TerminalStream, TerminalStreams
 from remotecomm.messages import text
 from remotecomm.relay import envelope as env
+from remotecomm.streams.heads import (MAX_HEAD, BadHead, RequestHead, decode_response,
+                                      encode_request, end_to_end)
+from remotecomm.terminal.tunnel import TerminalStream, TerminalStreams
 
 log = Logger()
 
@@ -47,9 +49,6 @@ HEAD_DEADLINE = 10.0       # a client has this long to send a request head
 IDLE_TIMEOUT = 60.0        # a kept-alive connection without a request is closed
 RESPONSE_TIMEOUT = 60.0    # no answer head from the device (its own limit is 30 s)
 MAX_CONNECTIONS = 128
-MAX_HEAD = 64 * 1024
-HOP_BY_HOP = {b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization",
-              b"proxy-connection", b"te", b"trailer", b"transfer-encoding", b"upgrade"}
 ALLOWED_FETCH_SITES = {b"same-origin", b"none"}
 
 
@@ -149,11 +148,9 @@ def check_request(access: LocalAccess, method: bytes, target: bytes,
 
 def forwarded_head(method: bytes, target: bytes, headers: list[tuple[bytes, bytes]]) -> bytes:
     """The request head sent to the device: without hop-by-hop headers and our secret."""
-    named = {token.strip().lower() for name, value in headers if name == b"connection"
-             for token in value.split(b",")}
-    lines = [method + b" " + target + b" HTTP/1.1"]
-    for name, value in headers:
-        if name in HOP_BY_HOP or name in named or name in (ACCESS_HEADER, b"expect"):
+    fields = []
+    for name, value in end_to_end(headers):
+        if name in (ACCESS_HEADER, b"expect"):
             continue
         if name == b"cookie":
             kept = [part.strip() for part in value.split(b";")
@@ -161,8 +158,8 @@ def forwarded_head(method: bytes, target: bytes, headers: list[tuple[bytes, byte
             if not kept:
                 continue
             value = b"; ".join(kept)
-        lines.append(name + b": " + value)
-    return b"\r\n".join(lines) + b"\r\n\r\n"
+        fields.append((name, value))
+    return encode_request(RequestHead(method, target, tuple(fields)))
 
 
 class BadResponse(ValueError):
@@ -171,29 +168,23 @@ class BadResponse(ValueError):
 
 def parse_response_head(head: bytes, app_origin: str | None,
                         local_origin: bytes) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
-    """Status, reason and headers of the device's answer, ``Location`` rewritten."""
-    if not head.endswith(b"\r\n\r\n") or len(head) > MAX_HEAD:
-        raise BadResponse("the response head is incomplete")
-    lines = head[:-4].split(b"\r\n")
-    parts = lines[0].split(b" ", 2)
-    if len(parts) < 2 or parts[0] != b"HTTP/1.1" or not parts[1].isdigit() \
-            or not 200 <= int(parts[1]) <= 599:
+    """Status, reason and headers of the device's answer (parsed by h11), ``Location``
+    rewritten."""
+    try:
+        response = decode_response(head)
+    except BadHead as e:
+        raise BadResponse(str(e)) from None
+    if not 200 <= response.status <= 599:
         raise BadResponse("malformed status line")
     origin = app_origin.encode("ascii") if app_origin else None
     headers = []
-    for line in lines[1:]:
-        name, sep, value = line.partition(b":")
-        name, value = name.strip().lower(), value.strip()
-        if not sep or not name:
-            raise BadResponse("malformed header line")
-        if name in HOP_BY_HOP:
-            continue
+    for name, value in end_to_end(response.headers):
         if name in (b"location", b"content-location") and origin is not None and (
                 value == origin or value.startswith(origin + b"/")
                 or value.startswith(origin + b"?")):
             value = local_origin + value[len(origin):]
         headers.append((name, value))
-    return int(parts[1]), parts[2] if len(parts) == 3 else b"", headers
+    return response.status, response.reason, headers
 
 
 @implementer(IPushProducer)

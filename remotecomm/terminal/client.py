@@ -9,22 +9,16 @@ from typing import Any
 import treq
 from twisted.internet import error as net_error
 from twisted.internet.defer import CancelledError, TimeoutError
-from twisted.web.client import (Agent, BrowserLikePolicyForHTTPS, RequestTransmissionFailed,
-                                ResponseFailed, ResponseNeverReceived)
+from twisted.web.client import (Agent, RequestTransmissionFailed, ResponseFailed,
+                                ResponseNeverReceived)
 
-from remotecomm.cli.errors import EXIT_NOT_LOGGED_IN, EXIT_UNREACHABLE, CliError
+from remotecomm.command_line import EXIT_NOT_LOGGED_IN, EXIT_UNREACHABLE, CliError
 from remotecomm.messages import text
-from remotecomm.tls import TLSSetupError, load_ca
+from remotecomm.tls import TLSSetupError, https_policy
 
 MAX_ANSWER_BYTES = 1024 * 1024
 _NOT_LOGGED_IN_CODES = {"unauthenticated", "invalid-token", "token-expired", "terminal-mismatch",
                         "missing-terminal-id"}
-
-
-def _https_policy(ca_path: Path | None) -> BrowserLikePolicyForHTTPS:
-    if ca_path is None:
-        return BrowserLikePolicyForHTTPS()
-    return BrowserLikePolicyForHTTPS(trustRoot=load_ca(ca_path))
 
 
 class ApiClient:
@@ -33,7 +27,7 @@ class ApiClient:
     def __init__(self, reactor, base_url: str, ca_path: Path | None, terminal_id: str,
                  token: str | None = None, timeout: float = 15.0):
         try:
-            policy = _https_policy(ca_path)
+            policy = https_policy(ca_path)
         except TLSSetupError as e:
             raise CliError(str(e)) from None
         self._http = treq.client.HTTPClient(Agent(reactor, contextFactory=policy))

@@ -15,7 +15,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from remotecomm.cli.errors import EXIT_USAGE, CliError
+from remotecomm.command_line import EXIT_USAGE, CliError
 from remotecomm.config import ConfigError, ConfigFile
 from remotecomm.identifiers import TERMINAL_ID, is_valid
 

@@ -1,4 +1,5 @@
-"""Tests for remotecomm.cli: argument checking, the devices table, terminal files."""
+"""Tests for remotecomm.terminal.main and remotecomm.admin.main: arguments, the devices table,
+terminal files."""
 
 import io
 import os
@@ -6,9 +7,10 @@ from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from remotecomm.cli import main as cli
-from remotecomm.cli.errors import CliError
-from remotecomm.cli.terminal import load_settings, load_state, save_state
+from remotecomm.admin import main as admin
+from remotecomm.command_line import CliError
+from remotecomm.terminal import main as cli
+from remotecomm.terminal.settings import load_settings, load_state, save_state
 
 
 class ArgumentTests(SynchronousTestCase):
@@ -18,7 +20,10 @@ class ArgumentTests(SynchronousTestCase):
         stderr = io.StringIO()
         self.patch(cli.sys, "stderr", stderr)
         with self.assertRaises(SystemExit) as e:
-            cli.build_parser().parse_args(argv)
+            if argv[:1] == ["admin"]:
+                admin.build_parser().parse_args(argv[1:])
+            else:
+                cli.build_parser().parse_args(argv)
         return e.exception.code, stderr.getvalue()
 
     def test_no_command(self):
@@ -57,7 +62,7 @@ class ArgumentTests(SynchronousTestCase):
         stderr = io.StringIO()
         self.patch(cli.sys, "stderr", stderr)
         with self.assertRaises(SystemExit) as e:
-            cli.main(["admin", "--config", "", "init"])
+            admin.main(["--config", "", "init"])
         self.assertEqual(e.exception.code, 2)
         self.assertEqual(stderr.getvalue().count("\n"), 1)
 
@@ -70,8 +75,8 @@ class ArgumentTests(SynchronousTestCase):
         stderr = io.StringIO()
         self.patch(cli.sys, "stderr", stderr)
         with self.assertRaises(SystemExit) as e:
-            cli.main(["admin", "--config", str(config), "add-unit", "acme", "--name", "A",
-                      "--time-zone", "Mars/Olympus"])
+            admin.main(["--config", str(config), "add-unit", "acme", "--name", "A",
+                        "--time-zone", "Mars/Olympus"])
         self.assertEqual(e.exception.code, 2)
         self.assertIn("IANA", stderr.getvalue())
 

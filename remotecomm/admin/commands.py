@@ -1,4 +1,4 @@
-"""``remotecomm admin``: set up a server and provision units, users and devices.
+"""``remotecomm-admin``: set up a server and provision units, users and devices.
 
 These commands work on the server's own files (its config, CA and
 database), so they run on the server host; they apply pending migrations
@@ -17,17 +17,15 @@ from pathlib import Path
 from twisted.internet.interfaces import IReactorTime
 
 from remotecomm.accounts.passwords import PasswordRuleError, check_new_password, make_hasher
-from remotecomm.cli.errors import EXIT_FAILED, EXIT_USAGE, CliError
 from remotecomm.clock import now_us
+from remotecomm.command_line import EXIT_FAILED, EXIT_USAGE, CliError
+from remotecomm.device.config import render_agent_config
 from remotecomm.messages import text
 from remotecomm.server.config import ServerConfig
-from remotecomm.store import accounts as account_queries
-from remotecomm.store import devices as device_queries
+from remotecomm.store import accounts as account_queries, devices as device_queries
 from remotecomm.store.engine import SchemaTooNew, Store, current_revision, migrate, open_sqlite
-from remotecomm.device.config import render_agent_config
 from remotecomm.tls import TLSSetupError, create_ca, issue_certificate
-from remotecomm.xmpp.prosody import (ProsodyError, ProsodyTools, settings_for,
-                                     write_prosody_config)
+from remotecomm.xmpp.prosody import ProsodyError, ProsodyTools, settings_for, write_prosody_config
 
 
 def _moment(clock: IReactorTime) -> datetime.datetime:

@@ -1,4 +1,4 @@
-"""Tests for remotecomm.cli.local_port and remotecomm.cli.tunnel: the terminal's local port.
+"""Tests for remotecomm.terminal.local_port and remotecomm.terminal.tunnel: the terminal's local port.
 
 The rules are pure functions.  The exchanges run for real on loopback: an
 HTTP client talks to the local port, whose frames go (in order, through the
@@ -18,12 +18,12 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from remotecomm.cli import local_port as lp
-from remotecomm.cli.tunnel import TerminalStreams
 from remotecomm.device.http_streams import HttpStreams
 from remotecomm.relay import envelope as env
 from remotecomm.simulator.device_state import DeviceState
 from remotecomm.simulator.web_server import web_server_site
+from remotecomm.terminal import local_port as lp
+from remotecomm.terminal.tunnel import TerminalStreams
 
 SESSION = "S" * 32
 
@@ -270,7 +270,7 @@ class ExchangeTests(TestCase):
         stalled.transport.write(self.request("GET", "/firmware/image"))
         await deferLater(reactor, 0.5, lambda: None)
         (stream,) = self.terminal.streams.values()
-        self.assertLess(stream.receive_credit, lp.env.INITIAL_WINDOW // 2)
+        self.assertLess(stream.response_window.credit, lp.env.INITIAL_WINDOW // 2)
         head, body = self.split(await self.fetch("GET", "/api/status"))
         self.assertTrue(head.startswith(b"HTTP/1.1 200"), head)
         self.assertFalse(stalled.closed.called)

@@ -1,6 +1,6 @@
-"""``remotecomm``: the command a technician (and a server administrator) types.
+"""``remotecomm``: the command a technician types.
 
-Terminal side::
+::
 
     remotecomm login [--user USER] [--password-stdin]
     remotecomm devices [--json]
@@ -9,25 +9,17 @@ Terminal side::
     remotecomm close DEVICE
     remotecomm logout
 
-Server side (on the server host, with its config)::
-
-    remotecomm admin --config etc/remotecomm.toml init
-    remotecomm admin --config … add-unit UNIT --name NAME --time-zone ZONE
-    remotecomm admin --config … add-user USER --unit UNIT [--role ROLE] [--password-stdin]
-    remotecomm admin --config … add-device DEVICE --unit UNIT [--name NAME] [--model MODEL]
-    remotecomm admin --config … revoke-device DEVICE
-
-Every failure is one line on stderr and an exit code from
-:mod:`remotecomm.cli.errors`.
+It imports no server code: ``remotecomm admin …`` is the server host's
+``remotecomm-admin``, to which :mod:`remotecomm.__main__` hands over.  Every
+failure is one line on stderr and an exit code from
+:mod:`remotecomm.command_line`.
 """
 
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import os
-import re
 import signal
 import sys
 from pathlib import Path
@@ -37,31 +29,20 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.task import deferLater
 
 from remotecomm import __version__
-from remotecomm.cli import admin
-from remotecomm.cli.client import ApiClient
-from remotecomm.cli.local_port import ACCESS_HEADER, LocalAccess, LocalPortFactory, session_label
-from remotecomm.cli.tunnel import TerminalStreams
-from remotecomm.cli.errors import (EXIT_APPROVAL_TIMEOUT, EXIT_DEVICE_NOT_FOUND,
-                                   EXIT_DEVICE_OFFLINE, EXIT_EXPIRED, EXIT_NO_SESSION,
-                                   EXIT_NOT_LOGGED_IN, EXIT_OK, EXIT_REFUSED, EXIT_SESSION_EXISTS,
-                                   EXIT_SESSION_LOST, EXIT_UNKNOWN_APP, EXIT_UNREACHABLE,
-                                   EXIT_USAGE, CliError)
 from remotecomm.clock import iso_from_us
-from remotecomm.cli.terminal import load_settings, load_state, save_state, terminal_home
-from remotecomm.config import ConfigError
-from remotecomm.identifiers import APP_ID, DEVICE_ID, UNIT_ID, USER_ID
+from remotecomm.command_line import (EXIT_APPROVAL_TIMEOUT, EXIT_DEVICE_NOT_FOUND,
+                                     EXIT_DEVICE_OFFLINE, EXIT_EXPIRED, EXIT_NO_SESSION,
+                                     EXIT_NOT_LOGGED_IN, EXIT_REFUSED, EXIT_SESSION_EXISTS,
+                                     EXIT_SESSION_LOST, EXIT_UNKNOWN_APP, EXIT_UNREACHABLE,
+                                     EXIT_USAGE, CliError, identifier, read_password, report)
+from remotecomm.identifiers import APP_ID, DEVICE_ID
 from remotecomm.messages import text
 from remotecomm.relay.client import RelayClient, RelayClosed
-from remotecomm.store.schema import ROLES
-
-
-def _pattern(pattern: str, what: str):
-    def check(value: str) -> str:
-        if not re.fullmatch(pattern, value):
-            raise argparse.ArgumentTypeError(f"{value!r} is not a valid {what}")
-        return value
-    check.__name__ = what
-    return check
+from remotecomm.terminal.client import ApiClient
+from remotecomm.terminal.local_port import (ACCESS_HEADER, LocalAccess, LocalPortFactory,
+                                            session_label)
+from remotecomm.terminal.settings import load_settings, load_state, save_state, terminal_home
+from remotecomm.terminal.tunnel import TerminalStreams
 
 
 def _positive_seconds(value: str) -> float:
@@ -80,20 +61,12 @@ def _port(value: str) -> int:
     return int(value)
 
 
-def _text_arg(max_length: int):
-    def check(value: str) -> str:
-        if not value.strip() or len(value) > max_length or not value.isprintable():
-            raise argparse.ArgumentTypeError(
-                f"expected printable text of 1 to {max_length} characters")
-        return value
-    check.__name__ = "text"
-    return check
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the whole command."""
-    parser = argparse.ArgumentParser(prog="remotecomm",
-                                     description="Remote sessions to office devices.")
+    parser = argparse.ArgumentParser(
+        prog="remotecomm", description="Remote sessions to office devices.",
+        epilog="On the server host, `remotecomm admin …` (or remotecomm-admin) sets up the "
+               "server and provisions units, users and devices.")
     parser.add_argument("--version", action="version", version=f"remotecomm {__version__}")
     parser.add_argument("--server", help="the manager's URL (or REMOTECOMM_SERVER)")
     parser.add_argument("--ca", help="CA certificate to trust (or REMOTECOMM_CA)")
@@ -108,85 +81,17 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("logout", help="revoke this terminal's API token")
     open_parser = commands.add_parser("open", help="ask a device for a session with one of "
                                                    "its apps and wait for the operator")
-    open_parser.add_argument("device_id", type=_pattern(DEVICE_ID, "device ID (lower case)"))
-    open_parser.add_argument("app_id", type=_pattern(APP_ID, "app ID"))
+    open_parser.add_argument("device_id", type=identifier(DEVICE_ID, "device ID (lower case)"))
+    open_parser.add_argument("app_id", type=identifier(APP_ID, "app ID"))
     open_parser.add_argument("--port", type=_port, default=0,
                              help="the local port on 127.0.0.1 (default: any free port)")
     close_parser = commands.add_parser("close", help="end the session `open` holds with a "
                                                      "device")
-    close_parser.add_argument("device_id", type=_pattern(DEVICE_ID, "device ID (lower case)"))
+    close_parser.add_argument("device_id", type=identifier(DEVICE_ID, "device ID (lower case)"))
     devices = commands.add_parser("devices", help="list the devices of your unit")
     devices.add_argument("--json", action="store_true", help="print the answer as JSON")
 
-    admin_parser = commands.add_parser("admin", help="server administration (on the server)")
-    admin_parser.add_argument("--config", default=os.environ.get("REMOTECOMM_CONFIG"),
-                              help="the server's config file (or REMOTECOMM_CONFIG)")
-    admin_commands = admin_parser.add_subparsers(dest="admin_command", required=True,
-                                                 metavar="ADMIN_COMMAND")
-    admin_commands.add_parser("init", help="create the data folder, dev CA, certificate, database")
-    unit = admin_commands.add_parser("add-unit", help="create a management unit")
-    unit.add_argument("unit_id", type=_pattern(UNIT_ID, "unit ID"))
-    unit.add_argument("--name", type=_text_arg(200), required=True)
-    unit.add_argument("--time-zone", required=True, help="IANA time zone, e.g. Europe/Berlin")
-    user = admin_commands.add_parser("add-user", help="create a user in a unit")
-    user.add_argument("user_id", type=_pattern(USER_ID, "user ID (lower case)"))
-    user.add_argument("--unit", type=_pattern(UNIT_ID, "unit ID"), required=True)
-    user.add_argument("--role", choices=ROLES, default="technician")
-    user.add_argument("--name", type=_text_arg(200), help="display name (default: the user ID)")
-    user.add_argument("--password-stdin", action="store_true",
-                      help="read the password from the first line of standard input")
-    device = admin_commands.add_parser("add-device", help="register a device in a unit")
-    device.add_argument("device_id", type=_pattern(DEVICE_ID, "device ID (lower case)"))
-    device.add_argument("--unit", type=_pattern(UNIT_ID, "unit ID"), required=True)
-    device.add_argument("--name", type=_text_arg(200), help="display name (default: device ID)")
-    device.add_argument("--model", type=_text_arg(200), default="unknown model")
-    device.add_argument("--agent-dir", help="where to write the device's agent config "
-                        "(default: DATA_DIR/devices/DEVICE)")
-    revoke = admin_commands.add_parser("revoke-device",
-                                       help="revoke a device and close its connection")
-    revoke.add_argument("device_id", type=_pattern(DEVICE_ID, "device ID (lower case)"))
     return parser
-
-
-def _read_password(from_stdin: bool, prompt: str, confirm: bool) -> str:
-    if from_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    elif sys.stdin.isatty():
-        password = getpass.getpass(prompt)
-        if confirm and getpass.getpass(text("password-again")) != password:
-            raise CliError(text("passwords-differ"), EXIT_USAGE)
-    else:
-        raise CliError("no password: use --password-stdin or run in a terminal", EXIT_USAGE)
-    if not password:
-        raise CliError(text("password-empty"), EXIT_USAGE)
-    return password
-
-
-def _run_admin(args: argparse.Namespace) -> list[str]:
-    from twisted.internet import reactor
-
-    from remotecomm.server.config import load_server_config
-
-    if not args.config:
-        raise CliError("admin commands need --config (or REMOTECOMM_CONFIG)", EXIT_USAGE)
-    try:
-        config = load_server_config(args.config)
-    except ConfigError as e:
-        raise CliError(str(e), EXIT_USAGE) from None
-    if args.admin_command == "init":
-        return admin.init(config, reactor)
-    if args.admin_command == "add-unit":
-        return [admin.add_unit(config, reactor, args.unit_id, args.name, args.time_zone)]
-    if args.admin_command == "add-user":
-        password = _read_password(args.password_stdin, text("password-prompt",
-                                                              user_id=args.user_id), True)
-        return [admin.add_user(config, reactor, args.user_id, args.name or args.user_id,
-                               password, args.unit, args.role)]
-    if args.admin_command == "revoke-device":
-        return admin.revoke_device(config, reactor, args.device_id)
-    return admin.add_device(config, reactor, args.device_id, args.unit,
-                            args.name or args.device_id, args.model,
-                            Path(args.agent_dir).absolute() if args.agent_dir else None)
 
 
 async def _run_terminal(reactor, args: argparse.Namespace) -> list[str]:
@@ -205,7 +110,7 @@ async def _run_terminal(reactor, args: argparse.Namespace) -> list[str]:
             if not sys.stdin.isatty() or args.password_stdin:
                 raise CliError("give your user ID with --user", EXIT_USAGE)
             user_id = input("User ID: ").strip().lower()
-        password = _read_password(args.password_stdin,
+        password = read_password(args.password_stdin,
                                   text("password-prompt", user_id=user_id), False)
         client = ApiClient(reactor, settings.server_url, settings.ca_certificate,
                            state.terminal_id, timeout=args.timeout)
@@ -393,21 +298,9 @@ def format_devices(answer: dict) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``remotecomm`` console script."""
-    args = build_parser().parse_args(argv)
-    try:
-        if args.command == "admin":
-            lines = _run_admin(args)
-        else:
-            lines = _run_async(args)
-    except CliError as e:
-        sys.stderr.write(f"remotecomm: {e.message}\n")
-        raise SystemExit(e.exit_code) from None
-    except KeyboardInterrupt:
-        raise SystemExit(130) from None
-    for line in lines:
-        print(line)
-    raise SystemExit(EXIT_OK)
+    """The technician's command (``remotecomm`` hands ``admin`` to remotecomm-admin)."""
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    report("remotecomm", lambda: _run_async(args))
 
 
 def _run_async(args: argparse.Namespace) -> list[str]:

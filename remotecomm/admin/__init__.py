@@ -1,0 +1,1 @@
+"""``remotecomm-admin``: set up a server host and provision units, users and devices."""

@@ -1,1 +1,0 @@
-"""The ``remotecomm`` command: terminal side (login, devices) and server administration."""
