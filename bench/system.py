@@ -175,7 +175,7 @@ class BenchSystem:
         request_id = answer["request_id"]
         for _ in range(400):
             code, answer = await self._api(terminal_id, "GET", f"/api/v1/sessions/{request_id}")
-            if answer.get("state") != "pending":
+            if answer.get("state") not in ("pending", "allocating"):
                 break
             await sleep(self.reactor, 0.05)
         if answer.get("state") != "approved":

@@ -31,6 +31,7 @@ EXIT_UNKNOWN_APP = 15         # the device has no such app
 EXIT_SESSION_EXISTS = 16      # a session with this device from this terminal is still open
 EXIT_SESSION_LOST = 17        # the session ended abnormally (the relay or the device went away)
 EXIT_NO_SESSION = 18          # `close`: no open session with that device here
+EXIT_INTERRUPTED = 130        # Ctrl-C (the request was withdrawn, if one was waiting)
 
 
 class CliError(Exception):
@@ -87,7 +88,7 @@ def report(program: str, run) -> None:
         sys.stderr.write(f"{program}: {e.message}\n")
         raise SystemExit(e.exit_code) from None
     except KeyboardInterrupt:
-        raise SystemExit(130) from None
+        raise SystemExit(EXIT_INTERRUPTED) from None
     for line in lines:
         print(line)
     raise SystemExit(EXIT_OK)

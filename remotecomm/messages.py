@@ -39,6 +39,15 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "device-offline": "{device_id} is offline: no session.",
         "expired": "The session with {device_id} expired before it was joined.",
         "failed": "The session with {device_id} failed ({code}).",
+        "interrupted": "Interrupted.",
+        "end-requested": "No `open` here holds the session with {device_id}: the manager "
+                         "asked its relay to end it.",
+        "session-ended-as": "The session with {device_id} has ended ({reason}).",
+        "cancelled": "Cancelled: the request to {device_id} was withdrawn; no session.",
+        "cancel-too-late": "Interrupted, but the request to {device_id} had already ended "
+                           "({code}).",
+        "cancel-failed": "Interrupted, but withdrawing the request to {device_id} failed "
+                         "({reason}); it ends at its approval deadline.",
         "session-open": "Session with {device_id} is open (session {session_id}). Press Ctrl-C "
                         "or run `remotecomm close {device_id}` to end it.",
         "local-browser": "Browser: open {url} (the link works once; it sets a cookie).",
@@ -78,7 +87,11 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "agent-config-written": "Device agent config written to {path} (it holds the "
                                 "device's XMPP password; fill in [apps] and copy the folder "
                                 "to the device).",
-        "device-revoked": "Device {device_id} revoked.",
+        "device-revoked": "Device {device_id} revoked; its live sessions end within "
+                          "seconds.",
+        "user-disabled": "User {user_id} disabled: no login, and their live sessions end "
+                         "within seconds.",
+        "user-enabled": "User {user_id} enabled again.",
         "xmpp-account-removed": "Its XMPP account is removed and its connection closed.",
         "xmpp-account-removed-offline": "Its XMPP account is removed (Prosody was not running, "
                                         "so there was no connection to close).",

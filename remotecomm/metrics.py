@@ -55,6 +55,9 @@ class RelayCollector:
                                   "Session logs the manager acknowledged", outbox.filed)
         yield GaugeMetricFamily("remotecomm_relay_logs_pending",
                                 "Session logs not yet acknowledged", outbox.pending)
+        yield GaugeMetricFamily("remotecomm_relay_logs_dead",
+                                "Session logs the manager rejected for good (dead letters)",
+                                outbox.dead)
 
 
 def relay_registry(core: RelayCore, outbox: LogOutbox) -> CollectorRegistry:

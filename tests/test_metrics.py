@@ -19,7 +19,8 @@ class MetricsTests(SynchronousTestCase):
 
     def setUp(self):
         self.core = fake_core()
-        outbox = SimpleNamespace(written={"started": 6, "ended": 4}, filed=9, pending=1)
+        outbox = SimpleNamespace(written={"started": 6, "ended": 4}, filed=9, pending=1,
+                                 dead=2)
         self.http = StubTreq(MetricsResource(relay_registry(self.core, outbox)))
 
     def scrape(self, path="/metrics"):
@@ -42,6 +43,7 @@ class MetricsTests(SynchronousTestCase):
                      'remotecomm_relay_logs_written_total{kind="ended"} 4.0',
                      "remotecomm_relay_logs_filed_total 9.0",
                      "remotecomm_relay_logs_pending 1.0",
+                     "remotecomm_relay_logs_dead 2.0",
                      "remotecomm_relay_admission_seconds_count 1.0",
                      'remotecomm_relay_admission_seconds_bucket{le="0.005"} 1.0'):
             self.assertIn(line, text)

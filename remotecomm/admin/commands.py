@@ -23,6 +23,7 @@ from remotecomm.device.config import render_agent_config
 from remotecomm.messages import text
 from remotecomm.server.config import ServerConfig
 from remotecomm.store import accounts as account_queries, devices as device_queries
+from remotecomm.store.audit import append_audit
 from remotecomm.store.engine import SchemaTooNew, Store, current_revision, migrate, open_sqlite
 from remotecomm.tls import TLSSetupError, create_ca, issue_certificate
 from remotecomm.xmpp.prosody import ProsodyError, ProsodyTools, settings_for, write_prosody_config
@@ -166,7 +167,8 @@ def add_device(config: ServerConfig, clock: IReactorTime, device_id: str, unit_i
 
 
 def revoke_device(config: ServerConfig, clock: IReactorTime, device_id: str) -> list[str]:
-    """Revoke a device: hidden from listings, its XMPP account removed, its session closed."""
+    """Revoke a device: hidden from listings, its XMPP account removed, its connection closed;
+    the manager ends its live sessions as ``revoked`` within seconds."""
     _provision(config, device_queries.revoke_device, device_id, now_us(clock))
     lines = [text("device-revoked", device_id=device_id)]
     if config.xmpp.enabled:
@@ -180,6 +182,19 @@ def revoke_device(config: ServerConfig, clock: IReactorTime, device_id: str) -> 
         lines.append(text("xmpp-account-removed" if closed else "xmpp-account-removed-offline",
                           device_id=device_id))
     return lines
+
+
+def set_user_disabled(config: ServerConfig, clock: IReactorTime, user_id: str,
+                      disabled: bool) -> str:
+    """Disable a user (no login, no API call; the manager ends their live sessions as
+    ``revoked`` within seconds and the relay refuses their tokens) or enable them again."""
+    def change(connection) -> None:
+        account_queries.set_user_disabled(connection, user_id, disabled)
+        append_audit(connection, now_us(clock), "user-disabled" if disabled else "user-enabled",
+                     actor="remotecomm-admin", user_id=user_id)
+
+    _provision(config, change)
+    return text("user-disabled" if disabled else "user-enabled", user_id=user_id)
 
 
 def _prosody_tools(config: ServerConfig) -> ProsodyTools:

@@ -7,6 +7,7 @@
     remotecomm-admin --config … add-user USER --unit UNIT [--role ROLE] [--password-stdin]
     remotecomm-admin --config … add-device DEVICE --unit UNIT [--name NAME] [--model MODEL]
     remotecomm-admin --config … revoke-device DEVICE
+    remotecomm-admin --config … disable-user USER | enable-user USER
 
 These work on the server's own files (config, CA, database), so they run on
 the server host and need ``remotecomm[server]``.  Every failure is one line on
@@ -63,6 +64,10 @@ def build_parser(prog: str = "remotecomm-admin") -> argparse.ArgumentParser:
     revoke = admin_commands.add_parser("revoke-device",
                                        help="revoke a device and close its connection")
     revoke.add_argument("device_id", type=identifier(DEVICE_ID, "device ID (lower case)"))
+    for name, what in (("disable-user", "disable a user and end their sessions"),
+                       ("enable-user", "enable a disabled user again")):
+        toggle = admin_commands.add_parser(name, help=what)
+        toggle.add_argument("user_id", type=identifier(USER_ID, "user ID (lower case)"))
     return parser
 
 
@@ -89,6 +94,9 @@ def run(args: argparse.Namespace) -> list[str]:
                                   password, args.unit, args.role)]
     if args.admin_command == "revoke-device":
         return commands.revoke_device(config, reactor, args.device_id)
+    if args.admin_command in ("disable-user", "enable-user"):
+        return [commands.set_user_disabled(config, reactor, args.user_id,
+                                           args.admin_command == "disable-user")]
     return commands.add_device(config, reactor, args.device_id, args.unit,
                                args.name or args.device_id, args.model,
                                Path(args.agent_dir).absolute() if args.agent_dir else None)

@@ -24,8 +24,8 @@ from twisted.words.xish import domish
 
 from remotecomm.clock import now_us, seconds_to_us
 from remotecomm.device.history import History
-from remotecomm.sessions.messages import (ApprovalDecision, ApprovalRequest, EndSession,
-                                          MessageRefused, SessionReady)
+from remotecomm.sessions.messages import (ApprovalCancelled, ApprovalDecision, ApprovalRequest,
+                                          EndSession, MessageRefused, SessionReady)
 from remotecomm.xmpp.compat import subprotocols
 from remotecomm.xmpp.payloads import NS_DEVICE_PREFIX, PayloadError, decode, encode
 from remotecomm.xmpp.stream import NotConnected, reply_error, reply_result
@@ -57,6 +57,7 @@ class Pending:
     component: str
     received_us: int
     decision: ApprovalDecision | None = None
+    cancelled: bool = False
 
 
 class Approvals:
@@ -108,7 +109,7 @@ class Approvals:
         """Requests waiting for the operator, oldest first."""
         self._forget_old()
         return [p.request for p in self._requests.values() if p.decision is None
-                and p.request.expires_at_us > now_us(self._clock)]
+                and not p.cancelled and p.request.expires_at_us > now_us(self._clock)]
 
     def decide(self, request_id: str, approve: bool, operator: str,
                by_test_approver: bool = False) -> ApprovalDecision:
@@ -116,6 +117,8 @@ class Approvals:
         pending = self._requests.get(request_id)
         if pending is None:
             raise ApprovalError("unknown-request", "no such approval request")
+        if pending.cancelled:
+            raise ApprovalError("cancelled", "the requester cancelled this request")
         if pending.decision is not None:
             raise ApprovalError("already-decided", "this request was already answered")
         if pending.request.expires_at_us <= now_us(self._clock):
@@ -133,10 +136,24 @@ class Approvals:
         self._send_decision(pending.component, decision)
         return decision
 
+    def on_cancel(self, cancel: ApprovalCancelled) -> None:
+        """The requester gave up: the card leaves the panel; a YES is refused from now on."""
+        pending = self._requests.get(cancel.request_id)
+        if pending is None:
+            raise MessageRefused("not-found", "no such approval request")
+        if pending.cancelled:
+            return  # the same message again
+        pending.cancelled = True
+        self._history.append("approval-cancelled", now_us(self._clock),
+                             request_id=cancel.request_id)
+        log.info("approval request {request_id} was cancelled by the requester",
+                 request_id=cancel.request_id)
+
     def on_session_ready(self, component: str, ready: SessionReady) -> None:
         """S149: token and session ID for an approved request."""
         pending = self._requests.get(ready.request_id)
-        if pending is None or pending.decision is None or not pending.decision.approve:
+        if pending is None or pending.decision is None or not pending.decision.approve \
+                or pending.cancelled:
             raise MessageRefused("not-found", "no approved request with this ID")
         if ready.request_id in self.sessions:
             return  # the same message again: already joining
@@ -189,6 +206,8 @@ class ManagerRequests(subprotocols.XMPPHandler):
                 self._approvals.on_session_ready(component, message)
             elif isinstance(message, EndSession):
                 self._approvals.on_end_session(message)
+            elif isinstance(message, ApprovalCancelled):
+                self._approvals.on_cancel(message)
             else:
                 raise PayloadError("feature-not-implemented",
                                    f"unknown request {payload.name!r}")

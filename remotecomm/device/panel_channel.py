@@ -24,7 +24,7 @@ from remotecomm.identifiers import REQUEST_ID, is_valid
 from remotecomm.json_http import ApiError, Route, Router, no_more_fields, read_json, take_str
 
 SECRET_HEADER = b"x-panel-secret"
-_STATUS = {"unknown-request": 404, "already-decided": 409, "expired": 410}
+_STATUS = {"unknown-request": 404, "already-decided": 409, "cancelled": 410, "expired": 410}
 
 
 class PanelChannel:

@@ -463,14 +463,16 @@ class RelayCore:
         self._end_all(session, CLOSE_MAX_LIFETIME, "the session reached its maximum lifetime",
                       "max-lifetime")
 
-    def _end_all(self, session: _Session, code: int, message: str, reason: str) -> None:
+    def _end_all(self, session: _Session, code: int, message: str, reason: str,
+                 normal: bool = False) -> None:
         session.start_ending(reason)
         for name, side in session.sides.items():
             if side.state is not ENDED:
-                self._close(session, name, code, message, False, reason)
+                self._close(session, name, code, message, normal, reason)
 
     def end_session(self, session_id: str, reason: str) -> bool:
-        """The manager ends a session (revoked, forced): close both sides with ``reason``.
+        """The manager ends a session (its user ended it elsewhere: ``normal``; revoked,
+        cancelled): close both sides with ``reason``.
 
         Whether this relay had any side of that session connected.
         """
@@ -479,7 +481,8 @@ class RelayCore:
             return False
         log.info("session {request_id} ended by the manager: {reason}",
                  request_id=session.request_id, reason=reason)
-        self._end_all(session, CLOSE_SESSION_ENDED, f"the session was ended ({reason})", reason)
+        self._end_all(session, CLOSE_SESSION_ENDED, f"the session was ended ({reason})", reason,
+                      normal=reason == "normal")
         return True
 
     def shutdown(self) -> None:

@@ -19,6 +19,8 @@ relay → manager (:class:`IManagerForRelay`)
 S296)                                                    when it names no known session
 ``end_session`` (S264)              :class:`EndRequest`  ``None`` (the manager asks the
                                                          device, S265)
+``heartbeat``                       :class:`Heartbeat`   ``None`` (registers the node, its
+                                                         load and live byte counters)
 manager → relay (:class:`IRelayForManager`)
 -------------------------------------------------------------------------------------------
 ``allocate`` (S145–S147)            :class:`AllocationRequest` :class:`Allocation` (a fresh
@@ -119,12 +121,20 @@ def _flag(value: Any) -> bool:
     return isinstance(value, bool)
 
 
-def _checked(check: Check, *, optional: bool = False, what: str):
-    """A dataclass field with its wire check (``optional`` fields may be ``None``)."""
-    metadata = {"check": check, "optional": optional, "what": what}
+def _checked(check: Check, *, optional: bool = False, what: str, decode=None):
+    """A dataclass field with its wire check (``optional`` fields may be ``None``);
+    ``decode`` turns a checked JSON value into the field's value (nested messages)."""
+    metadata = {"check": check, "optional": optional, "what": what, "decode": decode}
     if optional:
         return field(default=None, metadata=metadata)
     return field(metadata=metadata)
+
+
+def _messages(cls, max_count: int):
+    """A field holding a list of at most ``max_count`` messages of ``cls`` (a tuple)."""
+    return _checked(lambda value: isinstance(value, list) and len(value) <= max_count,
+                    what=f"a list of at most {max_count} {cls.KIND}s",
+                    decode=lambda value: tuple(cls.from_json(item) for item in value))
 
 
 _SESSION = dict(check=_pattern(SESSION_ID), what="a session ID")
@@ -135,6 +145,14 @@ _INSTANT = dict(check=_count, what="an instant (epoch microseconds)")
 _REASON = dict(check=_text(64), what="a reason code of at most 64 characters")
 
 
+def _plain(value):
+    if isinstance(value, tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, _Message):
+        return value.to_json()
+    return value
+
+
 class _Message:
     """JSON for the frozen dataclasses of the seam, driven by each field's metadata."""
 
@@ -142,7 +160,7 @@ class _Message:
 
     def to_json(self) -> dict:
         """The message as a dict of plain JSON values."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
     @classmethod
     def from_json(cls, data: object):
@@ -163,7 +181,8 @@ class _Message:
             if not f.metadata["check"](value):
                 raise MessageError(f.name, f"the field {f.name!r} of a {cls.KIND} must be "
                                            f"{f.metadata['what']}")
-            values[f.name] = value
+            decode = f.metadata["decode"]
+            values[f.name] = decode(value) if decode is not None else value
         message = cls(**values)
         message.check_whole()
         return message
@@ -265,6 +284,41 @@ class EndRequest(_Message):
     side: str = _checked(**_SIDE)
 
 
+@dataclass(frozen=True)
+class SessionCounters(_Message):
+    """Bytes one side of a live session sent and received through the relay, so far."""
+
+    KIND: ClassVar[str] = "session counter"
+
+    session_id: str = _checked(**_SESSION)
+    side: str = _checked(**_SIDE)
+    bytes_from_side: int = _checked(_count, what="a byte count")
+    bytes_to_side: int = _checked(_count, what="a byte count")
+
+
+MAX_COUNTERS = 300  # per heartbeat; sessions that changed later go in the next one
+NODE_STATES = ("active", "draining")
+
+
+@dataclass(frozen=True)
+class Heartbeat(_Message):
+    """A relay node says it is alive (its first one registers it): how the manager reaches
+    it, how devices and terminals reach it, its load, and live byte counters."""
+
+    KIND: ClassVar[str] = "heartbeat"
+
+    relay_node: str = _checked(_pattern(RELAY_NODE), what="a relay node name")
+    api_url: str = _checked(lambda value: isinstance(value, str) and len(value) <= 250 and
+                            value.startswith(("http://", "https://")) and value.isprintable()
+                            and " " not in value, what="an http:// or https:// URL")
+    public_url: str = _checked(lambda value: isinstance(value, str) and len(value) <= 250 and
+                               value.startswith(("ws://", "wss://")) and value.isprintable()
+                               and " " not in value, what="a ws:// or wss:// URL")
+    state: str = _checked(_one_of(*NODE_STATES), what="'active' or 'draining'")
+    open_sessions: int = _checked(_count, what="a count")
+    counters: tuple = _messages(SessionCounters, MAX_COUNTERS)
+
+
 class IManagerForRelay(Interface):
     """What a relay asks the manager; every method returns a Deferred (or is a coroutine)."""
 
@@ -281,6 +335,9 @@ class IManagerForRelay(Interface):
 
     def end_session(request: EndRequest) -> Deferred:
         """The terminal ended normally: ask the device to end its side."""
+
+    def heartbeat(beat: Heartbeat) -> Deferred:
+        """The node is alive (registers it the first time); store its live counters."""
 
 
 # -- manager → relay ------------------------------------------------------------------------

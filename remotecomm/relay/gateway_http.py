@@ -62,6 +62,7 @@ MANAGER_CALLS = (
     Call("/refusals", "record_refusal", gw.Refusal, None),
     Call("/logs", "file_log", gw.SessionLog, None),
     Call("/end-session", "end_session", gw.EndRequest, None),
+    Call("/heartbeat", "heartbeat", gw.Heartbeat, None),
 )
 RELAY_PREFIX = "/internal/v1/node"      # a relay node serves these; the manager calls them
 RELAY_CALLS = (

@@ -3,8 +3,10 @@
 The relay writes each log -- "device side started", "terminal side ended"
 and so on -- to its own store together with the connection record, then
 pushes it to the manager with an idempotency key (``session:side:kind``),
-in order, and resends it until the manager acknowledges.  The manager files
-each key once, so duplicates are harmless.  At start the relay writes
+in order, and resends it until the manager acknowledges.  A log the manager
+rejects for good (``LogRejected``: it names no session the manager knows)
+moves to the ``dead_letters`` table with the reason and never blocks the
+logs after it.  The manager files each key once, so duplicates are harmless.  At start the relay writes
 "relay-restart" end logs for every connection its store still shows open.
 
 Writes are group-committed: logs that arrive while a write is under way go
@@ -19,7 +21,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, func, insert, select, update
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
@@ -28,8 +30,8 @@ from zope.interface import implementer
 
 from remotecomm.clock import now_us
 from remotecomm.relay.core import ISessionLogs
-from remotecomm.relay.gateway import Admission, IManagerForRelay, SessionLog, log_key
-from remotecomm.relay.schema import log_outbox, relay_connections
+from remotecomm.relay.gateway import Admission, IManagerForRelay, LogRejected, SessionLog, log_key
+from remotecomm.relay.schema import dead_letters, log_outbox, relay_connections
 from remotecomm.store.engine import Store, migrate, open_sqlite
 
 log = Logger()
@@ -103,6 +105,21 @@ def mark_acked(connection: Connection, keys: list[str], at_us: int) -> None:
                        .values(acked_us=at_us))
 
 
+def bury(connection: Connection, key: str, reason: str, at_us: int) -> None:
+    """Move a log the manager rejected for good from the outbox to the dead letters."""
+    row = connection.execute(select(log_outbox).where(log_outbox.c.log_key == key)).first()
+    if row is None:
+        return
+    connection.execute(insert(dead_letters).values(log_key=key, body=row.body, reason=reason,
+                                                   attempts=row.attempts + 1, dead_us=at_us))
+    connection.execute(log_outbox.delete().where(log_outbox.c.log_key == key))
+
+
+def dead_letter_count(connection: Connection) -> int:
+    """How many logs lie in the dead letters."""
+    return connection.execute(select(func.count()).select_from(dead_letters)).scalar()
+
+
 def count_attempt(connection: Connection, key: str) -> None:
     """One more failed push of this log."""
     connection.execute(update(log_outbox).where(log_outbox.c.log_key == key)
@@ -124,6 +141,7 @@ class LogOutbox:
         self._writing = False
         self.filed = 0
         self.pending = 0
+        self.dead = 0
         self.written = {"started": 0, "ended": 0}
 
     def started(self, admission: Admission, at_us: int) -> Deferred:
@@ -186,7 +204,9 @@ class LogOutbox:
                 delay = min(delay * 2, WRITE_RETRY_CAP)
 
     async def close_left_open(self, reason: str = "relay-restart") -> int:
-        """End logs for every connection the store shows open (at start); how many."""
+        """End logs for every connection the store shows open (at start); how many.  Also
+        counts the dead letters an earlier run left."""
+        self.dead = await self._store.run(dead_letter_count)
         rows = await self._store.run(open_connections)
         at = now_us(self._clock)
         for row in rows:
@@ -227,6 +247,17 @@ class LogOutbox:
             for entry in logs:
                 try:
                     await self._gateway.file_log(entry)
+                except LogRejected as e:
+                    # The manager will never file it: keep it aside, go on with the rest.
+                    await self._acked(filed)
+                    filed = []
+                    await self._store.run(bury, entry.key, e.reason, now_us(self._clock))
+                    self.dead += 1
+                    self.pending = max(0, self.pending - 1)
+                    log.error("log {key} rejected by the manager ({reason}); kept in the dead "
+                              "letters", key=entry.key, reason=e.reason,
+                              request_id=entry.request_id)
+                    continue
                 except Exception as e:
                     await self._acked(filed)
                     filed = []

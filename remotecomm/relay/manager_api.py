@@ -14,8 +14,8 @@ from pathlib import Path
 from zope.interface import implementer
 
 from remotecomm.json_http import Route
-from remotecomm.relay.gateway import (EndRequest, IManagerForRelay, IRelayForManager, JoinRequest,
-                                      Refusal, SessionLog)
+from remotecomm.relay.gateway import (EndRequest, Heartbeat, IManagerForRelay, IRelayForManager,
+                                      JoinRequest, Refusal, SessionLog)
 from remotecomm.relay.gateway_http import (MANAGER_CALLS, MANAGER_PREFIX, RELAY_CALLS, RELAY_PREFIX,
                                            GatewayClient, serve)
 
@@ -39,6 +39,9 @@ class ManagerClient(GatewayClient):
 
     def end_session(self, request: EndRequest):
         return self.call("end_session", request)
+
+    def heartbeat(self, beat: Heartbeat):
+        return self.call("heartbeat", beat)
 
 
 def relay_node_routes(node: IRelayForManager, secret: str) -> list[Route]:

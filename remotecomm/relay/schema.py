@@ -4,8 +4,7 @@ Kept apart from the manager's database even when both run in one process
 (DECISIONS.md): the relay writes every log here before sending it.
 """
 
-from sqlalchemy import (BigInteger, Boolean, Column, Index, Integer, MetaData, String, Table,
-                        Text)
+from sqlalchemy import BigInteger, Boolean, Column, Index, Integer, MetaData, String, Table, Text
 
 metadata = MetaData()
 
@@ -36,3 +35,14 @@ log_outbox = Table(
     Column("acked_us", BigInteger, nullable=True),
 )
 Index("ix_log_outbox_pending", log_outbox.c.acked_us)
+
+# Logs the manager rejected for good (it names no session it knows): moved here from the
+# outbox with the manager's reason, so that later logs go on.
+dead_letters = Table(
+    "dead_letters", metadata,
+    Column("log_key", String(160), primary_key=True),
+    Column("body", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("dead_us", BigInteger, nullable=False),
+)

@@ -82,8 +82,10 @@ class RelayConfig:
     public_url: str
     database: Path
     manager_url: str        # where a relay-only process calls the manager
-    api_url: str            # where a manager-only process calls its relay node
+    api_url: str            # where the manager calls this relay node (sent in heartbeats)
     api_secret_file: Path   # the shared secret of the relay ↔ manager API
+    heartbeat_interval: float  # how often this relay node tells the manager it is alive
+    lost_after: float       # manager: a node silent this long is lost, its sessions end
 
 
 @dataclass(frozen=True)
@@ -216,6 +218,9 @@ def load_server_config(path: str | Path) -> ServerConfig:
                                       pattern=r"https?://[^\s/?#]+/?").rstrip("/"),
         api_secret_file=relay_section.get_path("api_secret_file", data_dir / "relay-api.secret",
                                                base=data_dir),
+        heartbeat_interval=relay_section.get_duration("heartbeat_interval", 5, minimum=0.2,
+                                                      maximum=60),
+        lost_after=relay_section.get_duration("lost_after", 30, minimum=1, maximum=3600),
     )
     relay_section.finish()
 

@@ -24,6 +24,7 @@ from remotecomm.json_http import Router, make_site
 from remotecomm.metrics import MetricsResource, relay_registry
 from remotecomm.relay.core import RelayCore
 from remotecomm.relay.gateway_http import read_api_secret
+from remotecomm.relay.liveness import HeartbeatSender
 from remotecomm.relay.logs import LogOutbox, open_relay_store
 from remotecomm.relay.manager_api import ManagerClient, relay_node_routes
 from remotecomm.relay.node import RelayNode
@@ -35,6 +36,7 @@ from remotecomm.sessions.broker import SessionBroker
 from remotecomm.sessions.lifecycle import SessionPolicy
 from remotecomm.sessions.messages import ApprovalDecision
 from remotecomm.sessions.relay_api import ManagerForRelay
+from remotecomm.sessions.relays import RelayDirectory
 from remotecomm.store.engine import SchemaTooNew, Store, migrate, open_sqlite
 from remotecomm.tls import TLSSetupError, server_tls_options
 from remotecomm.web.api import Api, Health
@@ -86,21 +88,29 @@ def build_service(config: ServerConfig, reactor, role: str = "both") -> MultiSer
     root = SequentialMultiService()
     # Started in this order, stopped one by one in reverse: the stores outlive their users.
     readiness: dict = {}
+    notices: dict = {}  # shown by /readyz beside the checks (dead letters)
     secret = _api_secret(config) if role != "both" else None
-    manager = _build_manager(config, reactor, root, readiness) if role != "relay" else None
     relay = None
+
+    def connect_node(name: str, api_url: str):
+        """The manager's way to one relay node: this process's own, or over HTTPS."""
+        if relay is not None and name == relay.node.node:
+            return relay.node
+        return _relay_node_client(config, reactor, api_url, secret or _api_secret(config))
+
+    manager = (_build_manager(config, reactor, root, readiness, connect_node)
+               if role != "relay" else None)
     if role != "manager":
         gateway = manager.for_relay if manager is not None else _manager_client(
             config, reactor, root, secret)
         relay = _build_relay(config, reactor, root, readiness, gateway)
+        notices["dead_letters"] = lambda: relay.outbox.dead
     if manager is not None:
-        relays = relay.node if relay is not None else _relay_node_client(config, reactor,
-                                                                         root, secret)
         routes = manager_routes(manager.for_relay, secret) if role == "manager" else []
-        api_resource = _build_sessions(config, reactor, root, readiness, manager, relays,
-                                       routes)
+        api_resource = _build_sessions(config, reactor, root, readiness, manager, routes,
+                                       notices)
     else:
-        api_resource = Router(Health(readiness, reactor).routes()
+        api_resource = Router(Health(readiness, reactor, notices).routes()
                               + relay_node_routes(relay.node, secret))
     factory = make_site(SiteRoot(api_resource, relay.resource if relay else NoResource()))
     if config.tls.enabled:
@@ -142,6 +152,7 @@ class _ManagerParts:
     accounts: Accounts
     devices: object
     component: object
+    relays: RelayDirectory
     for_relay: ManagerForRelay
 
 
@@ -162,8 +173,10 @@ def _api_secret(config: ServerConfig) -> str:
                          f"on the manager and copy its [relay] api_secret_file to the relay")
 
 
-def _build_manager(config: ServerConfig, reactor, root, readiness: dict) -> _ManagerParts:
-    """The manager's store, accounts, XMPP component and its answers to relays."""
+def _build_manager(config: ServerConfig, reactor, root, readiness: dict,
+                   connect_node) -> _ManagerParts:
+    """The manager's store, accounts, XMPP component, relay node table and its answers to
+    relays."""
     engine = open_sqlite(config.database)
     try:
         migrate(engine)
@@ -185,17 +198,24 @@ def _build_manager(config: ServerConfig, reactor, root, readiness: dict) -> _Man
         component = _build_component(config, store, reactor)
         devices = component.messenger
         readiness["xmpp"] = lambda: succeed(component.stream.connected)
+    relays = RelayDirectory(store, reactor, connect_node, config.relay.lost_after)
+    StartStopService("relay-directory", lambda: None, relays.close).setServiceParent(root)
     return _ManagerParts(store=store, accounts=accounts, devices=devices, component=component,
-                         for_relay=ManagerForRelay(store, reactor, devices))
+                         relays=relays, for_relay=ManagerForRelay(store, reactor, devices,
+                                                                  relays))
 
 
 def _build_sessions(config: ServerConfig, reactor, root, readiness: dict,
-                    manager: _ManagerParts, relays, extra_routes: list):
+                    manager: _ManagerParts, extra_routes: list, notices: dict):
     """The session broker, the XMPP handlers it needs, and the REST API."""
     broker = SessionBroker(manager.store, reactor, session_policy(config.sessions),
-                           config.sessions.allow_test_approver, relays, manager.devices)
-    StartStopService("sessions", lambda: _log_errors(broker.start(), "re-arming sessions"),
-                     broker.stop).setServiceParent(root)
+                           config.sessions.allow_test_approver, manager.relays,
+                           manager.devices)
+    def start_sessions() -> None:
+        _log_errors(broker.start(), "re-arming sessions")
+        broker.start_revocation_sweep()
+
+    StartStopService("sessions", start_sessions, broker.stop).setServiceParent(root)
     if manager.component is not None:
         manager.component.requests.register(ApprovalDecision, broker.on_decision)
         manager.component.connector.setServiceParent(root)
@@ -203,7 +223,7 @@ def _build_sessions(config: ServerConfig, reactor, root, readiness: dict,
         log.warn("this manager ACCEPTS answers from device test approvers "
                  "([sessions] allow_test_approver = true): for tests and benchmarks only")
     api = Api(manager.accounts, manager.store, reactor, readiness=readiness, broker=broker,
-              extra_routes=extra_routes)
+              extra_routes=extra_routes, notices=notices)
     return api.resource()
 
 
@@ -213,10 +233,13 @@ def _manager_client(config: ServerConfig, reactor, root, secret: str) -> Manager
     return _seam_client(ManagerClient, config.relay.manager_url, config, reactor, root, secret)
 
 
-def _relay_node_client(config: ServerConfig, reactor, root, secret: str) -> RelayNodeClient:
-    """A manager-only process calls its relay node over HTTPS."""
-    log.info("manager calls its relay node at {url}", url=config.relay.api_url)
-    return _seam_client(RelayNodeClient, config.relay.api_url, config, reactor, root, secret)
+def _relay_node_client(config: ServerConfig, reactor, api_url: str,
+                       secret: str) -> RelayNodeClient:
+    """The manager calls a relay node of another process over HTTPS (the relay directory
+    closes it at shutdown)."""
+    log.info("manager calls relay node at {url}", url=api_url)
+    ca = config.tls.ca_certificate if api_url.startswith("https:") else None
+    return RelayNodeClient(reactor, api_url, ca, secret)
 
 
 def _seam_client(client_class, url: str, config: ServerConfig, reactor, root, secret: str):
@@ -237,8 +260,12 @@ def _build_relay(config: ServerConfig, reactor, root, readiness: dict,
     relay_core = RelayCore(reactor, gateway, outbox)
     RelayService(relay_core, outbox).setServiceParent(root)
     readiness["relay-store"] = relay_store.check
+    node = RelayNode(relay_core, config.relay.node, config.relay.public_url)
+    heartbeats = HeartbeatSender(node, gateway, reactor, config.relay.api_url,
+                                 config.relay.heartbeat_interval)
+    StartStopService("relay-heartbeat", heartbeats.start, heartbeats.stop).setServiceParent(root)
     return _RelayParts(resource=relay_resource(relay_core), core=relay_core, outbox=outbox,
-                       node=RelayNode(relay_core, config.relay.node, config.relay.public_url))
+                       node=node)
 
 
 def session_policy(sessions: SessionsConfig) -> SessionPolicy:

@@ -17,15 +17,16 @@ from dataclasses import dataclass
 
 from twisted.internet.defer import ensureDeferred
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.task import deferLater
+from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 
 from remotecomm.accounts.login import Caller
 from remotecomm.clock import now_us
-from remotecomm.relay.gateway import AllocationRequest, IRelayForManager
+from remotecomm.relay.gateway import AllocationRequest, EndOrder
 from remotecomm.sessions import lifecycle as lc, rows
-from remotecomm.sessions.messages import (ApprovalDecision, ApprovalRequest, MessageRefused,
-                                          SessionReady)
+from remotecomm.sessions.messages import (ApprovalCancelled, ApprovalDecision, ApprovalRequest,
+                                          EndSession, MessageRefused, SessionReady)
+from remotecomm.sessions.relays import RelayDirectory
 from remotecomm.store import sessions as session_queries
 from remotecomm.store.audit import append_audit
 from remotecomm.store.engine import Store
@@ -34,6 +35,8 @@ from remotecomm.tokens import new_token, token_hash
 log = Logger()
 
 NOTIFY_ATTEMPTS = 3
+REVOCATION_SWEEP = 1.0  # seconds between looks for revoked devices and disabled users
+SESSION_FORCE_ENDED = "session-force-ended"
 NOTIFY_RETRY_DELAY = 2.0
 APPROVAL_REFUSED = "approval-refused"
 
@@ -61,7 +64,7 @@ class SessionBroker:
     """Sequences a session from request to approval (and, on no answer, to its end)."""
 
     def __init__(self, store: Store, clock: IReactorTime, policy: lc.SessionPolicy,
-                 allow_test_approver: bool, relays: IRelayForManager, devices):
+                 allow_test_approver: bool, relays: RelayDirectory, devices):
         self._store = store
         self._clock = clock
         self._policy = policy
@@ -69,6 +72,8 @@ class SessionBroker:
         self._relays = relays
         self._devices = devices
         self._timers: dict[str, object] = {}
+        self._sweeper = LoopingCall(self._sweep_once)
+        self._sweeper.clock = clock
 
     # -- timers -----------------------------------------------------------------------
 
@@ -94,7 +99,7 @@ class SessionBroker:
                                       request_id=request_id))
 
     @staticmethod
-    def _expire_in_transaction(connection, request_id: str, at_us: int) -> lc.Session | None:
+    def _expire_in_transaction(connection, request_id: str, at_us: int):
         row = session_queries.load_session(connection, request_id)
         if row is None:
             return None
@@ -102,16 +107,21 @@ class SessionBroker:
         after = lc.deadline_passed(before, at_us)
         if after is not before:
             rows.save_session(connection, before, after)
-        return after
+        return row, before, after
 
-    def _after_expiry(self, session: lc.Session | None) -> None:
-        if session is None:
+    def _after_expiry(self, outcome) -> None:
+        if outcome is None:
             return
-        if session.is_open:
-            self._arm(session)
-        else:
-            log.info("session {request_id} ended: {reason}", request_id=session.request_id,
-                     reason=session.end_reason)
+        row, before, after = outcome
+        if after.is_open:
+            self._arm(after)
+            return
+        if after is not before:
+            log.info("session {request_id} ended: {reason}", request_id=after.request_id,
+                     reason=after.end_reason)
+            if before.state == lc.ACTIVE:
+                # Its relay never ended it: make sure nothing of it keeps running.
+                self.end_elsewhere(row, after.end_reason)
 
     async def start(self) -> None:
         """Re-arm the deadlines of open sessions from the store (after a restart)."""
@@ -131,6 +141,75 @@ class SessionBroker:
         """Cancel every timer (their deadlines stay in the store)."""
         for request_id in list(self._timers):
             self._disarm(request_id)
+        if self._sweeper.running:
+            self._sweeper.stop()
+
+    # -- revoked devices, disabled users ------------------------------------------------
+
+    def start_revocation_sweep(self, interval: float = REVOCATION_SWEEP) -> None:
+        """Every ``interval`` s, end the sessions of revoked devices and disabled users
+        (``remotecomm-admin`` marks them in the store, from another process) and of relay
+        nodes gone silent."""
+        self._sweeper.start(interval, now=True)
+
+    async def end_revoked(self) -> int:
+        """End every open session whose device is revoked or whose user is disabled, as
+        ``revoked``, on the relay and the device too; how many."""
+        at = now_us(self._clock)
+
+        def end_them(connection):
+            ended = []
+            for row in session_queries.sessions_of_revoked_parties(connection, lc.OPEN_STATES):
+                before = rows.session_from_row(row)
+                detail = "device revoked" if row.device_revoked else "user disabled"
+                after = lc.end(before, "revoked", at, detail)
+                try:
+                    rows.save_session(connection, before, after)
+                except session_queries.Conflict:
+                    continue  # it moved meanwhile; the next sweep looks again
+                ended.append((row, before.state, detail))
+            return ended
+
+        ended = await self._store.run(end_them)
+        for row, state_before, detail in ended:
+            self._disarm(row.request_id)
+            log.info("session {request_id} ended: revoked ({detail})",
+                     request_id=row.request_id, detail=detail)
+            self._notify_ended(row, state_before, "revoked")
+        return len(ended)
+
+    async def end_lost_relays(self) -> int:
+        """Sessions of relay nodes silent past the bound end ``relay-lost`` (once); the
+        devices are told.  How many."""
+        ended = await self._relays.end_sessions_of_lost_nodes()
+        for row in ended:
+            self._disarm(row.request_id)
+            self._devices.send(row.device_id, EndSession(
+                request_id=row.request_id, session_id=row.session_id)).addErrback(
+                lambda f: None)  # a device that dropped its link knows already
+        return len(ended)
+
+    async def _sweep(self) -> None:
+        for what, step in (("ending the sessions of revoked parties", self.end_revoked),
+                           ("ending the sessions of lost relays", self.end_lost_relays)):
+            try:
+                await step()
+            except Exception:
+                log.failure("{what} failed", what=what)
+
+    def _sweep_once(self):
+        return ensureDeferred(self._sweep())
+
+    def _notify_ended(self, row, state_before: str, reason: str) -> None:
+        """Tell the device (and the relay, once it has the session) that a session the
+        manager ended is over."""
+        if state_before in (lc.PENDING, lc.ALLOCATING) or row.session_id is None:
+            self._devices.send(row.device_id, ApprovalCancelled(request_id=row.request_id)) \
+                .addErrback(lambda f: log.info(
+                    "session {request_id}: the device did not take the cancel: {error}",
+                    request_id=row.request_id, error=f.getErrorMessage()))
+            return
+        self.end_elsewhere(row, reason)
 
     # -- S141/S142: a terminal asks -----------------------------------------------------
 
@@ -292,12 +371,11 @@ class SessionBroker:
     # -- S201/S202: the terminal polls -----------------------------------------------
 
     async def poll(self, caller: Caller, request_id: str) -> dict:
-        """Where the request stands; on the first poll after approval, the terminal token."""
-        row = await self._store.run(session_queries.load_session, request_id)
-        if row is None or row.terminal_id != caller.terminal_id or row.user_id != caller.user_id:
-            raise SessionError(404, "session-not-found", "no such session request")
+        """Where the request stands, as the store says; on the first poll after approval,
+        the terminal token."""
+        row = await self._own_row(caller, request_id)
         session = rows.session_from_row(row)
-        answer = {"request_id": request_id, "state": lc.outcome(session),
+        answer = {"request_id": request_id, "state": session.state,
                   "device_id": row.device_id, "app_id": row.app_id,
                   "requested_at_us": row.requested_us}
         if session.state in (lc.PENDING, lc.ALLOCATING):
@@ -306,17 +384,132 @@ class SessionBroker:
         if session.approver is not None:
             answer["operator"] = session.approver
         if session.state == lc.ENDED:
-            answer["ended_at_us"] = session.ended_us
-            answer["code"] = session.end_detail if session.end_detail == \
-                "test-approver-not-allowed" else answer["state"]
+            answer.update(ended_at_us=session.ended_us, end_reason=session.end_reason)
+            if session.end_detail:
+                answer["end_detail"] = session.end_detail
             return answer
         token = new_token()
         if not await self._store.run(session_queries.deliver_terminal_token, request_id,
                                      token_hash(token), lc.APPROVED):
             raise SessionError(409, "already-delivered",
-                               "the terminal token of this session was already delivered")
+                               "the terminal token of this session was already delivered",
+                               state=session.state)
         log.info("session {request_id}: terminal token delivered", request_id=request_id)
         answer.update(session_id=row.session_id, relay_url=row.relay_url, terminal_token=token,
                       join_deadline_us=session.join_deadline_us,
                       lifetime_deadline_us=session.lifetime_deadline_us)
         return answer
+
+    async def _own_row(self, caller: Caller, request_id: str):
+        """The row of a request this caller made from this terminal (else not found)."""
+        row = await self._store.run(session_queries.load_session, request_id)
+        if row is None or row.terminal_id != caller.terminal_id or row.user_id != caller.user_id:
+            raise SessionError(404, "session-not-found", "no such session request")
+        return row
+
+    # -- cancelling (Ctrl-C on `open`, DELETE) ---------------------------------------
+
+    async def cancel(self, caller: Caller, request_id: str) -> dict:
+        """The terminal gives up on a request that has not run yet: it ends ``cancelled``,
+        the device drops the approval card (or its side), and a late YES is refused."""
+        await self._own_row(caller, request_id)
+        at = now_us(self._clock)
+
+        def cancel(connection):
+            row = session_queries.load_session(connection, request_id)
+            before = rows.session_from_row(row)
+            if before.state not in (lc.PENDING, lc.ALLOCATING, lc.APPROVED):
+                return row, before, before
+            after = lc.cancel(before, at)
+            rows.save_session(connection, before, after)
+            return row, before, after
+
+        try:
+            row, before, after = await self._store.run(cancel)
+        except session_queries.Conflict:  # it moved meanwhile: answer where it is now
+            row = await self._store.run(session_queries.load_session, request_id)
+            before = after = rows.session_from_row(row)
+        if before is after:
+            if after.state == lc.ACTIVE:
+                raise SessionError(409, "session-active", "the session is running: end it "
+                                   f"with POST /api/v1/sessions/{request_id}/end")
+            return {"request_id": request_id, "state": after.state,
+                    "end_reason": after.end_reason}
+        self._arm(after)
+        log.info("session {request_id} cancelled by the terminal", request_id=request_id)
+        self._clock.callLater(0, self._tell_device_cancelled, row, before.state)
+        return {"request_id": request_id, "state": after.state, "end_reason": "cancelled"}
+
+    def _tell_device_cancelled(self, row, state_before: str) -> None:
+        self._notify_ended(row, state_before, "cancelled")
+
+    # -- force-end, listing -------------------------------------------------------------
+
+    async def force_end(self, caller: Caller, request_id: str, source: str) -> dict:
+        """End a session from anywhere: its own user (any terminal), or a unit admin of its
+        unit.  Not yet running: it ends now (``cancelled`` for its user, ``revoked`` for an
+        admin); running: the relay is told to end both sides, and the end logs end it."""
+        row = await self._store.run(session_queries.load_session, request_id)
+        if row is None or row.unit_id != caller.unit_id:
+            raise SessionError(404, "session-not-found", "no such session")
+        own = row.user_id == caller.user_id
+        if not own and caller.role != "unit-admin":
+            raise SessionError(403, "not-allowed", "only the session's user or a unit admin "
+                               "may end it")
+        at = now_us(self._clock)
+
+        def end(connection):
+            current = session_queries.load_session(connection, request_id)
+            before = rows.session_from_row(current)
+            if before.state in (lc.PENDING, lc.ALLOCATING, lc.APPROVED):
+                after = lc.end(before, "cancelled" if own else "revoked", at,
+                               None if own else f"ended by unit admin {caller.user_id}")
+                rows.save_session(connection, before, after)
+            else:
+                after = before
+            if not own:
+                append_audit(connection, at, SESSION_FORCE_ENDED, actor=caller.user_id,
+                             source_address=source, unit_id=row.unit_id,
+                             request_id=request_id, state=before.state)
+            return current, before, after
+
+        current, before, after = await self._store.run(end)
+        if after is not before:
+            self._arm(after)
+            log.info("session {request_id} ended by {user_id}: {reason}",
+                     request_id=request_id, user_id=caller.user_id, reason=after.end_reason)
+            self._notify_ended(current, before.state, after.end_reason)
+            return {"request_id": request_id, "state": after.state,
+                    "end_reason": after.end_reason}
+        if before.state == lc.ACTIVE:
+            reason = "normal" if own else "revoked"
+            log.info("session {request_id}: {user_id} asks its relay to end it ({reason})",
+                     request_id=request_id, user_id=caller.user_id, reason=reason)
+            self.end_elsewhere(current, reason)
+            return {"request_id": request_id, "state": before.state, "ending": reason}
+        return {"request_id": request_id, "state": before.state,
+                "end_reason": before.end_reason}
+
+    async def list_open(self, caller: Caller, device_id: str | None = None) -> list[dict]:
+        """The caller's sessions from this terminal that have not ended, newest first."""
+        found = await self._store.run(session_queries.sessions_of_terminal, caller.user_id,
+                                      caller.terminal_id, lc.OPEN_STATES, device_id)
+        return [{"request_id": row.request_id, "state": row.state, "device_id": row.device_id,
+                 "app_id": row.app_id, "requested_at_us": row.requested_us} for row in found]
+
+    def end_elsewhere(self, row, reason: str) -> None:
+        """A session the manager ended: close it on its relay node and on the device
+        (best effort; the stored end is what counts, and the relay's logs still file)."""
+        if row.session_id is None:
+            return
+        if row.relay_node is not None:
+            ensureDeferred(self._relays.end_session(
+                row.relay_node, EndOrder(session_id=row.session_id, reason=reason))).addErrback(
+                lambda f: log.info("session {request_id}: its relay did not take the end "
+                                   "order: {error}", request_id=row.request_id,
+                                   error=f.getErrorMessage()))
+        self._devices.send(row.device_id, EndSession(request_id=row.request_id,
+                                                     session_id=row.session_id)).addErrback(
+            lambda f: log.info("session {request_id}: the device did not take the end "
+                               "request: {error}", request_id=row.request_id,
+                               error=f.getErrorMessage()))

@@ -7,7 +7,14 @@ States (``docs/protocol.md`` shows the diagram)::
        └──approval deadline──▶ ended(approval-timeout)
     approved ──both sides joined (started logs)──▶ active ──both end logs──▶ ended(reason)
     approved ──join deadline──▶ ended(expired)
+    allocating ──approval deadline + grace──▶ ended(error)
+    active ──lifetime deadline + grace, no end logs──▶ ended(relay-lost)
+    pending, allocating, approved ──the terminal cancels──▶ ended(cancelled)
     any non-ended ──device unreachable──▶ ended(device-offline)
+    any non-ended ──device revoked, user disabled──▶ ended(revoked)
+
+The manager enforces a deadline in every open state (:meth:`Session.next_deadline_us`),
+whether or not a relay reports: a session always ends.
 
 Each function takes a :class:`Session` and the current time and returns the
 next one, or raises :class:`InvalidTransition`.  Deadlines are absolute
@@ -29,9 +36,15 @@ OPEN_STATES = (PENDING, ALLOCATING, APPROVED, ACTIVE)
 # End reasons: the fixed list of DECISIONS.md.
 END_REASONS = ("normal", "refused", "approval-timeout", "expired", "dropped-device",
                "dropped-terminal", "idle-timeout", "max-lifetime", "heartbeat-timeout",
-               "revoked", "device-offline", "shutdown", "relay-restart", "relay-lost", "error")
+               "revoked", "device-offline", "shutdown", "relay-restart", "relay-lost",
+               "ended-by-device", "cancelled", "error")
 
 MAX_LIFETIME_CEILING_US = 12 * 3600 * 1_000_000
+# How long past its maximum lifetime an active session may go without both end logs
+# before the manager counts its relay as lost (the relay itself ends it at the lifetime).
+LIFETIME_GRACE_US = 60 * 1_000_000
+# How long past the approval deadline a relay may take to allocate an approved session.
+ALLOCATION_GRACE_US = 30 * 1_000_000
 
 
 class InvalidTransition(Exception):
@@ -76,11 +89,16 @@ class Session:
         return self.state in OPEN_STATES
 
     def next_deadline_us(self) -> int | None:
-        """The instant at which a timer must fire for this session, if any."""
+        """The instant at which a timer must fire for this session (every open state has
+        one; ``None`` once it ended)."""
         if self.state == PENDING:
             return self.approval_deadline_us
+        if self.state == ALLOCATING:
+            return self.approval_deadline_us + ALLOCATION_GRACE_US
         if self.state == APPROVED:
             return self.join_deadline_us
+        if self.state == ACTIVE:
+            return self.lifetime_deadline_us + LIFETIME_GRACE_US
         return None
 
 
@@ -151,13 +169,25 @@ def both_sides_ended(session: Session, now_us: int, device_reason: str,
     return end(session, reason, now_us)
 
 
+_DEADLINE_REASONS = {PENDING: ("approval-timeout", None),
+                     ALLOCATING: ("error", "the relay did not allocate the session in time"),
+                     APPROVED: ("expired", None),
+                     ACTIVE: ("relay-lost", "no end logs by the maximum lifetime")}
+
+
 def deadline_passed(session: Session, now_us: int) -> Session:
     """A timer fired: end the session if its deadline has really passed, else keep it."""
     deadline = session.next_deadline_us()
     if deadline is None or now_us < deadline:
         return session
-    reason = "approval-timeout" if session.state == PENDING else "expired"
-    return end(session, reason, now_us)
+    reason, detail = _DEADLINE_REASONS[session.state]
+    return end(session, reason, now_us, detail)
+
+
+def cancel(session: Session, now_us: int) -> Session:
+    """The terminal gave up before the session ran (Ctrl-C while waiting, or a DELETE)."""
+    _require(session, PENDING, ALLOCATING, APPROVED)
+    return end(session, "cancelled", now_us)
 
 
 def restarted(session: Session, now_us: int) -> Session:
@@ -165,16 +195,3 @@ def restarted(session: Session, now_us: int) -> Session:
     if session.state == ALLOCATING:
         return end(session, "error", now_us, "the manager restarted while asking the relay")
     return deadline_passed(session, now_us)
-
-
-def outcome(session: Session) -> str:
-    """What a terminal polling the session is told: pending, approved, or why it ended."""
-    if session.state in (PENDING, ALLOCATING):
-        return "pending"
-    if session.state in (APPROVED, ACTIVE):
-        return "approved"
-    if session.end_reason == "refused":
-        return "refused"
-    if session.end_reason in ("approval-timeout", "expired", "device-offline"):
-        return session.end_reason
-    return "failed"

@@ -11,6 +11,7 @@ message                direction        step
 :class:`Hello`         device → manager  after every (re)connect: versions, apps
 :class:`ApprovalRequest` manager → device S142: ask the operator
 :class:`ApprovalDecision` device → manager S144: the operator's YES or NO
+:class:`ApprovalCancelled` manager → device the terminal gave up: drop the card
 :class:`SessionReady`  manager → device  S149: token, session ID, relay
 :class:`EndSession`    manager → device  S265: end the device's side
 =====================  ===============  ==========================================
@@ -75,6 +76,14 @@ class ApprovalDecision:
     approve: bool
     operator: str
     by_test_approver: bool
+
+
+@dataclass(frozen=True)
+class ApprovalCancelled:
+    """The terminal gave up on a request: the device drops its approval card; a YES for it
+    is refused from now on."""
+
+    request_id: str
 
 
 @dataclass(frozen=True)

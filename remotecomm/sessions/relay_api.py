@@ -23,10 +23,12 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from remotecomm.clock import now_us
-from remotecomm.relay.gateway import (Admission, AdmissionRefused, EndRequest, IManagerForRelay,
-                                      JoinRequest, LogRejected, Refusal, SessionLog)
+from remotecomm.relay.gateway import (Admission, AdmissionRefused, EndRequest, Heartbeat,
+                                      IManagerForRelay, JoinRequest, LogRejected, PeerUnavailable,
+                                      Refusal, SessionLog)
 from remotecomm.sessions import lifecycle as lc
 from remotecomm.sessions.messages import EndSession
+from remotecomm.sessions.relays import RelayDirectory
 from remotecomm.sessions.rows import save_session, session_from_row
 from remotecomm.store import sessions as session_rows
 from remotecomm.store.audit import append_audit
@@ -50,6 +52,9 @@ def _authenticate(connection: Connection, request: JoinRequest, at_us: int) -> A
         raise AdmissionRefused("wrong-token", "the token does not match this session")
     if side in session_rows.connection_records(connection, row.request_id):
         raise AdmissionRefused("token-used", "this token was used already")
+    revoked = session_rows.party_revoked(connection, row.device_id, row.user_id)
+    if revoked is not None:
+        raise AdmissionRefused("revoked", f"this session's {revoked.replace(' ', ' is ')}")
     if row.state not in (lc.APPROVED, lc.ACTIVE) or row.join_deadline_us <= at_us:
         raise AdmissionRefused("join-window-closed", "the session can no longer be joined")
     party_id = row.device_id if side == "device" else row.terminal_id
@@ -101,10 +106,18 @@ def _file_log(connection: Connection, entry: SessionLog, at_us: int) -> str:
 class ManagerForRelay:
     """The manager's side of the relay ↔ manager interface."""
 
-    def __init__(self, store: Store, clock: IReactorTime, devices):
+    def __init__(self, store: Store, clock: IReactorTime, devices,
+                 relays: RelayDirectory | None = None):
         self._store = store
         self._clock = clock
         self._devices = devices
+        self._relays = relays
+
+    async def heartbeat(self, beat: Heartbeat) -> None:
+        """A relay node is alive: the node table and its live counters."""
+        if self._relays is None:
+            raise PeerUnavailable("this manager keeps no relay node table")
+        await self._relays.record_heartbeat(beat)
 
     async def authenticate(self, request: JoinRequest) -> Admission:
         """Confirm a joining side's token; raises ``AdmissionRefused`` (audited)."""

@@ -123,3 +123,11 @@ def purge_tokens(connection: Connection, before_us: int) -> int:
     result = connection.execute(delete(api_tokens).where(
         (api_tokens.c.expires_us < before_us) | (api_tokens.c.revoked_us < before_us)))
     return result.rowcount
+
+
+def set_user_disabled(connection: Connection, user_id: str, disabled: bool) -> None:
+    """Disable a user (no login, no API call, their sessions end) or enable them again."""
+    result = connection.execute(update(users).where(users.c.user_id == user_id)
+                                .values(disabled=disabled))
+    if result.rowcount != 1:
+        raise NotFound(f"no user {user_id}")

@@ -5,8 +5,8 @@ only as SHA-256 hashes.  The migrations in ``migrations/versions`` build
 exactly this (a test compares them).
 """
 
-from sqlalchemy import (BigInteger, Boolean, CheckConstraint, Column, ForeignKey, Index,
-                        Integer, MetaData, String, Table, Text)
+from sqlalchemy import (BigInteger, Boolean, CheckConstraint, Column, ForeignKey, Index, Integer,
+                        MetaData, String, Table, Text)
 
 metadata = MetaData()
 
@@ -111,6 +111,23 @@ Index("ix_sessions_state", sessions.c.state)
 Index("ix_sessions_device_terminal", sessions.c.device_id, sessions.c.terminal_id)
 Index("ix_sessions_unit_requested", sessions.c.unit_id, sessions.c.requested_us)
 
+Index("ix_sessions_relay_node_state", sessions.c.relay_node, sessions.c.state)
+
+# The relay nodes: registered by their first heartbeat; "lost" when silent too long.
+RELAY_NODE_STATES = ("active", "draining", "lost")
+relay_nodes = Table(
+    "relay_nodes", metadata,
+    Column("node", String(64), primary_key=True),
+    Column("api_url", String(300), nullable=False),
+    Column("public_url", String(300), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("registered_us", BigInteger, nullable=False),
+    Column("last_heartbeat_us", BigInteger, nullable=False),
+    Column("open_sessions", Integer, nullable=False),
+    Column("lost_us", BigInteger, nullable=True),
+    CheckConstraint("state IN ('active', 'draining', 'lost')", name="ck_relay_nodes_state"),
+)
+
 # One row per side of a session: who connected, when, how it ended, bytes.
 session_connections = Table(
     "session_connections", metadata,
@@ -142,4 +159,5 @@ audit = Table(
 Index("ix_audit_at", audit.c.at_us)
 
 __all__ = ["metadata", "units", "users", "memberships", "terminals", "api_tokens", "devices",
-           "sessions", "session_connections", "audit", "ROLES", "SESSION_SIDES"]
+           "sessions", "relay_nodes", "session_connections", "audit", "ROLES", "SESSION_SIDES",
+           "RELAY_NODE_STATES"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, insert, or_, select, update
 
 from remotecomm.store.schema import devices, session_connections, sessions, units, users
 
@@ -84,6 +84,41 @@ def deliver_terminal_token(connection: Connection, request_id: str, token_hash: 
 def sessions_in_states(connection: Connection, states: Iterable[str]) -> list:
     """Every session row in one of ``states`` (for re-arming timers after a restart)."""
     return list(connection.execute(select(sessions).where(sessions.c.state.in_(tuple(states)))))
+
+
+def sessions_of_revoked_parties(connection: Connection, states: Iterable[str]) -> list:
+    """Session rows in ``states`` whose device is revoked or whose user is disabled, each
+    with ``device_revoked`` and ``user_disabled``."""
+    return list(connection.execute(
+        select(sessions, devices.c.revoked_us.is_not(None).label("device_revoked"),
+               users.c.disabled.label("user_disabled"))
+        .join(devices, devices.c.device_id == sessions.c.device_id)
+        .join(users, users.c.user_id == sessions.c.user_id)
+        .where(sessions.c.state.in_(tuple(states)),
+               or_(devices.c.revoked_us.is_not(None), users.c.disabled.is_(True)))))
+
+
+def party_revoked(connection: Connection, device_id: str, user_id: str) -> str | None:
+    """``"device revoked"`` or ``"user disabled"`` when one of the session's parties may no
+    longer take part; else ``None``."""
+    revoked = connection.execute(select(devices.c.revoked_us)
+                                 .where(devices.c.device_id == device_id)).scalar()
+    if revoked is not None:
+        return "device revoked"
+    if connection.execute(select(users.c.disabled).where(users.c.user_id == user_id)).scalar():
+        return "user disabled"
+    return None
+
+
+def sessions_of_terminal(connection: Connection, user_id: str, terminal_id: str,
+                         states: Iterable[str], device_id: str | None = None) -> list:
+    """The user's session rows from one terminal in ``states``, newest first."""
+    query = select(sessions).where(sessions.c.user_id == user_id,
+                                   sessions.c.terminal_id == terminal_id,
+                                   sessions.c.state.in_(tuple(states)))
+    if device_id is not None:
+        query = query.where(sessions.c.device_id == device_id)
+    return list(connection.execute(query.order_by(sessions.c.requested_us.desc()).limit(100)))
 
 
 def display_names(connection: Connection, user_id: str, unit_id: str) -> tuple[str, str]:

@@ -48,6 +48,10 @@ class ApiClient:
         """GET ``path`` and return the JSON answer."""
         return await self._call("GET", path, None)
 
+    async def delete(self, path: str) -> dict[str, Any]:
+        """DELETE ``path``; the answer's JSON object, or :class:`CliError`."""
+        return await self._call("DELETE", path, None)
+
     async def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """POST ``body`` as JSON to ``path`` and return the JSON answer."""
         return await self._call("POST", path, body)

@@ -24,6 +24,7 @@ import signal
 import sys
 from pathlib import Path
 
+from twisted.internet.defer import Deferred, ensureDeferred, race
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.error import CannotListenError
 from twisted.internet.task import deferLater
@@ -31,10 +32,11 @@ from twisted.internet.task import deferLater
 from remotecomm import __version__
 from remotecomm.clock import iso_from_us
 from remotecomm.command_line import (EXIT_APPROVAL_TIMEOUT, EXIT_DEVICE_NOT_FOUND,
-                                     EXIT_DEVICE_OFFLINE, EXIT_EXPIRED, EXIT_NO_SESSION,
-                                     EXIT_NOT_LOGGED_IN, EXIT_REFUSED, EXIT_SESSION_EXISTS,
-                                     EXIT_SESSION_LOST, EXIT_UNKNOWN_APP, EXIT_UNREACHABLE,
-                                     EXIT_USAGE, CliError, identifier, read_password, report)
+                                     EXIT_DEVICE_OFFLINE, EXIT_EXPIRED, EXIT_INTERRUPTED,
+                                     EXIT_NO_SESSION, EXIT_NOT_LOGGED_IN, EXIT_REFUSED,
+                                     EXIT_SESSION_EXISTS, EXIT_SESSION_LOST, EXIT_UNKNOWN_APP,
+                                     EXIT_UNREACHABLE, EXIT_USAGE, CliError, identifier,
+                                     read_password, report)
 from remotecomm.identifiers import APP_ID, DEVICE_ID
 from remotecomm.messages import text
 from remotecomm.relay.client import RelayClient, RelayClosed
@@ -99,8 +101,15 @@ async def _run_terminal(reactor, args: argparse.Namespace) -> list[str]:
     settings = load_settings(home, args.server, args.ca)
     state = load_state(home)
 
+    def api_client() -> ApiClient:
+        if state.token is None:
+            raise CliError(text("not-logged-in"), EXIT_NOT_LOGGED_IN)
+        return ApiClient(reactor, settings.server_url or state.server_url,
+                         settings.ca_certificate, state.terminal_id, token=state.token,
+                         timeout=args.timeout)
+
     if args.command == "close":
-        return await close_session(reactor, args.device_id)
+        return await close_session(reactor, args.device_id, api_client)
 
     if args.command == "login":
         if settings.server_url is None:
@@ -125,10 +134,7 @@ async def _run_terminal(reactor, args: argparse.Namespace) -> list[str]:
         return [text("logged-in", user_id=user_id, unit_id=answer.get("unit_id"),
                      terminal_id=state.terminal_id, expires_at=answer.get("expires_at"))]
 
-    if state.token is None:
-        raise CliError(text("not-logged-in"), EXIT_NOT_LOGGED_IN)
-    client = ApiClient(reactor, settings.server_url or state.server_url, settings.ca_certificate,
-                       state.terminal_id, token=state.token, timeout=args.timeout)
+    client = api_client()
     if args.command == "logout":
         await client.post("/api/v1/logout", {})
         state.token = state.expires_at_us = None
@@ -170,16 +176,30 @@ async def open_session(reactor, client: ApiClient, device_id: str, app_id: str,
     deadline_us = int(accepted.get("approval_deadline_us", 0))
     print(text("waiting", device_id=device_id, deadline=_clock_time(deadline_us)), flush=True)
     give_up = reactor.seconds() + max(0.0, deadline_us / 1e6 - reactor.seconds()) + POLL_GRACE
-    while True:
-        answer = await client.get(f"/api/v1/sessions/{request_id}")
-        state = answer.get("state")
-        if state != "pending":
-            break
-        if reactor.seconds() > give_up:
-            raise CliError(text("approval-timeout", device_id=device_id), EXIT_APPROVAL_TIMEOUT)
-        await deferLater(reactor, POLL_INTERVAL, lambda: None)
+    interrupted: Deferred = Deferred()
+
+    def interrupt(signum, frame) -> None:
+        reactor.callFromThread(lambda: interrupted.called or interrupted.callback(signum))
+
+    previous = {s: signal.signal(s, interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while True:
+            answer = await _or_interrupted(client.get(f"/api/v1/sessions/{request_id}"),
+                                           interrupted)
+            state = answer.get("state")
+            if state not in ("pending", "allocating"):
+                break
+            if reactor.seconds() > give_up:
+                raise CliError(text("approval-timeout", device_id=device_id),
+                               EXIT_APPROVAL_TIMEOUT)
+            await _or_interrupted(deferLater(reactor, POLL_INTERVAL, lambda: None), interrupted)
+    except _Interrupted:
+        await _cancel(client, request_id, device_id)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     fields = {"device_id": device_id, "operator": answer.get("operator", "?"),
-              "code": answer.get("code", state)}
+              "code": answer.get("end_reason", state)}
     if state == "approved":
         print(text("approved", session_id=answer.get("session_id"),
                    relay_url=answer.get("relay_url"),
@@ -187,11 +207,44 @@ async def open_session(reactor, client: ApiClient, device_id: str, app_id: str,
               flush=True)
         return await hold_session(reactor, client.ca_certificate, device_id,
                                   dict(answer, app_id=app_id), local_port)
-    if state == "refused" and answer.get("code") == "test-approver-not-allowed":
+    reason = answer.get("end_reason")
+    if reason == "refused" and answer.get("end_detail") == "test-approver-not-allowed":
         raise CliError(text("refused-test-approver", **fields), EXIT_REFUSED)
-    if state in _OUTCOME_EXITS:
-        raise CliError(text(state, **fields), _OUTCOME_EXITS[state])
+    if reason in _OUTCOME_EXITS:
+        raise CliError(text(reason, **fields), _OUTCOME_EXITS[reason])
     raise CliError(text("failed", **fields))
+
+
+class _Interrupted(Exception):
+    """Ctrl-C (or SIGTERM) while waiting for the operator."""
+
+
+async def _or_interrupted(work, interrupted: Deferred):
+    """The result of ``work`` (a Deferred or coroutine), unless the user interrupts first
+    (then ``work`` is cancelled)."""
+    watch: Deferred = Deferred()
+    if interrupted.called:
+        watch.callback(None)
+    else:
+        interrupted.addCallback(lambda signum: (watch.called or watch.callback(signum),
+                                                signum)[1])
+    index, result = await race([ensureDeferred(work), watch])
+    if index == 1:
+        raise _Interrupted()
+    return result
+
+
+async def _cancel(client: ApiClient, request_id: str, device_id: str) -> None:
+    """Tell the manager the request is withdrawn; the operator's card goes away."""
+    try:
+        answer = await client.delete(f"/api/v1/sessions/{request_id}")
+    except CliError as e:
+        raise CliError(text("cancel-failed", device_id=device_id, reason=e.message),
+                       EXIT_INTERRUPTED) from None
+    if answer.get("state") == "ended" and answer.get("end_reason") != "cancelled":
+        raise CliError(text("cancel-too-late", device_id=device_id,
+                            code=answer.get("end_reason")), EXIT_INTERRUPTED)
+    raise CliError(text("cancelled", device_id=device_id), EXIT_INTERRUPTED)
 
 
 async def hold_session(reactor, ca_certificate, device_id: str, answer: dict,
@@ -258,21 +311,40 @@ def session_marker(home: Path, device_id: str) -> Path:
     return home / "sessions" / f"{device_id}.json"
 
 
-async def close_session(reactor, device_id: str) -> list[str]:
-    """`remotecomm close DEVICE`: ask the `open` holding that session to end it normally."""
+async def close_session(reactor, device_id: str, api_client) -> list[str]:
+    """`remotecomm close DEVICE`: ask the `open` holding that session to end it normally;
+    when no `open` here holds it (it crashed, or runs elsewhere), end it through the
+    manager (``POST /api/v1/sessions/{request_id}/end``)."""
     marker = session_marker(terminal_home(), device_id)
+    request_id = None
     try:
-        pid = int(json.loads(marker.read_text())["pid"])
-        os.kill(pid, signal.SIGINT)
-    except (FileNotFoundError, ValueError, KeyError, ProcessLookupError):
+        held = json.loads(marker.read_text())
+        request_id = str(held.get("request_id") or "") or None
+        os.kill(int(held["pid"]), signal.SIGINT)
+    except (FileNotFoundError, ValueError, KeyError, TypeError, ProcessLookupError):
         marker.unlink(missing_ok=True)
-        raise CliError(text("no-open-session", device_id=device_id), EXIT_NO_SESSION) from None
+        return await _end_through_the_manager(api_client(), device_id, request_id)
     print(text("close-sent", device_id=device_id), flush=True)
     for _ in range(150):
         if not marker.exists():
             return [text("session-ended", device_id=device_id)]
         await deferLater(reactor, 0.1, lambda: None)
     raise CliError(f"the session with {device_id} did not end within 15 s")
+
+
+async def _end_through_the_manager(client: ApiClient, device_id: str,
+                                   request_id: str | None) -> list[str]:
+    if request_id is None:
+        listed = await client.get(f"/api/v1/sessions?device_id={device_id}")
+        sessions = listed.get("sessions") or []
+        if not sessions:
+            raise CliError(text("no-open-session", device_id=device_id), EXIT_NO_SESSION)
+        request_id = str(sessions[0].get("request_id"))
+    answer = await client.post(f"/api/v1/sessions/{request_id}/end", {})
+    if "ending" in answer:
+        return [text("end-requested", device_id=device_id)]
+    return [text("session-ended-as", device_id=device_id,
+                 reason=answer.get("end_reason") or answer.get("state"))]
 
 
 def format_devices(answer: dict) -> list[str]:
@@ -318,7 +390,9 @@ def _run_async(args: argparse.Namespace) -> list[str]:
 
     reactor.callWhenRunning(start)
     reactor.run(installSignalHandlers=True)
-    result = outcome.get("result")
+    if "result" not in outcome:  # the reactor stopped first: Ctrl-C outside a wait
+        raise CliError(text("interrupted"), EXIT_INTERRUPTED)
+    result = outcome["result"]
     if hasattr(result, "value"):  # a Failure
         if isinstance(result.value, CliError):
             raise result.value

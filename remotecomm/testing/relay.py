@@ -7,6 +7,8 @@ from zope.interface import implementer
 
 from remotecomm.relay.core import IRelayConnection, RelayCore
 from remotecomm.relay.node import RelayNode
+from remotecomm.sessions.relays import RelayDirectory
+from remotecomm.store import relays as relay_rows
 
 
 @implementer(IRelayConnection)
@@ -45,3 +47,12 @@ def standalone_node(clock=None, node: str = "relay-1",
                     public_url: str = "wss://relay.test/relay") -> RelayNode:
     """A relay node whose core has no manager and no outbox: for tests of allocation."""
     return RelayNode(RelayCore(clock or Clock(), None, None), node, public_url)
+
+
+def local_directory(store, clock, node: RelayNode, lost_after: float = 10**6) -> RelayDirectory:
+    """A manager's relay directory that knows ``node`` (registered by one heartbeat now)
+    and reaches it in this process: for tests of placement and orders."""
+    directory = RelayDirectory(store, clock, lambda name, api_url: node, lost_after)
+    store.run_sync(relay_rows.record_heartbeat, node.node, "https://relay.test",
+                   node.public_url, "active", 0, int(clock.seconds() * 1_000_000))
+    return directory

@@ -42,6 +42,9 @@ class ServerSetup:
         self.relay_port = free_port() if separate_relay else self.port
         self.relay_metrics_port = free_port() if separate_relay else self.metrics_port
         self.relay: ServerProcess | None = None
+        # Split roles: the relay heartbeats every 0.5 s and the manager calls it lost after
+        # 3 s of silence, so that tests of a lost relay stay short.
+        relay_timing = "[relay]\nlost_after = '3s'\n"
         self.config = self.folder / "remotecomm.toml"
         self.config.write_text(
             "[server]\n"
@@ -56,8 +59,7 @@ class ServerSetup:
             f"component_port = {self.component_port}\n"
             "[metrics]\n"
             f"listen = 'tcp:{self.metrics_port}:interface=127.0.0.1'\n"
-            + (f"[relay]\napi_url = 'https://127.0.0.1:{self.relay_port}'\n"
-               if separate_relay else "")
+            + (relay_timing if separate_relay else "")
             + extra_config)
         self.ca = self.folder / "data" / "tls" / "ca.pem"
         self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
@@ -79,7 +81,8 @@ class ServerSetup:
 
     def provision(self, units: dict[str, dict[str, list[str]]],
                   password: str = PASSWORD) -> None:
-        """``init``, then per unit its users and devices: ``{unit: {"users": […], "devices": […]}}``.
+        """``init``, then per unit its users and devices: ``{unit: {"users": […], "devices": […]}}``
+        (a user ``"name:unit-admin"`` gets that role; technician otherwise).
 
         Runs the ``remotecomm admin`` functions in this process (the CLI's own
         argument handling is tested separately), which saves a Python start per step.
@@ -89,8 +92,9 @@ class ServerSetup:
         for unit, members in units.items():
             admin.add_unit(config, self.reactor, unit, unit.title(), "Europe/Berlin")
             for user in members.get("users", []):
+                user, _, role = user.partition(":")  # "adam:unit-admin"
                 admin.add_user(config, self.reactor, user, user.title(), password, unit,
-                               "technician")
+                               role or "technician")
             for device in members.get("devices", []):
                 admin.add_device(config, self.reactor, device, unit, device, "MFP 9000")
 
@@ -140,6 +144,7 @@ class ServerSetup:
             "[xmpp]\nenabled = false\n"
             "[relay]\n"
             "node = 'relay-a'\n"
+            "heartbeat_interval = '0.5s'\n"
             f"manager_url = '{self.url}'\n"
             f"api_secret_file = '{data / 'relay-api.secret'}'\n"
             "[metrics]\n"
@@ -233,16 +238,19 @@ class ServerSetup:
         self.clis.append(process)
         return process
 
-    async def login(self, user: str) -> None:
-        """``remotecomm login`` as ``user`` (fails the test if refused)."""
+    async def login(self, user: str, home: Path | None = None) -> None:
+        """``remotecomm login`` as ``user`` (fails the test if refused), on this setup's
+        terminal or on another one (``home``)."""
         code, output = await self.cli("login", "--user", user, "--password-stdin",
-                                      stdin=PASSWORD.encode() + b"\n")
+                                      stdin=PASSWORD.encode() + b"\n", home=home)
         if code != 0:
             raise AssertionError(f"login as {user} failed ({code}): {output}")
 
-    async def api(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
-        """Call the REST API as the logged-in terminal; status and JSON answer."""
-        state = json.loads((self.terminal_home / "state.json").read_text())
+    async def api(self, method: str, path: str, body: dict | None = None,
+                  home: Path | None = None) -> tuple[int, dict]:
+        """Call the REST API as the logged-in terminal (or the one at ``home``); status and
+        JSON answer."""
+        state = json.loads(((home or self.terminal_home) / "state.json").read_text())
         headers = {"Authorization": f"Bearer {state['token']}",
                    "X-Remotecomm-Terminal": state["terminal_id"]}
         if body is not None:
@@ -258,11 +266,12 @@ class ServerSetup:
         return {device["device_id"]: device for device in answer.get("devices", [])}
 
     async def wait_for_state(self, request_id: str, state: str, timeout: float = 10) -> dict:
-        """Poll a session request until it reaches ``state``; its last answer."""
+        """Poll a session request until it reaches ``state`` (or ended with that reason,
+        e.g. ``"expired"``); its last answer."""
         start = self.reactor.seconds()
         while True:
             code, answer = await self.api("GET", f"/api/v1/sessions/{request_id}")
-            if answer.get("state") == state:
+            if state in (answer.get("state"), answer.get("end_reason")):
                 return answer
             if self.reactor.seconds() - start > timeout:
                 raise AssertionError(f"{request_id} not {state} within {timeout} s: {answer}")

@@ -76,12 +76,13 @@ class Api:
 
     def __init__(self, accounts: Accounts, store: Store, clock: IReactorTime,
                  readiness: dict[str, ReadinessCheck] | None = None,
-                 broker: SessionBroker | None = None, extra_routes: list[Route] | None = None):
+                 broker: SessionBroker | None = None, extra_routes: list[Route] | None = None,
+                 notices: dict[str, Callable[[], object]] | None = None):
         self._accounts = accounts
         self._store = store
         self._clock = clock
         self._health = Health(readiness if readiness is not None else {"store": store.check},
-                              clock)
+                              clock, notices)
         self._broker = broker
         self._extra_routes = list(extra_routes or [])
 
@@ -91,8 +92,10 @@ class Api:
             Route("/api/v1/login", post=self.login),
             Route("/api/v1/logout", post=self.logout),
             Route("/api/v1/devices", get=self.devices),
-            Route("/api/v1/sessions", post=self.request_session),
-            Route("/api/v1/sessions/{request_id}", get=self.poll_session),
+            Route("/api/v1/sessions", post=self.request_session, get=self.list_sessions),
+            Route("/api/v1/sessions/{request_id}", get=self.poll_session,
+                  delete=self.cancel_session),
+            Route("/api/v1/sessions/{request_id}/end", post=self.end_session),
             *self._health.routes(),
             *self._extra_routes,
         ])
@@ -187,23 +190,75 @@ class Api:
         caller, _ = await self._caller(request)
         if not is_valid(REQUEST_ID, request_id):
             raise ApiError(404, "session-not-found", "no such session request")
+        return 200, await self._session_call(self._broker.poll, caller, request_id)
+
+    async def cancel_session(self, request: server.Request,
+                             request_id: str) -> tuple[int, dict]:
+        """Give up on a request that has not run yet (it ends ``cancelled``)."""
+        caller, _ = await self._caller(request)
+        if not is_valid(REQUEST_ID, request_id):
+            raise ApiError(404, "session-not-found", "no such session request")
+        return 200, await self._session_call(self._broker.cancel, caller, request_id)
+
+    async def end_session(self, request: server.Request, request_id: str) -> tuple[int, dict]:
+        """End a session from anywhere: its own user, or a unit admin of its unit."""
+        caller, _ = await self._caller(request)
+        if not is_valid(REQUEST_ID, request_id):
+            raise ApiError(404, "session-not-found", "no such session")
+        request.content.seek(0)
+        if request.content.read(1):  # a body is optional, and then takes no fields
+            no_more_fields(read_json(request))
+        answer = await self._session_call(self._broker.force_end, caller, request_id,
+                                          _source(request))
+        return (202 if "ending" in answer else 200), answer
+
+    async def list_sessions(self, request: server.Request) -> tuple[int, dict]:
+        """The caller's sessions from this terminal that have not ended
+        (``?device_id=`` narrows them to one device)."""
+        caller, _ = await self._caller(request)
+        unknown = set(request.args) - {b"device_id"}
+        if unknown:
+            raise ApiError(400, "unknown-field", "unknown query parameter(s)",
+                           fields=sorted(name.decode("ascii", "replace") for name in unknown))
+        device_id = None
+        if b"device_id" in request.args:
+            device_id = request.args[b"device_id"][0].decode("ascii", "replace")
+            if not is_valid(DEVICE_ID, device_id):
+                raise ApiError(400, "invalid-field", "device_id has an invalid value",
+                               field="device_id")
         try:
-            answer = await self._broker.poll(caller, request_id)
+            found = await self._broker.list_open(caller, device_id)
+        except StoreBusy:
+            raise BUSY from None
+        return 200, {"sessions": [with_iso_times(entry) for entry in found]}
+
+    async def _session_call(self, call, *args) -> dict:
+        try:
+            answer = await call(*args)
         except SessionError as e:
             raise ApiError(e.status, e.code, e.message, **e.extra) from None
         except StoreBusy:
             raise BUSY from None
-        for key in [k for k in answer if k.endswith("_us")]:
-            answer[key[:-3] + "_at"] = iso_from_us(answer[key])
-        return 200, answer
+        return with_iso_times(answer)
+
+
+def with_iso_times(answer: dict) -> dict:
+    """Every ``…_us`` instant also as ISO 8601: ``requested_at_us`` → ``requested_at``,
+    ``approval_deadline_us`` → ``approval_deadline_at``."""
+    for key in [k for k in answer if k.endswith("_us") and isinstance(answer[k], int)]:
+        stem = key[:-3]
+        answer[stem if stem.endswith("_at") else stem + "_at"] = iso_from_us(answer[key])
+    return answer
 
 
 class Health:
     """``/healthz`` and ``/readyz``: every server role has them."""
 
-    def __init__(self, readiness: dict[str, ReadinessCheck], clock: IReactorTime):
+    def __init__(self, readiness: dict[str, ReadinessCheck], clock: IReactorTime,
+                 notices: dict[str, Callable[[], object]] | None = None):
         self._readiness = readiness
         self._clock = clock
+        self._notices = notices if notices is not None else {}
 
     def routes(self) -> list[Route]:
         return [Route("/healthz", get=self.healthz), Route("/readyz", get=self.readyz)]
@@ -213,7 +268,8 @@ class Health:
         return 200, {"status": "ok"}
 
     async def readyz(self, request: server.Request) -> tuple[int, dict]:
-        """Readiness: every dependency answers within a short deadline."""
+        """Readiness: every dependency answers within a short deadline; notices (such as
+        dead letters) are reported beside, without making the server unready."""
         failing = []
         for name, check in self._readiness.items():
             try:
@@ -223,7 +279,9 @@ class Health:
                     failing.append(name)
             except Exception:
                 failing.append(name)
+        notices = {name: value for name, notice in self._notices.items() if (value := notice())}
         if failing:
-            raise ApiError(503, "not-ready", "not ready: " + ", ".join(failing), failing=failing)
-        return 200, {"status": "ready"}
+            raise ApiError(503, "not-ready", "not ready: " + ", ".join(failing), failing=failing,
+                           **notices)
+        return 200, {"status": "ready", **notices}
 

@@ -19,9 +19,9 @@ from twisted.words.protocols.jabber.jid import JID, InvalidFormat
 from twisted.words.xish import domish
 
 from remotecomm.identifiers import APP_ID, DEVICE_ID, REQUEST_ID, SESSION_ID, TOKEN
-from remotecomm.sessions.messages import (ENVELOPE_VERSIONS, MAX_APPS, ApprovalDecision,
-                                          ApprovalRequest, EndSession, Hello, MessageRefused,
-                                          SessionReady)
+from remotecomm.sessions.messages import (ENVELOPE_VERSIONS, MAX_APPS, ApprovalCancelled,
+                                          ApprovalDecision, ApprovalRequest, EndSession, Hello,
+                                          MessageRefused, SessionReady)
 
 NS_DEVICE = "urn:remotecomm:device:1"
 NS_DEVICE_PREFIX = "urn:remotecomm:device:"
@@ -179,6 +179,8 @@ _PAYLOADS: dict[type, tuple[str, tuple[_Attribute, ...]]] = {
         _Attribute("approve", "answer", r"yes|no", "yes-no"),
         _Attribute("operator", "operator", _NAME),
         _Attribute("by_test_approver", "test-approver", r"true|false", "true-false"))),
+    ApprovalCancelled: ("approval-cancelled", (
+        _Attribute("request_id", "request-id", REQUEST_ID),)),
     SessionReady: ("session-ready", (
         _Attribute("request_id", "request-id", REQUEST_ID),
         _Attribute("session_id", "session-id", SESSION_ID),

@@ -14,7 +14,8 @@ from remotecomm.device.approvals import ApprovalError, Approvals, ManagerRequest
 from remotecomm.device.history import History
 from remotecomm.device.manager_link import ManagerLink
 from remotecomm.device.panel_channel import PanelChannel
-from remotecomm.sessions.messages import ApprovalRequest, Hello, MessageRefused, SessionReady
+from remotecomm.sessions.messages import (ApprovalCancelled, ApprovalRequest, Hello, MessageRefused,
+                                          SessionReady)
 from remotecomm.testing.xmpp import PipeConnection
 from remotecomm.xmpp.payloads import encode
 from remotecomm.xmpp.stream import UnknownIqHandler, XmppStream
@@ -122,6 +123,25 @@ class ApprovalsTests(ApprovalsTestCase):
         with self.assertRaises(MessageRefused) as e:
             self.approvals.on_request("rms.test", approval("z" * 22))
         self.assertEqual(e.exception.code, "busy")
+
+
+class CancelTests(ApprovalsTestCase):
+    """The requester withdrew: the card leaves the panel and a YES is refused."""
+
+    def test_cancelled_request_leaves_the_panel_and_refuses_a_yes(self):
+        self.approvals.on_request("rms.test", approval())
+        self.approvals.on_cancel(ApprovalCancelled("r" * 22))
+        self.assertEqual(self.approvals.pending(), [])
+        with self.assertRaises(ApprovalError) as e:
+            self.approvals.decide("r" * 22, True, "olga")
+        self.assertEqual(e.exception.code, "cancelled")
+        self.assertEqual(self.sent, [])
+        self.assertEqual(self.history.events()[-1]["event"], "approval-cancelled")
+        self.approvals.on_cancel(ApprovalCancelled("r" * 22))  # the same message again
+
+    def test_cancel_of_an_unknown_request_is_refused(self):
+        with self.assertRaises(MessageRefused):
+            self.approvals.on_cancel(ApprovalCancelled("x" * 22))
 
 
 class ManagerRequestTests(ApprovalsTestCase):

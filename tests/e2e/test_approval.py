@@ -119,6 +119,41 @@ class PanelApprovalTests(ApprovalTestCase):
         await self.panel.answer(request_id, "no")
         self.assertEqual((await opening)[0], 10)
 
+    async def test_ctrl_c_while_waiting_withdraws_the_request(self):
+        """Ctrl-C on `open`: no traceback, the card leaves the panel within 2 s, a YES is
+        refused, the request ends cancelled, and a new `open` works at once."""
+        opening = self.setup.cli_process("open", "mfp-1", "web-server")
+        await self.panel.login(OPERATOR, OPERATOR_PASSWORD)
+        request_id = await self.panel.wait_for_request()
+        opening.signal("INT")
+        self.assertEqual(await opening.ended(), 130)
+        self.assertIn("Cancelled: the request to mfp-1 was withdrawn", opening.output)
+        self.assertNotIn("Traceback", opening.output)
+        gone_after = None
+        started = reactor.seconds()
+        while reactor.seconds() - started < 2:
+            _, page = await self.panel.get()
+            if request_id not in page:
+                gone_after = reactor.seconds() - started
+                break
+            await sleep(reactor, 0.1)
+        self.assertIsNotNone(gone_after, "the card stayed on the panel for 2 s")
+        from remotecomm.device.config import load_device_config
+        panel = load_device_config(self.setup.agent_dir("mfp-1") / "device-agent.toml").panel
+        with self.assertRaises(AgentRefused) as refused:
+            await AgentChannelClient(reactor, panel.socket, panel.secret).answer(
+                request_id, True, OPERATOR)
+        self.assertEqual(refused.exception.status, 410)
+        row = self.session_row()
+        self.assertEqual((row["request_id"], row["state"], row["end_reason"]),
+                         (request_id, "ended", "cancelled"))
+        self.assertNotIn("approval-decided", [e["event"] for e in self.history()])
+        again = self.open()
+        second = await self.panel.wait_for_request()
+        self.assertNotEqual(second, request_id)
+        await self.panel.answer(second, "no")
+        self.assertEqual((await again)[0], 10)
+
     async def test_answers_from_outside_the_agent_channel_are_ignored(self):
         """The agent takes answers only with the panel secret on its own socket."""
         opening = self.open()

@@ -128,3 +128,88 @@ class RoleSplitTests(TestCase):
                                          json={"key": "x"}, headers=headers)
             self.assertEqual(response.code, 401)
             self.assertEqual((await response.json())["code"], "unauthenticated")
+
+    async def wait_until(self, check, seconds: float, what: str):
+        started = reactor.seconds()
+        while reactor.seconds() - started < seconds:
+            value = await check() if callable(check) else check
+            if value:
+                return value
+            await sleep(reactor, 0.1)
+        self.fail(f"{what} did not happen within {seconds} s")
+
+    async def test_a_rejected_log_is_set_aside_and_later_logs_are_filed(self):
+        """A log the manager rejects goes to the relay's dead letters with the reason; the
+        logs after it are filed; /metrics and /readyz show it."""
+        bogus = {"key": "X" * 32 + ":device:started", "kind": "started",
+                 "session_id": "X" * 32, "request_id": "Q" * 22, "side": "device",
+                 "party_id": "mfp-1", "at_us": 1, "relay_node": "relay-a", "normal": None,
+                 "reason": None, "bytes_from_side": None, "bytes_to_side": None}
+        with sqlite3.connect(self.relay_db) as db:
+            db.execute("INSERT INTO log_outbox (log_key, body, created_us, attempts) "
+                       "VALUES (?, ?, 1, 0)", (bogus["key"], json.dumps(bogus)))
+        opening = self.setup.cli_process("open", "mfp-1", "web-server")
+        await opening.wait_for_output("Scripts: ", timeout=15)
+
+        async def active():
+            return rows(self.manager_db, "SELECT state FROM sessions")[0]["state"] == "active"
+
+        await self.wait_until(active, 10, "the session becoming active")
+        opening.signal("INT")
+        await opening.ended()
+
+        async def ended():
+            return rows(self.manager_db, "SELECT state FROM sessions")[0]["state"] == "ended"
+
+        await self.wait_until(ended, 10, "the session ending")
+        (row,) = rows(self.manager_db, "SELECT end_reason FROM sessions")
+        self.assertEqual(row["end_reason"], "normal")
+        (dead,) = rows(self.relay_db, "SELECT * FROM dead_letters")
+        self.assertEqual(dead["log_key"], bogus["key"])
+        self.assertIn("names no known session", dead["reason"])
+        response = await http_client(reactor).get(
+            f"http://127.0.0.1:{self.setup.relay_metrics_port}/metrics")
+        self.assertIn("remotecomm_relay_logs_dead 1.0", await response.text())
+        response = await http_client(reactor, self.setup.ca).get(
+            f"https://127.0.0.1:{self.setup.relay_port}/readyz")
+        self.assertEqual((response.code, (await response.json())["dead_letters"]), (200, 1))
+
+    async def test_a_killed_relay_is_lost_and_its_sessions_end_once(self):
+        """SIGKILL on the relay: its session ends relay-lost once; new sessions work again
+        when the relay is back, and its late logs reopen nothing."""
+        opening = self.setup.cli_process("open", "mfp-1", "web-server")
+        await opening.wait_for_output("Scripts: ", timeout=15)
+
+        async def state():
+            return rows(self.manager_db, "SELECT state, end_reason FROM sessions "
+                                         "ORDER BY requested_us DESC")[0]
+
+        await self.wait_until(lambda: _is(state, "active"), 10, "the session becoming active")
+        self.setup.relay.signal("KILL")
+        await self.setup.relay.ended()
+        self.assertEqual(await opening.ended(), 17)  # the terminal saw its session lost
+        await self.wait_until(lambda: _is(state, "ended"), 8, "the manager ending the session")
+        self.assertEqual((await state())["end_reason"], "relay-lost")
+        (node,) = rows(self.manager_db, "SELECT node, state FROM relay_nodes")
+        self.assertEqual(node, {"node": "relay-a", "state": "lost"})
+        # No relay: a new request cannot be placed (it ends as an error, not locked).
+        code, output = await self.setup.cli("open", "mfp-1", "web-server")
+        self.assertNotEqual(code, 0, output)
+        # The relay comes back: it files relay-restart end logs, which reopen nothing.
+        await self.setup.start_relay()
+        await self.wait_until(lambda: _node_active(self.manager_db), 5, "the relay's heartbeat")
+        opening = self.setup.cli_process("open", "mfp-1", "web-server")
+        await opening.wait_for_output("Scripts: ", timeout=15)
+        lost = rows(self.manager_db, "SELECT * FROM sessions WHERE end_reason = 'relay-lost'")
+        self.assertEqual(len(lost), 1)
+        self.assertEqual(self.setup.server.output.count("sessions end relay-lost"), 1)
+        opening.signal("INT")
+        await opening.ended()
+
+
+async def _is(state, wanted: str) -> bool:
+    return (await state())["state"] == wanted
+
+
+async def _node_active(database) -> bool:
+    return rows(database, "SELECT state FROM relay_nodes")[0]["state"] == "active"

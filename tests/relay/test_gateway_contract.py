@@ -23,15 +23,19 @@ from zope.interface import implementer
 from remotecomm.json_http import Router, make_site
 from remotecomm.relay import core as rc
 from remotecomm.relay.gateway import (Admission, AdmissionRefused, AllocationRequest, EndOrder,
-                                      EndRequest, IManagerForRelay, IRelayForManager, JoinRequest,
-                                      LogRejected, NodeDraining, Refusal, SessionLog, log_key)
+                                      EndRequest, Heartbeat, IManagerForRelay, IRelayForManager,
+                                      JoinRequest, LogRejected, NodeDraining, Refusal,
+                                      SessionCounters, SessionLog, log_key)
 from remotecomm.relay.gateway_http import MANAGER_PREFIX, RELAY_PREFIX
 from remotecomm.relay.manager_api import ManagerClient, relay_node_routes
 from remotecomm.relay.node import RelayNode
 from remotecomm.sessions.messages import EndSession
 from remotecomm.sessions.relay_api import ManagerForRelay
+from remotecomm.sessions.relays import RelayDirectory
+from remotecomm.store.accounts import insert_unit, insert_user, set_user_disabled
 from remotecomm.store.audit import audit_records
-from remotecomm.store.schema import sessions
+from remotecomm.store.devices import insert_device, revoke_device
+from remotecomm.store.schema import relay_nodes, session_connections, sessions
 from remotecomm.testing.fakes import migrated_inline_store
 from remotecomm.testing.relay import FakeConnection
 from remotecomm.tls import create_ca, issue_certificate, server_tls_options
@@ -101,7 +105,8 @@ class ManagerForRelayContract:
             requested_us=now, join_deadline_us=now + 60 * S,
             lifetime_deadline_us=now + 3600 * S, idle_timeout_us=300 * S)))
         self.devices = FakeDevices()
-        return ManagerForRelay(self.store, reactor, self.devices)
+        self.relays = RelayDirectory(self.store, reactor, lambda name, url: None)
+        return ManagerForRelay(self.store, reactor, self.devices, self.relays)
 
     def join_request(self, side="device", token=None, session_id=SESSION_ID) -> JoinRequest:
         return JoinRequest(session_id=session_id, side=side,
@@ -140,6 +145,37 @@ class ManagerForRelayContract:
         audited = self.store.run_sync(audit_records, "relay-admission-refused")
         self.assertEqual([r["detail"]["reason"] for r in audited], [c for _, c in cases])
         self.assertEqual({r["source_address"] for r in audited}, {"127.0.0.9"})
+
+    async def test_a_revoked_device_or_disabled_user_is_refused(self):
+        """From the moment of revocation the relay admits neither side (code revoked)."""
+        self.store.run_sync(insert_unit, "acme", "ACME", "UTC", 0)
+        self.store.run_sync(insert_user, "alice", "Alice", "x", "acme", "technician", 0)
+        self.store.run_sync(insert_device, "mfp-1", "acme", "mfp-1", "M", 0)
+        self.store.run_sync(set_user_disabled, "alice", True)
+        with self.assertRaises(AdmissionRefused) as refused:
+            await self.subject.authenticate(self.join_request("device"))
+        self.assertEqual(refused.exception.code, "revoked")
+        self.store.run_sync(set_user_disabled, "alice", False)
+        self.store.run_sync(revoke_device, "mfp-1", 1)
+        with self.assertRaises(AdmissionRefused) as refused:
+            await self.subject.authenticate(self.join_request("terminal"))
+        self.assertEqual((refused.exception.code, refused.exception.reason),
+                         ("revoked", "this session's device is revoked"))
+
+    async def test_a_heartbeat_registers_the_node_and_its_live_counters(self):
+        """The node table learns the node; connections that have not ended get the bytes."""
+        await self.subject.authenticate(self.join_request("device"))
+        await self.subject.heartbeat(Heartbeat(
+            relay_node="relay-9", api_url="https://relay-9.test:8443",
+            public_url="wss://relay-9.test:8443/relay", state="active", open_sessions=1,
+            counters=(SessionCounters(session_id=SESSION_ID, side="device",
+                                      bytes_from_side=1234, bytes_to_side=56),)))
+        (node,) = self.store.run_sync(lambda c: c.execute(relay_nodes.select()).all())
+        self.assertEqual((node.node, node.api_url, node.state, node.open_sessions),
+                         ("relay-9", "https://relay-9.test:8443", "active", 1))
+        record = self.store.run_sync(lambda c: c.execute(
+            session_connections.select()).first())
+        self.assertEqual((record.bytes_from_side, record.bytes_to_side), (1234, 56))
 
     async def test_a_refusal_the_relay_made_itself_is_audited(self):
         await self.subject.record_refusal(Refusal(code="origin-refused", side="device",

@@ -6,8 +6,9 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from remotecomm.relay.gateway import Admission
+from remotecomm.relay.gateway import Admission, LogRejected
 from remotecomm.relay.logs import RELAY_MIGRATIONS, LogOutbox, open_connections, pending_logs
+from remotecomm.relay.schema import dead_letters
 from remotecomm.store.engine import StoreBusy, migrate, open_sqlite
 from remotecomm.testing.fakes import InlineStore
 
@@ -42,9 +43,12 @@ class FlakyManager:
         self.filed = {}
         self.calls = []
         self.failures = 0
+        self.rejected = set()
 
     def file_log(self, entry):
         self.calls.append(entry.key)
+        if entry.key in self.rejected:
+            return fail(LogRejected(entry.key, f"log {entry.key} names no known session"))
         if self.failures:
             self.failures -= 1
             return fail(ConnectionError("manager down"))
@@ -125,6 +129,33 @@ class OutboxTests(SynchronousTestCase):
         self.assertEqual(list(self.manager.filed), [key("device", "started"), key("device", "ended")])
         self.assertEqual(self.manager.filed[key("device", "ended")].reason, "relay-restart")
         self.assertFalse(self.manager.filed[key("device", "ended")].normal)
+
+
+class DeadLetterTests(OutboxTests):
+    """A log the manager rejects for good is kept aside; it never blocks later logs."""
+
+    def test_a_rejected_log_goes_to_the_dead_letters_and_later_logs_go_on(self):
+        self.manager.rejected.add(key("device", "started", 1))
+        self.successResultOf(started(self.outbox, "device", sid(1)))
+        self.successResultOf(started(self.outbox, "device", sid(2)))
+        self.successResultOf(ended(self.outbox, "device", sid(2)))
+        self.assertEqual(list(self.manager.filed), [key("device", "started", 2),
+                                                    key("device", "ended", 2)])
+        self.assertEqual(self.manager.calls.count(key("device", "started", 1)), 1)
+        [dead] = self.store.run_sync(
+            lambda c: [dict(r._mapping) for r in c.execute(dead_letters.select())])
+        self.assertEqual((dead["log_key"], dead["reason"], dead["attempts"]),
+                         (key("device", "started", 1),
+                          f"log {key('device', 'started', 1)} names no known session", 1))
+        self.assertEqual((self.outbox.dead, self.outbox.pending), (1, 0))
+        self.assertEqual(self.store.run_sync(pending_logs), [])
+
+    def test_the_count_survives_a_restart(self):
+        self.manager.rejected.add(key("device", "started", 1))
+        self.successResultOf(started(self.outbox, "device", sid(1)))
+        self.outbox = self.make_outbox()
+        self.successResultOf(Deferred.fromCoroutine(self.outbox.close_left_open()))
+        self.assertEqual(self.outbox.dead, 1)
 
 
 class BusyStore:

@@ -7,15 +7,18 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from remotecomm.accounts.login import Caller
+from remotecomm.sessions import lifecycle as lc
 from remotecomm.sessions.broker import SessionBroker, SessionError
 from remotecomm.sessions.lifecycle import SessionPolicy
-from remotecomm.sessions.messages import ApprovalDecision, MessageRefused
-from remotecomm.store.accounts import insert_unit, insert_user
+from remotecomm.sessions.messages import (ApprovalCancelled, ApprovalDecision, EndSession,
+                                          MessageRefused)
+from remotecomm.store.accounts import insert_unit, insert_user, set_user_disabled
 from remotecomm.store.audit import audit_records
-from remotecomm.store.devices import insert_device, record_hello, set_device_presence
+from remotecomm.store.devices import insert_device, record_hello, revoke_device, set_device_presence
+from remotecomm.store.schema import sessions
 from remotecomm.store.sessions import load_session
 from remotecomm.testing.fakes import migrated_inline_store
-from remotecomm.testing.relay import standalone_node
+from remotecomm.testing.relay import local_directory, standalone_node
 from remotecomm.testing.xmpp import parse
 from remotecomm.tokens import token_hash
 from remotecomm.xmpp.payloads import decode, encode
@@ -64,12 +67,12 @@ class BrokerTestCase(SynchronousTestCase):
             self.store.run_sync(set_device_presence, device_id, True, 0)
             self.store.run_sync(record_hello, device_id, "0.1.0", 1, ["web-server"], 0)
         self.devices = FakeDevices()
-        self.relay = standalone_node()
+        self.relay = standalone_node(self.clock)
         self.broker = self.make_broker()
 
     def make_broker(self):
         return SessionBroker(self.store, self.clock, POLICY, self.allow_test_approver,
-                             self.relay, self.devices)
+                             local_directory(self.store, self.clock, self.relay), self.devices)
 
     def request(self, device_id="mfp-1", app_id="web-server", caller=ALICE):
         return self.successResultOf(Deferred.fromCoroutine(
@@ -149,7 +152,8 @@ class DecisionTests(BrokerTestCase):
         """YES: session ID from the relay, device token to the device, its hash stored."""
         accepted = self.request()
         self.successResultOf(self.decide(accepted.request_id))
-        self.assertEqual(self.successResultOf(self.poll(accepted.request_id))["state"], "pending")
+        self.assertEqual(self.successResultOf(self.poll(accepted.request_id))["state"],
+                         "allocating")
         self.clock.advance(0)
         _, ready = self.devices.sent[-1]
         row = self.row(accepted.request_id)
@@ -180,8 +184,8 @@ class DecisionTests(BrokerTestCase):
         accepted = self.request()
         self.successResultOf(self.decide(accepted.request_id, approve=False))
         answer = self.successResultOf(self.poll(accepted.request_id))
-        self.assertEqual((answer["state"], answer["operator"], answer["code"]),
-                         ("refused", "olga", "refused"))
+        self.assertEqual((answer["state"], answer["operator"], answer["end_reason"]),
+                         ("ended", "olga", "refused"))
         row = self.row(accepted.request_id)
         self.assertIsNone(row.session_id)
         self.assertIsNone(row.device_token_hash)
@@ -215,8 +219,8 @@ class DecisionTests(BrokerTestCase):
         accepted = self.request()
         self.successResultOf(self.decide(accepted.request_id, operator="bench", test=True))
         answer = self.successResultOf(self.poll(accepted.request_id))
-        self.assertEqual((answer["state"], answer["code"]),
-                         ("refused", "test-approver-not-allowed"))
+        self.assertEqual((answer["state"], answer["end_reason"], answer["end_detail"]),
+                         ("ended", "refused", "test-approver-not-allowed"))
         self.assertTrue(self.row(accepted.request_id).approved_by_test_approver)
 
     def test_poll_by_another_terminal_is_not_found(self):
@@ -250,8 +254,8 @@ class DeadlineTests(BrokerTestCase):
         self.clock.advance(1)
         row = self.row(accepted.request_id)
         self.assertEqual((row.state, row.end_reason), ("ended", "approval-timeout"))
-        self.assertEqual(self.successResultOf(self.poll(accepted.request_id))["state"],
-                         "approval-timeout")
+        answer = self.successResultOf(self.poll(accepted.request_id))
+        self.assertEqual((answer["state"], answer["end_reason"]), ("ended", "approval-timeout"))
         self.request()  # the device and terminal are free again
 
     def test_unjoined_session_expires(self):
@@ -293,3 +297,184 @@ class DeadlineTests(BrokerTestCase):
         row = self.row(accepted.request_id)
         self.assertEqual((row.state, row.end_reason), ("ended", "error"))
         self.assertEqual(row.end_detail, "the manager restarted while asking the relay")
+
+
+class CancelTests(BrokerTestCase):
+    """Ctrl-C on `open` (DELETE): the request ends cancelled, the device drops its card."""
+
+    def cancel(self, request_id, caller=ALICE):
+        return Deferred.fromCoroutine(self.broker.cancel(caller, request_id))
+
+    def test_a_pending_request_is_cancelled_and_a_late_yes_refused(self):
+        accepted = self.request()
+        answer = self.successResultOf(self.cancel(accepted.request_id))
+        self.assertEqual((answer["state"], answer["end_reason"]), ("ended", "cancelled"))
+        self.clock.advance(0)
+        self.assertEqual(self.devices.sent[-1][1], ApprovalCancelled(accepted.request_id))
+        failure = self.failureResultOf(self.decide(accepted.request_id), MessageRefused)
+        self.assertEqual(failure.value.code, "not-allowed")
+        # The pair is free again at once.
+        self.assertNotEqual(self.request().request_id, accepted.request_id)
+
+    def test_an_approved_session_is_ended_on_the_relay_and_the_device(self):
+        accepted = self.request()
+        self.successResultOf(self.decide(accepted.request_id))
+        self.clock.advance(0)
+        session_id = self.row(accepted.request_id).session_id
+        ends = []
+        self.relay.core.end_session = lambda sid, reason: ends.append((sid, reason)) or True
+        self.successResultOf(self.cancel(accepted.request_id))
+        self.clock.advance(0)
+        self.assertEqual(ends, [(session_id, "cancelled")])
+        self.assertEqual(self.devices.sent[-1][1], EndSession(accepted.request_id, session_id))
+
+    def test_a_running_session_is_not_cancelled(self):
+        accepted = self.request()
+        self.successResultOf(self.decide(accepted.request_id))
+        self.clock.advance(0)
+        self.store.run_sync(lambda c: c.execute(sessions.update().values(state="active")))
+        error = self.failureResultOf(self.cancel(accepted.request_id), SessionError).value
+        self.assertEqual((error.status, error.code), (409, "session-active"))
+
+    def test_someone_else_cannot_cancel(self):
+        accepted = self.request()
+        other = Caller(user_id="bob", unit_id="acme", role="technician",
+                       terminal_id=ALICE.terminal_id)
+        error = self.failureResultOf(self.cancel(accepted.request_id, other), SessionError).value
+        self.assertEqual(error.status, 404)
+        self.assertEqual(self.row(accepted.request_id).state, "pending")
+
+
+class ActiveDeadlineTests(BrokerTestCase):
+    """The manager ends an active session its relay never ended (Clock-driven)."""
+
+    def test_an_active_session_ends_relay_lost_once_after_lifetime_and_grace(self):
+        accepted = self.request()
+        self.successResultOf(self.decide(accepted.request_id))
+        self.clock.advance(0)
+        self.store.run_sync(lambda c: c.execute(sessions.update().values(state="active")))
+        row = self.row(accepted.request_id)
+        self.clock.advance(60)  # the join deadline passes: still active, re-armed
+        self.assertEqual(self.row(accepted.request_id).state, "active")
+        sent = len(self.devices.sent)
+        until_lost = (row.lifetime_deadline_us + lc.LIFETIME_GRACE_US) / S - self.clock.seconds()
+        self.clock.advance(until_lost - 1)
+        self.assertEqual(self.row(accepted.request_id).state, "active")
+        self.clock.advance(1)
+        ended = self.row(accepted.request_id)
+        self.assertEqual((ended.state, ended.end_reason), ("ended", "relay-lost"))
+        self.assertEqual(self.devices.sent[sent:], [
+            ("mfp-1", EndSession(accepted.request_id, row.session_id))])
+        self.clock.advance(10 * 3600)  # nothing fires twice
+        self.assertEqual(len(self.devices.sent), sent + 1)
+
+    def test_a_restarted_manager_rearms_active_sessions(self):
+        accepted = self.request()
+        self.successResultOf(self.decide(accepted.request_id))
+        self.clock.advance(0)
+        self.store.run_sync(lambda c: c.execute(sessions.update().values(state="active")))
+        self.broker.stop()
+        self.broker = self.make_broker()
+        self.successResultOf(Deferred.fromCoroutine(self.broker.start()))
+        self.clock.advance(9 * 3600)
+        self.assertEqual(self.row(accepted.request_id).end_reason, "relay-lost")
+
+
+ADAM = Caller(user_id="adam", unit_id="acme", role="unit-admin",
+              terminal_id="t-1123456789abcdef0123456789abcdef")
+BOB = Caller(user_id="bob", unit_id="acme", role="technician",
+             terminal_id="t-2123456789abcdef0123456789abcdef")
+GINA = Caller(user_id="gina", unit_id="globex", role="technician",
+              terminal_id="t-3123456789abcdef0123456789abcdef")
+
+
+class ForceEndTests(BrokerTestCase):
+    """POST /sessions/{id}/end: the session's own user or a unit admin of its unit."""
+
+    def force_end(self, request_id, caller):
+        return Deferred.fromCoroutine(self.broker.force_end(caller, request_id, "127.0.0.5"))
+
+    def approved(self):
+        accepted = self.request()
+        self.successResultOf(self.decide(accepted.request_id))
+        self.clock.advance(0)
+        return accepted.request_id
+
+    def test_a_unit_admin_ends_a_running_session_through_its_relay(self):
+        request_id = self.approved()
+        self.store.run_sync(lambda c: c.execute(sessions.update().values(state="active")))
+        ends = []
+        self.relay.core.end_session = lambda sid, reason: ends.append(reason) or True
+        answer = self.successResultOf(self.force_end(request_id, ADAM))
+        self.assertEqual((answer["state"], answer["ending"]), ("active", "revoked"))
+        self.assertEqual(ends, ["revoked"])
+        [record] = self.store.run_sync(audit_records, "session-force-ended")
+        self.assertEqual((record["actor"], record["source_address"]), ("adam", "127.0.0.5"))
+
+    def test_the_own_user_ends_it_normally_from_any_terminal(self):
+        request_id = self.approved()
+        self.store.run_sync(lambda c: c.execute(sessions.update().values(state="active")))
+        ends = []
+        self.relay.core.end_session = lambda sid, reason: ends.append(reason) or True
+        elsewhere = Caller(user_id="alice", unit_id="acme", role="technician",
+                           terminal_id="t-9123456789abcdef0123456789abcdef")
+        self.assertEqual(self.successResultOf(self.force_end(request_id, elsewhere))["ending"],
+                         "normal")
+        self.assertEqual(ends, ["normal"])
+
+    def test_not_yet_running_sessions_end_at_once(self):
+        request_id = self.approved()
+        answer = self.successResultOf(self.force_end(request_id, ADAM))
+        self.assertEqual((answer["state"], answer["end_reason"]), ("ended", "revoked"))
+        self.assertEqual(self.row(request_id).end_detail, "ended by unit admin adam")
+
+    def test_refused_for_another_technician_and_another_unit(self):
+        request_id = self.approved()
+        error = self.failureResultOf(self.force_end(request_id, BOB), SessionError).value
+        self.assertEqual((error.status, error.code), (403, "not-allowed"))
+        error = self.failureResultOf(self.force_end(request_id, GINA), SessionError).value
+        self.assertEqual((error.status, error.code), (404, "session-not-found"))
+        self.assertEqual(self.row(request_id).state, "approved")
+
+    def test_listing_shows_the_terminals_open_sessions(self):
+        request_id = self.approved()
+        self.request("mfp-2")
+        listed = self.successResultOf(Deferred.fromCoroutine(
+            self.broker.list_open(ALICE, "mfp-1")))
+        self.assertEqual([entry["request_id"] for entry in listed], [request_id])
+        self.assertEqual(self.successResultOf(Deferred.fromCoroutine(
+            self.broker.list_open(BOB))), [])
+
+
+class RevocationTests(BrokerTestCase):
+    """Revoked devices and disabled users: their sessions end within the sweep interval."""
+
+    def test_disabling_a_user_ends_their_sessions_as_revoked(self):
+        pending_one = self.request("mfp-2")
+        accepted = self.request()
+        self.successResultOf(self.decide(accepted.request_id))
+        self.clock.advance(0)
+        ends = []
+        self.relay.core.end_session = lambda sid, reason: ends.append(reason) or True
+        self.broker.start_revocation_sweep(interval=1.0)
+        self.addCleanup(self.broker.stop)
+        self.store.run_sync(set_user_disabled, "alice", True)
+        self.clock.advance(1)
+        for request_id in (accepted.request_id, pending_one.request_id):
+            row = self.row(request_id)
+            self.assertEqual((row.state, row.end_reason, row.end_detail),
+                             ("ended", "revoked", "user disabled"))
+        self.assertEqual(ends, ["revoked"])
+        sent = [message for _, message in self.devices.sent]
+        self.assertIn(ApprovalCancelled(pending_one.request_id), sent)
+        self.assertIn(EndSession(accepted.request_id, self.row(accepted.request_id).session_id),
+                      sent)
+        self.clock.advance(5)  # nothing is ended twice
+        self.assertEqual(ends, ["revoked"])
+
+    def test_a_revoked_device_ends_its_sessions(self):
+        accepted = self.request()
+        self.store.run_sync(revoke_device, "mfp-1", 5)
+        self.assertEqual(self.successResultOf(Deferred.fromCoroutine(
+            self.broker.end_revoked())), 1)
+        self.assertEqual(self.row(accepted.request_id).end_detail, "device revoked")

@@ -21,27 +21,23 @@ class LifecycleTests(SynchronousTestCase):
         session = pending(at=10 * S)
         self.assertEqual((session.state, session.approval_deadline_us), (lc.PENDING, 130 * S))
         self.assertEqual(session.next_deadline_us(), 130 * S)
-        self.assertEqual(lc.outcome(session), "pending")
 
     def test_yes_then_allocation_approves(self):
         """S144 YES then S147: approved, with join window and lifetime from that moment."""
         session = lc.decide(pending(), True, "op", False, 5 * S, allow_test_approver=False)
         self.assertEqual((session.state, session.approver, session.decided_us),
                          (lc.ALLOCATING, "op", 5 * S))
-        self.assertEqual(lc.outcome(session), "pending")
         session = lc.allocated(session, 6 * S, POLICY)
         self.assertEqual(session.state, lc.APPROVED)
         self.assertEqual(session.join_deadline_us, 126 * S)
         self.assertEqual(session.lifetime_deadline_us, 6 * S + 8 * 3600 * S)
         self.assertEqual(session.idle_timeout_us, 900 * S)
-        self.assertEqual(lc.outcome(session), "approved")
 
     def test_no_ends_refused_with_the_operator(self):
         """S144 NO: refused, naming who refused; no token, no session ID."""
         session = lc.decide(pending(), False, "op", False, 5 * S, allow_test_approver=False)
         self.assertEqual((session.state, session.end_reason, session.approver, session.ended_us),
                          (lc.ENDED, "refused", "op", 5 * S))
-        self.assertEqual(lc.outcome(session), "refused")
 
     def test_no_answer_in_time_is_no(self):
         """The approval deadline ends a pending session as approval-timeout."""
@@ -49,7 +45,6 @@ class LifecycleTests(SynchronousTestCase):
         self.assertIs(lc.deadline_passed(session, 119 * S), session)
         ended = lc.deadline_passed(session, 120 * S)
         self.assertEqual((ended.state, ended.end_reason), (lc.ENDED, "approval-timeout"))
-        self.assertEqual(lc.outcome(ended), "approval-timeout")
 
     def test_late_answer_is_a_timeout_even_if_yes(self):
         """A YES after the deadline does not approve (fail closed)."""
@@ -69,14 +64,55 @@ class LifecycleTests(SynchronousTestCase):
         session = lc.allocated(lc.decide(pending(), True, "op", False, 0, False), 0, POLICY)
         self.assertIs(lc.deadline_passed(session, 119 * S), session)
         ended = lc.deadline_passed(session, 120 * S)
-        self.assertEqual((ended.end_reason, lc.outcome(ended)), ("expired", "expired"))
+        self.assertEqual(ended.end_reason, "expired")
 
     def test_device_offline_and_errors(self):
         """Any open session can end for device-offline or error."""
         offline = lc.end(pending(), "device-offline", 1 * S)
-        self.assertEqual(lc.outcome(offline), "device-offline")
+        self.assertEqual((offline.state, offline.end_reason), (lc.ENDED, "device-offline"))
         allocating = lc.decide(pending(), True, "op", False, 0, False)
-        self.assertEqual(lc.outcome(lc.end(allocating, "error", 1 * S)), "failed")
+        self.assertEqual(lc.end(allocating, "error", 1 * S).end_reason, "error")
+
+    def test_every_open_state_has_a_deadline(self):
+        """The manager can always end a session, whatever a relay does (issue: no pair is
+        ever locked)."""
+        allocating = lc.decide(pending(), True, "op", False, 0, False)
+        approved = lc.allocated(allocating, 0, POLICY)
+        active = lc.activate(approved)
+        for session in (pending(), allocating, approved, active):
+            self.assertIsNotNone(session.next_deadline_us(), session.state)
+
+    def test_an_active_session_past_lifetime_and_grace_ends_relay_lost(self):
+        """No end logs by the maximum lifetime plus the grace: the relay is lost."""
+        active = lc.activate(lc.allocated(lc.decide(pending(), True, "op", False, 0, False),
+                                          0, POLICY))
+        deadline = 8 * 3600 * S + lc.LIFETIME_GRACE_US
+        self.assertEqual(active.next_deadline_us(), deadline)
+        self.assertIs(lc.deadline_passed(active, deadline - 1), active)
+        ended = lc.deadline_passed(active, deadline)
+        self.assertEqual((ended.state, ended.end_reason), (lc.ENDED, "relay-lost"))
+        # Late end logs change nothing any more.
+        self.assertIs(lc.both_sides_ended(ended, deadline + 1, "normal", "normal"), ended)
+
+    def test_a_stuck_allocation_ends_as_an_error(self):
+        allocating = lc.decide(pending(), True, "op", False, 0, False)
+        ended = lc.deadline_passed(allocating, 120 * S + lc.ALLOCATION_GRACE_US)
+        self.assertEqual((ended.end_reason, ended.end_detail),
+                         ("error", "the relay did not allocate the session in time"))
+
+    def test_cancel_before_the_session_runs(self):
+        """The terminal may withdraw a pending, allocating or approved request: cancelled."""
+        allocating = lc.decide(pending(), True, "op", False, 0, False)
+        approved = lc.allocated(allocating, 0, POLICY)
+        for session in (pending(), allocating, approved):
+            self.assertEqual(lc.cancel(session, 1 * S).end_reason, "cancelled")
+        with self.assertRaises(lc.InvalidTransition):
+            lc.cancel(lc.activate(approved), 1 * S)
+
+    def test_new_reasons_are_in_the_fixed_list(self):
+        """DECISIONS lists cancelled and ended-by-device; both end a session."""
+        for reason in ("cancelled", "ended-by-device"):
+            self.assertEqual(lc.end(pending(), reason, 1).end_reason, reason)
 
     def test_ended_sessions_do_not_move(self):
         """Nothing reopens an ended session."""

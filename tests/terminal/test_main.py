@@ -168,13 +168,39 @@ class TerminalFileTests(SynchronousTestCase):
 class CloseTests(SynchronousTestCase):
     """`remotecomm close` without a session to close."""
 
-    def test_no_open_session_exits_18(self):
-        """Nothing to close: a clear message and exit code 18."""
+    def close(self, client):
         from twisted.internet.defer import Deferred
         from twisted.internet.task import Clock
         home = Path(self.mktemp())
         self.patch(os, "environ", dict(os.environ, REMOTECOMM_HOME=str(home)))
-        failure = self.failureResultOf(Deferred.fromCoroutine(
-            cli.close_session(Clock(), "mfp-1")), CliError)
+        return Deferred.fromCoroutine(cli.close_session(Clock(), "mfp-1", lambda: client))
+
+    def test_no_open_session_exits_18(self):
+        """Nothing to close, here or at the manager: a clear message and exit code 18."""
+        failure = self.failureResultOf(self.close(FakeApi({"sessions": []})), CliError)
         self.assertEqual((failure.value.exit_code, failure.value.message),
                          (18, "no open session with mfp-1 on this terminal"))
+
+    def test_without_a_local_open_the_manager_ends_it(self):
+        """No `open` holds the session here: close asks the manager to end it."""
+        api = FakeApi({"sessions": [{"request_id": "R" * 22}]}, {"state": "active",
+                                                                  "ending": "normal"})
+        lines = self.successResultOf(self.close(api))
+        self.assertEqual(api.calls, [("GET", "/api/v1/sessions?device_id=mfp-1"),
+                                     ("POST", "/api/v1/sessions/" + "R" * 22 + "/end")])
+        self.assertIn("asked its relay to end it", lines[0])
+
+
+class FakeApi:
+    """The manager's REST API as `close` uses it."""
+
+    def __init__(self, listed, ended=None):
+        self.listed, self.ended, self.calls = listed, ended, []
+
+    async def get(self, path):
+        self.calls.append(("GET", path))
+        return self.listed
+
+    async def post(self, path, body):
+        self.calls.append(("POST", path))
+        return self.ended

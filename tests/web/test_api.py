@@ -342,14 +342,14 @@ class SessionsApiTests(ApiTestCase):
         from remotecomm.sessions.broker import SessionBroker
         from remotecomm.sessions.lifecycle import SessionPolicy
         from remotecomm.store.devices import record_hello, set_device_presence
-        from remotecomm.testing.relay import standalone_node
+        from remotecomm.testing.relay import local_directory, standalone_node
         from tests.sessions.test_broker import FakeDevices
         self.store.run_sync(set_device_presence, "mfp-1", True, 0)
         self.store.run_sync(record_hello, "mfp-1", "0.1.0", 1, ["web-server"], 0)
         self.fake_devices = FakeDevices()
         broker = SessionBroker(self.store, self.clock, SessionPolicy(120_000_000, 60_000_000,
                                                                      3600_000_000, 900_000_000),
-                               False, standalone_node(),
+                               False, local_directory(self.store, self.clock, standalone_node()),
                                self.fake_devices)
         self.api = Api(self.accounts, self.store, self.clock, readiness=self.checks,
                        broker=broker)
@@ -398,3 +398,36 @@ class SessionsApiTests(ApiTestCase):
         for request_id in ("A" * 22, "bad", "a%2Fb"):
             status, body, _ = self.call("GET", f"/api/v1/sessions/{request_id}", token=token)
             self.assertEqual((status, body["code"]), (404, "session-not-found"), request_id)
+
+    def test_poll_times_read_well(self):
+        """Instants come as ``…_at`` (ISO) beside ``…_us``: requested_at, not requested_at_at."""
+        token = self.token()
+        _, body, _ = self.call("POST", "/api/v1/sessions",
+                               {"device_id": "mfp-1", "app_id": "web-server"}, token=token)
+        _, poll, _ = self.call("GET", body["poll_url"], token=token)
+        self.assertIn("requested_at", poll)
+        self.assertIn("requested_at_us", poll)
+        self.assertNotIn("requested_at_at", poll)
+
+    def test_cancel_list_and_end(self):
+        """DELETE withdraws a request; the list shows open ones; POST …/end ends one."""
+        token = self.token()
+        _, first, _ = self.call("POST", "/api/v1/sessions",
+                                {"device_id": "mfp-1", "app_id": "web-server"}, token=token)
+        status, listed, _ = self.call("GET", "/api/v1/sessions?device_id=mfp-1", token=token)
+        self.assertEqual((status, [s["request_id"] for s in listed["sessions"]]),
+                         (200, [first["request_id"]]))
+        status, answer, _ = self.call("DELETE", first["poll_url"], token=token)
+        self.assertEqual((status, answer["state"], answer["end_reason"]),
+                         (200, "ended", "cancelled"))
+        _, listed, _ = self.call("GET", "/api/v1/sessions", token=token)
+        self.assertEqual(listed["sessions"], [])
+        _, second, _ = self.call("POST", "/api/v1/sessions",
+                                 {"device_id": "mfp-1", "app_id": "web-server"}, token=token)
+        status, answer, _ = self.call("POST", second["poll_url"] + "/end", {}, token=token)
+        self.assertEqual((status, answer["end_reason"]), (200, "cancelled"))
+        status, answer, _ = self.call("GET", "/api/v1/sessions?unit=x", token=token)
+        self.assertEqual((status, answer["code"]), (400, "unknown-field"))
+        status, answer, _ = self.call("POST", second["poll_url"] + "/end", {"why": "x"},
+                                      token=token)
+        self.assertEqual((status, answer["code"]), (400, "unknown-field"))

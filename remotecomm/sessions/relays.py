@@ -1,0 +1,142 @@
+"""The manager's relay nodes: who is alive, where a new session goes, and lost relays.
+
+Every relay node heartbeats to the manager (:meth:`RelayDirectory.record_heartbeat`,
+reached through :class:`~remotecomm.relay.gateway.IManagerForRelay`); its first
+heartbeat registers it in the ``relay_nodes`` table with the URL the manager
+calls it at.  The directory:
+
+- places a new session on the least loaded live node (S145): a node heard
+  from within ``lost_after`` and not draining;
+- sends a node the manager's orders (end a session);
+- finds nodes silent for longer than ``lost_after`` (counted from this
+  manager's start at the earliest: while it was down it heard nobody): each is
+  marked ``lost`` once (a guarded update, so several managers agree), and its
+  approved and active sessions end ``relay-lost`` in the same transaction.  A node that
+  heartbeats again is active again; its late logs are still filed and
+  reopen nothing.
+
+It speaks to a node through :class:`~remotecomm.relay.gateway.IRelayForManager`,
+made by ``connect(node, api_url)``: the relay of this very process, or an
+HTTPS client.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from sqlalchemy import Connection
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from remotecomm.clock import now_us, seconds_to_us
+from remotecomm.relay.gateway import (Allocation, AllocationRequest, EndOrder, EndResult,
+                                      GatewayError, Heartbeat, IRelayForManager, PeerUnavailable)
+from remotecomm.sessions import lifecycle as lc, rows
+from remotecomm.store import relays as relay_rows
+from remotecomm.store.engine import Store
+
+log = Logger()
+
+LOST_AFTER = 30.0  # seconds without a heartbeat before a node counts as lost
+
+
+class NoRelayAvailable(PeerUnavailable):
+    """No live relay node took the allocation."""
+
+
+def end_sessions_of_lost_nodes(connection: Connection, silent_since_us: int,
+                               at_us: int) -> tuple[list[str], list]:
+    """Mark silent nodes lost and end their sessions ``relay-lost``, each once; the nodes
+    and the rows of the sessions ended."""
+    lost = relay_rows.mark_silent_nodes_lost(connection, silent_since_us, at_us)
+    ended = []
+    for row in relay_rows.sessions_on_nodes(connection, lost, (lc.APPROVED, lc.ACTIVE)):
+        before = rows.session_from_row(row)
+        after = lc.end(before, "relay-lost", at_us, f"relay node {row.relay_node} went silent")
+        rows.save_session(connection, before, after)
+        ended.append(row)
+    return lost, ended
+
+
+class RelayDirectory:
+    """Placement on live relay nodes, orders to a node, and the liveness of nodes."""
+
+    def __init__(self, store: Store, clock: IReactorTime,
+                 connect: Callable[[str, str], IRelayForManager],
+                 lost_after: float = LOST_AFTER):
+        self._store = store
+        self._clock = clock
+        self._connect = connect
+        self._lost_after_us = seconds_to_us(lost_after)
+        # A manager that just started has heard nobody yet: silence counts from here.
+        self._listening_since_us = now_us(clock)
+        self._nodes: dict[tuple[str, str], IRelayForManager] = {}
+
+    def _node(self, name: str, api_url: str) -> IRelayForManager:
+        key = (name, api_url)
+        if key not in self._nodes:
+            self._nodes[key] = self._connect(name, api_url)
+        return self._nodes[key]
+
+    def close(self):
+        """Close the HTTPS clients of remote nodes (at shutdown)."""
+        for node in self._nodes.values():
+            close = getattr(node, "close", None)
+            if close is not None:
+                close()
+
+    # -- heartbeats ----------------------------------------------------------------------
+
+    async def record_heartbeat(self, beat: Heartbeat) -> None:
+        """A node is alive (its first heartbeat registers it); its live byte counters."""
+        at = now_us(self._clock)
+
+        def record(connection):
+            before = relay_rows.record_heartbeat(connection, beat.relay_node, beat.api_url,
+                                                 beat.public_url, beat.state,
+                                                 beat.open_sessions, at)
+            relay_rows.record_counters(connection, [
+                (c.session_id, c.side, c.bytes_from_side, c.bytes_to_side)
+                for c in beat.counters])
+            return before
+
+        before = await self._store.run(record)
+        if before != beat.state:
+            log.info("relay node {node} is {state} ({url})", node=beat.relay_node,
+                     state=beat.state if before is not None else "registered",
+                     url=beat.api_url)
+
+    async def end_sessions_of_lost_nodes(self) -> list:
+        """Nodes silent past the bound become lost, once; the rows of the sessions that
+        ended ``relay-lost`` because of it."""
+        at = now_us(self._clock)
+        silent_since = at - self._lost_after_us
+        if silent_since < self._listening_since_us:
+            return []  # not listening long enough to call anyone silent
+        lost, ended = await self._store.run(end_sessions_of_lost_nodes, silent_since, at)
+        for node in lost:
+            log.warn("relay node {node} is lost (no heartbeat for {seconds:g} s); {count} "
+                     "sessions end relay-lost", node=node, seconds=self._lost_after_us / 1e6,
+                     count=sum(1 for row in ended if row.relay_node == node))
+        return ended
+
+    # -- placement and orders --------------------------------------------------------------
+
+    async def allocate(self, request: AllocationRequest) -> Allocation:
+        """S145–S147 on the least loaded live node; the next one if a node refuses."""
+        since = now_us(self._clock) - self._lost_after_us
+        nodes = await self._store.run(relay_rows.live_nodes, since)
+        for row in nodes:
+            try:
+                return await self._node(row.node, row.api_url).allocate(request)
+            except GatewayError as e:
+                log.warn("relay node {node} did not allocate {request_id}: {error}",
+                         node=row.node, request_id=request.request_id, error=str(e))
+        raise NoRelayAvailable(f"no live relay node took the session ({len(nodes)} tried)")
+
+    async def end_session(self, node: str, order: EndOrder) -> EndResult | None:
+        """Tell ``node`` to close both sides of a session; ``None`` if it is unknown."""
+        row = await self._store.run(relay_rows.node, node)
+        if row is None:
+            return None
+        return await self._node(row.node, row.api_url).end_session(order)

@@ -1,0 +1,74 @@
+"""Transaction functions for the relay nodes table and their live byte counters."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from sqlalchemy import Connection, insert, select, update
+
+from remotecomm.store.schema import relay_nodes, session_connections, sessions
+
+
+def record_heartbeat(connection: Connection, node: str, api_url: str, public_url: str,
+                     state: str, open_sessions: int, at_us: int) -> str | None:
+    """Register a node or note that it is alive; the state it was in before (``None``: new)."""
+    before = connection.execute(select(relay_nodes.c.state)
+                                .where(relay_nodes.c.node == node)).scalar()
+    values = dict(api_url=api_url, public_url=public_url, state=state,
+                  last_heartbeat_us=at_us, open_sessions=open_sessions, lost_us=None)
+    if before is None:
+        connection.execute(insert(relay_nodes).values(node=node, registered_us=at_us, **values))
+    else:
+        connection.execute(update(relay_nodes).where(relay_nodes.c.node == node)
+                           .values(**values))
+    return before
+
+
+def record_counters(connection: Connection, counters: Iterable[tuple[str, str, int, int]]) -> None:
+    """Live byte counters ``(session_id, side, from_side, to_side)`` of connections that have
+    not ended (an end log's final numbers are never overwritten)."""
+    for session_id, side, from_side, to_side in counters:
+        request_id = connection.execute(select(sessions.c.request_id)
+                                        .where(sessions.c.session_id == session_id)).scalar()
+        if request_id is None:
+            continue
+        connection.execute(update(session_connections).where(
+            session_connections.c.request_id == request_id,
+            session_connections.c.side == side,
+            session_connections.c.ended_log_key.is_(None))
+            .values(bytes_from_side=from_side, bytes_to_side=to_side))
+
+
+def live_nodes(connection: Connection, heard_since_us: int) -> list:
+    """Active nodes heard from since ``heard_since_us``, least loaded first."""
+    return list(connection.execute(
+        select(relay_nodes).where(relay_nodes.c.state == "active",
+                                  relay_nodes.c.last_heartbeat_us >= heard_since_us)
+        .order_by(relay_nodes.c.open_sessions, relay_nodes.c.node)))
+
+
+def node(connection: Connection, name: str):
+    """One node's row, or ``None``."""
+    return connection.execute(select(relay_nodes).where(relay_nodes.c.node == name)).first()
+
+
+def mark_silent_nodes_lost(connection: Connection, silent_since_us: int, at_us: int) -> list[str]:
+    """Mark nodes not heard from since ``silent_since_us`` lost (each once); their names."""
+    silent = [row.node for row in connection.execute(
+        select(relay_nodes.c.node).where(relay_nodes.c.state != "lost",
+                                         relay_nodes.c.last_heartbeat_us < silent_since_us))]
+    lost = []
+    for name in silent:
+        result = connection.execute(update(relay_nodes).where(
+            relay_nodes.c.node == name, relay_nodes.c.state != "lost")
+            .values(state="lost", lost_us=at_us))
+        if result.rowcount == 1:
+            lost.append(name)
+    return lost
+
+
+def sessions_on_nodes(connection: Connection, nodes: Iterable[str],
+                      states: Iterable[str]) -> list:
+    """Session rows placed on ``nodes`` that are in ``states``."""
+    return list(connection.execute(select(sessions).where(
+        sessions.c.relay_node.in_(tuple(nodes)), sessions.c.state.in_(tuple(states)))))
