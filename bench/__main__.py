@@ -20,6 +20,7 @@ import json
 import os
 import platform
 import subprocess
+import shutil
 import sys
 import tempfile
 import time
@@ -192,6 +193,7 @@ async def main(reactor, args) -> None:
     finally:
         for baseline in baselines.values():
             await baseline.stop()
+    shutil.rmtree(folder, ignore_errors=True)  # kept (with its process logs) on failure
     added_over_direct_websocket(results)
     meta["seconds"] = round(time.monotonic() - started_at, 1)
     meta["notes"] = results.notes

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -22,3 +23,11 @@ def fitting_socket_path(preferred: Path, label: str) -> Path:
 def prepare_socket_folder(path: Path) -> None:
     """Create the socket's folder readable by its owner only."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+
+def remove_private_socket_folder(path: Path) -> None:
+    """Remove the private folder :func:`fitting_socket_path` made for ``path``'s socket, if
+    it made one (a socket at its preferred place is left to its owner)."""
+    folder = path.parent
+    if folder.parent == Path(tempfile.gettempdir()) and folder.name.startswith("remotecomm-"):
+        shutil.rmtree(folder, ignore_errors=True)

@@ -133,13 +133,13 @@ def _matches(name: str, prefixes: tuple[str, ...]) -> bool:
 def reachable(module: str) -> set[str]:
     """Everything ``module`` imports, directly or through modules of ours."""
     seen: set[str] = set()
-    todo = [module]
-    while todo:
-        for name in IMPORTS[todo.pop()]:
+    unvisited = [module]
+    while unvisited:
+        for name in IMPORTS[unvisited.pop()]:
             if name not in seen:
                 seen.add(name)
                 if name in MODULES:
-                    todo.append(name)
+                    unvisited.append(name)
     return seen
 
 

@@ -19,7 +19,8 @@ from remotecomm.server.config import ServerConfig, load_server_config
 from remotecomm.simulator.config import render_simulator_config
 from remotecomm.testing.http import http_client
 from remotecomm.testing.processes import ChildProcess, ServerProcess, free_port, run_command, sleep
-from remotecomm.xmpp.prosody import ProsodyProcess, settings_for
+from remotecomm.unix_sockets import remove_private_socket_folder
+from remotecomm.xmpp.prosody import ProsodyProcess, admin_socket_path, settings_for
 
 PASSWORD = "correct horse battery"
 
@@ -222,6 +223,21 @@ class ServerSetup:
         await self.stop_prosody()
         for name, process in processes.items():
             (self.folder / f"{name}.log").write_text(process.output)
+        self._remove_socket_folders()
+
+    def _remove_socket_folders(self) -> None:
+        """Sockets whose paths were too long live in private folders in the system's temp
+        directory: remove this setup's (trial's folders are deep, so there are some)."""
+        sockets = [admin_socket_path(self.server_config().xmpp.prosody_dir)]
+        for config in (self.folder / "data" / "devices").glob("*/device-agent.toml"):
+            try:
+                panel = load_device_config(config).panel
+            except Exception:
+                continue
+            if panel is not None:
+                sockets.append(panel.socket)
+        for socket in sockets:
+            remove_private_socket_folder(socket)
 
     async def cli(self, *args: str, stdin: bytes | None = None,
                   home: Path | None = None) -> tuple[int, str]:
