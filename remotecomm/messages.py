@@ -40,6 +40,9 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "expired": "The session with {device_id} expired before it was joined.",
         "failed": "The session with {device_id} failed ({code}).",
         "interrupted": "Interrupted.",
+        "no-sessions": "No session records in unit {unit_id} for this query.",
+        "sessions-header": "Sessions of unit {unit_id} (newest first):",
+        "sessions-more": "(more: narrow the query with --from/--to, or use --json)",
         "end-requested": "No `open` here holds the session with {device_id}: the manager "
                          "asked its relay to end it.",
         "session-ended-as": "The session with {device_id} has ended ({reason}).",
@@ -71,7 +74,9 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "local-device-refused": "The device refused or broke off this request: {reason}",
         "local-malformed": "Malformed request.",
         "session-ended": "Session with {device_id} ended.",
-        "session-ended-by-device": "Session with {device_id} ended by the device.",
+        "session-ended-by-device": "Session with {device_id} ended by the device's operator.",
+        "session-ended-by-manager": "The session with {device_id} was ended by the server: "
+                                    "{reason}.",
         "session-lost": "Session with {device_id} ended abnormally: {reason}",
         "relay-refused": "The relay refused this terminal: {reason}",
         "no-open-session": "no open session with {device_id} on this terminal",

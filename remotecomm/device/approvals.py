@@ -105,6 +105,11 @@ class Approvals:
             self._clock.callLater(0, self.decide, request.request_id, True,
                                   self._test_approver, True)
 
+    def describe(self, request_id: str) -> ApprovalRequest | None:
+        """The approval request a session came from (who asked, from which unit, which app)."""
+        pending = self._requests.get(request_id)
+        return pending.request if pending is not None else None
+
     def pending(self) -> list[ApprovalRequest]:
         """Requests waiting for the operator, oldest first."""
         self._forget_old()

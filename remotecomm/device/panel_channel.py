@@ -30,15 +30,18 @@ _STATUS = {"unknown-request": 404, "already-decided": 409, "cancelled": 410, "ex
 class PanelChannel:
     """The agent's side of the panel channel."""
 
-    def __init__(self, approvals: Approvals, secret: str):
+    def __init__(self, approvals: Approvals, secret: str, links=None):
         self._approvals = approvals
         self._secret = secret.encode("utf-8")
+        self._links = links  # the agent's RelayLinks: the sessions running on this device
 
     def resource(self) -> Router:
         """The twisted.web resource to serve on the Unix socket."""
         return Router([
             Route("/v1/approvals", get=self.list_approvals),
             Route("/v1/approvals/{request_id}", post=self.answer),
+            Route("/v1/sessions", get=self.list_sessions),
+            Route("/v1/sessions/{request_id}/end", post=self.end_session),
         ])
 
     def _authenticate(self, request: server.Request) -> None:
@@ -53,6 +56,32 @@ class PanelChannel:
             "request_id": r.request_id, "app_id": r.app_id, "user_id": r.user_id,
             "user_name": r.user_name, "unit_id": r.unit_id, "unit_name": r.unit_name,
             "expires_at_us": r.expires_at_us} for r in self._approvals.pending()]}
+
+    async def list_sessions(self, request: server.Request) -> tuple[int, dict]:
+        """The sessions running on this device: who, from which unit, which app, since."""
+        self._authenticate(request)
+        running = []
+        joined = getattr(self._links, "joined_us", {})
+        for request_id, since_us in sorted(joined.items(), key=lambda item: item[1]):
+            asked = self._approvals.describe(request_id)
+            if asked is None:
+                continue
+            running.append({"request_id": request_id, "app_id": asked.app_id,
+                            "user_id": asked.user_id, "user_name": asked.user_name,
+                            "unit_id": asked.unit_id, "unit_name": asked.unit_name,
+                            "since_us": since_us})
+        return 200, {"sessions": running}
+
+    async def end_session(self, request: server.Request, request_id: str) -> tuple[int, dict]:
+        """S291: the operator at the panel ends a running session."""
+        self._authenticate(request)
+        body = read_json(request)
+        operator = take_str(body, "operator", r"[^\x00-\x1f\x7f]{1,200}")
+        no_more_fields(body)
+        end = getattr(self._links, "end_by_operator", None)
+        if not is_valid(REQUEST_ID, request_id) or end is None or not end(request_id, operator):
+            raise ApiError(404, "unknown-session", "no such session running on this device")
+        return 200, {"status": "ending"}
 
     async def answer(self, request: server.Request, request_id: str) -> tuple[int, dict]:
         """The operator's YES or NO."""

@@ -40,6 +40,7 @@ class RelayLinks:
         self._history = history
         self._hello = hello
         self.links: dict[str, RelayClient] = {}
+        self.joined_us: dict[str, int] = {}  # sessions whose device side is established
 
     def join(self, ready: SessionReady) -> None:
         """S171/S172: join the relay for an approved session."""
@@ -68,6 +69,7 @@ class RelayLinks:
             return
         log.info("joined the relay for {request_id} (session {session_id})",
                  request_id=ready.request_id, session_id=ready.session_id)
+        self.joined_us[ready.request_id] = now_us(self._clock)
         self._history.append("relay-joined", now_us(self._clock), request_id=ready.request_id,
                              session_id=ready.session_id)
         hello = dict(self._hello, app=ready.app_id)
@@ -78,6 +80,7 @@ class RelayLinks:
         ended = await client.closed
         streams.close()
         self.links.pop(ready.request_id, None)
+        self.joined_us.pop(ready.request_id, None)
         log.info("relay link of {request_id} ended: {code} {reason}",
                  request_id=ready.request_id, code=ended.code, reason=ended.reason)
         self._history.append("relay-ended", now_us(self._clock), request_id=ready.request_id,
@@ -103,3 +106,14 @@ class RelayLinks:
             return False
         client.end()
         return True
+
+    def end_by_operator(self, request_id: str, operator: str) -> bool:
+        """S291: the device's operator ends a running session (the relay then ends the
+        terminal side: ``ended-by-device``); whether it was running."""
+        if request_id not in self.joined_us:
+            return False
+        self._history.append("ended-by-operator", now_us(self._clock), request_id=request_id,
+                             operator=operator)
+        log.info("operator {operator} ends session {request_id} on the device",
+                 operator=operator, request_id=request_id)
+        return self.end(request_id)

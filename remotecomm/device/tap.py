@@ -85,7 +85,7 @@ def build_service(config: DeviceAgentConfig, reactor, links=None) -> MultiServic
         prepare_socket_folder(config.panel.socket)
         if config.panel.socket.exists():
             config.panel.socket.unlink()  # left over from an earlier run
-        channel = PanelChannel(approvals, config.panel.secret)
+        channel = PanelChannel(approvals, config.panel.secret, links)
         panel_service = StreamServerEndpointService(
             UNIXServerEndpoint(reactor, str(config.panel.socket), mode=0o600, wantPID=False),
             make_site(channel.resource()))

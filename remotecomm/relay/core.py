@@ -364,6 +364,9 @@ class RelayCore:
         partner = session.sides.get(partner_name)
         if side.close_outcome is not None:
             normal, reason = side.close_outcome
+        elif normal_request and side_name == "device" and session.state is not ENDING:
+            # S291: the device ended first (its operator pressed End): not the terminal.
+            normal, reason = True, "ended-by-device"
         elif normal_request:
             normal, reason = True, "normal"
         else:
@@ -376,7 +379,8 @@ class RelayCore:
                     self._request_device_end(session)
                 elif normal:
                     self._close(session, partner_name, CLOSE_SESSION_ENDED,
-                                "the device ended the session", True, "normal")
+                                "ended-by-device: the device's operator ended the session",
+                                True, reason)
                 else:
                     self._close(session, partner_name, CLOSE_PARTNER_DROPPED,
                                 f"the {side_name} side dropped", False, reason)

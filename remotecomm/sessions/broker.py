@@ -23,7 +23,7 @@ from twisted.logger import Logger
 from remotecomm.accounts.login import Caller
 from remotecomm.clock import now_us
 from remotecomm.relay.gateway import AllocationRequest, EndOrder
-from remotecomm.sessions import lifecycle as lc, rows
+from remotecomm.sessions import lifecycle as lc, records, rows
 from remotecomm.sessions.messages import (ApprovalCancelled, ApprovalDecision, ApprovalRequest,
                                           EndSession, MessageRefused, SessionReady)
 from remotecomm.sessions.relays import RelayDirectory
@@ -213,9 +213,11 @@ class SessionBroker:
 
     # -- S141/S142: a terminal asks -----------------------------------------------------
 
-    async def request_session(self, caller: Caller, device_id: str,
-                              app_id: str) -> RequestAccepted:
-        """Create the request and have the device acknowledge it."""
+    async def request_session(self, caller: Caller, device_id: str, app_id: str,
+                              client: dict | None = None) -> RequestAccepted:
+        """Create the request and have the device acknowledge it; ``client`` is what the
+        terminal said of itself (``client_name``, ``client_version``, ``os_name``,
+        ``os_version``), stored with the request."""
         device = await self._store.run(session_queries.device_for_request, device_id,
                                        caller.unit_id)
         if device is None:
@@ -231,7 +233,7 @@ class SessionBroker:
             await self._store.run(rows.insert_session, session,
                                   unit_id=caller.unit_id, user_id=caller.user_id,
                                   terminal_id=caller.terminal_id, device_id=device_id,
-                                  app_id=app_id)
+                                  app_id=app_id, **(client or {}))
         except session_queries.Conflict as e:
             raise SessionError(409, "session-exists",
                                f"a session between {device_id} and this terminal has not "
@@ -371,34 +373,26 @@ class SessionBroker:
     # -- S201/S202: the terminal polls -----------------------------------------------
 
     async def poll(self, caller: Caller, request_id: str) -> dict:
-        """Where the request stands, as the store says; on the first poll after approval,
-        the terminal token."""
-        row = await self._own_row(caller, request_id)
-        session = rows.session_from_row(row)
-        answer = {"request_id": request_id, "state": session.state,
-                  "device_id": row.device_id, "app_id": row.app_id,
-                  "requested_at_us": row.requested_us}
-        if session.state in (lc.PENDING, lc.ALLOCATING):
-            answer["approval_deadline_us"] = session.approval_deadline_us
-            return answer
-        if session.approver is not None:
-            answer["operator"] = session.approver
-        if session.state == lc.ENDED:
-            answer.update(ended_at_us=session.ended_us, end_reason=session.end_reason)
-            if session.end_detail:
-                answer["end_detail"] = session.end_detail
-            return answer
+        """The session's record, for anyone of its unit (another unit's session does not
+        exist).  For the terminal that asked: on its first poll after approval, the
+        terminal token too; a later poll before the session runs is ``already-delivered``."""
+        record = await self._store.run(records.one_record, request_id, caller.unit_id)
+        if record is None:
+            raise SessionError(404, "session-not-found", "no such session request")
+        if record["terminal_id"] != caller.terminal_id or record["user_id"] != caller.user_id \
+                or record["state"] != lc.APPROVED:
+            return record
         token = new_token()
         if not await self._store.run(session_queries.deliver_terminal_token, request_id,
                                      token_hash(token), lc.APPROVED):
             raise SessionError(409, "already-delivered",
                                "the terminal token of this session was already delivered",
-                               state=session.state)
+                               state=record["state"])
+        row = await self._store.run(session_queries.load_session, request_id)
         log.info("session {request_id}: terminal token delivered", request_id=request_id)
-        answer.update(session_id=row.session_id, relay_url=row.relay_url, terminal_token=token,
-                      join_deadline_us=session.join_deadline_us,
-                      lifetime_deadline_us=session.lifetime_deadline_us)
-        return answer
+        record.update(session_id=row.session_id, relay_url=row.relay_url,
+                      terminal_token=token)
+        return record
 
     async def _own_row(self, caller: Caller, request_id: str):
         """The row of a request this caller made from this terminal (else not found)."""
@@ -490,12 +484,11 @@ class SessionBroker:
         return {"request_id": request_id, "state": before.state,
                 "end_reason": before.end_reason}
 
-    async def list_open(self, caller: Caller, device_id: str | None = None) -> list[dict]:
-        """The caller's sessions from this terminal that have not ended, newest first."""
-        found = await self._store.run(session_queries.sessions_of_terminal, caller.user_id,
-                                      caller.terminal_id, lc.OPEN_STATES, device_id)
-        return [{"request_id": row.request_id, "state": row.state, "device_id": row.device_id,
-                 "app_id": row.app_id, "requested_at_us": row.requested_us} for row in found]
+    async def list_records(self, caller: Caller, **filters) -> list[dict]:
+        """The records of the caller's unit, newest first (filters: ``states``,
+        ``device_id``, ``app_id``, ``user_id``, ``end_reason``, ``from_us``, ``to_us``,
+        ``before``, ``limit``)."""
+        return await self._store.run(records.unit_records, caller.unit_id, **filters)
 
     def end_elsewhere(self, row, reason: str) -> None:
         """A session the manager ended: close it on its relay node and on the device

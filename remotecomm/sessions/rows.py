@@ -25,13 +25,21 @@ def session_from_row(row) -> Session:
     return Session(**values)
 
 
+TERMINAL_FIELDS = ("client_name", "client_version", "os_name", "os_version")
+
+
 def insert_session(connection: Connection, session: Session, *, unit_id: str, user_id: str,
-                   terminal_id: str, device_id: str, app_id: str) -> None:
-    """Create the row of a new request, stamped with who asked for what; raises
+                   terminal_id: str, device_id: str, app_id: str, **terminal: str) -> None:
+    """Create the row of a new request, stamped with who asked for what (and what the
+    terminal said of itself: :data:`TERMINAL_FIELDS`); raises
     :class:`~remotecomm.store.sessions.Conflict` while the pair has an open session."""
+    unknown = set(terminal) - set(TERMINAL_FIELDS)
+    if unknown:
+        raise ValueError(f"unknown terminal fields {sorted(unknown)}")
     session_rows.insert_session(connection, dict(
         asdict(session), unit_id=unit_id, user_id=user_id, terminal_id=terminal_id,
-        device_id=device_id, app_id=app_id, terminal_token_delivered=False), OPEN_STATES)
+        device_id=device_id, app_id=app_id, terminal_token_delivered=False, **terminal),
+        OPEN_STATES)
 
 
 def load(connection: Connection, request_id: str) -> Session | None:

@@ -27,7 +27,7 @@ class AgentRefused(Exception):
 
 
 class AgentChannelClient:
-    """Lists approval requests and reports answers to the agent."""
+    """Lists approval requests and running sessions; reports answers and ends to the agent."""
 
     def __init__(self, reactor, socket: Path, secret: str):
         pool = HTTPConnectionPool(reactor, persistent=False)
@@ -51,6 +51,14 @@ class AgentChannelClient:
     async def approvals(self) -> list[dict]:
         """The approval requests waiting for an operator."""
         return (await self._call("GET", "/v1/approvals"))["approvals"]
+
+    async def sessions(self) -> list[dict]:
+        """The sessions running on the device."""
+        return (await self._call("GET", "/v1/sessions"))["sessions"]
+
+    async def end(self, request_id: str, operator: str) -> None:
+        """S291: the operator ends a running session."""
+        await self._call("POST", f"/v1/sessions/{request_id}/end", {"operator": operator})
 
     async def answer(self, request_id: str, approve: bool, operator: str) -> None:
         """Report the operator's YES or NO."""

@@ -94,7 +94,8 @@ def _page(title: str, body: str, refresh: bool = False) -> bytes:
 
 
 class Panel(Resource):
-    """The panel's pages: ``/`` (login or requests), ``/login``, ``/decide``, ``/logout``."""
+    """The panel's pages: ``/`` (login, or requests and running sessions), ``/login``,
+    ``/decide``, ``/end-session``, ``/logout``."""
 
     isLeaf = True
 
@@ -118,7 +119,8 @@ class Panel(Resource):
         request.setHeader(b"content-security-policy",
                           b"default-src 'none'; style-src 'unsafe-inline'; form-action 'self'")
         routes = {(b"GET", b"/"): self._home, (b"POST", b"/login"): self._login,
-                  (b"POST", b"/decide"): self._decide, (b"POST", b"/logout"): self._logout}
+                  (b"POST", b"/decide"): self._decide, (b"POST", b"/end-session"): self._end,
+                  (b"POST", b"/logout"): self._logout}
         handler = routes.get((request.method, request.path))
         if handler is None:
             request.setResponseCode(404)
@@ -187,6 +189,7 @@ class Panel(Resource):
         session.notice = None
         try:
             approvals = await self._agent.approvals()
+            running = await self._agent.sessions()
         except (AgentUnavailable, AgentRefused) as e:
             return _page(self._device_name, header + notice +
                          f'<p class="note">The device agent is not reachable ({html.escape(str(e))}).</p>',
@@ -195,7 +198,24 @@ class Panel(Resource):
             body = "<p>No remote session requests.</p>"
         else:
             body = "".join(self._request_card(session, a) for a in approvals)
+        if running:
+            body += "<h2>Running remote sessions</h2>" + "".join(
+                self._session_card(session, r) for r in running)
         return _page(self._device_name, header + notice + body, refresh=True)
+
+    def _session_card(self, session: PanelSession, running: dict) -> str:
+        e = html.escape
+        app = running["app_id"]
+        since = datetime.fromtimestamp(running["since_us"] / 1e6, timezone.utc)
+        return (f'<div class="request" data-session-id="{e(running["request_id"])}">'
+                f'<p>{e(running["user_name"])} ({e(running["user_id"])}) of '
+                f'{e(running["unit_name"])} is using {e(APP_LABELS.get(app, app))} '
+                f'(<code>{e(app)}</code>) since {since:%H:%M:%S} UTC.</p>'
+                f'<form method="post" action="/end-session">'
+                f'<input type="hidden" name="csrf" value="{session.csrf}">'
+                f'<input type="hidden" name="request_id" value="{e(running["request_id"])}">'
+                f'<button class="no" id="end-{e(running["request_id"])}" type="submit">'
+                f'End session</button></form></div>')
 
     def _login_form(self, session: PanelSession, note: str = "") -> str:
         return (f'<h2>Operator login</h2>{note}'
@@ -271,6 +291,23 @@ class Panel(Resource):
             session.notice = f"You answered {answer.upper()}."
         except AgentRefused as e:
             session.notice = f"Not sent: {e.message}."
+        except AgentUnavailable as e:
+            session.notice = f"The device agent is not reachable ({e})."
+        return self._redirect_home(request)
+
+    async def _end(self, request: server.Request) -> bytes | None:
+        """S291: the operator ends a running session."""
+        session = self._session(request, create=False)
+        if session is None or session.operator is None:
+            return self._forbid(request, "Only an operator logged in at the panel can end a "
+                                         "session.")
+        if not self._csrf_ok(request, session):
+            return self._forbid(request, "The form expired; open the panel again.")
+        try:
+            await self._agent.end(self._field(request, "request_id"), session.operator)
+            session.notice = "The session is ending."
+        except AgentRefused as e:
+            session.notice = f"Not ended: {e.message}."
         except AgentUnavailable as e:
             session.notice = f"The device agent is not reachable ({e})."
         return self._redirect_home(request)

@@ -106,6 +106,11 @@ sessions = Table(
     Column("relay_url", String(300), nullable=True),
     Column("device_notified_us", BigInteger, nullable=True),
     Column("end_detail", String(200), nullable=True),
+    # What the terminal said of itself with the request (S311's terminal source).
+    Column("client_name", String(64), nullable=True),
+    Column("client_version", String(64), nullable=True),
+    Column("os_name", String(64), nullable=True),
+    Column("os_version", String(64), nullable=True),
 )
 Index("ix_sessions_state", sessions.c.state)
 Index("ix_sessions_device_terminal", sessions.c.device_id, sessions.c.terminal_id)

@@ -110,15 +110,30 @@ def party_revoked(connection: Connection, device_id: str, user_id: str) -> str |
     return None
 
 
-def sessions_of_terminal(connection: Connection, user_id: str, terminal_id: str,
-                         states: Iterable[str], device_id: str | None = None) -> list:
-    """The user's session rows from one terminal in ``states``, newest first."""
-    query = select(sessions).where(sessions.c.user_id == user_id,
-                                   sessions.c.terminal_id == terminal_id,
-                                   sessions.c.state.in_(tuple(states)))
-    if device_id is not None:
-        query = query.where(sessions.c.device_id == device_id)
-    return list(connection.execute(query.order_by(sessions.c.requested_us.desc()).limit(100)))
+def session_records(connection: Connection, unit_id: str, *, states: Iterable[str] | None = None,
+                    device_id: str | None = None, app_id: str | None = None,
+                    user_id: str | None = None, end_reason: str | None = None,
+                    from_us: int | None = None, to_us: int | None = None,
+                    before: tuple[int, str] | None = None, limit: int = 50) -> list:
+    """A unit's session rows, newest request first, filtered; ``before`` is the
+    ``(requested_us, request_id)`` of the last row of the previous page."""
+    query = select(sessions).where(sessions.c.unit_id == unit_id)
+    for column, value in ((sessions.c.device_id, device_id), (sessions.c.app_id, app_id),
+                          (sessions.c.user_id, user_id), (sessions.c.end_reason, end_reason)):
+        if value is not None:
+            query = query.where(column == value)
+    if states is not None:
+        query = query.where(sessions.c.state.in_(tuple(states)))
+    if from_us is not None:
+        query = query.where(sessions.c.requested_us >= from_us)
+    if to_us is not None:
+        query = query.where(sessions.c.requested_us < to_us)
+    if before is not None:
+        query = query.where(or_(sessions.c.requested_us < before[0],
+                                (sessions.c.requested_us == before[0])
+                                & (sessions.c.request_id < before[1])))
+    query = query.order_by(sessions.c.requested_us.desc(), sessions.c.request_id.desc())
+    return list(connection.execute(query.limit(limit)))
 
 
 def display_names(connection: Connection, user_id: str, unit_id: str) -> tuple[str, str]:

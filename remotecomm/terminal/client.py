@@ -25,7 +25,7 @@ class ApiClient:
     """Calls the manager's API and turns every failure into a :class:`CliError`."""
 
     def __init__(self, reactor, base_url: str, ca_path: Path | None, terminal_id: str,
-                 token: str | None = None, timeout: float = 15.0):
+                 token: str | None = None, timeout: float = 15.0, user_id: str | None = None):
         try:
             policy = https_policy(ca_path)
         except TLSSetupError as e:
@@ -34,6 +34,8 @@ class ApiClient:
         self.ca_certificate = ca_path
         self._base_url = base_url
         self._terminal_id = terminal_id
+        self.terminal_id = terminal_id
+        self.user_id = user_id  # who is logged in here (for queries about one's own)
         self._token = token
         self._timeout = timeout
 

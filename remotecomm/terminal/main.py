@@ -20,9 +20,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import signal
 import sys
 from pathlib import Path
+from urllib.parse import urlencode
 
 from twisted.internet.defer import Deferred, ensureDeferred, race
 from twisted.internet.endpoints import TCP4ServerEndpoint
@@ -37,7 +39,7 @@ from remotecomm.command_line import (EXIT_APPROVAL_TIMEOUT, EXIT_DEVICE_NOT_FOUN
                                      EXIT_SESSION_EXISTS, EXIT_SESSION_LOST, EXIT_UNKNOWN_APP,
                                      EXIT_UNREACHABLE, EXIT_USAGE, CliError, identifier,
                                      read_password, report)
-from remotecomm.identifiers import APP_ID, DEVICE_ID
+from remotecomm.identifiers import APP_ID, DEVICE_ID, REQUEST_ID, USER_ID
 from remotecomm.messages import text
 from remotecomm.relay.client import RelayClient, RelayClosed
 from remotecomm.terminal.client import ApiClient
@@ -45,6 +47,12 @@ from remotecomm.terminal.local_port import (ACCESS_HEADER, LocalAccess, LocalPor
                                             session_label)
 from remotecomm.terminal.settings import load_settings, load_state, save_state, terminal_home
 from remotecomm.terminal.tunnel import TerminalStreams
+
+# What this terminal says of itself with every session request (the record's terminal
+# source): client, version, operating system.
+CLIENT_DESCRIPTION = {"name": "remotecomm-cli", "version": __version__,
+                      "os_name": (platform.system() or "unknown")[:64],
+                      "os_version": (platform.release() or "unknown")[:64]}
 
 
 def _positive_seconds(value: str) -> float:
@@ -92,6 +100,16 @@ def build_parser() -> argparse.ArgumentParser:
     close_parser.add_argument("device_id", type=identifier(DEVICE_ID, "device ID (lower case)"))
     devices = commands.add_parser("devices", help="list the devices of your unit")
     devices.add_argument("--json", action="store_true", help="print the answer as JSON")
+    listing = commands.add_parser("sessions", help="the session records of your unit")
+    listing.add_argument("--from", dest="from_", metavar="WHEN",
+                         help="requested at or after (ISO 8601, e.g. 2026-11-01)")
+    listing.add_argument("--to", metavar="WHEN", help="requested before (ISO 8601)")
+    listing.add_argument("--device", type=identifier(DEVICE_ID, "device ID (lower case)"))
+    listing.add_argument("--user", type=identifier(USER_ID, "user ID (lower case)"))
+    listing.add_argument("--json", action="store_true", help="print the answer as JSON")
+    one = commands.add_parser("session", help="one session's whole record")
+    one.add_argument("request_id", type=identifier(REQUEST_ID, "request ID"))
+    one.add_argument("--json", action="store_true", help="print the answer as JSON")
 
     return parser
 
@@ -106,7 +124,7 @@ async def _run_terminal(reactor, args: argparse.Namespace) -> list[str]:
             raise CliError(text("not-logged-in"), EXIT_NOT_LOGGED_IN)
         return ApiClient(reactor, settings.server_url or state.server_url,
                          settings.ca_certificate, state.terminal_id, token=state.token,
-                         timeout=args.timeout)
+                         timeout=args.timeout, user_id=state.user_id)
 
     if args.command == "close":
         return await close_session(reactor, args.device_id, api_client)
@@ -144,6 +162,16 @@ async def _run_terminal(reactor, args: argparse.Namespace) -> list[str]:
     if args.command == "open":
         return await open_session(reactor, client, args.device_id, args.app_id, args.port)
 
+    if args.command == "sessions":
+        query = urlencode({name: value for name, value in (
+            ("from", args.from_), ("to", args.to), ("device_id", args.device),
+            ("user_id", args.user)) if value})
+        answer = await client.get("/api/v1/sessions" + (f"?{query}" if query else ""))
+        return [json.dumps(answer, indent=2)] if args.json else format_sessions(answer)
+    if args.command == "session":
+        answer = await client.get(f"/api/v1/sessions/{args.request_id}")
+        return [json.dumps(answer, indent=2)] if args.json else format_record(answer)
+
     answer = await client.get("/api/v1/devices")
     if args.json:
         return [json.dumps(answer, indent=2)]
@@ -167,7 +195,8 @@ async def open_session(reactor, client: ApiClient, device_id: str, app_id: str,
     """S141, S201–S202: request a session, show progress, report the outcome."""
     try:
         accepted = await client.post("/api/v1/sessions",
-                                     {"device_id": device_id, "app_id": app_id})
+                                     {"device_id": device_id, "app_id": app_id,
+                                      "client": CLIENT_DESCRIPTION})
     except CliError as e:
         if e.code in _OPEN_REFUSALS:
             raise CliError(e.message, _OPEN_REFUSALS[e.code], code=e.code) from None
@@ -301,7 +330,13 @@ async def hold_session(reactor, ca_certificate, device_id: str, answer: dict,
     if ended.clean and ended.code == 1000:
         return [text("session-ended", device_id=device_id)]
     if ended.clean and ended.code == 4001:
-        return [text("session-ended-by-device", device_id=device_id)]
+        reason = str(ended.reason)
+        if reason.startswith("ended-by-device"):
+            return [text("session-ended-by-device", device_id=device_id)]
+        if reason.endswith("(normal)"):  # its user ended it elsewhere
+            return [text("session-ended", device_id=device_id)]
+        raise CliError(text("session-ended-by-manager", device_id=device_id, reason=reason),
+                       EXIT_SESSION_LOST)
     raise CliError(text("session-lost", device_id=device_id, reason=str(ended) or "dropped"),
                    EXIT_SESSION_LOST)
 
@@ -335,16 +370,83 @@ async def close_session(reactor, device_id: str, api_client) -> list[str]:
 async def _end_through_the_manager(client: ApiClient, device_id: str,
                                    request_id: str | None) -> list[str]:
     if request_id is None:
-        listed = await client.get(f"/api/v1/sessions?device_id={device_id}")
-        sessions = listed.get("sessions") or []
-        if not sessions:
+        listed = await client.get(f"/api/v1/sessions?device_id={device_id}&state=open"
+                                  f"&user_id={client.user_id}")
+        mine = [s for s in listed.get("sessions") or []
+                if s.get("terminal_id") == client.terminal_id]
+        if not mine:
             raise CliError(text("no-open-session", device_id=device_id), EXIT_NO_SESSION)
-        request_id = str(sessions[0].get("request_id"))
+        request_id = str(mine[0].get("request_id"))
     answer = await client.post(f"/api/v1/sessions/{request_id}/end", {})
     if "ending" in answer:
         return [text("end-requested", device_id=device_id)]
     return [text("session-ended-as", device_id=device_id,
                  reason=answer.get("end_reason") or answer.get("state"))]
+
+
+def _table(rows: list[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+            for row in rows]
+
+
+def _duration(microseconds) -> str:
+    if not isinstance(microseconds, int):
+        return ""
+    seconds = microseconds // 1_000_000
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def format_sessions(answer: dict) -> list[str]:
+    """The unit's session records as a readable table (what devices report is shown as
+    text, never interpreted)."""
+    sessions = answer.get("sessions") or []
+    if not sessions:
+        return [text("no-sessions", unit_id=answer.get("unit_id", "?"))]
+    rows = [("REQUEST", "REQUESTED (UTC)", "USER", "DEVICE", "APP", "STATE", "DURATION")]
+    for record in sessions:
+        state = str(record.get("state", "?"))
+        if state == "ended":
+            state = f"ended: {record.get('end_reason', '?')}"
+        rows.append((str(record.get("request_id", "?")), _clock_time(
+            record.get("requested_at_us")), str(record.get("user_id", "")),
+            str(record.get("device_id", "")), str(record.get("app_id", "")), state,
+            _duration(record.get("duration_us"))))
+    lines = [text("sessions-header", unit_id=answer.get("unit_id", "?"))] + _table(rows)
+    if answer.get("next"):
+        lines.append(text("sessions-more"))
+    return lines
+
+
+def format_record(record: dict) -> list[str]:
+    """One session's record, field by field, then its two sides."""
+    lines = []
+    for label, key in (("Request", "request_id"), ("State", "state"),
+                       ("End reason", "end_reason"), ("End detail", "end_detail"),
+                       ("Unit", "unit_id"), ("User", "user_id"), ("Terminal", "terminal_id"),
+                       ("Device", "device_id"), ("App", "app_id"), ("Operator", "operator"),
+                       ("Relay node", "relay_node")):
+        if record.get(key) is not None:
+            lines.append(f"{label + ':':<13} {record[key]}")
+    for label, key in (("Requested", "requested_at_us"), ("Decided", "decided_at_us"),
+                       ("Started", "started_at_us"), ("Finished", "finished_at_us")):
+        if record.get(key) is not None:
+            lines.append(f"{label + ':':<13} {_clock_time(record[key])} UTC")
+    if record.get("duration_us") is not None:
+        lines.append(f"{'Duration:':<13} {_duration(record['duration_us'])}")
+    client = record.get("terminal") or {}
+    if any(client.values()):
+        lines.append(f"{'Client:':<13} {client.get('client_name') or '?'} "
+                     f"{client.get('client_version') or ''} on {client.get('os_name') or '?'} "
+                     f"{client.get('os_version') or ''}".rstrip())
+    for side, connection in (record.get("connections") or {}).items():
+        lines.append(f"{side.title() + ' side:':<13} {connection.get('party_id')}, "
+                     f"{_clock_time(connection.get('started_at_us'))} to "
+                     f"{_clock_time(connection.get('ended_at_us'))}, "
+                     f"{connection.get('end_reason') or 'open'}, "
+                     f"{connection.get('bytes_from_side', 0)} B sent, "
+                     f"{connection.get('bytes_to_side', 0)} B received")
+    return lines
 
 
 def format_devices(answer: dict) -> list[str]:

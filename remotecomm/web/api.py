@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import math
+from datetime import datetime, timezone
 from typing import Awaitable, Callable
 
 from twisted.internet.defer import ensureDeferred
@@ -17,7 +18,7 @@ from twisted.web import server
 from remotecomm.accounts.login import Accounts, Caller, Refused
 from remotecomm.accounts.passwords import MAX_PASSWORD_BYTES, HasherBusy
 from remotecomm.clock import iso_from_us
-from remotecomm.identifiers import APP_ID, DEVICE_ID, REQUEST_ID, TERMINAL_ID, is_valid
+from remotecomm.identifiers import APP_ID, DEVICE_ID, REQUEST_ID, TERMINAL_ID, USER_ID, is_valid
 from remotecomm.json_http import ApiError, Route, Router, no_more_fields, read_json, take_str
 from remotecomm.sessions.broker import SessionBroker, SessionError
 from remotecomm.store.devices import devices_of_unit
@@ -170,9 +171,10 @@ class Api:
         body = read_json(request)
         device_id = take_str(body, "device_id", DEVICE_ID)
         app_id = take_str(body, "app_id", APP_ID)
+        client = client_description(body.pop("client", None))
         no_more_fields(body)
         try:
-            accepted = await self._broker.request_session(caller, device_id, app_id)
+            accepted = await self._broker.request_session(caller, device_id, app_id, client)
         except SessionError as e:
             raise ApiError(e.status, e.code, e.message, **e.extra) from None
         except StoreBusy:
@@ -186,7 +188,8 @@ class Api:
         }
 
     async def poll_session(self, request: server.Request, request_id: str) -> tuple[int, dict]:
-        """S201/S202: where a request stands; the terminal token once, on approval."""
+        """S201/S202, S311: the session's record for its unit; for the terminal that asked,
+        the terminal token once, on approval."""
         caller, _ = await self._caller(request)
         if not is_valid(REQUEST_ID, request_id):
             raise ApiError(404, "session-not-found", "no such session request")
@@ -213,24 +216,22 @@ class Api:
         return (202 if "ending" in answer else 200), answer
 
     async def list_sessions(self, request: server.Request) -> tuple[int, dict]:
-        """The caller's sessions from this terminal that have not ended
-        (``?device_id=`` narrows them to one device)."""
+        """The records of the caller's unit, newest first, filtered and paged:
+        ``device_id``, ``app_id``, ``user_id``, ``end_reason``, ``state`` (a state, or
+        ``open``), ``from``/``to`` (ISO 8601 or epoch µs, on the request time), ``limit``
+        (at most 200), ``before`` (the ``next`` of the previous page)."""
         caller, _ = await self._caller(request)
-        unknown = set(request.args) - {b"device_id"}
-        if unknown:
-            raise ApiError(400, "unknown-field", "unknown query parameter(s)",
-                           fields=sorted(name.decode("ascii", "replace") for name in unknown))
-        device_id = None
-        if b"device_id" in request.args:
-            device_id = request.args[b"device_id"][0].decode("ascii", "replace")
-            if not is_valid(DEVICE_ID, device_id):
-                raise ApiError(400, "invalid-field", "device_id has an invalid value",
-                               field="device_id")
+        filters = session_filters(request.args)
         try:
-            found = await self._broker.list_open(caller, device_id)
+            found = await self._broker.list_records(caller, **filters)
         except StoreBusy:
             raise BUSY from None
-        return 200, {"sessions": [with_iso_times(entry) for entry in found]}
+        answer = {"unit_id": caller.unit_id,
+                  "sessions": [with_iso_times(record) for record in found]}
+        if len(found) == filters["limit"]:
+            last = found[-1]
+            answer["next"] = f"{last['requested_at_us']}.{last['request_id']}"
+        return 200, answer
 
     async def _session_call(self, call, *args) -> dict:
         try:
@@ -242,12 +243,103 @@ class Api:
         return with_iso_times(answer)
 
 
+_CLIENT_FIELDS = {"name": "client_name", "version": "client_version", "os_name": "os_name",
+                  "os_version": "os_version"}
+
+
+def client_description(value: object) -> dict:
+    """The optional ``client`` object of a session request: what the terminal says of itself
+    (``name``, ``version``, ``os_name``, ``os_version``; each printable, at most 64)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ApiError(400, "invalid-field", "client must be an object", field="client")
+    unknown = set(value) - set(_CLIENT_FIELDS)
+    if unknown:
+        raise ApiError(400, "unknown-field", f"unknown field(s) of client: "
+                       f"{', '.join(sorted(map(str, unknown)))}", fields=sorted(map(str, unknown)))
+    described = {}
+    for name, column in _CLIENT_FIELDS.items():
+        text = value.get(name)
+        if text is None:
+            continue
+        if not isinstance(text, str) or not 0 < len(text) <= 64 or not text.isprintable():
+            raise ApiError(400, "invalid-field", f"client.{name} must be printable text of at "
+                           f"most 64 characters", field=f"client.{name}")
+        described[column] = text
+    return described
+
+
+_FILTERS = {"device_id": DEVICE_ID, "app_id": APP_ID, "user_id": USER_ID,
+            "end_reason": r"[a-z-]{1,32}"}
+_STATES = ("pending", "allocating", "approved", "active", "ended")
+MAX_PAGE = 200
+
+
+def session_filters(args: dict[bytes, list[bytes]]) -> dict:
+    """The filters of ``GET /api/v1/sessions`` from its query, each checked."""
+    known = set(_FILTERS) | {"state", "from", "to", "limit", "before"}
+    values = {}
+    for raw_name, raw_values in args.items():
+        name = raw_name.decode("ascii", "replace")
+        if name not in known:
+            raise ApiError(400, "unknown-field", f"unknown query parameter {name!r}",
+                           fields=[name])
+        values[name] = raw_values[-1].decode("utf-8", "replace")
+    filters: dict = {"limit": 50}
+    for name, pattern in _FILTERS.items():
+        if name in values:
+            if not is_valid(pattern, values[name]):
+                raise ApiError(400, "invalid-field", f"{name} has an invalid value", field=name)
+            filters[name] = values[name]
+    if "state" in values:
+        state = values["state"]
+        if state not in _STATES + ("open",):
+            raise ApiError(400, "invalid-field", "state must be a session state or 'open'",
+                           field="state")
+        filters["states"] = ("pending", "allocating", "approved", "active") \
+            if state == "open" else (state,)
+    for name, key in (("from", "from_us"), ("to", "to_us")):
+        if name in values:
+            filters[key] = _instant(values[name], name)
+    if "limit" in values:
+        if not values["limit"].isdigit() or not 1 <= int(values["limit"]) <= MAX_PAGE:
+            raise ApiError(400, "invalid-field", f"limit must be 1 to {MAX_PAGE}", field="limit")
+        filters["limit"] = int(values["limit"])
+    if "before" in values:
+        instant, _, request_id = values["before"].partition(".")
+        if not instant.isdigit() or not is_valid(REQUEST_ID, request_id):
+            raise ApiError(400, "invalid-field", "before must be a page's 'next'",
+                           field="before")
+        filters["before"] = (int(instant), request_id)
+    return filters
+
+
+def _instant(value: str, name: str) -> int:
+    if value.isdigit() and len(value) <= 19:
+        return int(value)
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError(400, "invalid-field", f"{name} must be ISO 8601 or epoch "
+                       f"microseconds", field=name) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return int(moment.timestamp() * 1_000_000)
+
+
 def with_iso_times(answer: dict) -> dict:
     """Every ``…_us`` instant also as ISO 8601: ``requested_at_us`` → ``requested_at``,
     ``approval_deadline_us`` → ``approval_deadline_at``."""
-    for key in [k for k in answer if k.endswith("_us") and isinstance(answer[k], int)]:
+    for key in [k for k in answer if k.endswith("_us") and isinstance(answer[k], int)
+                and not k.startswith(("duration", "idle"))]:
         stem = key[:-3]
         answer[stem if stem.endswith("_at") else stem + "_at"] = iso_from_us(answer[key])
+    for value in answer.values():
+        if isinstance(value, dict):
+            for nested in value.values():
+                if isinstance(nested, dict):
+                    with_iso_times(nested)
     return answer
 
 

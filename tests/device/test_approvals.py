@@ -189,13 +189,43 @@ class ManagerRequestTests(ApprovalsTestCase):
         self.assertEqual(error.exceptionFromStanza(reply).condition, "item-not-found")
 
 
+class FakeLinks:
+    """The agent's relay links: one running session."""
+
+    def __init__(self):
+        self.joined_us = {"r" * 22: T0 * S}
+        self.ended = []
+
+    def end_by_operator(self, request_id, operator):
+        if request_id not in self.joined_us:
+            return False
+        self.ended.append((request_id, operator))
+        return True
+
+
 class PanelChannelTests(ApprovalsTestCase):
     """The local channel: only the panel, with the secret, can answer."""
 
     def setUp(self):
         super().setUp()
-        self.http = StubTreq(PanelChannel(self.approvals, SECRET).resource())
+        self.links = FakeLinks()
+        self.http = StubTreq(PanelChannel(self.approvals, SECRET, self.links).resource())
         self.approvals.on_request("rms.test", approval())
+
+    def test_running_sessions_are_listed_and_can_be_ended(self):
+        """S291: the panel sees who uses which app since when, and its operator ends it."""
+        code, body = self.call("GET", "/v1/sessions")
+        self.assertEqual(code, 200)
+        [running] = body["sessions"]
+        self.assertEqual((running["request_id"], running["user_name"], running["app_id"],
+                          running["since_us"]), ("r" * 22, "Alice", "web-server", T0 * S))
+        code, body = self.call("POST", f"/v1/sessions/{'r' * 22}/end", {"operator": "olga"})
+        self.assertEqual((code, body["status"]), (200, "ending"))
+        self.assertEqual(self.links.ended, [("r" * 22, "olga")])
+        self.assertEqual(self.call("POST", f"/v1/sessions/{'x' * 22}/end",
+                                   {"operator": "olga"})[0], 404)
+        self.assertEqual(self.call("POST", f"/v1/sessions/{'r' * 22}/end",
+                                   {"operator": "olga"}, secret=None)[0], 401)
 
     def call(self, method, path, body=None, secret=SECRET):
         headers = {"Content-Type": "application/json"}

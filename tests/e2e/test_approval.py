@@ -84,9 +84,11 @@ class PanelApprovalTests(ApprovalTestCase):
         events = {e["event"]: e for e in self.history()}
         self.assertEqual(events["approval-decided"]["operator"], "olga")
         self.assertEqual(events["session-ready"]["session_id"], row["session_id"])
-        # The token went to the CLI; any later poll hears "already delivered".
+        # The token went to the CLI once; later reads give the record, never the token.
         code, answer = await self.setup.api("GET", f"/api/v1/sessions/{request_id}")
-        self.assertEqual((code, answer["code"]), (409, "already-delivered"))
+        self.assertEqual((code, answer["state"], answer["operator"]), (200, "active", "olga"))
+        self.assertNotIn("terminal_token", answer)
+        self.assertEqual(answer["terminal"]["client_name"], "remotecomm-cli")
         code, output = await self.setup.cli("close", "mfp-1")
         self.assertEqual(code, 0, output)
         self.assertEqual(await opening.ended(), 0)

@@ -53,8 +53,8 @@ class LocalPortTestCase(TestCase):
         self.web_direct = f"http://127.0.0.1:{self.app_ports['web-server']}"
 
     def start_simulator(self):
-        simulator, _ = self.setup.start_simulator("mfp-1", {"olga": "panel password"},
-                                                  app_ports=self.app_ports)
+        simulator, self.panel_url = self.setup.start_simulator(
+            "mfp-1", {"olga": "panel password"}, app_ports=self.app_ports)
         return simulator
 
     async def get(self, path: str, **kwargs) -> tuple[int, bytes]:

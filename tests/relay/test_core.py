@@ -308,12 +308,24 @@ class EndTests(CoreTestCase):
                           "terminal": (False, "heartbeat-timeout")})
         self.assertEqual(self.session().end_reason, "heartbeat-timeout")
 
-    def test_device_ends_normally(self):
-        """The device ending first closes the terminal with a notice; both normal."""
+    def test_device_ends_first(self):
+        """S291: the device ending first (its operator pressed End) closes the terminal with
+        a notice that says so; both logs normal, reason ended-by-device."""
         device, terminal = self.pair()
         self.core.closed(device, normal_request=True)
-        self.assertEqual(terminal.closed_with[0], rc.CLOSE_SESSION_ENDED)
+        code, reason = terminal.closed_with
+        self.assertEqual(code, rc.CLOSE_SESSION_ENDED)
+        self.assertTrue(reason.startswith("ended-by-device"))
         self.core.closed(terminal, normal_request=False)
+        self.assertEqual({(r.ended_normally, r.end_reason) for r in self.records().values()},
+                         {(True, "ended-by-device")})
+        self.assertEqual(self.session().end_reason, "ended-by-device")
+
+    def test_device_ending_after_the_terminal_is_a_normal_end(self):
+        """S265→S291: the device closes because the terminal ended: both normal."""
+        device, terminal = self.pair()
+        self.core.closed(terminal, normal_request=True)
+        self.core.closed(device, normal_request=True)
         self.assertEqual({r.end_reason for r in self.records().values()}, {"normal"})
 
     def test_dropped_terminal(self):

@@ -223,11 +223,19 @@ class DecisionTests(BrokerTestCase):
                          ("ended", "refused", "test-approver-not-allowed"))
         self.assertTrue(self.row(accepted.request_id).approved_by_test_approver)
 
-    def test_poll_by_another_terminal_is_not_found(self):
-        """Only the requesting terminal may poll."""
+    def test_another_terminal_reads_the_record_but_never_the_token(self):
+        """The unit may read a session's record; only the terminal that asked gets the
+        token, and another unit gets "not found"."""
         accepted = self.request()
+        self.successResultOf(self.decide(accepted.request_id))
+        self.clock.advance(0)
         other = Caller("alice", "acme", "technician", "t-fedcba9876543210fedcba9876543210")
-        error = self.failureResultOf(self.poll(accepted.request_id, caller=other),
+        record = self.successResultOf(self.poll(accepted.request_id, caller=other))
+        self.assertEqual((record["state"], record["device_id"], record["operator"]),
+                         ("approved", "mfp-1", "olga"))
+        self.assertNotIn("terminal_token", record)
+        self.assertIn("terminal_token", self.successResultOf(self.poll(accepted.request_id)))
+        error = self.failureResultOf(self.poll(accepted.request_id, caller=GINA),
                                      SessionError).value
         self.assertEqual((error.status, error.code), (404, "session-not-found"))
 
@@ -436,14 +444,16 @@ class ForceEndTests(BrokerTestCase):
         self.assertEqual((error.status, error.code), (404, "session-not-found"))
         self.assertEqual(self.row(request_id).state, "approved")
 
-    def test_listing_shows_the_terminals_open_sessions(self):
+    def test_the_unit_lists_its_records_with_filters(self):
         request_id = self.approved()
         self.request("mfp-2")
         listed = self.successResultOf(Deferred.fromCoroutine(
-            self.broker.list_open(ALICE, "mfp-1")))
+            self.broker.list_records(ALICE, device_id="mfp-1")))
         self.assertEqual([entry["request_id"] for entry in listed], [request_id])
+        self.assertEqual(len(self.successResultOf(Deferred.fromCoroutine(
+            self.broker.list_records(BOB)))), 2)  # the same unit sees its sessions
         self.assertEqual(self.successResultOf(Deferred.fromCoroutine(
-            self.broker.list_open(BOB))), [])
+            self.broker.list_records(GINA))), [])  # another unit sees none
 
 
 class RevocationTests(BrokerTestCase):

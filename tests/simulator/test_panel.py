@@ -22,11 +22,20 @@ class FakeAgent:
 
     def __init__(self):
         self.requests = [REQUEST]
+        self.running = []
+        self.ended = []
         self.answers = []
         self.refuse = None
 
     def approvals(self):
         return succeed(list(self.requests))
+
+    def sessions(self):
+        return succeed(list(self.running))
+
+    def end(self, request_id, operator):
+        self.ended.append((request_id, operator))
+        return succeed(None)
 
     def answer(self, request_id, approve, operator):
         if self.refuse:
@@ -120,3 +129,23 @@ class PanelTests(SynchronousTestCase):
         """Only the panel's own pages exist."""
         response = self.successResultOf(self.stub.get("http://127.0.0.1/admin"))
         self.assertEqual(response.code, 404)
+
+    def test_running_sessions_show_with_an_end_button_for_the_operator(self):
+        """S291: who uses which app since when; End goes to the agent with the operator."""
+        self.agent.running = [{"request_id": "r" * 22, "app_id": "web-server",
+                               "user_id": "alice", "user_name": "Alice <Smith>",
+                               "unit_id": "acme", "unit_name": "ACME", "since_us": 0}]
+        code, page = self.drive(self.user.get())
+        self.assertNotIn("End session", page)  # not logged in: nothing to press
+        self.drive(self.user.login("olga", "panel password 1"))
+        code, page = self.drive(self.user.get())
+        self.assertIn("Running remote sessions", page)
+        self.assertIn("Alice &lt;Smith&gt; (alice) of ACME is using", page)
+        self.assertIn(f'id="end-{"r" * 22}"', page)
+        code, _ = self.drive(self.user.post("/end-session", {
+            "request_id": "r" * 22, "csrf": self.drive(self.user.csrf())}))
+        self.assertEqual(code, 303)
+        self.assertEqual(self.agent.ended, [("r" * 22, "olga")])
+        code, _ = self.drive(self.user.post("/end-session", {"request_id": "r" * 22,
+                                                             "csrf": "forged"}))
+        self.assertEqual(code, 403)

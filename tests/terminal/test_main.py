@@ -183,16 +183,22 @@ class CloseTests(SynchronousTestCase):
 
     def test_without_a_local_open_the_manager_ends_it(self):
         """No `open` holds the session here: close asks the manager to end it."""
-        api = FakeApi({"sessions": [{"request_id": "R" * 22}]}, {"state": "active",
-                                                                  "ending": "normal"})
+        api = FakeApi({"sessions": [{"request_id": "Q" * 22, "terminal_id": "t-other"},
+                                    {"request_id": "R" * 22,
+                                     "terminal_id": FakeApi.terminal_id}]},
+                      {"state": "active", "ending": "normal"})
         lines = self.successResultOf(self.close(api))
-        self.assertEqual(api.calls, [("GET", "/api/v1/sessions?device_id=mfp-1"),
+        self.assertEqual(api.calls, [("GET", "/api/v1/sessions?device_id=mfp-1&state=open"
+                                             "&user_id=alice"),
                                      ("POST", "/api/v1/sessions/" + "R" * 22 + "/end")])
         self.assertIn("asked its relay to end it", lines[0])
 
 
 class FakeApi:
     """The manager's REST API as `close` uses it."""
+
+    terminal_id = "t-" + "0" * 32
+    user_id = "alice"
 
     def __init__(self, listed, ended=None):
         self.listed, self.ended, self.calls = listed, ended, []
@@ -204,3 +210,36 @@ class FakeApi:
     async def post(self, path, body):
         self.calls.append(("POST", path))
         return self.ended
+
+
+class RecordTableTests(SynchronousTestCase):
+    """`remotecomm sessions` and `remotecomm session` print readable text."""
+
+    RECORD = {"request_id": "R" * 22, "state": "ended", "end_reason": "ended-by-device",
+              "unit_id": "acme", "user_id": "alice", "terminal_id": "t-" + "0" * 32,
+              "device_id": "mfp-1", "app_id": "web-server", "operator": "olga",
+              "requested_at_us": 1_800_000_000_000_000,
+              "started_at_us": 1_800_000_001_000_000, "finished_at_us": 1_800_003_662_000_000,
+              "duration_us": 3_661_000_000,
+              "terminal": {"client_name": "remotecomm-cli", "client_version": "0.1.0",
+                           "os_name": "Linux", "os_version": "6.1"},
+              "connections": {"device": {"party_id": "mfp-1",
+                                         "started_at_us": 1_800_000_001_000_000,
+                                         "ended_at_us": 1_800_003_662_000_000,
+                                         "end_reason": "ended-by-device",
+                                         "bytes_from_side": 10, "bytes_to_side": 20}}}
+
+    def test_the_table(self):
+        lines = cli.format_sessions({"unit_id": "acme", "sessions": [self.RECORD]})
+        self.assertIn("Sessions of unit acme", lines[0])
+        self.assertIn("ended: ended-by-device", lines[2])
+        self.assertIn("1:01:01", lines[2])
+        self.assertEqual(cli.format_sessions({"unit_id": "acme", "sessions": []}),
+                         ["No session records in unit acme for this query."])
+
+    def test_one_record(self):
+        text = "\n".join(cli.format_record(self.RECORD))
+        for part in ("Operator:     olga", "Duration:     1:01:01",
+                     "Client:       remotecomm-cli 0.1.0 on Linux 6.1",
+                     "Device side:  mfp-1", "10 B sent, 20 B received"):
+            self.assertIn(part, text)

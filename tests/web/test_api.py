@@ -414,14 +414,17 @@ class SessionsApiTests(ApiTestCase):
         token = self.token()
         _, first, _ = self.call("POST", "/api/v1/sessions",
                                 {"device_id": "mfp-1", "app_id": "web-server"}, token=token)
-        status, listed, _ = self.call("GET", "/api/v1/sessions?device_id=mfp-1", token=token)
+        status, listed, _ = self.call("GET", "/api/v1/sessions?device_id=mfp-1&state=open",
+                                      token=token)
         self.assertEqual((status, [s["request_id"] for s in listed["sessions"]]),
                          (200, [first["request_id"]]))
         status, answer, _ = self.call("DELETE", first["poll_url"], token=token)
         self.assertEqual((status, answer["state"], answer["end_reason"]),
                          (200, "ended", "cancelled"))
-        _, listed, _ = self.call("GET", "/api/v1/sessions", token=token)
+        _, listed, _ = self.call("GET", "/api/v1/sessions?state=open", token=token)
         self.assertEqual(listed["sessions"], [])
+        _, listed, _ = self.call("GET", "/api/v1/sessions?end_reason=cancelled", token=token)
+        self.assertEqual([s["request_id"] for s in listed["sessions"]], [first["request_id"]])
         _, second, _ = self.call("POST", "/api/v1/sessions",
                                  {"device_id": "mfp-1", "app_id": "web-server"}, token=token)
         status, answer, _ = self.call("POST", second["poll_url"] + "/end", {}, token=token)
@@ -431,3 +434,62 @@ class SessionsApiTests(ApiTestCase):
         status, answer, _ = self.call("POST", second["poll_url"] + "/end", {"why": "x"},
                                       token=token)
         self.assertEqual((status, answer["code"]), (400, "unknown-field"))
+
+    def test_listing_filters_are_checked_and_pages_chain(self):
+        """Bad filters are 400 with the field; ``next`` leads to the following page."""
+        token = self.token()
+        for query, field in (("state=lost", "state"), ("from=yesterday", "from"),
+                             ("limit=0", "limit"), ("device_id=MFP", "device_id"),
+                             ("before=x", "before")):
+            status, answer, _ = self.call("GET", f"/api/v1/sessions?{query}", token=token)
+            self.assertEqual((status, answer["code"], answer["field"]),
+                             (400, "invalid-field", field), query)
+        ids = []
+        for _ in range(3):
+            _, body, _ = self.call("POST", "/api/v1/sessions",
+                                   {"device_id": "mfp-1", "app_id": "web-server",
+                                    "client": {"name": "test", "os_name": "Linux"}},
+                                   token=token)
+            self.call("DELETE", body["poll_url"], token=token)
+            ids.append(body["request_id"])
+            self.clock.advance(1)
+        _, page, _ = self.call("GET", "/api/v1/sessions?limit=2", token=token)
+        self.assertEqual([s["request_id"] for s in page["sessions"]], ids[:0:-1])
+        _, rest, _ = self.call("GET", f"/api/v1/sessions?limit=2&before={page['next']}",
+                               token=token)
+        self.assertEqual([s["request_id"] for s in rest["sessions"]], ids[:1])
+        self.assertEqual(rest["sessions"][0]["terminal"]["client_name"], "test")
+        _, recent, _ = self.call("GET", "/api/v1/sessions?from=2027-01-15T08:00:01Z",
+                                 token=token)
+        self.assertEqual([s["request_id"] for s in recent["sessions"]], ids[:0:-1])
+        status, answer, _ = self.call("POST", "/api/v1/sessions", {
+            "device_id": "mfp-1", "app_id": "web-server", "client": {"name": "x" * 65}},
+            token=token)
+        self.assertEqual((status, answer["field"]), (400, "client.name"))
+
+    def test_records_are_tenant_scoped_even_with_the_same_names(self):
+        """Another unit's session is indistinguishable from one that does not exist, even
+        when its devices and users carry the same display names (IDs are global)."""
+        from remotecomm.store.accounts import insert_user
+        from remotecomm.store.devices import insert_device
+        self.store.run_sync(insert_user, "alice2", "Alice", make_hasher(CHEAP_HASHING).hash(
+            PASSWORD), "globex", "technician", 0)
+        self.store.run_sync(insert_device, "gx-2", "globex", "Front desk", "MFP 9000", 0)
+        alice = self.token()
+        _, body, _ = self.call("POST", "/api/v1/sessions",
+                               {"device_id": "mfp-1", "app_id": "web-server"}, token=alice)
+        other = self.token(user_id="alice2", terminal_id="t-" + "9" * 32)
+        missing = self.call("GET", "/api/v1/sessions/" + "Z" * 22, token=other,
+                            terminal="t-" + "9" * 32)[:2]
+        foreign = self.call("GET", body["poll_url"], token=other,
+                            terminal="t-" + "9" * 32)[:2]
+        self.assertEqual(foreign, missing)
+        self.assertEqual(foreign[0], 404)
+        for path in ("/api/v1/sessions", "/api/v1/sessions?device_id=mfp-1",
+                     "/api/v1/sessions?user_id=alice"):
+            status, listed, _ = self.call("GET", path, token=other, terminal="t-" + "9" * 32)
+            self.assertEqual((status, listed["unit_id"], listed["sessions"]),
+                             (200, "globex", []), path)
+        ended = self.call("POST", body["poll_url"] + "/end", {}, token=other,
+                          terminal="t-" + "9" * 32)[:2]
+        self.assertEqual(ended[0], 404)

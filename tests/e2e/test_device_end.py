@@ -1,0 +1,69 @@
+"""End to end: the device's operator ends a running session on the panel (S291–S299).
+
+Headless Chromium logs in at the simulated MFP's panel, sees the running session
+(who, which unit, which app) and clicks **End session**; the device side ends,
+then the terminal side; the CLI says the device's operator ended it; both end
+logs are filed with the reason ``ended-by-device``.
+"""
+
+import json
+import sqlite3
+
+from twisted.internet import reactor
+
+from remotecomm.testing.browser import Browser
+from remotecomm.testing.processes import sleep
+from tests.e2e.test_local_port import LocalPortTestCase
+
+
+class DeviceEndTests(LocalPortTestCase):
+    """A web-server session held by `remotecomm open`, and the panel in Chromium."""
+
+    def rows(self, query: str) -> list[dict]:
+        with sqlite3.connect(self.setup.folder / "data" / "manager.sqlite3") as db:
+            db.row_factory = sqlite3.Row
+            return [dict(row) for row in db.execute(query)]
+
+    async def test_the_operator_ends_the_session_on_the_panel(self):
+        panel_url = self.panel_url
+        browser = Browser(reactor)
+        self.addCleanup(lambda: (self.setup.folder / "chromium.log").write_text(browser.output))
+        self.addCleanup(browser.stop)
+        await browser.start()
+        await browser.navigate(panel_url + "/")
+        loaded = browser.next_event("Page.loadEventFired")
+        await browser.evaluate(
+            "document.querySelector('input[name=operator]').value = 'olga';"
+            "document.querySelector('input[name=password]').value = 'panel password';"
+            "document.querySelector('form[action=\"/login\"]').submit()")
+        await loaded
+        request_id = self.rows("SELECT request_id FROM sessions")[0]["request_id"]
+        for _ in range(50):  # the device side is established and listed
+            if await browser.evaluate(f"!!document.getElementById('end-{request_id}')"):
+                break
+            await sleep(reactor, 0.1)
+            await browser.navigate(panel_url + "/")
+        card = await browser.evaluate(
+            f"document.querySelector('[data-session-id=\"{request_id}\"]').textContent")
+        self.assertIn("Alice (alice) of Acme", card)
+        self.assertIn("web configuration pages", card)
+        await browser.click(f"#end-{request_id}")
+        self.assertEqual(await self.opening.ended(), 0)
+        self.assertIn("Session with mfp-1 ended by the device's operator.", self.opening.output)
+        for _ in range(50):
+            (row,) = self.rows("SELECT state, end_reason FROM sessions")
+            if row["state"] == "ended":
+                break
+            await sleep(reactor, 0.1)
+        self.assertEqual((row["state"], row["end_reason"]), ("ended", "ended-by-device"))
+        records = {r["side"]: r for r in self.rows("SELECT * FROM session_connections")}
+        self.assertEqual({side: (r["ended_normally"], r["end_reason"], bool(r["ended_log_key"]),
+                                 bool(r["started_log_key"])) for side, r in records.items()},
+                         {side: (1, "ended-by-device", True, True)
+                          for side in ("device", "terminal")})
+        history = [json.loads(line) for line in
+                   (self.setup.agent_dir("mfp-1") / "data" / "history.jsonl")
+                   .read_text().splitlines()]
+        ended = [e for e in history if e["event"] == "ended-by-operator"]
+        self.assertEqual([(e["request_id"], e["operator"]) for e in ended],
+                         [(request_id, "olga")])
