@@ -213,7 +213,7 @@ def _build_sessions(config: ServerConfig, reactor, root, readiness: dict,
                            manager.devices)
     def start_sessions() -> None:
         _log_errors(broker.start(), "re-arming sessions")
-        broker.start_revocation_sweep()
+        broker.start_sweep()
 
     StartStopService("sessions", start_sessions, broker.stop).setServiceParent(root)
     if manager.component is not None:

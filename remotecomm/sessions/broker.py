@@ -35,7 +35,7 @@ from remotecomm.tokens import new_token, token_hash
 log = Logger()
 
 NOTIFY_ATTEMPTS = 3
-REVOCATION_SWEEP = 1.0  # seconds between looks for revoked devices and disabled users
+SWEEP_INTERVAL = 1.0  # seconds between looks for revoked parties and silent relays
 SESSION_FORCE_ENDED = "session-force-ended"
 NOTIFY_RETRY_DELAY = 2.0
 APPROVAL_REFUSED = "approval-refused"
@@ -144,9 +144,9 @@ class SessionBroker:
         if self._sweeper.running:
             self._sweeper.stop()
 
-    # -- revoked devices, disabled users ------------------------------------------------
+    # -- the sweep: revoked devices, disabled users, lost relays ------------------------
 
-    def start_revocation_sweep(self, interval: float = REVOCATION_SWEEP) -> None:
+    def start_sweep(self, interval: float = SWEEP_INTERVAL) -> None:
         """Every ``interval`` s, end the sessions of revoked devices and disabled users
         (``remotecomm-admin`` marks them in the store, from another process) and of relay
         nodes gone silent."""

@@ -466,7 +466,7 @@ class RevocationTests(BrokerTestCase):
         self.clock.advance(0)
         ends = []
         self.relay.core.end_session = lambda sid, reason: ends.append(reason) or True
-        self.broker.start_revocation_sweep(interval=1.0)
+        self.broker.start_sweep(interval=1.0)
         self.addCleanup(self.broker.stop)
         self.store.run_sync(set_user_disabled, "alice", True)
         self.clock.advance(1)
