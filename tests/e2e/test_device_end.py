@@ -67,3 +67,24 @@ class DeviceEndTests(LocalPortTestCase):
         ended = [e for e in history if e["event"] == "ended-by-operator"]
         self.assertEqual([(e["request_id"], e["operator"]) for e in ended],
                          [(request_id, "olga")])
+        # The record, as the technician's command shows it, matches what each process saw.
+        code, output = await self.setup.cli("session", request_id, "--json")
+        self.assertEqual(code, 0, output)
+        record = json.loads(output)
+        self.assertEqual((record["state"], record["end_reason"], record["device_id"],
+                          record["app_id"], record["user_id"], record["operator"],
+                          record["approved_by_test_approver"]),
+                         ("ended", "ended-by-device", "mfp-1", "web-server", "alice", "bench",
+                          True))
+        self.assertEqual(record["terminal"]["client_name"], "remotecomm-cli")
+        sides = record["connections"]
+        self.assertEqual((sides["device"]["party_id"], sides["terminal"]["party_id"]),
+                         ("mfp-1", json.loads((self.setup.terminal_home / "state.json")
+                                              .read_text())["terminal_id"]))
+        self.assertEqual(sides["device"]["bytes_to_side"],
+                         sides["terminal"]["bytes_from_side"])
+        self.assertGreater(record["duration_us"], 0)
+        code, output = await self.setup.cli("sessions", "--device", "mfp-1")
+        self.assertEqual(code, 0, output)
+        self.assertIn(f"{request_id}", output)
+        self.assertIn("ended: ended-by-device", output)
