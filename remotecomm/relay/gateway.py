@@ -137,7 +137,15 @@ def _messages(cls, max_count: int):
                     decode=lambda value: tuple(cls.from_json(item) for item in value))
 
 
+def _url(*schemes: str) -> Check:
+    return lambda value: (isinstance(value, str) and len(value) <= 250
+                          and value.startswith(tuple(f"{scheme}://" for scheme in schemes))
+                          and value.isprintable() and " " not in value)
+
+
 _SESSION = dict(check=_pattern(SESSION_ID), what="a session ID")
+_HTTP_URL = dict(check=_url("http", "https"), what="an http:// or https:// URL")
+_WS_URL = dict(check=_url("ws", "wss"), what="a ws:// or wss:// URL")
 _REQUEST = dict(check=_pattern(REQUEST_ID), what="a request ID")
 _SIDE = dict(check=_one_of(*SIDES), what="'device' or 'terminal'")
 _ADDRESS = dict(check=_text(100), what="an address of at most 100 characters")
@@ -308,12 +316,8 @@ class Heartbeat(_Message):
     KIND: ClassVar[str] = "heartbeat"
 
     relay_node: str = _checked(_pattern(RELAY_NODE), what="a relay node name")
-    api_url: str = _checked(lambda value: isinstance(value, str) and len(value) <= 250 and
-                            value.startswith(("http://", "https://")) and value.isprintable()
-                            and " " not in value, what="an http:// or https:// URL")
-    public_url: str = _checked(lambda value: isinstance(value, str) and len(value) <= 250 and
-                               value.startswith(("ws://", "wss://")) and value.isprintable()
-                               and " " not in value, what="a ws:// or wss:// URL")
+    api_url: str = _checked(**_HTTP_URL)
+    public_url: str = _checked(**_WS_URL)
     state: str = _checked(_one_of(*NODE_STATES), what="'active' or 'draining'")
     open_sessions: int = _checked(_count, what="a count")
     counters: tuple = _messages(SessionCounters, MAX_COUNTERS)
@@ -363,9 +367,7 @@ class Allocation(_Message):
 
     session_id: str = _checked(**_SESSION)
     relay_node: str = _checked(_pattern(RELAY_NODE), what="a relay node name")
-    relay_url: str = _checked(lambda value: isinstance(value, str) and len(value) <= 250 and
-                              value.startswith(("ws://", "wss://")) and value.isprintable()
-                              and " " not in value, what="a ws:// or wss:// URL")
+    relay_url: str = _checked(**_WS_URL)
 
 
 @dataclass(frozen=True)
