@@ -4,7 +4,8 @@ from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from remotecomm.xmpp.prosody import ProsodySettings, write_prosody_config
+from remotecomm.unix_sockets import remove_private_socket_folder
+from remotecomm.xmpp.prosody import ProsodySettings, admin_socket_path, write_prosody_config
 
 
 class ProsodyConfigTests(SynchronousTestCase):
@@ -17,6 +18,8 @@ class ProsodyConfigTests(SynchronousTestCase):
                       component_domain="rms.test", component_secret="s3cret",
                       certificate=folder / "x.pem", key=folder / "x.key")
         values.update(changes)
+        # trial's folders are deep: the admin socket lands in a private temp folder
+        self.addCleanup(remove_private_socket_folder, admin_socket_path(values["data_dir"]))
         return ProsodySettings(**values)
 
     def test_config_names_our_ports_hosts_and_secret(self):
