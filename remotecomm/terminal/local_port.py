@@ -241,7 +241,7 @@ class LocalConnection(Protocol):
             self._stream = None
             self._refuse(Refusal(504, text("local-no-answer")))
         elif self._stream is None:
-            self.transport.loseConnection()
+            self._close()
 
     # -- reading requests -----------------------------------------------------------
 
@@ -277,7 +277,7 @@ class LocalConnection(Protocol):
                     if not self._response_started:
                         self._arm(RESPONSE_TIMEOUT)
             elif isinstance(event, h11.ConnectionClosed):
-                self.transport.loseConnection()
+                self._close()
                 return
             if self._reading_paused:
                 return
@@ -329,7 +329,7 @@ class LocalConnection(Protocol):
             self._refuse(Refusal(error.error_status_hint or 400, text("local-malformed")),
                          close=True)
         else:
-            self.transport.loseConnection()
+            self._close()
 
     def _refuse(self, refusal: Refusal, close: bool = False) -> None:
         """Answer a request here (refusals, 502/504), then carry on or close."""
@@ -347,19 +347,19 @@ class LocalConnection(Protocol):
             self.transport.write(self._http.send(h11.Data(data=body)))
             self.transport.write(self._http.send(h11.EndOfMessage()))
         except h11.LocalProtocolError:
-            self.transport.loseConnection()
+            self._close()
             return
         self._next_cycle()
 
     def _next_cycle(self) -> None:
         self._stream = None
         if self._http.our_state is h11.MUST_CLOSE or self._http.their_state is not h11.DONE:
-            self.transport.loseConnection()
+            self._close()
             return
         try:
             self._http.start_next_cycle()
         except h11.LocalProtocolError:
-            self.transport.loseConnection()
+            self._close()
             return
         self._arm(IDLE_TIMEOUT)
         self._resume_reading()
@@ -404,12 +404,12 @@ class LocalConnection(Protocol):
         try:
             self.transport.write(self._http.send(h11.EndOfMessage()))
         except h11.LocalProtocolError:
-            self.transport.loseConnection()
+            self._close()
             return
         if self._http.their_state is h11.SEND_BODY:
             # The device answered before the body was sent; the connection cannot go on.
             self._stream = None
-            self.transport.loseConnection()
+            self._close()
             return
         self._next_cycle()
 
@@ -428,6 +428,14 @@ class LocalConnection(Protocol):
             self._stream.cancel(reason)
         self._stream = None
         self.transport.abortConnection()
+
+    def _close(self) -> None:
+        """Close once what is written has gone out.  The connection is its transport's
+        producer: Twisted closes a transport that still has one only when the producer
+        lets go, and a paused one would keep the connection open for ever."""
+        if self.transport.producer is not None:
+            self.transport.unregisterProducer()
+        self.transport.loseConnection()
 
     # -- IPushProducer: the socket's send buffer -----------------------------------
 
@@ -458,4 +466,4 @@ class LocalPortFactory(Factory):
     def close_all(self) -> None:
         """The session ended: drop every client connection."""
         for connection in list(self.connections):
-            connection.transport.loseConnection()
+            connection._close()
