@@ -25,7 +25,7 @@ from twisted.words.xish import domish
 from remotecomm.clock import now_us, seconds_to_us
 from remotecomm.device.history import History
 from remotecomm.sessions.messages import (ApprovalCancelled, ApprovalDecision, ApprovalRequest,
-                                          EndSession, MessageRefused, SessionReady)
+                                          EndSession, MessageRefused, SessionReady, SessionReport)
 from remotecomm.xmpp.compat import subprotocols
 from remotecomm.xmpp.payloads import NS_DEVICE_PREFIX, PayloadError, decode, encode
 from remotecomm.xmpp.stream import NotConnected, reply_error, reply_result
@@ -67,7 +67,8 @@ class Approvals:
                  send_decision: Callable[[str, ApprovalDecision], Deferred],
                  test_approver: str | None = None,
                  on_ready: Callable[[SessionReady], None] = lambda ready: None,
-                 on_end: Callable[[str], bool] = lambda request_id: False):
+                 on_end: Callable[[str], bool] = lambda request_id: False,
+                 agent_version: str = "unknown"):
         self._clock = clock
         self._history = history
         self._apps = apps
@@ -75,6 +76,7 @@ class Approvals:
         self._test_approver = test_approver
         self._on_ready = on_ready
         self._on_end = on_end
+        self._agent_version = agent_version
         self._requests: OrderedDict[str, Pending] = OrderedDict()
         self.sessions: dict[str, SessionReady] = {}
 
@@ -172,6 +174,22 @@ class Approvals:
                  relay_url=ready.relay_url)
 
 
+    def session_ended(self, request_id: str, **seen) -> None:
+        """S313 (push): the device side of a session ended; report what the device saw
+        (``seen``: the fields of :class:`SessionReport` the relay link knows)."""
+        pending = self._requests.get(request_id)
+        ready = self.sessions.get(request_id)
+        if pending is None or ready is None or pending.decision is None:
+            return
+        report = SessionReport(request_id=request_id, session_id=ready.session_id,
+                               app_id=ready.app_id, agent_version=self._agent_version,
+                               operator=pending.decision.operator,
+                               reported_us=now_us(self._clock), **seen)
+        self._history.append("session-report", report.reported_us, request_id=request_id,
+                             end_code=report.end_code, bytes_to_device=report.bytes_to_device,
+                             bytes_from_device=report.bytes_from_device)
+        self._send_decision(pending.component, report)
+
     def on_end_session(self, end: EndSession) -> None:
         """S265/S291: the manager asks to end the device side of a session."""
         ready = self.sessions.get(end.request_id)
@@ -230,29 +248,28 @@ class ManagerRequests(subprotocols.XMPPHandler):
         reply_error(self.parent, iq, e.condition, e.text)
 
 
-def decision_sender(stream, clock: IReactorTime) -> Callable[[str, ApprovalDecision], Deferred]:
-    """Sends decisions to the manager, retrying on ``wait`` errors and timeouts."""
-    async def send(component: str, decision: ApprovalDecision) -> None:
+def decision_sender(stream, clock: IReactorTime) -> Callable[[str, object], Deferred]:
+    """Sends messages to the manager (decisions, session reports), retrying on ``wait``
+    errors and timeouts."""
+    async def send(component: str, message) -> None:
+        what = f"{type(message).__name__} of {message.request_id}"
         for attempt in range(1, SEND_ATTEMPTS + 1):
             try:
-                await stream.request_iq(component, encode(decision))
+                await stream.request_iq(component, encode(message))
                 return
             except error.StanzaError as e:
                 if e.type != "wait":
-                    log.error("the manager refused the answer to {request_id}: {condition} "
-                              "{text}", request_id=decision.request_id, condition=e.condition,
-                              text=e.text or "")
+                    log.error("the manager refused the {what}: {condition} {text}", what=what,
+                              condition=e.condition, text=e.text or "")
                     return
             except (TimeoutError, NotConnected):
                 pass
-            log.info("answer to {request_id} not delivered (attempt {attempt}); retrying",
-                     request_id=decision.request_id, attempt=attempt)
+            log.info("{what} not delivered (attempt {attempt}); retrying", what=what,
+                     attempt=attempt)
             await deferLater(clock, SEND_RETRY_DELAY, lambda: None)
-        log.error("the answer to {request_id} could not be delivered",
-                  request_id=decision.request_id)
+        log.error("the {what} could not be delivered", what=what)
 
-    def start(component: str, decision: ApprovalDecision) -> Deferred:
-        return ensureDeferred(send(component, decision))
+    def start(component: str, message) -> Deferred:
+        return ensureDeferred(send(component, message))
 
     return start
-

@@ -289,6 +289,9 @@ class HttpStream:
             self._timeout.cancel()
         if self.done:
             return
+        server = response.headers.getRawHeaders(b"server")
+        if server:  # the app's own word on what it is (for the device's session report)
+            self._streams.app_server = server[0].decode("latin-1")[:64]
         length = None if self._method == b"HEAD" or response.length is UNKNOWN_LENGTH \
             else response.length
         self._send_limited(response_head(response.code, response.phrase, response.headers,
@@ -375,6 +378,7 @@ class HttpStreams:
         self._agent = Agent.usingEndpointFactory(reactor, _NoDelayEndpoints(reactor),
                                                  pool=self._pool)
         self.streams: dict[int, HttpStream] = {}
+        self.app_server: str | None = None  # the app's Server header, once it answered
 
     def frame(self, frame: env.Frame) -> None:
         """A frame from the terminal."""

@@ -41,16 +41,28 @@ class RelayLinks:
         self._hello = hello
         self.links: dict[str, RelayClient] = {}
         self.joined_us: dict[str, int] = {}  # sessions whose device side is established
+        # S313 (push): told what the device saw of a session when its side ends.
+        self.on_ended = lambda request_id, **seen: None
 
     def join(self, ready: SessionReady) -> None:
         """S171/S172: join the relay for an approved session."""
         if ready.request_id in self.links or len(self.links) >= MAX_LINKS:
             return
+        counted = {"to_device": 0, "from_device": 0}
+
+        def send(message: bytes) -> None:
+            counted["from_device"] += len(message)
+            client.send(message)
+
+        def received(message: bytes) -> None:
+            counted["to_device"] += len(message)
+            self._frame(streams, ready, message)
+
         streams = HttpStreams(self._reactor, self._clock, ready.session_id, ready.app_id,
-                              self._apps, lambda message: client.send(message))
+                              self._apps, send)
         client = RelayClient(self._reactor, ready.relay_url, "device", ready.session_id,
-                             ready.token, self._ca,
-                             lambda message: self._frame(streams, ready, message))
+                             ready.token, self._ca, received)
+        client.counted = counted
         self.links[ready.request_id] = client
         ensureDeferred(self._run(client, streams, ready)).addErrback(
             lambda f: log.failure("relay link of {request_id} failed", f,
@@ -80,11 +92,19 @@ class RelayLinks:
         ended = await client.closed
         streams.close()
         self.links.pop(ready.request_id, None)
-        self.joined_us.pop(ready.request_id, None)
+        started_us = self.joined_us.pop(ready.request_id, None)
         log.info("relay link of {request_id} ended: {code} {reason}",
                  request_id=ready.request_id, code=ended.code, reason=ended.reason)
-        self._history.append("relay-ended", now_us(self._clock), request_id=ready.request_id,
+        ended_us = now_us(self._clock)
+        self._history.append("relay-ended", ended_us, request_id=ready.request_id,
                              code=ended.code, reason=ended.reason[:200])
+        self.on_ended(ready.request_id, started_us=started_us or ended_us, ended_us=ended_us,
+                      end_code=ended.code or 1006,
+                      end_reason=(ended.reason or ("normal" if ended.code == 1000
+                                                   else "dropped"))[:200],
+                      bytes_to_device=client.counted["to_device"],
+                      bytes_from_device=client.counted["from_device"],
+                      app_version=streams.app_server)
 
     def _frame(self, streams: HttpStreams, ready: SessionReady, message: bytes) -> None:
         try:

@@ -74,7 +74,8 @@ def build_service(config: DeviceAgentConfig, reactor, links=None) -> MultiServic
                             "apps": sorted(config.apps)}, config.apps)
     approvals = Approvals(reactor, history, set(config.apps), decision_sender(stream, reactor),
                           test_approver=config.test_approver, on_ready=links.join,
-                          on_end=links.end)
+                          on_end=links.end, agent_version=__version__)
+    links.on_ended = approvals.session_ended
     ManagerRequests(approvals, link.is_component).setHandlerParent(stream)
     UnknownIqHandler().setHandlerParent(stream)
     if config.test_approver is not None:

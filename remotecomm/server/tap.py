@@ -34,7 +34,7 @@ from remotecomm.server.nvx import NativeHelpersMissing, check_native_helpers
 from remotecomm.services import SequentialMultiService, StartStopService, exit_after_shutdown
 from remotecomm.sessions.broker import SessionBroker
 from remotecomm.sessions.lifecycle import SessionPolicy
-from remotecomm.sessions.messages import ApprovalDecision
+from remotecomm.sessions.messages import ApprovalDecision, SessionReport
 from remotecomm.sessions.relay_api import ManagerForRelay
 from remotecomm.sessions.relays import RelayDirectory
 from remotecomm.store.engine import SchemaTooNew, Store, migrate, open_sqlite
@@ -218,6 +218,7 @@ def _build_sessions(config: ServerConfig, reactor, root, readiness: dict,
     StartStopService("sessions", start_sessions, broker.stop).setServiceParent(root)
     if manager.component is not None:
         manager.component.requests.register(ApprovalDecision, broker.on_decision)
+        manager.component.requests.register(SessionReport, broker.on_session_report)
         manager.component.connector.setServiceParent(root)
     if config.sessions.allow_test_approver:
         log.warn("this manager ACCEPTS answers from device test approvers "

@@ -25,7 +25,7 @@ from remotecomm.clock import now_us
 from remotecomm.relay.gateway import AllocationRequest, EndOrder
 from remotecomm.sessions import lifecycle as lc, records, rows
 from remotecomm.sessions.messages import (ApprovalCancelled, ApprovalDecision, ApprovalRequest,
-                                          EndSession, MessageRefused, SessionReady)
+                                          EndSession, MessageRefused, SessionReady, SessionReport)
 from remotecomm.sessions.relays import RelayDirectory
 from remotecomm.store import sessions as session_queries
 from remotecomm.store.audit import append_audit
@@ -436,6 +436,34 @@ class SessionBroker:
 
     def _tell_device_cancelled(self, row, state_before: str) -> None:
         self._notify_ended(row, state_before, "cancelled")
+
+    # -- S313: what the device reports --------------------------------------------------
+
+    async def on_session_report(self, device_id: str, report: SessionReport,
+                                source: str) -> None:
+        """Keep what a device saw of a session (once; its clock beside ours); raises
+        ``MessageRefused`` for a session that is not this device's."""
+        received = now_us(self._clock)
+
+        def keep(connection) -> bool | None:
+            row = session_queries.load_session(connection, report.request_id)
+            if row is None or row.device_id != device_id or \
+                    row.session_id != report.session_id:
+                return None
+            values = {name: getattr(report, name) for name in report.__dataclass_fields__
+                      if name != "session_id"}
+            return session_queries.record_device_report(
+                connection, dict(values, device_id=device_id, received_us=received))
+
+        kept = await self._store.run(keep)
+        if kept is None:
+            raise MessageRefused("not-found", "no such session of this device")
+        if kept:
+            log.info("session {request_id}: {device_id} reported its side ({end_reason}, "
+                     "{bytes_to_device} B in, {bytes_from_device} B out)",
+                     request_id=report.request_id, device_id=device_id,
+                     end_reason=report.end_reason, bytes_to_device=report.bytes_to_device,
+                     bytes_from_device=report.bytes_from_device)
 
     # -- force-end, listing -------------------------------------------------------------
 

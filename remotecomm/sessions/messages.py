@@ -14,6 +14,7 @@ message                direction        step
 :class:`ApprovalCancelled` manager → device the terminal gave up: drop the card
 :class:`SessionReady`  manager → device  S149: token, session ID, relay
 :class:`EndSession`    manager → device  S265: end the device's side
+:class:`SessionReport` device → manager  S313 (pushed when its side ends): what it saw
 =====================  ===============  ==========================================
 
 A side that will not take a message raises :class:`MessageRefused` with one
@@ -104,3 +105,27 @@ class EndSession:
 
     request_id: str
     session_id: str
+
+
+@dataclass(frozen=True)
+class SessionReport:
+    """S313, pushed by the device when its side of a session ends: what the device saw.
+
+    Times are the device's own clock (the manager keeps them beside the time it received
+    them); ``app_version`` is what the app said of itself (its ``Server`` header), if it
+    answered at all.
+    """
+
+    request_id: str
+    session_id: str
+    app_id: str
+    agent_version: str
+    operator: str
+    started_us: int
+    ended_us: int
+    end_code: int
+    end_reason: str
+    bytes_to_device: int
+    bytes_from_device: int
+    reported_us: int
+    app_version: str | None = None

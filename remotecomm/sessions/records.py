@@ -4,7 +4,8 @@ information" in SYSTEM.md), built from the session row and its connection record
 Sources, each kept as it came: the manager's own row (who asked, from which unit and
 terminal, for which device and app; the approving operator; the lifecycle's times and
 reason), the relay's logs (per side: who connected, when, how it ended, bytes each way),
-and the terminal (its client and OS, sent with the request).  The session's start is the
+the terminal (its client and OS, sent with the request), and the device (what it pushed
+when its side ended: operator, app and agent versions, its times, bytes, close code).  The session's start is the
 first side's start, its end the last side's end.
 """
 
@@ -31,8 +32,20 @@ def _side(record) -> dict:
     return side
 
 
-def session_record(row, connections: dict) -> dict:
-    """The record of one session: its row, its sides, the terminal's description."""
+_DEVICE_FIELDS = ("app_version", "agent_version", "operator", "end_code", "end_reason",
+                  "bytes_to_device", "bytes_from_device")
+
+
+def _device(report) -> dict:
+    seen = {name: getattr(report, name) for name in _DEVICE_FIELDS}
+    seen.update(started_at_us=report.started_us, ended_at_us=report.ended_us,
+                reported_at_us=report.reported_us, received_at_us=report.received_us)
+    return seen
+
+
+def session_record(row, connections: dict, device_report=None) -> dict:
+    """The record of one session: its row, its sides, the terminal's description, and what
+    the device reported (``device``: its own clock's times beside when we received them)."""
     record = {name: getattr(row, name) for name in _ROW_FIELDS}
     record["operator"] = row.approver  # who answered on the device (S143)
     record["approved_by_test_approver"] = bool(row.approved_by_test_approver)
@@ -51,12 +64,14 @@ def session_record(row, connections: dict) -> dict:
                              and record["finished_at_us"] is not None else None)
     record["ended_normally"] = (record["end_reason"] == "normal"
                                 if record["state"] == "ended" else None)
+    record["device"] = _device(device_report) if device_report is not None else None
     return {key: value for key, value in record.items() if value is not None}
 
 
 def unit_records(connection: Connection, unit_id: str, **filters) -> list[dict]:
     """The records of a unit's sessions, newest first (see ``session_records``)."""
-    return [session_record(row, session_rows.connection_records(connection, row.request_id))
+    return [session_record(row, session_rows.connection_records(connection, row.request_id),
+                           session_rows.device_report(connection, row.request_id))
             for row in session_rows.session_records(connection, unit_id, **filters)]
 
 
@@ -65,4 +80,5 @@ def one_record(connection: Connection, request_id: str, unit_id: str) -> dict | 
     row = session_rows.load_session(connection, request_id)
     if row is None or row.unit_id != unit_id:
         return None
-    return session_record(row, session_rows.connection_records(connection, request_id))
+    return session_record(row, session_rows.connection_records(connection, request_id),
+                          session_rows.device_report(connection, request_id))

@@ -150,6 +150,26 @@ session_connections = Table(
     CheckConstraint("side IN ('device', 'terminal')", name="ck_session_connections_side"),
 )
 
+# What a device reported of a session when its side ended (S313), its own clock beside
+# the time the manager received it.  One per session; a repeat is ignored.
+session_device_reports = Table(
+    "session_device_reports", metadata,
+    Column("request_id", String(64), ForeignKey("sessions.request_id"), primary_key=True),
+    Column("device_id", String(64), nullable=False),
+    Column("app_id", String(64), nullable=False),
+    Column("app_version", String(64), nullable=True),
+    Column("agent_version", String(32), nullable=False),
+    Column("operator", String(200), nullable=False),
+    Column("started_us", BigInteger, nullable=False),
+    Column("ended_us", BigInteger, nullable=False),
+    Column("end_code", Integer, nullable=False),
+    Column("end_reason", String(200), nullable=False),
+    Column("bytes_to_device", BigInteger, nullable=False),
+    Column("bytes_from_device", BigInteger, nullable=False),
+    Column("reported_us", BigInteger, nullable=False),
+    Column("received_us", BigInteger, nullable=False),
+)
+
 # Append-only: rows are inserted, never updated or deleted (triggers refuse it).
 audit = Table(
     "audit", metadata,
@@ -164,5 +184,5 @@ audit = Table(
 Index("ix_audit_at", audit.c.at_us)
 
 __all__ = ["metadata", "units", "users", "memberships", "terminals", "api_tokens", "devices",
-           "sessions", "relay_nodes", "session_connections", "audit", "ROLES", "SESSION_SIDES",
-           "RELAY_NODE_STATES"]
+           "sessions", "relay_nodes", "session_connections", "session_device_reports", "audit",
+           "ROLES", "SESSION_SIDES", "RELAY_NODE_STATES"]

@@ -13,7 +13,8 @@ from typing import Iterable
 
 from sqlalchemy import Connection, insert, or_, select, update
 
-from remotecomm.store.schema import devices, session_connections, sessions, units, users
+from remotecomm.store.schema import (devices, session_connections, session_device_reports, sessions,
+                                     units, users)
 
 
 class Conflict(Exception):
@@ -185,3 +186,21 @@ def record_connection_ended(connection: Connection, request_id: str, side: str, 
         .values(ended_us=at_us, ended_normally=normal, end_reason=reason,
                 bytes_from_side=bytes_from_side, bytes_to_side=bytes_to_side,
                 ended_log_key=key))
+
+
+# -- what devices reported (S313) -----------------------------------------------------------
+
+def record_device_report(connection: Connection, values: dict) -> bool:
+    """Keep a device's report of a session; whether it is new (a repeat changes nothing)."""
+    exists = connection.execute(select(session_device_reports.c.request_id).where(
+        session_device_reports.c.request_id == values["request_id"])).first()
+    if exists is not None:
+        return False
+    connection.execute(insert(session_device_reports).values(**values))
+    return True
+
+
+def device_report(connection: Connection, request_id: str):
+    """The device's report of a session, or ``None``."""
+    return connection.execute(select(session_device_reports).where(
+        session_device_reports.c.request_id == request_id)).first()

@@ -329,17 +329,15 @@ def _instant(value: str, name: str) -> int:
 
 
 def with_iso_times(answer: dict) -> dict:
-    """Every ``…_us`` instant also as ISO 8601: ``requested_at_us`` → ``requested_at``,
-    ``approval_deadline_us`` → ``approval_deadline_at``."""
+    """Every ``…_us`` instant also as ISO 8601, in nested objects too: ``requested_at_us`` →
+    ``requested_at``, ``approval_deadline_us`` → ``approval_deadline_at``."""
     for key in [k for k in answer if k.endswith("_us") and isinstance(answer[k], int)
                 and not k.startswith(("duration", "idle"))]:
         stem = key[:-3]
         answer[stem if stem.endswith("_at") else stem + "_at"] = iso_from_us(answer[key])
     for value in answer.values():
         if isinstance(value, dict):
-            for nested in value.values():
-                if isinstance(nested, dict):
-                    with_iso_times(nested)
+            with_iso_times(value)
     return answer
 
 

@@ -21,7 +21,7 @@ from twisted.words.xish import domish
 from remotecomm.identifiers import APP_ID, DEVICE_ID, REQUEST_ID, SESSION_ID, TOKEN
 from remotecomm.sessions.messages import (ENVELOPE_VERSIONS, MAX_APPS, ApprovalCancelled,
                                           ApprovalDecision, ApprovalRequest, EndSession, Hello,
-                                          MessageRefused, SessionReady)
+                                          MessageRefused, SessionReady, SessionReport)
 
 NS_DEVICE = "urn:remotecomm:device:1"
 NS_DEVICE_PREFIX = "urn:remotecomm:device:"
@@ -161,7 +161,9 @@ class _Attribute:
     field: str
     name: str
     pattern: str | re.Pattern
-    kind: str = "text"   # text | instant (int) | yes-no (bool) | true-false (bool, default no)
+    # text | optional-text (absent: None) | instant (int) | yes-no (bool)
+    # | true-false (bool, absent: false)
+    kind: str = "text"
 
 
 # The one table of the flat session payloads: message class → element name and attributes.
@@ -191,12 +193,26 @@ _PAYLOADS: dict[type, tuple[str, tuple[_Attribute, ...]]] = {
     EndSession: ("end-session", (
         _Attribute("request_id", "request-id", REQUEST_ID),
         _Attribute("session_id", "session-id", SESSION_ID))),
+    SessionReport: ("session-report", (
+        _Attribute("request_id", "request-id", REQUEST_ID),
+        _Attribute("session_id", "session-id", SESSION_ID),
+        _Attribute("app_id", "app", APP_ID),
+        _Attribute("agent_version", "agent-version", _VERSION_TEXT),
+        _Attribute("operator", "operator", _NAME),
+        _Attribute("started_us", "started-us", _INSTANT, "instant"),
+        _Attribute("ended_us", "ended-us", _INSTANT, "instant"),
+        _Attribute("end_code", "end-code", r"\d{1,5}", "instant"),
+        _Attribute("end_reason", "end-reason", _NAME),
+        _Attribute("bytes_to_device", "bytes-to-device", _INSTANT, "instant"),
+        _Attribute("bytes_from_device", "bytes-from-device", _INSTANT, "instant"),
+        _Attribute("reported_us", "reported-us", _INSTANT, "instant"),
+        _Attribute("app_version", "app-version", _NAME, "optional-text"))),
 }
 _BY_NAME = {name: (cls, attributes) for cls, (name, attributes) in _PAYLOADS.items()}
 PAYLOAD_NAMES = frozenset(_BY_NAME) | {"hello"}
 
 
-def _write(attribute: _Attribute, value) -> str:
+def _write(attribute: _Attribute, value) -> str | None:
     if attribute.kind == "yes-no":
         return "yes" if value else "no"
     if attribute.kind == "true-false":
@@ -208,6 +224,8 @@ def _read(element: domish.Element, attribute: _Attribute):
     value = element.getAttribute(attribute.name)
     if value is None and attribute.kind == "true-false":
         value = "false"
+    if value is None and attribute.kind == "optional-text":
+        return None
     pattern = attribute.pattern
     matcher = pattern if isinstance(pattern, re.Pattern) else re.compile(pattern)
     if value is None or not matcher.fullmatch(value):
@@ -228,7 +246,9 @@ def encode(message) -> domish.Element:
     name, attributes = _PAYLOADS[type(message)]
     element = domish.Element((NS_DEVICE, name))
     for attribute in attributes:
-        element[attribute.name] = _write(attribute, getattr(message, attribute.field))
+        value = getattr(message, attribute.field)
+        if value is not None or attribute.kind != "optional-text":
+            element[attribute.name] = _write(attribute, value)
     return element
 
 

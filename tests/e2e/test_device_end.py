@@ -26,6 +26,8 @@ class DeviceEndTests(LocalPortTestCase):
 
     async def test_the_operator_ends_the_session_on_the_panel(self):
         panel_url = self.panel_url
+        code, _ = await self.get("/api/status")  # some traffic both ways first
+        self.assertEqual(code, 200)
         browser = Browser(reactor)
         self.addCleanup(lambda: (self.setup.folder / "chromium.log").write_text(browser.output))
         self.addCleanup(browser.stop)
@@ -84,6 +86,21 @@ class DeviceEndTests(LocalPortTestCase):
         self.assertEqual(sides["device"]["bytes_to_side"],
                          sides["terminal"]["bytes_from_side"])
         self.assertGreater(record["duration_us"], 0)
+        # The device's own report (S313, pushed when its side ended) is the third source.
+        for _ in range(50):
+            code, output = await self.setup.cli("session", request_id, "--json")
+            record = json.loads(output)
+            if "device" in record:
+                break
+            await sleep(reactor, 0.1)
+        seen = record["device"]
+        self.assertEqual((seen["operator"], seen["agent_version"], seen["end_code"]),
+                         ("bench", "0.1.0", 1000))
+        self.assertGreater(seen["bytes_to_device"], 0)
+        self.assertGreater(seen["bytes_from_device"], 0)
+        self.assertTrue(seen["app_version"].startswith("TwistedWeb"), seen)
+        self.assertLessEqual(seen["started_at_us"], seen["ended_at_us"])
+        self.assertIn("received_at", seen)
         code, output = await self.setup.cli("sessions", "--device", "mfp-1")
         self.assertEqual(code, 0, output)
         self.assertIn(f"{request_id}", output)

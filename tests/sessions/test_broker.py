@@ -11,7 +11,7 @@ from remotecomm.sessions import lifecycle as lc
 from remotecomm.sessions.broker import SessionBroker, SessionError
 from remotecomm.sessions.lifecycle import SessionPolicy
 from remotecomm.sessions.messages import (ApprovalCancelled, ApprovalDecision, EndSession,
-                                          MessageRefused)
+                                          MessageRefused, SessionReport)
 from remotecomm.store.accounts import insert_unit, insert_user, set_user_disabled
 from remotecomm.store.audit import audit_records
 from remotecomm.store.devices import insert_device, record_hello, revoke_device, set_device_presence
@@ -488,3 +488,37 @@ class RevocationTests(BrokerTestCase):
         self.assertEqual(self.successResultOf(Deferred.fromCoroutine(
             self.broker.end_revoked())), 1)
         self.assertEqual(self.row(accepted.request_id).end_detail, "device revoked")
+
+
+class SessionReportTests(BrokerTestCase):
+    """S313: what a device pushes when its side ends is kept once, for its own sessions."""
+
+    def report(self, request_id, session_id, device_id="mfp-1", **changes):
+        values = dict(request_id=request_id, session_id=session_id, app_id="web-server",
+                      agent_version="0.1.0", operator="olga", started_us=1, ended_us=2,
+                      end_code=1000, end_reason="normal", bytes_to_device=10,
+                      bytes_from_device=20, reported_us=3, app_version="TwistedWeb/26")
+        values.update(changes)
+        return Deferred.fromCoroutine(self.broker.on_session_report(
+            device_id, SessionReport(**values), f"{device_id}@d/agent"))
+
+    def test_kept_once_and_shown_in_the_record(self):
+        accepted = self.request()
+        self.successResultOf(self.decide(accepted.request_id))
+        self.clock.advance(0)
+        session_id = self.row(accepted.request_id).session_id
+        self.successResultOf(self.report(accepted.request_id, session_id))
+        self.successResultOf(self.report(accepted.request_id, session_id, bytes_to_device=999))
+        record = self.successResultOf(self.poll(accepted.request_id, caller=BOB))
+        self.assertEqual((record["device"]["bytes_to_device"], record["device"]["app_version"],
+                          record["device"]["reported_at_us"], record["device"]["received_at_us"]),
+                         (10, "TwistedWeb/26", 3, T0 * S))
+
+    def test_refused_for_another_devices_session(self):
+        accepted = self.request()
+        self.successResultOf(self.decide(accepted.request_id))
+        self.clock.advance(0)
+        session_id = self.row(accepted.request_id).session_id
+        failure = self.failureResultOf(self.report(accepted.request_id, session_id, "mfp-2"),
+                                       MessageRefused)
+        self.assertEqual(failure.value.code, "not-found")

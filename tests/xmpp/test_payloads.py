@@ -1,9 +1,12 @@
 """Tests for remotecomm.xmpp.payloads: hello and presence codecs."""
 
+from hypothesis import given, settings, strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from remotecomm.sessions.messages import (REFUSALS, ApprovalDecision, ApprovalRequest, EndSession,
-                                          Hello, MessageRefused, SessionReady)
+from remotecomm.identifiers import APP_ID, REQUEST_ID, SESSION_ID
+from remotecomm.sessions.messages import (REFUSALS, ApprovalCancelled, ApprovalDecision,
+                                          ApprovalRequest, EndSession, Hello, MessageRefused,
+                                          SessionReady, SessionReport)
 from remotecomm.testing.xmpp import parse
 from remotecomm.xmpp.payloads import (NS_DEVICE, PayloadError, build_hello, decode, encode,
                                       parse_hello, parse_presence, request_payload)
@@ -174,3 +177,31 @@ class SessionPayloadTests(SynchronousTestCase):
         """A transport-free refusal always becomes a defined stanza error."""
         for code in REFUSALS:
             self.assertEqual(PayloadError.from_refusal(MessageRefused(code, "t")).text, "t")
+
+
+names = st.from_regex(r"[a-z][a-z0-9 .-]{0,40}", fullmatch=True)
+instants = st.integers(min_value=0, max_value=2**62)
+
+
+class MessageCodecPropertyTests(SynchronousTestCase):
+    """Every message of the table reads back as written (hypothesis)."""
+
+    def roundtrip(self, message):
+        iq = parse(f"<iq type='set'>{encode(message).toXml()}</iq>")
+        self.assertEqual(decode(iq), message)
+
+    @given(st.builds(ApprovalCancelled, request_id=st.from_regex(REQUEST_ID, fullmatch=True)))
+    def test_approval_cancelled(self, message):
+        self.roundtrip(message)
+
+    @settings(max_examples=200)
+    @given(st.builds(SessionReport, request_id=st.from_regex(REQUEST_ID, fullmatch=True),
+                     session_id=st.from_regex(SESSION_ID, fullmatch=True),
+                     app_id=st.from_regex(APP_ID, fullmatch=True),
+                     agent_version=st.from_regex(r"[0-9A-Za-z.+~_-]{1,32}", fullmatch=True),
+                     operator=names, started_us=instants, ended_us=instants,
+                     end_code=st.integers(min_value=0, max_value=99999), end_reason=names,
+                     bytes_to_device=instants, bytes_from_device=instants,
+                     reported_us=instants, app_version=st.none() | names))
+    def test_session_report(self, message):
+        self.roundtrip(message)
