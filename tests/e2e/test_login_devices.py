@@ -137,6 +137,7 @@ class StartRefusalTests(TestCase):
     async def test_refuses_without_autobahn_native_helpers(self):
         """With NVX turned off the server exits non-zero and says why."""
         setup = ServerSetup(reactor, Path(self.mktemp()))
+        self.addCleanup(setup.stop)
         setup.provision({})
         server = ServerProcess(reactor, "remotecomm", ["--config", str(setup.config)],
                                cwd=setup.folder, env={"AUTOBAHN_USE_NVX": "0"})
