@@ -229,9 +229,13 @@ def _build_sessions(config: ServerConfig, reactor, root, readiness: dict,
 
 
 def _manager_client(config: ServerConfig, reactor, root, secret: str) -> ManagerClient:
-    """A relay-only process calls the manager over HTTPS."""
+    """A relay-only process calls the manager over HTTPS (kept-alive connections close at
+    shutdown)."""
     log.info("relay calls the manager at {url}", url=config.relay.manager_url)
-    return _seam_client(ManagerClient, config.relay.manager_url, config, reactor, root, secret)
+    client = ManagerClient(reactor, config.relay.manager_url,
+                           _seam_ca(config, config.relay.manager_url), secret)
+    StartStopService("manager-client", lambda: None, client.close).setServiceParent(root)
+    return client
 
 
 def _relay_node_client(config: ServerConfig, reactor, api_url: str,
@@ -239,17 +243,12 @@ def _relay_node_client(config: ServerConfig, reactor, api_url: str,
     """The manager calls a relay node of another process over HTTPS (the relay directory
     closes it at shutdown)."""
     log.info("manager calls relay node at {url}", url=api_url)
-    ca = config.tls.ca_certificate if api_url.startswith("https:") else None
-    return RelayNodeClient(reactor, api_url, ca, secret)
+    return RelayNodeClient(reactor, api_url, _seam_ca(config, api_url), secret)
 
 
-def _seam_client(client_class, url: str, config: ServerConfig, reactor, root, secret: str):
-    """An HTTPS client of the relay ↔ manager seam, trusting the deployment's CA, whose
-    kept-alive connections close at shutdown."""
-    ca = config.tls.ca_certificate if url.startswith("https:") else None
-    client = client_class(reactor, url, ca, secret)
-    StartStopService(client_class.__name__, lambda: None, client.close).setServiceParent(root)
-    return client
+def _seam_ca(config: ServerConfig, url: str):
+    """The seam trusts only the deployment's CA (nothing to trust for plain loopback)."""
+    return config.tls.ca_certificate if url.startswith("https:") else None
 
 
 def _build_relay(config: ServerConfig, reactor, root, readiness: dict,
