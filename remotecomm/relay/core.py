@@ -119,13 +119,15 @@ class ISessionLogs(Interface):
         """The side was admitted (S176, S209)."""
 
     def ended(admission: Admission, at_us: int, normal: bool, reason: str,
-              bytes_from_side: int, bytes_to_side: int) -> Deferred:
-        """The side's connection is gone (S267, S295)."""
+              bytes_from_side: int, bytes_to_side: int, refused_frames: int = 0,
+              detail: str | None = None) -> Deferred:
+        """The side's connection is gone (S267, S295); ``refused_frames`` and ``detail``
+        say what went wrong on it, if anything."""
 
 
 class _Side:
     __slots__ = ("connection", "admission", "state", "bytes_from_side", "bytes_to_side",
-                 "close_outcome", "partner")
+                 "refused_frames", "close_outcome", "close_detail", "partner")
 
     def __init__(self, connection, admission: Admission):
         self.connection = connection
@@ -133,7 +135,9 @@ class _Side:
         self.state = JOINING
         self.bytes_from_side = 0
         self.bytes_to_side = 0
+        self.refused_frames = 0
         self.close_outcome: tuple[bool, str] | None = None  # (normal, reason) once CLOSING
+        self.close_detail: str | None = None  # the words the relay closed the side with
         self.partner: _Side | None = None  # set at pairing
 
 
@@ -326,6 +330,7 @@ class RelayCore:
         try:
             check_frame(message)
         except EnvelopeError as e:
+            session.sides[side_name].refused_frames += 1
             self._close(session, side_name, CLOSE_BAD_FRAME, f"bad frame: {e}", False, "error")
             return
         side = session.sides[side_name]
@@ -421,6 +426,7 @@ class RelayCore:
         side = session.sides[side_name]
         if side.close_outcome is None:
             side.close_outcome = (normal, log_reason)
+            side.close_detail = reason[:200]
             side.state = CLOSING
         side.connection.close(code, reason)
 
@@ -430,7 +436,8 @@ class RelayCore:
         side.state = ENDED
         a = side.admission
         self._outbox.ended(a, now_us(self._clock), normal, reason, side.bytes_from_side,
-                           side.bytes_to_side).addErrback(
+                           side.bytes_to_side, side.refused_frames,
+                           side.close_detail).addErrback(
             lambda f: log.failure("writing the end log of {request_id} failed", f,
                                   request_id=a.request_id))
         log.info("{side} side of session {request_id} ended ({reason})", side=a.side,

@@ -264,13 +264,19 @@ class SessionLog(_Message):
     reason: str | None = _checked(optional=True, **_REASON)
     bytes_from_side: int | None = _checked(_count, optional=True, what="a byte count")
     bytes_to_side: int | None = _checked(_count, optional=True, what="a byte count")
+    # What went wrong on this side, if anything: frames the relay refused from it, and the
+    # words it closed the side with (optional: relays before 0.3 do not send them).
+    refused_frames: int | None = _checked(_count, optional=True, what="a frame count")
+    detail: str | None = _checked(_text(200), optional=True,
+                                  what="a text of at most 200 characters")
 
     def check_whole(self) -> None:
         ended_fields = (self.normal, self.reason, self.bytes_from_side, self.bytes_to_side)
         if self.kind == "ended" and any(value is None for value in ended_fields):
             raise MessageError("normal", "an ended log needs normal, reason, "
                                          "bytes_from_side and bytes_to_side")
-        if self.kind == "started" and any(value is not None for value in ended_fields):
+        if self.kind == "started" and any(value is not None for value in ended_fields + (
+                self.refused_frames, self.detail)):
             raise MessageError("normal", "a started log has no end fields")
         if self.key != log_key(self.session_id, self.side, self.kind):
             raise MessageError("key", "the key must be session_id:side:kind")

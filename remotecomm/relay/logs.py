@@ -151,14 +151,16 @@ class LogOutbox:
                                      admission.request_id, admission.party_id, at_us))
 
     def ended(self, admission: Admission, at_us: int, normal: bool, reason: str,
-              bytes_from_side: int, bytes_to_side: int) -> Deferred:
+              bytes_from_side: int, bytes_to_side: int, refused_frames: int = 0,
+              detail: str | None = None) -> Deferred:
         """Write an end log (closing the connection record), then push it; fires once the
         log is committed."""
         return self._write(self._log("ended", admission.session_id, admission.side,
                                      admission.request_id, admission.party_id, at_us,
                                      normal=normal, reason=reason,
                                      bytes_from_side=bytes_from_side,
-                                     bytes_to_side=bytes_to_side))
+                                     bytes_to_side=bytes_to_side,
+                                     refused_frames=refused_frames, detail=detail))
 
     def _log(self, kind: str, session_id: str, side: str, request_id: str, party_id: str,
              at_us: int, **ended) -> SessionLog:
@@ -213,7 +215,8 @@ class LogOutbox:
             await self._write(self._log(
                 "ended", row["session_id"], row["side"], row["request_id"], row["party_id"], at,
                 normal=False, reason=reason, bytes_from_side=row["bytes_from_side"],
-                bytes_to_side=row["bytes_to_side"]))
+                bytes_to_side=row["bytes_to_side"], refused_frames=0,
+                detail="the relay restarted while this side was connected"))
         if rows:
             log.info("closed {count} connections left open by an earlier run: {reason}",
                      count=len(rows), reason=reason)

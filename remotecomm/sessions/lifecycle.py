@@ -39,6 +39,27 @@ END_REASONS = ("normal", "refused", "approval-timeout", "expired", "dropped-devi
                "revoked", "device-offline", "shutdown", "relay-restart", "relay-lost",
                "ended-by-device", "cancelled", "error")
 
+# What each reason means, for people: the record's ``end_detail`` when nothing more
+# specific is known ("normal" needs no words).
+END_DETAILS = {
+    "refused": "the device's operator said no",
+    "approval-timeout": "the device's operator did not answer in time",
+    "expired": "a side did not join the relay in time",
+    "dropped-device": "the device's connection to the relay dropped",
+    "dropped-terminal": "the terminal's connection to the relay dropped",
+    "idle-timeout": "nothing passed through the session for the idle timeout",
+    "max-lifetime": "the session reached its maximum lifetime",
+    "heartbeat-timeout": "a side stopped answering the relay's pings",
+    "revoked": "the user, terminal or device was disabled, or a unit admin ended it",
+    "device-offline": "the device could not be reached",
+    "shutdown": "the relay shut down",
+    "relay-restart": "the relay restarted while the session ran",
+    "relay-lost": "the session's relay stopped sending heartbeats",
+    "ended-by-device": "the device's operator ended the session",
+    "cancelled": "the requester gave up before the session ran",
+    "error": "an error ended the session",
+}
+
 MAX_LIFETIME_CEILING_US = 12 * 3600 * 1_000_000
 # How long past its maximum lifetime an active session may go without both end logs
 # before the manager counts its relay as lost (the relay itself ends it at the lifetime).
@@ -119,7 +140,9 @@ def end(session: Session, reason: str, now_us: int, detail: str | None = None) -
     if reason not in END_REASONS:
         raise ValueError(f"unknown end reason {reason!r}")
     _require(session, *OPEN_STATES)
-    return replace(session, state=ENDED, ended_us=now_us, end_reason=reason, end_detail=detail)
+    detail = detail or END_DETAILS.get(reason)
+    return replace(session, state=ENDED, ended_us=now_us, end_reason=reason,
+                   end_detail=detail[:200] if detail else None)
 
 
 def decide(session: Session, approve: bool, operator: str, by_test_approver: bool,
@@ -156,17 +179,19 @@ def activate(session: Session) -> Session:
     return replace(session, state=ACTIVE)
 
 
-def both_sides_ended(session: Session, now_us: int, device_reason: str,
-                     terminal_reason: str) -> Session:
+def both_sides_ended(session: Session, now_us: int,
+                     sides: tuple[tuple[str, str, str | None], ...]) -> Session:
     """Both end logs are filed: the session is over (the rule of S261–S299).
 
-    Normal only if both sides ended normally; otherwise the first abnormal
-    reason.  A session the manager already ended (expired) stays as it was.
+    ``sides``: ``(side, reason, relay detail)`` in the order the sides
+    ended.  Normal only if both sides ended normally; otherwise the first
+    abnormal reason, with what the relay said of that side as its detail.  A
+    session the manager already ended (expired) stays as it was.
     """
     if not session.is_open:
         return session
-    reason = next((r for r in (device_reason, terminal_reason) if r != "normal"), "normal")
-    return end(session, reason, now_us)
+    side, reason, detail = next((s for s in sides if s[1] != "normal"), ("", "normal", None))
+    return end(session, reason, now_us, f"{side} side: {detail}" if detail else None)
 
 
 _DEADLINE_REASONS = {PENDING: ("approval-timeout", None),

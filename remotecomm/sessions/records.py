@@ -25,8 +25,9 @@ _TIMES = (("requested_at_us", "requested_us"), ("approval_deadline_us", "approva
 def _side(record) -> dict:
     side = {"party_id": record.party_id, "started_at_us": record.started_us,
             "ended_at_us": record.ended_us, "ended_normally": record.ended_normally,
-            "end_reason": record.end_reason, "bytes_from_side": record.bytes_from_side,
-            "bytes_to_side": record.bytes_to_side}
+            "end_reason": record.end_reason, "end_detail": record.end_detail,
+            "refused_frames": record.refused_frames,
+            "bytes_from_side": record.bytes_from_side, "bytes_to_side": record.bytes_to_side}
     if record.started_us is not None and record.ended_us is not None:
         side["duration_us"] = record.ended_us - record.started_us
     return side

@@ -83,7 +83,8 @@ def _file_log(connection: Connection, entry: SessionLog, at_us: int) -> str:
         session_rows.record_connection_ended(
             connection, row.request_id, entry.side, at_us=entry.at_us, normal=entry.normal,
             reason=entry.reason, bytes_from_side=entry.bytes_from_side,
-            bytes_to_side=entry.bytes_to_side, key=entry.key)
+            bytes_to_side=entry.bytes_to_side, key=entry.key,
+            refused_frames=entry.refused_frames, detail=entry.detail)
     records = session_rows.connection_records(connection, row.request_id)
     before = session_from_row(row)
     after = before
@@ -92,11 +93,17 @@ def _file_log(connection: Connection, entry: SessionLog, at_us: int) -> str:
         after = lc.activate(before)
     elif entry.kind == "ended" and len(records) == 2 and all(
             r.ended_log_key for r in records.values()):
-        after = lc.both_sides_ended(before, at_us, records["device"].end_reason,
-                                    records["terminal"].end_reason)
+        # The side that ended first (on a tie, the one that sent a refused frame) decides.
+        in_order = sorted(records.values(), key=lambda r: (r.ended_us, -(r.refused_frames or 0),
+                                                           r.side))
+        after = lc.both_sides_ended(before, at_us, tuple(
+            (r.side, r.end_reason, r.end_detail) for r in in_order))
     elif entry.kind == "ended" and len(records) == 1 and before.is_open:
         # Only one side ever joined: its end is the session's end.
-        after = lc.end(before, entry.reason if entry.reason != "normal" else "expired", at_us)
+        other = "terminal" if entry.side == "device" else "device"
+        after = lc.end(before, entry.reason if entry.reason != "normal" else "expired", at_us,
+                       f"only the {entry.side} joined; the {other} never did"
+                       + (f" ({entry.detail})" if entry.detail else ""))
     if after is not before:
         save_session(connection, before, after)
     return after.state

@@ -74,6 +74,7 @@ devices = Table(
     Column("envelope_version", Integer, nullable=True),
     Column("apps", Text, nullable=False, server_default="[]"),
     Column("last_hello_us", BigInteger, nullable=True),
+    Column("firmware_version", String(64), nullable=True),
 )
 Index("ix_devices_unit", devices.c.unit_id)
 
@@ -111,6 +112,9 @@ sessions = Table(
     Column("client_version", String(64), nullable=True),
     Column("os_name", String(64), nullable=True),
     Column("os_version", String(64), nullable=True),
+    # Asks for a device report that never came (S312): how many, the last one.
+    Column("device_report_asks", Integer, nullable=False, server_default="0"),
+    Column("device_report_asked_us", BigInteger, nullable=True),
 )
 Index("ix_sessions_state", sessions.c.state)
 Index("ix_sessions_device_terminal", sessions.c.device_id, sessions.c.terminal_id)
@@ -147,6 +151,8 @@ session_connections = Table(
     Column("bytes_to_side", BigInteger, nullable=False),
     Column("started_log_key", String(128), nullable=True, unique=True),
     Column("ended_log_key", String(128), nullable=True, unique=True),
+    Column("refused_frames", Integer, nullable=True),
+    Column("end_detail", String(200), nullable=True),
     CheckConstraint("side IN ('device', 'terminal')", name="ck_session_connections_side"),
 )
 
@@ -160,14 +166,27 @@ session_device_reports = Table(
     Column("app_version", String(64), nullable=True),
     Column("agent_version", String(32), nullable=False),
     Column("operator", String(200), nullable=False),
+    Column("firmware_version", String(64), nullable=True),
     Column("started_us", BigInteger, nullable=False),
-    Column("ended_us", BigInteger, nullable=False),
-    Column("end_code", Integer, nullable=False),
+    Column("ended_us", BigInteger, nullable=True),  # None: the device lost its end
+    Column("end_code", Integer, nullable=True),
     Column("end_reason", String(200), nullable=False),
     Column("bytes_to_device", BigInteger, nullable=False),
     Column("bytes_from_device", BigInteger, nullable=False),
+    Column("errors", Integer, nullable=True),
     Column("reported_us", BigInteger, nullable=False),
     Column("received_us", BigInteger, nullable=False),
+)
+
+# Runs of scheduled jobs, one row per job and period: inserting the row claims the period
+# (so one process runs it, once), finishing it records the outcome.
+scheduled_runs = Table(
+    "scheduled_runs", metadata,
+    Column("job", String(64), primary_key=True),
+    Column("period_start_us", BigInteger, primary_key=True),
+    Column("started_us", BigInteger, nullable=False),
+    Column("finished_us", BigInteger, nullable=True),
+    Column("outcome", String(200), nullable=True),
 )
 
 # Append-only: rows are inserted, never updated or deleted (triggers refuse it).
@@ -185,4 +204,5 @@ Index("ix_audit_at", audit.c.at_us)
 
 __all__ = ["metadata", "units", "users", "memberships", "terminals", "api_tokens", "devices",
            "sessions", "relay_nodes", "session_connections", "session_device_reports", "audit",
+           "scheduled_runs",
            "ROLES", "SESSION_SIDES", "RELAY_NODE_STATES"]

@@ -179,13 +179,14 @@ def record_connection_started(connection: Connection, request_id: str, side: str
 
 def record_connection_ended(connection: Connection, request_id: str, side: str, *,
                             at_us: int, normal: bool, reason: str, bytes_from_side: int,
-                            bytes_to_side: int, key: str) -> None:
-    """File a side's end log."""
+                            bytes_to_side: int, key: str, refused_frames: int | None = None,
+                            detail: str | None = None) -> None:
+    """File a side's end log (``refused_frames`` and ``detail``: what went wrong on it)."""
     connection.execute(update(session_connections).where(
         session_connections.c.request_id == request_id, session_connections.c.side == side)
         .values(ended_us=at_us, ended_normally=normal, end_reason=reason,
                 bytes_from_side=bytes_from_side, bytes_to_side=bytes_to_side,
-                ended_log_key=key))
+                ended_log_key=key, refused_frames=refused_frames, end_detail=detail))
 
 
 # -- what devices reported (S313) -----------------------------------------------------------

@@ -203,6 +203,23 @@ class ForwardingTests(CoreTestCase):
         self.core.closed(terminal, normal_request=False)
         self.assertEqual(device.closed_with[0], rc.CLOSE_PARTNER_DROPPED)
 
+    def test_a_refused_frame_is_counted_and_described_in_the_record(self):
+        """S316's errors: the side that sent a bad frame has it counted, with the words it was
+        closed with; the session's detail names that side."""
+        device, terminal = self.pair()
+        self.core.received(terminal, b"\x09\x09garbage")
+        self.core.closed(terminal, normal_request=False)
+        self.core.closed(device, normal_request=False)
+        records = self.records()
+        self.assertEqual(records["terminal"].refused_frames, 1)
+        self.assertTrue(records["terminal"].end_detail.startswith("bad frame: "))
+        self.assertEqual((records["device"].refused_frames, records["device"].end_detail),
+                         (0, "the terminal side dropped"))
+        session = self.session()
+        self.assertEqual(session.end_reason, "error")
+        self.assertTrue(session.end_detail.startswith("terminal side: bad frame: "),
+                        session.end_detail)
+
     def test_bytes_are_counted_per_direction(self):
         """End logs carry bytes from and to each side."""
         device, terminal = self.pair()

@@ -294,7 +294,8 @@ class MemoryLogs:
     def started(self, admission, at_us):
         return succeed(None)
 
-    def ended(self, admission, at_us, normal, reason, bytes_from_side, bytes_to_side):
+    def ended(self, admission, at_us, normal, reason, bytes_from_side, bytes_to_side,
+              refused_frames=0, detail=None):
         self.ended_reasons[admission.side] = (normal, reason)
         return succeed(None)
 

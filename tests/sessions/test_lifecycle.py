@@ -39,6 +39,28 @@ class LifecycleTests(SynchronousTestCase):
         self.assertEqual((session.state, session.end_reason, session.approver, session.ended_us),
                          (lc.ENDED, "refused", "op", 5 * S))
 
+    def test_every_end_but_a_normal_one_says_why_in_words(self):
+        """end_detail is filled wherever a reason has one; a specific detail wins."""
+        for reason in lc.END_REASONS:
+            ended = lc.end(pending(), reason, 5 * S)
+            if reason == "normal":
+                self.assertIsNone(ended.end_detail)
+            else:
+                self.assertTrue(ended.end_detail, reason)
+        self.assertEqual(lc.end(pending(), "error", 5 * S, "the relay gave no ID").end_detail,
+                         "the relay gave no ID")
+
+    def test_both_ends_name_the_side_that_went_wrong(self):
+        """The first abnormal side decides the reason; its relay detail becomes the session's."""
+        active = lc.activate(lc.allocated(lc.decide(pending(), True, "op", False, 5 * S,
+                                                    allow_test_approver=False), 6 * S, POLICY))
+        ended = lc.both_sides_ended(active, 9 * S, (("device", "normal", None),
+                                                     ("terminal", "error", "bad frame: x")))
+        self.assertEqual((ended.end_reason, ended.end_detail),
+                         ("error", "terminal side: bad frame: x"))
+        self.assertIsNone(lc.both_sides_ended(active, 9 * S, (
+            ("device", "normal", None), ("terminal", "normal", None))).end_detail)
+
     def test_no_answer_in_time_is_no(self):
         """The approval deadline ends a pending session as approval-timeout."""
         session = pending()
@@ -92,7 +114,9 @@ class LifecycleTests(SynchronousTestCase):
         ended = lc.deadline_passed(active, deadline)
         self.assertEqual((ended.state, ended.end_reason), (lc.ENDED, "relay-lost"))
         # Late end logs change nothing any more.
-        self.assertIs(lc.both_sides_ended(ended, deadline + 1, "normal", "normal"), ended)
+        late = lc.both_sides_ended(ended, deadline + 1, (("device", "normal", None),
+                                                         ("terminal", "normal", None)))
+        self.assertIs(late, ended)
 
     def test_a_stuck_allocation_ends_as_an_error(self):
         allocating = lc.decide(pending(), True, "op", False, 0, False)
