@@ -43,6 +43,10 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "no-sessions": "No session records in unit {unit_id} for this query.",
         "sessions-header": "Sessions of unit {unit_id} (newest first):",
         "sessions-more": "(more: narrow the query with --from/--to, or use --json)",
+        "collected": "Asked {asked} device(s) for what they kept: {collected} report(s) "
+                     "collected, {missing} still missing.",
+        "collect-offline": "Offline now, asked again when they come back: {devices}.",
+        "collect-silent": "Did not answer in time, asked again later: {devices}.",
         "end-requested": "No `open` here holds the session with {device_id}: the manager "
                          "asked its relay to end it.",
         "session-ended-as": "The session with {device_id} has ended ({reason}).",

@@ -23,9 +23,10 @@ from twisted.words.protocols.jabber.xmlstream import TimeoutError
 from twisted.words.xish import domish
 
 from remotecomm.clock import now_us, seconds_to_us
-from remotecomm.device.history import History
+from remotecomm.device.history import History, kept_reports
 from remotecomm.sessions.messages import (ApprovalCancelled, ApprovalDecision, ApprovalRequest,
-                                          EndSession, MessageRefused, SessionReady, SessionReport)
+                                          EndSession, KeptReports, MessageRefused, ReportRequest,
+                                          SessionReady, SessionReport)
 from remotecomm.xmpp.compat import subprotocols
 from remotecomm.xmpp.payloads import NS_DEVICE_PREFIX, PayloadError, decode, encode
 from remotecomm.xmpp.stream import NotConnected, reply_error, reply_result
@@ -77,6 +78,7 @@ class Approvals:
         self._on_ready = on_ready
         self._on_end = on_end
         self._agent_version = agent_version
+        self.firmware_version: str | None = None  # as the device's panel last said
         self._requests: OrderedDict[str, Pending] = OrderedDict()
         self.sessions: dict[str, SessionReady] = {}
 
@@ -175,8 +177,9 @@ class Approvals:
 
 
     def session_ended(self, request_id: str, **seen) -> None:
-        """S313 (push): the device side of a session ended; report what the device saw
-        (``seen``: the fields of :class:`SessionReport` the relay link knows)."""
+        """S313 (push): the device side of a session ended; keep what the device saw in its
+        history, then report it (``seen``: the fields of :class:`SessionReport` the relay
+        link knows)."""
         pending = self._requests.get(request_id)
         ready = self.sessions.get(request_id)
         if pending is None or ready is None or pending.decision is None:
@@ -184,11 +187,17 @@ class Approvals:
         report = SessionReport(request_id=request_id, session_id=ready.session_id,
                                app_id=ready.app_id, agent_version=self._agent_version,
                                operator=pending.decision.operator,
-                               reported_us=now_us(self._clock), **seen)
-        self._history.append("session-report", report.reported_us, request_id=request_id,
-                             end_code=report.end_code, bytes_to_device=report.bytes_to_device,
-                             bytes_from_device=report.bytes_from_device)
+                               reported_us=now_us(self._clock),
+                               firmware_version=self.firmware_version, **seen)
+        self._history.append("session-report", report.reported_us, **{
+            name: value for name, value in vars(report).items() if name != "reported_us"})
         self._send_decision(pending.component, report)
+
+    def kept_reports(self, asked: ReportRequest) -> KeptReports:
+        """S312/S313 on request: what the device's history holds of the sessions asked
+        about (the manager keeps each once, so answering twice changes nothing)."""
+        return KeptReports(reports=tuple(kept_reports(
+            self._history.events(), asked.request_ids, now_us(self._clock))))
 
     def on_end_session(self, end: EndSession) -> None:
         """S265/S291: the manager asks to end the device side of a session."""
@@ -231,6 +240,9 @@ class ManagerRequests(subprotocols.XMPPHandler):
                 self._approvals.on_end_session(message)
             elif isinstance(message, ApprovalCancelled):
                 self._approvals.on_cancel(message)
+            elif isinstance(message, ReportRequest):
+                reply_result(self.parent, iq, encode(self._approvals.kept_reports(message)))
+                return
             else:
                 raise PayloadError("feature-not-implemented",
                                    f"unknown request {payload.name!r}")

@@ -3,6 +3,11 @@
 Each line is written and flushed to disk (fsync) before the event is acted
 on, so the device keeps who approved what even if it loses power right
 after.  Secrets (tokens) are never written.
+
+The history is also what the device reports when the manager asks (S312,
+S313): :func:`kept_reports` rebuilds a session's report from its events --
+the report written when its side ended or, when the agent stopped while the
+session ran, what it knew until then (its end is then unknown).
 """
 
 from __future__ import annotations
@@ -10,6 +15,12 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+
+from remotecomm.sessions.messages import SessionReport
+
+# The events a session's report is rebuilt from.
+_REPORT_EVENTS = ("approval-decided", "session-ready", "relay-joined", "relay-ended",
+                  "session-report")
 
 
 class History:
@@ -42,3 +53,45 @@ class History:
             except ValueError:
                 continue
         return events
+
+
+def kept_reports(events: list[dict], request_ids: tuple[str, ...],
+                 reported_us: int) -> list[SessionReport]:
+    """What the device kept of each of ``request_ids`` (in that order; a session it never
+    joined is left out)."""
+    wanted = set(request_ids)
+    by_request: dict[str, dict[str, dict]] = {}
+    for event in events:
+        if event.get("request_id") in wanted and event.get("event") in _REPORT_EVENTS:
+            by_request.setdefault(event["request_id"], {})[event["event"]] = event
+    reports = []
+    for request_id in request_ids:
+        seen = by_request.get(request_id, {})
+        report = _report(request_id, seen, reported_us)
+        if report is not None:
+            reports.append(report)
+    return reports
+
+
+def _report(request_id: str, seen: dict[str, dict], reported_us: int) -> SessionReport | None:
+    written = seen.get("session-report")
+    if written is not None and "session_id" in written:
+        fields = {name: written.get(name) for name in SessionReport.__dataclass_fields__}
+        fields.update(request_id=request_id, reported_us=reported_us)
+        try:
+            return SessionReport(**fields)
+        except TypeError:
+            return None
+    ready, joined = seen.get("session-ready"), seen.get("relay-joined")
+    decided = seen.get("approval-decided")
+    if ready is None or joined is None or decided is None:
+        return None
+    ended = seen.get("relay-ended")
+    return SessionReport(
+        request_id=request_id, session_id=ready["session_id"], app_id=ready["app_id"],
+        agent_version=joined.get("agent_version", "unknown"), operator=decided["operator"],
+        started_us=joined["at_us"], ended_us=ended["at_us"] if ended else None,
+        end_code=ended.get("code") if ended else None,
+        end_reason=(ended.get("reason") or "dropped") if ended else "agent-stopped",
+        bytes_to_device=None, bytes_from_device=None, reported_us=reported_us,
+        firmware_version=joined.get("firmware_version"))

@@ -311,6 +311,7 @@ class HttpStream:
             self._answer_error(502, b"Bad Gateway", "the device's app failed")
 
     def _answer_error(self, code: int, phrase: bytes, text: str) -> None:
+        self._streams.errors += 1
         head, body = error_response(code, phrase, text)
         self._send_limited(head)
         self._send_limited(body)
@@ -335,6 +336,7 @@ class HttpStream:
                 self._send(env.encode_end(self.stream_id))
                 self._finish()
         else:
+            self._streams.errors += 1
             self._send(env.encode_reset(self.stream_id, env.RESET_UNAVAILABLE,
                                         "the device's app broke off its answer"))
             self._finish()
@@ -379,6 +381,7 @@ class HttpStreams:
                                                  pool=self._pool)
         self.streams: dict[int, HttpStream] = {}
         self.app_server: str | None = None  # the app's Server header, once it answered
+        self.errors = 0  # streams refused, failed or broken off (the device's report)
 
     def frame(self, frame: env.Frame) -> None:
         """A frame from the terminal."""
@@ -397,6 +400,7 @@ class HttpStreams:
             stream.reset()
 
     def _refuse(self, stream_id: int, code: int, reason: str) -> None:
+        self.errors += 1
         self.send(env.encode_reset(stream_id, code, reason))
 
     def _open(self, frame: env.Frame) -> None:

@@ -10,6 +10,8 @@ retried a few times; the component's next probe triggers a new one anyway.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.words.protocols.jabber import error
@@ -55,6 +57,15 @@ class ManagerLink(subprotocols.XMPPHandler):
 
     def connectionLost(self, reason) -> None:
         self.announced = set()
+
+    def set_firmware_version(self, version: str) -> None:
+        """The device's panel said which firmware runs: say hello again if it changed."""
+        if version == self._hello.firmware_version:
+            return
+        self._hello = replace(self._hello, firmware_version=version)
+        if self.xmlstream is not None:
+            for component in self._components:
+                self.announce(component)
 
     def is_component(self, sender: str | None) -> str | None:
         """The configured component ``sender`` belongs to, or ``None``.

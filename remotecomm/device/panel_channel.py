@@ -11,6 +11,16 @@ takes operators' answers from nowhere else.
     ``{"answer": "yes" | "no", "operator": "<who pressed it>"}`` → ``200
     {"status": "sent"}``; ``404 unknown-request``, ``409 already-decided``,
     ``410 expired``; ``401 unauthenticated`` without the right secret.
+``GET /v1/sessions``
+    ``{"sessions": [{request_id, app_id, user_id, user_name, unit_id,
+    unit_name, since_us}]}`` — the sessions running on the device.
+``POST /v1/sessions/{request_id}/end``
+    ``{"operator": "<who pressed it>"}`` → ``200 {"status": "ending"}``
+    (S291); ``404 unknown-session``.
+``PUT /v1/device``
+    ``{"firmware_version": "4.2.1"}`` → ``200 {"status": "noted"}``: what
+    the device runs, sent by the panel at start and whenever it changes; the
+    agent says it in its hello and in every session report.
 """
 
 from __future__ import annotations
@@ -24,16 +34,19 @@ from remotecomm.identifiers import REQUEST_ID, is_valid
 from remotecomm.json_http import ApiError, Route, Router, no_more_fields, read_json, take_str
 
 SECRET_HEADER = b"x-panel-secret"
+VERSION_TEXT = r"[0-9A-Za-z.+~_-]{1,32}"
 _STATUS = {"unknown-request": 404, "already-decided": 409, "cancelled": 410, "expired": 410}
 
 
 class PanelChannel:
     """The agent's side of the panel channel."""
 
-    def __init__(self, approvals: Approvals, secret: str, links=None):
+    def __init__(self, approvals: Approvals, secret: str, links=None,
+                 on_firmware_version=lambda version: None):
         self._approvals = approvals
         self._secret = secret.encode("utf-8")
         self._links = links  # the agent's RelayLinks: the sessions running on this device
+        self._on_firmware_version = on_firmware_version
 
     def resource(self) -> Router:
         """The twisted.web resource to serve on the Unix socket."""
@@ -42,6 +55,7 @@ class PanelChannel:
             Route("/v1/approvals/{request_id}", post=self.answer),
             Route("/v1/sessions", get=self.list_sessions),
             Route("/v1/sessions/{request_id}/end", post=self.end_session),
+            Route("/v1/device", put=self.describe_device),
         ])
 
     def _authenticate(self, request: server.Request) -> None:
@@ -82,6 +96,15 @@ class PanelChannel:
         if not is_valid(REQUEST_ID, request_id) or end is None or not end(request_id, operator):
             raise ApiError(404, "unknown-session", "no such session running on this device")
         return 200, {"status": "ending"}
+
+    async def describe_device(self, request: server.Request) -> tuple[int, dict]:
+        """The panel says which firmware the device runs."""
+        self._authenticate(request)
+        body = read_json(request)
+        version = take_str(body, "firmware_version", VERSION_TEXT)
+        no_more_fields(body)
+        self._on_firmware_version(version)
+        return 200, {"status": "noted"}
 
     async def answer(self, request: server.Request, request_id: str) -> tuple[int, dict]:
         """The operator's YES or NO."""

@@ -43,6 +43,8 @@ class RelayLinks:
         self.joined_us: dict[str, int] = {}  # sessions whose device side is established
         # S313 (push): told what the device saw of a session when its side ends.
         self.on_ended = lambda request_id, **seen: None
+        self.firmware_version = lambda: None  # what the device's panel last said
+        self.bad_frames: dict[str, int] = {}
 
     def join(self, ready: SessionReady) -> None:
         """S171/S172: join the relay for an approved session."""
@@ -83,7 +85,9 @@ class RelayLinks:
                  request_id=ready.request_id, session_id=ready.session_id)
         self.joined_us[ready.request_id] = now_us(self._clock)
         self._history.append("relay-joined", now_us(self._clock), request_id=ready.request_id,
-                             session_id=ready.session_id)
+                             session_id=ready.session_id,
+                             agent_version=self._hello.get("agent_version", "unknown"),
+                             firmware_version=self.firmware_version())
         hello = dict(self._hello, app=ready.app_id)
         if ready.app_id in self._apps:
             # The terminal rewrites Location headers pointing at this origin.
@@ -104,7 +108,8 @@ class RelayLinks:
                                                    else "dropped"))[:200],
                       bytes_to_device=client.counted["to_device"],
                       bytes_from_device=client.counted["from_device"],
-                      app_version=streams.app_server)
+                      app_version=streams.app_server,
+                      errors=streams.errors + self.bad_frames.pop(ready.request_id, 0))
 
     def _frame(self, streams: HttpStreams, ready: SessionReady, message: bytes) -> None:
         try:
@@ -112,6 +117,7 @@ class RelayLinks:
         except env.EnvelopeError as e:
             log.warn("bad frame in {request_id}: {error}", request_id=ready.request_id,
                      error=str(e))
+            self.bad_frames[ready.request_id] = self.bad_frames.get(ready.request_id, 0) + 1
             return
         if frame.kind == env.HELLO:
             log.info("terminal hello in {request_id}: {info}", request_id=ready.request_id,

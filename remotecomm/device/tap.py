@@ -76,6 +76,13 @@ def build_service(config: DeviceAgentConfig, reactor, links=None) -> MultiServic
                           test_approver=config.test_approver, on_ready=links.join,
                           on_end=links.end, agent_version=__version__)
     links.on_ended = approvals.session_ended
+    links.firmware_version = lambda: approvals.firmware_version
+
+    def firmware_version_said(version: str) -> None:
+        if version != approvals.firmware_version:
+            log.info("the device runs firmware {version}", version=version)
+        approvals.firmware_version = version
+        link.set_firmware_version(version)
     ManagerRequests(approvals, link.is_component).setHandlerParent(stream)
     UnknownIqHandler().setHandlerParent(stream)
     if config.test_approver is not None:
@@ -86,7 +93,8 @@ def build_service(config: DeviceAgentConfig, reactor, links=None) -> MultiServic
         prepare_socket_folder(config.panel.socket)
         if config.panel.socket.exists():
             config.panel.socket.unlink()  # left over from an earlier run
-        channel = PanelChannel(approvals, config.panel.secret, links)
+        channel = PanelChannel(approvals, config.panel.secret, links,
+                               on_firmware_version=firmware_version_said)
         panel_service = StreamServerEndpointService(
             UNIXServerEndpoint(reactor, str(config.panel.socket), mode=0o600, wantPID=False),
             make_site(channel.resource()))

@@ -89,6 +89,15 @@ class RelayConfig:
 
 
 @dataclass(frozen=True)
+class RecordsConfig:
+    """Collecting what devices kept of sessions (S311–S314): how often, how far back."""
+
+    collect_every: float    # seconds between scheduled collections; 0: only on request
+    collect_window: float   # sessions that ended longer ago than this are not asked about
+    device_timeout: float   # how long one device may take to answer
+
+
+@dataclass(frozen=True)
 class MetricsConfig:
     """Where ``/metrics`` is served (its own listener, loopback by default)."""
 
@@ -111,6 +120,7 @@ class ServerConfig:
     sessions: SessionsConfig
     relay: RelayConfig
     metrics: MetricsConfig
+    records: RecordsConfig
 
 
 def load_server_config(path: str | Path) -> ServerConfig:
@@ -230,6 +240,18 @@ def load_server_config(path: str | Path) -> ServerConfig:
         listen=metrics_section.get_server_endpoint("listen", "tcp:9464:interface=127.0.0.1"))
     metrics_section.finish()
 
+    records_section = config.section("records")
+    records = RecordsConfig(
+        collect_every=records_section.get_duration("collect_every", 3600, minimum=0,
+                                                   maximum=7 * 86400),
+        collect_window=records_section.get_duration("collect_window", 30 * 86400, minimum=60,
+                                                    maximum=366 * 86400),
+        device_timeout=records_section.get_duration("device_timeout", 10, minimum=1,
+                                                    maximum=120))
+    if 0 < records.collect_every < 10:
+        raise ConfigError(f"{config.path}: [records] collect_every: 0 (off) or at least 10 s")
+    records_section.finish()
+
     config.finish()
     return ServerConfig(
         config_path=config.path,
@@ -243,5 +265,6 @@ def load_server_config(path: str | Path) -> ServerConfig:
         sessions=sessions,
         relay=relay,
         metrics=metrics,
+        records=records,
     )
 

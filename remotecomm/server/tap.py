@@ -29,10 +29,12 @@ from remotecomm.relay.logs import LogOutbox, open_relay_store
 from remotecomm.relay.manager_api import ManagerClient, relay_node_routes
 from remotecomm.relay.node import RelayNode
 from remotecomm.relay.websocket import SiteRoot, relay_resource
+from remotecomm.scheduling import Job, Scheduler, every
 from remotecomm.server.config import ServerConfig, SessionsConfig, load_server_config
 from remotecomm.server.nvx import NativeHelpersMissing, check_native_helpers
 from remotecomm.services import SequentialMultiService, StartStopService, exit_after_shutdown
 from remotecomm.sessions.broker import SessionBroker
+from remotecomm.sessions.collection import RecordCollector
 from remotecomm.sessions.lifecycle import SessionPolicy
 from remotecomm.sessions.messages import ApprovalDecision, SessionReport
 from remotecomm.sessions.relay_api import ManagerForRelay
@@ -216,15 +218,27 @@ def _build_sessions(config: ServerConfig, reactor, root, readiness: dict,
         broker.start_sweep()
 
     StartStopService("sessions", start_sessions, broker.stop).setServiceParent(root)
+    collector = RecordCollector(manager.store, reactor, manager.devices,
+                                window=config.records.collect_window)
+    scheduler = Scheduler(manager.store, reactor)
+    if config.records.collect_every:
+        async def collect_everywhere(period_start_us: int) -> str:
+            return (await collector.collect()).summary()
+
+        scheduler.add(Job("collect-session-reports", every(config.records.collect_every),
+                          collect_everywhere))
+    StartStopService("scheduler", scheduler.start, scheduler.stop).setServiceParent(root)
     if manager.component is not None:
         manager.component.requests.register(ApprovalDecision, broker.on_decision)
         manager.component.requests.register(SessionReport, broker.on_session_report)
+        manager.component.directory.on_hello = \
+            lambda device_id: ensureDeferred(collector.device_returned(device_id))
         manager.component.connector.setServiceParent(root)
     if config.sessions.allow_test_approver:
         log.warn("this manager ACCEPTS answers from device test approvers "
                  "([sessions] allow_test_approver = true): for tests and benchmarks only")
     api = Api(manager.accounts, manager.store, reactor, readiness=readiness, broker=broker,
-              extra_routes=extra_routes, notices=notices)
+              extra_routes=extra_routes, notices=notices, collector=collector)
     return api.resource()
 
 
@@ -284,6 +298,9 @@ class Unreachable:
 
     def send(self, device_id: str, payload):
         return fail(NotConnected("XMPP is disabled on this server"))
+
+    async def ask_kept_reports(self, device_id: str, asked):
+        raise NotConnected("XMPP is disabled on this server")
 
 
 class RelayService(Service):

@@ -444,18 +444,7 @@ class SessionBroker:
         """Keep what a device saw of a session (once; its clock beside ours); raises
         ``MessageRefused`` for a session that is not this device's."""
         received = now_us(self._clock)
-
-        def keep(connection) -> bool | None:
-            row = session_queries.load_session(connection, report.request_id)
-            if row is None or row.device_id != device_id or \
-                    row.session_id != report.session_id:
-                return None
-            values = {name: getattr(report, name) for name in report.__dataclass_fields__
-                      if name != "session_id"}
-            return session_queries.record_device_report(
-                connection, dict(values, device_id=device_id, received_us=received))
-
-        kept = await self._store.run(keep)
+        kept = await self._store.run(records.keep_device_report, device_id, report, received)
         if kept is None:
             raise MessageRefused("not-found", "no such session of this device")
         if kept:

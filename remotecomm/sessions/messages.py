@@ -15,6 +15,8 @@ message                direction        step
 :class:`SessionReady`  manager → device  S149: token, session ID, relay
 :class:`EndSession`    manager → device  S265: end the device's side
 :class:`SessionReport` device → manager  S313 (pushed when its side ends): what it saw
+:class:`ReportRequest` manager → device  S312: send what you kept of these sessions;
+                                         the answer is a :class:`KeptReports`
 =====================  ===============  ==========================================
 
 A side that will not take a message raises :class:`MessageRefused` with one
@@ -29,6 +31,7 @@ from dataclasses import dataclass
 # Envelope versions of the relay protocol this code speaks (the device's hello names one).
 ENVELOPE_VERSIONS = (1,)
 MAX_APPS = 32
+MAX_REPORTS_ASKED = 50  # request IDs in one ReportRequest (and reports in its answer)
 
 # Why a message is refused (the transport maps each to its own error).
 REFUSALS = ("bad-request", "not-found", "not-allowed", "forbidden", "busy", "unsupported",
@@ -54,6 +57,7 @@ class Hello:
     agent_version: str
     envelope_version: int
     apps: tuple[str, ...]
+    firmware_version: str | None = None  # what the device's panel told its agent, if it did
 
 
 @dataclass(frozen=True)
@@ -109,11 +113,15 @@ class EndSession:
 
 @dataclass(frozen=True)
 class SessionReport:
-    """S313, pushed by the device when its side of a session ends: what the device saw.
+    """S313, what the device saw of a session: pushed when its side ends, and sent again
+    when the manager asks (:class:`ReportRequest`).
 
     Times are the device's own clock (the manager keeps them beside the time it received
     them); ``app_version`` is what the app said of itself (its ``Server`` header), if it
-    answered at all.
+    answered at all; ``errors`` counts the streams the device refused or could not serve.
+    A device whose agent stopped while the session ran does not know its end
+    nor its bytes: ``ended_us``, ``end_code`` and the byte counts are then
+    ``None`` and ``end_reason`` is ``agent-stopped``.
     """
 
     request_id: str
@@ -122,10 +130,32 @@ class SessionReport:
     agent_version: str
     operator: str
     started_us: int
-    ended_us: int
-    end_code: int
+    ended_us: int | None
+    end_code: int | None
     end_reason: str
-    bytes_to_device: int
-    bytes_from_device: int
+    bytes_to_device: int | None
+    bytes_from_device: int | None
     reported_us: int
     app_version: str | None = None
+    firmware_version: str | None = None
+    errors: int | None = None
+
+
+@dataclass(frozen=True)
+class ReportRequest:
+    """S312: the manager asks a device for what it kept of these sessions (at most
+    :data:`MAX_REPORTS_ASKED`)."""
+
+    request_ids: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if not 0 < len(self.request_ids) <= MAX_REPORTS_ASKED:
+            raise ValueError(f"ask for 1 to {MAX_REPORTS_ASKED} sessions")
+
+
+@dataclass(frozen=True)
+class KeptReports:
+    """The device's answer to a :class:`ReportRequest`: the reports it kept; a session it
+    was asked about and does not list is one it has nothing of."""
+
+    reports: tuple[SessionReport, ...]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from sqlalchemy import Connection
 
+from remotecomm.sessions.messages import SessionReport
 from remotecomm.store import sessions as session_rows
 
 _ROW_FIELDS = ("request_id", "state", "unit_id", "user_id", "terminal_id", "device_id",
@@ -33,8 +34,8 @@ def _side(record) -> dict:
     return side
 
 
-_DEVICE_FIELDS = ("app_version", "agent_version", "operator", "end_code", "end_reason",
-                  "bytes_to_device", "bytes_from_device")
+_DEVICE_FIELDS = ("app_version", "agent_version", "firmware_version", "operator", "end_code",
+                  "end_reason", "bytes_to_device", "bytes_from_device", "errors")
 
 
 def _device(report) -> dict:
@@ -67,6 +68,19 @@ def session_record(row, connections: dict, device_report=None) -> dict:
                                 if record["state"] == "ended" else None)
     record["device"] = _device(device_report) if device_report is not None else None
     return {key: value for key, value in record.items() if value is not None}
+
+
+def keep_device_report(connection: Connection, device_id: str, report: SessionReport,
+                       received_us: int) -> bool | None:
+    """Keep what a device reported of a session, once, its clock beside ours; ``None`` if
+    the session is not this device's, else whether the report was new."""
+    row = session_rows.load_session(connection, report.request_id)
+    if row is None or row.device_id != device_id or row.session_id != report.session_id:
+        return None
+    values = {name: getattr(report, name) for name in report.__dataclass_fields__
+              if name != "session_id"}
+    return session_rows.record_device_report(
+        connection, dict(values, device_id=device_id, received_us=received_us))
 
 
 def unit_records(connection: Connection, unit_id: str, **filters) -> list[dict]:

@@ -60,6 +60,10 @@ class AgentChannelClient:
         """S291: the operator ends a running session."""
         await self._call("POST", f"/v1/sessions/{request_id}/end", {"operator": operator})
 
+    async def describe_device(self, firmware_version: str) -> None:
+        """Tell the agent which firmware the device runs."""
+        await self._call("PUT", "/v1/device", {"firmware_version": firmware_version})
+
     async def answer(self, request_id: str, approve: bool, operator: str) -> None:
         """Report the operator's YES or NO."""
         await self._call("POST", f"/v1/approvals/{request_id}",

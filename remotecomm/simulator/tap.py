@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from twisted.application.internet import StreamServerEndpointService
+from twisted.application.internet import StreamServerEndpointService, TimerService
 from twisted.application.service import MultiService
+from twisted.internet.defer import ensureDeferred
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 
 from remotecomm.config import config_options
 from remotecomm.json_http import make_site
-from remotecomm.simulator.agent_client import AgentChannelClient
+from remotecomm.simulator.agent_client import AgentChannelClient, AgentRefused, AgentUnavailable
 from remotecomm.simulator.config import SimulatorConfig, load_simulator_config
 from remotecomm.simulator.device_state import DeviceState
 from remotecomm.simulator.panel import Panel
@@ -20,6 +21,34 @@ log = Logger()
 
 
 Options = config_options(load_simulator_config, "simulator_config", "etc/mfp-simulator.toml")
+
+# How often the device tells its agent which firmware it runs (the agent may have
+# restarted, or an update installed a new one).
+DESCRIBE_EVERY = 5.0
+
+
+class FirmwareAnnouncer:
+    """Tells the agent the installed firmware version, at start and every few seconds."""
+
+    def __init__(self, state: DeviceState, agent: AgentChannelClient):
+        self._state = state
+        self._agent = agent
+        self._told: str | None = None
+        self._failing = False
+
+    async def tell(self) -> None:
+        """One announcement; a missing agent is logged once, then retried quietly."""
+        try:
+            await self._agent.describe_device(self._state.firmware.version)
+        except (AgentUnavailable, AgentRefused) as e:
+            if not self._failing:
+                log.info("the agent did not take the firmware version: {error}", error=str(e))
+            self._failing = True
+            return
+        self._failing = False
+        if self._told != self._state.firmware.version:
+            self._told = self._state.firmware.version
+            log.info("told the agent: firmware {version}", version=self._told)
 
 
 def build_service(config: SimulatorConfig, reactor) -> MultiService:
@@ -37,6 +66,11 @@ def build_service(config: SimulatorConfig, reactor) -> MultiService:
         service.setName(name)
         service._raiseSynchronously = True
         service.setServiceParent(root)
+    announcer = FirmwareAnnouncer(state, agent)
+    describing = TimerService(DESCRIBE_EVERY, lambda: ensureDeferred(announcer.tell()))
+    describing.clock = reactor
+    describing.setName("describe-device")
+    describing.setServiceParent(root)
     log.info("simulated MFP {name} ({model}): panel on {panel}, web-server on {web}, "
              "remote-panel on {remote}", name=config.device_name, model=config.model,
              panel=config.panel_listen, web=config.web_server_listen,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from sqlalchemy import Connection, insert, or_, select, update
+from sqlalchemy import Connection, func, insert, or_, select, update
 
 from remotecomm.store.schema import (devices, session_connections, session_device_reports, sessions,
                                      units, users)
@@ -205,3 +205,42 @@ def device_report(connection: Connection, request_id: str):
     """The device's report of a session, or ``None``."""
     return connection.execute(select(session_device_reports).where(
         session_device_reports.c.request_id == request_id)).first()
+
+
+def sessions_missing_device_reports(connection: Connection, *, ended_since_us: int,
+                                    max_asks: int, unit_id: str | None = None,
+                                    device_id: str | None = None,
+                                    limit: int = 1000) -> list[tuple[str, str]]:
+    """``(request_id, device_id)`` of ended sessions whose device took its token (so it has
+    something to report) but whose report never came, asked about fewer than ``max_asks``
+    times, that ended at or after ``ended_since_us``; oldest first."""
+    query = (select(sessions.c.request_id, sessions.c.device_id)
+             .outerjoin(session_device_reports,
+                        session_device_reports.c.request_id == sessions.c.request_id)
+             .where(sessions.c.state == "ended", sessions.c.device_notified_us.is_not(None),
+                    sessions.c.ended_us >= ended_since_us,
+                    sessions.c.device_report_asks < max_asks,
+                    session_device_reports.c.request_id.is_(None)))
+    if unit_id is not None:
+        query = query.where(sessions.c.unit_id == unit_id)
+    if device_id is not None:
+        query = query.where(sessions.c.device_id == device_id)
+    query = query.order_by(sessions.c.ended_us, sessions.c.request_id).limit(limit)
+    return [(row.request_id, row.device_id) for row in connection.execute(query)]
+
+
+def note_device_report_not_kept(connection: Connection, request_ids: list[str],
+                                at_us: int) -> None:
+    """The device was asked about these sessions and had nothing: count the ask."""
+    if request_ids:
+        connection.execute(update(sessions).where(sessions.c.request_id.in_(request_ids))
+                           .values(device_report_asks=sessions.c.device_report_asks + 1,
+                                   device_report_asked_us=at_us))
+
+
+def device_report_count(connection: Connection, request_ids: list[str]) -> int:
+    """How many of these sessions have a device report."""
+    if not request_ids:
+        return 0
+    return connection.execute(select(func.count()).select_from(session_device_reports).where(
+        session_device_reports.c.request_id.in_(request_ids))).scalar()

@@ -107,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--device", type=identifier(DEVICE_ID, "device ID (lower case)"))
     listing.add_argument("--user", type=identifier(USER_ID, "user ID (lower case)"))
     listing.add_argument("--json", action="store_true", help="print the answer as JSON")
+    listing.add_argument("--collect", action="store_true",
+                         help="first ask the unit's devices for the session reports the "
+                              "manager lacks (S311)")
     one = commands.add_parser("session", help="one session's whole record")
     one.add_argument("request_id", type=identifier(REQUEST_ID, "request ID"))
     one.add_argument("--json", action="store_true", help="print the answer as JSON")
@@ -166,8 +169,14 @@ async def _run_terminal(reactor, args: argparse.Namespace) -> list[str]:
         query = urlencode({name: value for name, value in (
             ("from", args.from_), ("to", args.to), ("device_id", args.device),
             ("user_id", args.user)) if value})
+        lines = []
+        if args.collect:
+            collected = await client.post("/api/v1/sessions/collect", {})
+            lines = [json.dumps(collected, indent=2)] if args.json else \
+                format_collection(collected)
         answer = await client.get("/api/v1/sessions" + (f"?{query}" if query else ""))
-        return [json.dumps(answer, indent=2)] if args.json else format_sessions(answer)
+        return lines + ([json.dumps(answer, indent=2)] if args.json
+                        else format_sessions(answer))
     if args.command == "session":
         answer = await client.get(f"/api/v1/sessions/{args.request_id}")
         return [json.dumps(answer, indent=2)] if args.json else format_record(answer)
@@ -418,6 +427,18 @@ def format_sessions(answer: dict) -> list[str]:
     return lines
 
 
+def format_collection(outcome: dict) -> list[str]:
+    """What a collection did, in a line or three."""
+    lines = [text("collected", asked=len(outcome.get("asked_devices") or []),
+                  collected=outcome.get("reports_collected", 0),
+                  missing=outcome.get("still_missing", 0))]
+    for key, message in (("offline_devices", "collect-offline"),
+                         ("silent_devices", "collect-silent")):
+        if outcome.get(key):
+            lines.append(text(message, devices=", ".join(map(str, outcome[key]))))
+    return lines
+
+
 def format_record(record: dict) -> list[str]:
     """One session's record, field by field, then its two sides."""
     lines = []
@@ -445,8 +466,31 @@ def format_record(record: dict) -> list[str]:
                      f"{_clock_time(connection.get('ended_at_us'))}, "
                      f"{connection.get('end_reason') or 'open'}, "
                      f"{connection.get('bytes_from_side', 0)} B sent, "
-                     f"{connection.get('bytes_to_side', 0)} B received")
+                     f"{connection.get('bytes_to_side', 0)} B received"
+                     + (f", {connection['refused_frames']} frame(s) refused"
+                        if connection.get("refused_frames") else "")
+                     + (f" ({connection['end_detail']})" if connection.get("end_detail")
+                        else ""))
+    device = record.get("device")
+    if device:
+        lines.append(f"{'Device saw:':<13} {_device_saw(device)}")
     return lines
+
+
+def _device_saw(device: dict) -> str:
+    """What the device reported of a session, in one line (its own clock's times)."""
+    versions = ", ".join(f"{label} {device[key]}" for label, key in (
+        ("app", "app_version"), ("agent", "agent_version"), ("firmware", "firmware_version"))
+        if device.get(key))
+    ended = _clock_time(device["ended_at_us"]) if device.get("ended_at_us") else \
+        "an end it did not see"
+    moved = (f"{device['bytes_to_device']} B in, {device['bytes_from_device']} B out"
+             if device.get("bytes_to_device") is not None else "bytes not known")
+    errors = f", {device['errors']} error(s)" if device.get("errors") else ""
+    return (f"operator {device.get('operator')}, {versions}; "
+            f"{_clock_time(device.get('started_at_us'))} to {ended} (its clock), "
+            f"{device.get('end_reason')}, {moved}{errors}; "
+            f"received {_clock_time(device.get('received_at_us'))} UTC")
 
 
 def format_devices(answer: dict) -> list[str]:

@@ -21,6 +21,7 @@ from remotecomm.clock import iso_from_us
 from remotecomm.identifiers import APP_ID, DEVICE_ID, REQUEST_ID, TERMINAL_ID, USER_ID, is_valid
 from remotecomm.json_http import ApiError, Route, Router, no_more_fields, read_json, take_str
 from remotecomm.sessions.broker import SessionBroker, SessionError
+from remotecomm.sessions.collection import RecordCollector
 from remotecomm.store.devices import devices_of_unit
 from remotecomm.store.engine import Store, StoreBusy
 
@@ -78,13 +79,15 @@ class Api:
     def __init__(self, accounts: Accounts, store: Store, clock: IReactorTime,
                  readiness: dict[str, ReadinessCheck] | None = None,
                  broker: SessionBroker | None = None, extra_routes: list[Route] | None = None,
-                 notices: dict[str, Callable[[], object]] | None = None):
+                 notices: dict[str, Callable[[], object]] | None = None,
+                 collector: RecordCollector | None = None):
         self._accounts = accounts
         self._store = store
         self._clock = clock
         self._health = Health(readiness if readiness is not None else {"store": store.check},
                               clock, notices)
         self._broker = broker
+        self._collector = collector
         self._extra_routes = list(extra_routes or [])
 
     def resource(self) -> Router:
@@ -94,6 +97,7 @@ class Api:
             Route("/api/v1/logout", post=self.logout),
             Route("/api/v1/devices", get=self.devices),
             Route("/api/v1/sessions", post=self.request_session, get=self.list_sessions),
+            Route("/api/v1/sessions/collect", post=self.collect_records),
             Route("/api/v1/sessions/{request_id}", get=self.poll_session,
                   delete=self.cancel_session),
             Route("/api/v1/sessions/{request_id}/end", post=self.end_session),
@@ -232,6 +236,22 @@ class Api:
             last = found[-1]
             answer["next"] = f"{last['requested_at_us']}.{last['request_id']}"
         return 200, answer
+
+    async def collect_records(self, request: server.Request) -> tuple[int, dict]:
+        """S311/S312: ask the devices of the caller's unit for the session reports the
+        manager lacks, and say what came of it (a device offline now is asked again when
+        it comes back)."""
+        caller, _ = await self._caller(request)
+        request.content.seek(0)
+        if request.content.read(1):  # a body is optional, and then takes no fields
+            no_more_fields(read_json(request))
+        if self._collector is None:
+            raise ApiError(503, "unavailable", "collection is not available on this server")
+        try:
+            outcome = await self._collector.collect(unit_id=caller.unit_id)
+        except StoreBusy:
+            raise BUSY from None
+        return 200, dict(outcome.to_json(), unit_id=caller.unit_id)
 
     async def _session_call(self, call, *args) -> dict:
         try:

@@ -25,12 +25,12 @@ from twisted.words.protocols.jabber import component as jabber_component
 from twisted.words.xish import domish
 
 from remotecomm.clock import now_us
-from remotecomm.sessions.messages import Hello, MessageRefused
+from remotecomm.sessions.messages import Hello, KeptReports, MessageRefused, ReportRequest
 from remotecomm.store import devices as device_queries
 from remotecomm.store.engine import Store
 from remotecomm.xmpp.compat import subprotocols
-from remotecomm.xmpp.payloads import (NS_DEVICE_PREFIX, PayloadError, decode, device_id_of, encode,
-                                      parse_presence)
+from remotecomm.xmpp.payloads import (NS_DEVICE_PREFIX, PayloadError, decode, decode_kept_reports,
+                                      device_id_of, encode, parse_presence)
 from remotecomm.xmpp.stream import (NotConnected, UnknownIqHandler, XmppConnector, XmppStream,
                                     on_stream_error, reply_error, reply_result)
 
@@ -56,6 +56,7 @@ class DeviceDirectory(subprotocols.XMPPHandler):
         self._settle_time = settle_time
         self._resources: dict[str, list[str]] = {}
         self._settle_call = None
+        self.on_hello = lambda device_id: None  # a device (re)introduced itself
 
     def full_jid(self, device_id: str) -> str | None:
         """The device's most recently announced connection, if it is online."""
@@ -130,13 +131,15 @@ class DeviceDirectory(subprotocols.XMPPHandler):
         """Store what the device says of itself."""
         known = await self._store.run(device_queries.record_hello, device_id,
                                       hello.agent_version, hello.envelope_version,
-                                      list(hello.apps), now_us(self._clock))
+                                      list(hello.apps), now_us(self._clock),
+                                      hello.firmware_version)
         if not known:
             raise MessageRefused("forbidden", "this device is not registered")
         log.info("device {device_id} says hello: agent {agent_version}, envelope "
-                 "{envelope_version}, apps {apps}", device_id=device_id,
+                 "{envelope_version}, firmware {firmware}, apps {apps}", device_id=device_id,
                  agent_version=hello.agent_version, envelope_version=hello.envelope_version,
-                 apps=list(hello.apps))
+                 firmware=hello.firmware_version or "not said", apps=list(hello.apps))
+        self._clock.callLater(0, self.on_hello, device_id)
 
 
 class DeviceRequests(subprotocols.XMPPHandler):
@@ -206,6 +209,12 @@ class DeviceMessenger:
         if jid is None:
             return fail(NotConnected(f"device {device_id} is not connected"))
         return self._stream.request_iq(jid, encode(message))
+
+    async def ask_kept_reports(self, device_id: str, asked: ReportRequest) -> KeptReports:
+        """S312: ask a device what it kept of some sessions; its answer, checked (raises
+        :class:`PayloadError` for an answer that is not one)."""
+        result = await self.send(device_id, asked)
+        return decode_kept_reports(result, asked)
 
 
 @dataclass

@@ -5,8 +5,8 @@ Namespace ``urn:remotecomm:device:1`` (the number is the protocol version;
 transport-free values (:mod:`remotecomm.sessions.messages`); here
 :func:`encode` turns one into its payload element and :func:`decode` reads
 one back from a request IQ, both driven by one table of attributes
-(:data:`_PAYLOADS`; only ``<hello/>``, which has children, is written by
-hand).  Decoders raise :class:`PayloadError` carrying the XMPP error
+(:data:`_PAYLOADS`; only ``<hello/>`` and ``<kept-reports/>``, which have
+children, are written by hand).  Decoders raise :class:`PayloadError` carrying the XMPP error
 condition to answer with.  Nothing here touches a stream.
 """
 
@@ -19,9 +19,10 @@ from twisted.words.protocols.jabber.jid import JID, InvalidFormat
 from twisted.words.xish import domish
 
 from remotecomm.identifiers import APP_ID, DEVICE_ID, REQUEST_ID, SESSION_ID, TOKEN
-from remotecomm.sessions.messages import (ENVELOPE_VERSIONS, MAX_APPS, ApprovalCancelled,
-                                          ApprovalDecision, ApprovalRequest, EndSession, Hello,
-                                          MessageRefused, SessionReady, SessionReport)
+from remotecomm.sessions.messages import (ENVELOPE_VERSIONS, MAX_APPS, MAX_REPORTS_ASKED,
+                                          ApprovalCancelled, ApprovalDecision, ApprovalRequest,
+                                          EndSession, Hello, KeptReports, MessageRefused,
+                                          ReportRequest, SessionReady, SessionReport)
 
 NS_DEVICE = "urn:remotecomm:device:1"
 NS_DEVICE_PREFIX = "urn:remotecomm:device:"
@@ -75,6 +76,8 @@ def build_hello(hello: Hello) -> domish.Element:
     element = domish.Element((NS_DEVICE, "hello"))
     element["agent-version"] = hello.agent_version
     element["envelope-version"] = str(hello.envelope_version)
+    if hello.firmware_version is not None:
+        element["firmware-version"] = hello.firmware_version
     for app in hello.apps:
         element.addElement("app")["id"] = app
     return element
@@ -90,6 +93,9 @@ def parse_hello(iq: domish.Element) -> Hello:
     if not raw_envelope.isdigit() or len(raw_envelope) > 4:
         raise PayloadError("bad-request", "hello needs a numeric envelope-version")
     envelope_version = int(raw_envelope)
+    firmware_version = element.getAttribute("firmware-version")
+    if firmware_version is not None and not _VERSION_TEXT.fullmatch(firmware_version):
+        raise PayloadError("bad-request", "hello's firmware-version is not a version")
     if envelope_version not in ENVELOPE_VERSIONS:
         raise PayloadError("not-acceptable",
                            f"envelope version {envelope_version} is not supported (supported: "
@@ -107,7 +113,7 @@ def parse_hello(iq: domish.Element) -> Hello:
     if len(apps) > MAX_APPS:
         raise PayloadError("policy-violation", f"at most {MAX_APPS} apps")
     return Hello(agent_version=agent_version, envelope_version=envelope_version,
-                 apps=tuple(apps))
+                 apps=tuple(apps), firmware_version=firmware_version)
 
 
 @dataclass(frozen=True)
@@ -161,8 +167,9 @@ class _Attribute:
     field: str
     name: str
     pattern: str | re.Pattern
-    # text | optional-text (absent: None) | instant (int) | yes-no (bool)
-    # | true-false (bool, absent: false)
+    # text | optional-text (absent: None) | instant (int) | optional-instant (absent: None)
+    # | yes-no (bool) | true-false (bool, absent: false) | id-list (a tuple of IDs matching
+    # ``pattern``, space-separated, 1 to MAX_REPORTS_ASKED of them)
     kind: str = "text"
 
 
@@ -200,16 +207,21 @@ _PAYLOADS: dict[type, tuple[str, tuple[_Attribute, ...]]] = {
         _Attribute("agent_version", "agent-version", _VERSION_TEXT),
         _Attribute("operator", "operator", _NAME),
         _Attribute("started_us", "started-us", _INSTANT, "instant"),
-        _Attribute("ended_us", "ended-us", _INSTANT, "instant"),
-        _Attribute("end_code", "end-code", r"\d{1,5}", "instant"),
+        _Attribute("ended_us", "ended-us", _INSTANT, "optional-instant"),
+        _Attribute("end_code", "end-code", r"\d{1,5}", "optional-instant"),
         _Attribute("end_reason", "end-reason", _NAME),
-        _Attribute("bytes_to_device", "bytes-to-device", _INSTANT, "instant"),
-        _Attribute("bytes_from_device", "bytes-from-device", _INSTANT, "instant"),
+        _Attribute("bytes_to_device", "bytes-to-device", _INSTANT, "optional-instant"),
+        _Attribute("bytes_from_device", "bytes-from-device", _INSTANT, "optional-instant"),
         _Attribute("reported_us", "reported-us", _INSTANT, "instant"),
-        _Attribute("app_version", "app-version", _NAME, "optional-text"))),
+        _Attribute("app_version", "app-version", _NAME, "optional-text"),
+        _Attribute("firmware_version", "firmware-version", _VERSION_TEXT, "optional-text"),
+        _Attribute("errors", "errors", r"\d{1,9}", "optional-instant"))),
+    ReportRequest: ("report-request", (
+        _Attribute("request_ids", "request-ids", REQUEST_ID, "id-list"),)),
 }
 _BY_NAME = {name: (cls, attributes) for cls, (name, attributes) in _PAYLOADS.items()}
-PAYLOAD_NAMES = frozenset(_BY_NAME) | {"hello"}
+PAYLOAD_NAMES = frozenset(_BY_NAME) | {"hello", "kept-reports"}
+_OPTIONAL = ("optional-text", "optional-instant")
 
 
 def _write(attribute: _Attribute, value) -> str | None:
@@ -217,6 +229,8 @@ def _write(attribute: _Attribute, value) -> str | None:
         return "yes" if value else "no"
     if attribute.kind == "true-false":
         return "true" if value else "false"
+    if attribute.kind == "id-list":
+        return " ".join(value)
     return str(value)
 
 
@@ -224,13 +238,20 @@ def _read(element: domish.Element, attribute: _Attribute):
     value = element.getAttribute(attribute.name)
     if value is None and attribute.kind == "true-false":
         value = "false"
-    if value is None and attribute.kind == "optional-text":
+    if value is None and attribute.kind in _OPTIONAL:
         return None
     pattern = attribute.pattern
     matcher = pattern if isinstance(pattern, re.Pattern) else re.compile(pattern)
+    if attribute.kind == "id-list":
+        items = (value or "").split(" ")
+        if not 0 < len(items) <= MAX_REPORTS_ASKED or len(set(items)) != len(items) or \
+                not all(matcher.fullmatch(item) for item in items):
+            raise PayloadError("bad-request", f"{element.name} needs 1 to {MAX_REPORTS_ASKED} "
+                                              f"distinct IDs in {attribute.name}")
+        return tuple(items)
     if value is None or not matcher.fullmatch(value):
         raise PayloadError("bad-request", f"{element.name} needs a valid {attribute.name}")
-    if attribute.kind == "instant":
+    if attribute.kind in ("instant", "optional-instant"):
         return int(value)
     if attribute.kind == "yes-no":
         return value == "yes"
@@ -243,13 +264,23 @@ def encode(message) -> domish.Element:
     """The XMPP payload element of a message of :mod:`remotecomm.sessions.messages`."""
     if isinstance(message, Hello):
         return build_hello(message)
+    if isinstance(message, KeptReports):
+        element = domish.Element((NS_DEVICE, "kept-reports"))
+        for report in message.reports:
+            element.addChild(encode(report))
+        return element
     name, attributes = _PAYLOADS[type(message)]
     element = domish.Element((NS_DEVICE, name))
     for attribute in attributes:
         value = getattr(message, attribute.field)
-        if value is not None or attribute.kind != "optional-text":
+        if value is not None or attribute.kind not in _OPTIONAL:
             element[attribute.name] = _write(attribute, value)
     return element
+
+
+def _flat(element: domish.Element):
+    cls, attributes = _BY_NAME[element.name]
+    return cls(**{attribute.field: _read(element, attribute) for attribute in attributes})
 
 
 def decode(iq: domish.Element):
@@ -260,5 +291,25 @@ def decode(iq: domish.Element):
         return parse_hello(iq)
     if element.name not in _BY_NAME:
         raise PayloadError("feature-not-implemented", f"unknown request {element.name!r}")
-    cls, attributes = _BY_NAME[element.name]
-    return cls(**{attribute.field: _read(element, attribute) for attribute in attributes})
+    return _flat(element)
+
+
+def decode_kept_reports(result: domish.Element, asked: ReportRequest) -> KeptReports:
+    """The device's answer to ``asked`` (a result IQ), checked: only session reports, at
+    most one per session asked about, and none about a session it was not asked about."""
+    children = list(result.elements())
+    if len(children) != 1 or children[0].uri != NS_DEVICE or \
+            children[0].name != "kept-reports":
+        raise PayloadError("bad-request", "the answer must carry one kept-reports element")
+    reports = []
+    for child in children[0].elements():
+        if child.uri != NS_DEVICE or child.name != "session-report":
+            raise PayloadError("bad-request", f"unexpected element {child.name!r} in "
+                                              f"kept-reports")
+        report = _flat(child)
+        if report.request_id not in asked.request_ids or \
+                any(r.request_id == report.request_id for r in reports):
+            raise PayloadError("bad-request", f"a report of {report.request_id} was not "
+                                              f"asked for (or came twice)")
+        reports.append(report)
+    return KeptReports(reports=tuple(reports))

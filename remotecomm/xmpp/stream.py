@@ -127,10 +127,14 @@ def reply_error(stream: XmppStream, iq: domish.Element, condition: str, text: st
         pass
 
 
-def reply_result(stream: XmppStream, iq: domish.Element) -> None:
-    """Answer ``iq`` with an empty result."""
+def reply_result(stream: XmppStream, iq: domish.Element,
+                 payload: domish.Element | None = None) -> None:
+    """Answer ``iq`` with a result (empty, or carrying ``payload``)."""
+    response = xmlstream.toResponse(iq, "result")
+    if payload is not None:
+        response.addChild(payload)
     try:
-        stream.send(xmlstream.toResponse(iq, "result"))
+        stream.send(response)
     except NotConnected:
         pass
 

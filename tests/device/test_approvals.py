@@ -14,10 +14,11 @@ from remotecomm.device.approvals import ApprovalError, Approvals, ManagerRequest
 from remotecomm.device.history import History
 from remotecomm.device.manager_link import ManagerLink
 from remotecomm.device.panel_channel import PanelChannel
-from remotecomm.sessions.messages import (ApprovalCancelled, ApprovalRequest, Hello, MessageRefused,
-                                          SessionReady)
+from remotecomm.sessions.messages import (ApprovalCancelled, ApprovalRequest, Hello, KeptReports,
+                                          MessageRefused, ReportRequest, SessionReady,
+                                          SessionReport)
 from remotecomm.testing.xmpp import PipeConnection
-from remotecomm.xmpp.payloads import encode
+from remotecomm.xmpp.payloads import decode_kept_reports, encode
 from remotecomm.xmpp.stream import UnknownIqHandler, XmppStream
 
 T0 = 1_800_000_000
@@ -182,11 +183,82 @@ class ManagerRequestTests(ApprovalsTestCase):
         self.assertEqual(error.exceptionFromStanza(reply).condition, "bad-request")
         self.assertEqual(self.approvals.pending(), [])
 
+    def test_report_request_is_answered_with_what_the_device_kept(self):
+        """S312 over XMPP: the answer carries the kept reports; asking twice answers twice."""
+        self.approvals.on_request("rms.test", approval())
+        self.approvals.decide("r" * 22, True, "olga")
+        self.connection.take()
+        self.approvals.on_session_ready("rms.test", READY)
+        self.history.append("relay-joined", (T0 + 1) * S, request_id="r" * 22,
+                            session_id="s" * 32, agent_version="0.9")
+        asked = ReportRequest(request_ids=("r" * 22,))
+        for _ in range(2):
+            reply = self.send("rms.test", encode(asked))
+            self.assertEqual(reply["type"], "result")
+            [report] = decode_kept_reports(reply, asked).reports
+            self.assertEqual((report.session_id, report.operator), ("s" * 32, "olga"))
+
     def test_session_ready_for_unknown_request(self):
         """S149 for nothing we approved: item-not-found."""
         reply = self.send("rms.test", encode(SessionReady(
             "r" * 22, "s" * 32, "t" * 43, "wss://relay.test/r", "web-server", 1)))
         self.assertEqual(error.exceptionFromStanza(reply).condition, "item-not-found")
+
+
+READY = SessionReady("r" * 22, "s" * 32, "t" * 43, "wss://relay.test/relay", "web-server",
+                     (T0 + 60) * S)
+
+
+class KeptReportTests(ApprovalsTestCase):
+    """S312/S313 on request: the device answers from its history, as often as asked."""
+
+    def run_session(self, request_id="r" * 22):
+        self.approvals.on_request("rms.test", approval(request_id))
+        self.approvals.decide(request_id, True, "olga")
+        self.approvals.on_session_ready("rms.test", READY.__class__(
+            request_id, "s" * 32, "t" * 43, READY.relay_url, READY.app_id,
+            READY.join_deadline_us))
+        self.history.append("relay-joined", (T0 + 1) * S, request_id=request_id,
+                            session_id="s" * 32, agent_version="0.9", firmware_version="4.2.1")
+
+    def test_a_pushed_report_is_sent_again_as_it_was(self):
+        """What the device pushed at the end is what it answers later (times: its own)."""
+        self.approvals.firmware_version = "4.2.1"
+        self.run_session()
+        self.clock.advance(5)
+        self.approvals.session_ended("r" * 22, started_us=(T0 + 1) * S, ended_us=(T0 + 5) * S,
+                                     end_code=1000, end_reason="normal", bytes_to_device=10,
+                                     bytes_from_device=20, app_version="httpd/2", errors=1)
+        pushed = self.sent[-1][1]
+        self.assertIsInstance(pushed, SessionReport)
+        self.assertEqual((pushed.firmware_version, pushed.errors), ("4.2.1", 1))
+        self.clock.advance(100)
+        asked = ReportRequest(request_ids=("r" * 22, "x" * 22))
+        [again] = self.approvals.kept_reports(asked).reports
+        self.assertEqual(again.__class__(**dict(vars(again), reported_us=pushed.reported_us)),
+                         pushed)
+        self.assertEqual(again.reported_us, (T0 + 105) * S)
+        self.assertEqual(self.approvals.kept_reports(asked).reports[0].started_us,
+                         again.started_us)
+
+    def test_a_session_the_agent_stopped_in_has_no_end_and_no_bytes(self):
+        """The agent stopped while the session ran: the device says what it knew, no more."""
+        self.run_session()
+        restarted = Approvals(self.clock, self.history, {"web-server"},
+                              lambda component, d: succeed(None))
+        [report] = restarted.kept_reports(ReportRequest(request_ids=("r" * 22,))).reports
+        self.assertEqual((report.operator, report.started_us, report.ended_us, report.end_code,
+                          report.end_reason, report.bytes_to_device, report.agent_version,
+                          report.firmware_version),
+                         ("olga", (T0 + 1) * S, None, None, "agent-stopped", None, "0.9",
+                          "4.2.1"))
+
+    def test_sessions_it_never_joined_are_left_out(self):
+        """A refused or never-joined request is not something the device can report."""
+        self.approvals.on_request("rms.test", approval())
+        self.approvals.decide("r" * 22, False, "olga")
+        self.assertEqual(self.approvals.kept_reports(
+            ReportRequest(request_ids=("r" * 22,))), KeptReports(reports=()))
 
 
 class FakeLinks:
@@ -235,6 +307,19 @@ class PanelChannelTests(ApprovalsTestCase):
             method, "http://agent" + path, headers=headers,
             data=json.dumps(body).encode() if body is not None else None))
         return response.code, json.loads(self.successResultOf(response.content()))
+
+    def test_the_panel_says_which_firmware_runs(self):
+        """PUT /v1/device: the version goes to the agent; a bad one is refused."""
+        said = []
+        http = StubTreq(PanelChannel(self.approvals, SECRET, self.links,
+                                     on_firmware_version=said.append).resource())
+        self.http = http
+        self.assertEqual(self.call("PUT", "/v1/device", {"firmware_version": "4.2.1"}),
+                         (200, {"status": "noted"}))
+        self.assertEqual(self.call("PUT", "/v1/device", {"firmware_version": "4 2"})[0], 400)
+        self.assertEqual(self.call("PUT", "/v1/device", {"firmware_version": "5"},
+                                   secret=None)[0], 401)
+        self.assertEqual(said, ["4.2.1"])
 
     def test_lists_pending_requests(self):
         """The panel sees who asks, from which unit, for which app."""

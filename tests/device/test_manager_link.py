@@ -114,3 +114,19 @@ class ManagerLinkTests(SynchronousTestCase):
                                 f"<reboot xmlns='{NS_DEVICE}'/></iq>")
         [reply] = self.connection.take()
         self.assertEqual((reply["type"], reply["id"]), ("error", "x"))
+
+    def test_a_new_firmware_version_is_announced_once(self):
+        """The panel said which firmware runs: a new hello carries it; the same again is quiet."""
+        self.connection.connect()
+        self.announcement()
+        self.link.set_firmware_version("4.2.1")
+        directed, hello = self.connection.take()
+        self.assertEqual(parse_hello(hello).firmware_version, "4.2.1")
+        self.link.set_firmware_version("4.2.1")
+        self.assertEqual(self.connection.take(), [])
+        self.connection.disconnect()
+        self.link.set_firmware_version("4.3.0")
+        self.assertEqual(self.connection.take(), [])
+        self.connection.connect()
+        *_, hello = self.announcement()
+        self.assertEqual(parse_hello(hello).firmware_version, "4.3.0")

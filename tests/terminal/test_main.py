@@ -243,3 +243,27 @@ class RecordTableTests(SynchronousTestCase):
                      "Client:       remotecomm-cli 0.1.0 on Linux 6.1",
                      "Device side:  mfp-1", "10 B sent, 20 B received"):
             self.assertIn(part, text)
+
+    def test_what_the_device_and_the_relay_said_of_errors(self):
+        """Refused frames and the relay's words per side; the device's own view, and an end
+        it did not see."""
+        record = dict(self.RECORD, connections={"terminal": {
+            "party_id": "t-1", "end_reason": "error", "refused_frames": 1,
+            "end_detail": "bad frame: unknown kind", "bytes_from_side": 0,
+            "bytes_to_side": 0}},
+            device={"operator": "olga", "app_version": "httpd/2", "agent_version": "0.9",
+                    "firmware_version": "4.2.1", "started_at_us": 1_800_000_001_000_000,
+                    "end_reason": "agent-stopped", "received_at_us": 1_800_000_100_000_000})
+        text = "\n".join(cli.format_record(record))
+        for part in ("1 frame(s) refused (bad frame: unknown kind)",
+                     "Device saw:   operator olga, app httpd/2, agent 0.9, firmware 4.2.1",
+                     "to an end it did not see (its clock), agent-stopped, bytes not known"):
+            self.assertIn(part, text)
+
+    def test_a_collection_says_who_was_offline(self):
+        lines = cli.format_collection({"asked_devices": ["mfp-1"], "reports_collected": 2,
+                                       "still_missing": 1, "offline_devices": ["mfp-2"],
+                                       "silent_devices": []})
+        self.assertEqual(lines, [
+            "Asked 1 device(s) for what they kept: 2 report(s) collected, 1 still missing.",
+            "Offline now, asked again when they come back: mfp-2."])

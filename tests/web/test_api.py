@@ -351,9 +351,37 @@ class SessionsApiTests(ApiTestCase):
                                                                      3600_000_000, 900_000_000),
                                False, local_directory(self.store, self.clock, standalone_node()),
                                self.fake_devices)
+        from remotecomm.sessions.collection import RecordCollector
+        from tests.sessions.test_collection import FakeDevices as ReportingDevices
+        self.reporting_devices = ReportingDevices()
         self.api = Api(self.accounts, self.store, self.clock, readiness=self.checks,
-                       broker=broker)
+                       broker=broker, collector=RecordCollector(self.store, self.clock,
+                                                                self.reporting_devices))
         self.http = StubTreq(self.api.resource())
+
+    def test_collect_asks_only_the_callers_unit(self):
+        """S311: POST /api/v1/sessions/collect answers what it did, for the caller's unit;
+        a body with fields is refused; no token, no collection."""
+        from remotecomm.store.schema import sessions
+        for request_id, device_id, unit_id in (("a" * 22, "mfp-1", "acme"),
+                                               ("b" * 22, "gx-1", "globex")):
+            self.store.run_sync(lambda c: c.execute(sessions.insert().values(
+                request_id=request_id, state="ended", unit_id=unit_id, user_id="x",
+                terminal_id="t-1", device_id=device_id, app_id="web-server",
+                session_id=request_id * 2, terminal_token_delivered=True,
+                approved_by_test_approver=False, requested_us=int(self.clock.seconds()) * 10**6,
+                ended_us=int(self.clock.seconds() * 10**6), end_reason="normal",
+                device_notified_us=1)))
+        self.reporting_devices.reachable = {"gx-1"}
+        status, body, _ = self.call("POST", "/api/v1/sessions/collect", {},
+                                    token=self.token())
+        self.assertEqual((status, body["unit_id"], body["offline_devices"],
+                          body["asked_devices"], body["still_missing"]),
+                         (200, "acme", ["mfp-1"], [], 1))
+        self.assertEqual(self.reporting_devices.asked, [])
+        self.assertEqual(self.call("POST", "/api/v1/sessions/collect", {"unit": "globex"},
+                                   token=self.token())[:2][0], 400)
+        self.assertEqual(self.call("POST", "/api/v1/sessions/collect", {})[0], 401)
 
     def test_request_and_poll(self):
         """202 with a request ID and poll URL; the poll says pending."""

@@ -4,12 +4,14 @@ from hypothesis import given, settings, strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from remotecomm.identifiers import APP_ID, REQUEST_ID, SESSION_ID
-from remotecomm.sessions.messages import (REFUSALS, ApprovalCancelled, ApprovalDecision,
-                                          ApprovalRequest, EndSession, Hello, MessageRefused,
-                                          SessionReady, SessionReport)
+from remotecomm.sessions.messages import (MAX_REPORTS_ASKED, REFUSALS, ApprovalCancelled,
+                                          ApprovalDecision, ApprovalRequest, EndSession, Hello,
+                                          KeptReports, MessageRefused, ReportRequest, SessionReady,
+                                          SessionReport)
 from remotecomm.testing.xmpp import parse
-from remotecomm.xmpp.payloads import (NS_DEVICE, PayloadError, build_hello, decode, encode,
-                                      parse_hello, parse_presence, request_payload)
+from remotecomm.xmpp.payloads import (NS_DEVICE, PayloadError, build_hello, decode,
+                                      decode_kept_reports, encode, parse_hello, parse_presence,
+                                      request_payload)
 
 DOMAIN = "devices.test"
 
@@ -181,6 +183,17 @@ class SessionPayloadTests(SynchronousTestCase):
 
 names = st.from_regex(r"[a-z][a-z0-9 .-]{0,40}", fullmatch=True)
 instants = st.integers(min_value=0, max_value=2**62)
+versions = st.from_regex(r"[0-9A-Za-z.+~_-]{1,32}", fullmatch=True)
+reports = st.builds(SessionReport, request_id=st.from_regex(REQUEST_ID, fullmatch=True),
+                    session_id=st.from_regex(SESSION_ID, fullmatch=True),
+                    app_id=st.from_regex(APP_ID, fullmatch=True), agent_version=versions,
+                    operator=names, started_us=instants, ended_us=st.none() | instants,
+                    end_code=st.none() | st.integers(min_value=0, max_value=99999),
+                    end_reason=names, bytes_to_device=st.none() | instants,
+                    bytes_from_device=st.none() | instants,
+                    reported_us=instants, app_version=st.none() | names,
+                    firmware_version=st.none() | versions,
+                    errors=st.none() | st.integers(min_value=0, max_value=10**9 - 1))
 
 
 class MessageCodecPropertyTests(SynchronousTestCase):
@@ -195,13 +208,67 @@ class MessageCodecPropertyTests(SynchronousTestCase):
         self.roundtrip(message)
 
     @settings(max_examples=200)
-    @given(st.builds(SessionReport, request_id=st.from_regex(REQUEST_ID, fullmatch=True),
-                     session_id=st.from_regex(SESSION_ID, fullmatch=True),
-                     app_id=st.from_regex(APP_ID, fullmatch=True),
-                     agent_version=st.from_regex(r"[0-9A-Za-z.+~_-]{1,32}", fullmatch=True),
-                     operator=names, started_us=instants, ended_us=instants,
-                     end_code=st.integers(min_value=0, max_value=99999), end_reason=names,
-                     bytes_to_device=instants, bytes_from_device=instants,
-                     reported_us=instants, app_version=st.none() | names))
+    @given(reports)
     def test_session_report(self, message):
         self.roundtrip(message)
+
+    @given(st.builds(Hello, agent_version=versions, envelope_version=st.just(1),
+                     apps=st.lists(st.from_regex(APP_ID, fullmatch=True), max_size=5,
+                                   unique=True).map(tuple),
+                     firmware_version=st.none() | versions))
+    def test_hello(self, message):
+        self.roundtrip(message)
+
+    @given(st.builds(ReportRequest, request_ids=st.lists(
+        st.from_regex(REQUEST_ID, fullmatch=True), min_size=1, max_size=MAX_REPORTS_ASKED,
+        unique=True).map(tuple)))
+    def test_report_request(self, message):
+        self.roundtrip(message)
+
+    @settings(max_examples=50)
+    @given(st.lists(reports, max_size=5, unique_by=lambda r: r.request_id))
+    def test_kept_reports(self, kept):
+        """The answer to a report request reads back as written, as a result IQ."""
+        asked = ReportRequest(request_ids=tuple(r.request_id for r in kept) or ("r" * 22,))
+        answer = KeptReports(reports=tuple(kept))
+        result = parse(f"<iq type='result'>{encode(answer).toXml()}</iq>")
+        self.assertEqual(decode_kept_reports(result, asked), answer)
+
+
+class KeptReportsTests(SynchronousTestCase):
+    """A device's answer is checked against what it was asked."""
+
+    report = SessionReport(request_id="a" * 22, session_id="s" * 32, app_id="web-server",
+                           agent_version="0.1", operator="op", started_us=1, ended_us=None,
+                           end_code=None, end_reason="agent-stopped", bytes_to_device=0,
+                           bytes_from_device=0, reported_us=2)
+
+    def answer(self, *reports, extra=""):
+        inner = "".join(encode(r).toXml() for r in reports) + extra
+        return parse(f"<iq type='result'><kept-reports xmlns='{NS_DEVICE}'>{inner}"
+                     f"</kept-reports></iq>")
+
+    def test_a_report_not_asked_for_or_twice_is_refused(self):
+        for asked, reports in ((("b" * 22,), (self.report,)),
+                               (("a" * 22,), (self.report, self.report))):
+            with self.assertRaises(PayloadError):
+                decode_kept_reports(self.answer(*reports), ReportRequest(request_ids=asked))
+
+    def test_other_elements_and_empty_results_are_refused(self):
+        asked = ReportRequest(request_ids=("a" * 22,))
+        for result in (self.answer(extra=f"<hello xmlns='{NS_DEVICE}'/>"),
+                       parse("<iq type='result'/>")):
+            with self.assertRaises(PayloadError):
+                decode_kept_reports(result, asked)
+
+    def test_an_unknown_end_reads_as_none(self):
+        asked = ReportRequest(request_ids=("a" * 22,))
+        self.assertEqual(decode_kept_reports(self.answer(self.report), asked).reports,
+                         (self.report,))
+
+    def test_request_id_lists_are_bounded_and_distinct(self):
+        for ids in ("", "a" * 22 + " " + "a" * 22, " ".join(f"{n:022d}" for n in range(51)),
+                    "a" * 22 + "  " + "b" * 22, "not/an/id"):
+            with self.assertRaises(PayloadError, msg=ids):
+                decode(parse(f"<iq type='get'><report-request xmlns='{NS_DEVICE}' "
+                             f"request-ids='{ids}'/></iq>"))

@@ -7,7 +7,7 @@ from twisted.words.protocols.jabber import error, xmlstream
 from twisted.words.xish import domish
 
 from remotecomm.testing.xmpp import PipeConnection
-from remotecomm.xmpp.stream import (NotConnected, UnknownIqHandler, XmppConnector, XmppStream)
+from remotecomm.xmpp.stream import NotConnected, UnknownIqHandler, XmppConnector, XmppStream
 
 
 def payload() -> domish.Element:

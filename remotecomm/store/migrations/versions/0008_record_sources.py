@@ -1,5 +1,5 @@
 """The record's sources in full: relay errors per side, the device's firmware and errors
-(and an end it may not know), asks for missing device reports, and scheduled runs.
+(and an end and bytes it may not know), asks for missing device reports, and scheduled runs.
 
 Revision ID: 0008
 Revises: 0007
@@ -23,6 +23,8 @@ def upgrade() -> None:
         table.add_column(sa.Column("errors", sa.Integer, nullable=True))
         table.alter_column("ended_us", existing_type=sa.BigInteger, nullable=True)
         table.alter_column("end_code", existing_type=sa.Integer, nullable=True)
+        table.alter_column("bytes_to_device", existing_type=sa.BigInteger, nullable=True)
+        table.alter_column("bytes_from_device", existing_type=sa.BigInteger, nullable=True)
     with op.batch_alter_table("sessions") as table:
         table.add_column(sa.Column("device_report_asks", sa.Integer, nullable=False,
                                    server_default="0"))
@@ -47,6 +49,8 @@ def downgrade() -> None:
         table.drop_column("device_report_asked_us")
         table.drop_column("device_report_asks")
     with op.batch_alter_table("session_device_reports") as table:
+        table.alter_column("bytes_from_device", existing_type=sa.BigInteger, nullable=False)
+        table.alter_column("bytes_to_device", existing_type=sa.BigInteger, nullable=False)
         table.alter_column("end_code", existing_type=sa.Integer, nullable=False)
         table.alter_column("ended_us", existing_type=sa.BigInteger, nullable=False)
         table.drop_column("errors")
