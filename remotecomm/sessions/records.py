@@ -42,7 +42,7 @@ def _device(report) -> dict:
     seen = {name: getattr(report, name) for name in _DEVICE_FIELDS}
     seen.update(started_at_us=report.started_us, ended_at_us=report.ended_us,
                 reported_at_us=report.reported_us, received_at_us=report.received_us)
-    return seen
+    return {name: value for name, value in seen.items() if value is not None}
 
 
 def session_record(row, connections: dict, device_report=None) -> dict:
