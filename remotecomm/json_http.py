@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 from urllib.parse import unquote
 
@@ -72,6 +73,29 @@ def write_json(request: server.Request, status: int, body: dict) -> None:
     request.setResponseCode(status)
     _security_headers(request)
     request.write(json.dumps(body, separators=(",", ":")).encode("utf-8") + b"\n")
+    request.finish()
+
+
+@dataclass(frozen=True)
+class Download:
+    """A handler's answer that is a file, not JSON (a CSV export): its bytes, media type
+    and the name a browser saves it as."""
+
+    body: bytes
+    media_type: str
+    filename: str
+
+
+def write_download(request: server.Request, status: int, download: Download) -> None:
+    """Answer ``request`` with a file (``Content-Disposition: attachment``)."""
+    if request.finished or request._disconnected:
+        return
+    request.setResponseCode(status)
+    _security_headers(request)
+    request.setHeader(b"content-type", download.media_type.encode("ascii"))
+    request.setHeader(b"content-disposition",
+                      f'attachment; filename="{download.filename}"'.encode("ascii"))
+    request.write(download.body)
     request.finish()
 
 
@@ -170,7 +194,10 @@ class Router(Resource):
         except ApiError as error:
             write_error(request, error)
         else:
-            write_json(request, status, body)
+            if isinstance(body, Download):
+                write_download(request, status, body)
+            else:
+                write_json(request, status, body)
 
     def _find(self, request: server.Request) -> tuple[Handler, dict[str, str]]:
         try:

@@ -43,6 +43,13 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "no-sessions": "No session records in unit {unit_id} for this query.",
         "sessions-header": "Sessions of unit {unit_id} (newest first):",
         "sessions-more": "(more: narrow the query with --from/--to, or use --json)",
+        "answer-too-large": "{url} sent more than this command takes; narrow the query",
+        "report-header": "Sessions of unit {unit_id} from {start} to {end} ({zone}){by}:",
+        "report-open": "{count} session(s) of the period still open: not counted yet.",
+        "report-missing-device-info": "{count} session(s) without the device's information "
+                                      "yet (`remotecomm sessions --collect` asks the devices).",
+        "csv-written": "Wrote {path}.",
+        "cannot-write": "cannot write {path}: {reason}",
         "collected": "Asked {asked} device(s) for what they kept: {collected} report(s) "
                      "collected, {missing} still missing.",
         "collect-offline": "Offline now, asked again when they come back: {devices}.",

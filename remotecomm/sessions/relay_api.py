@@ -66,6 +66,21 @@ def _authenticate(connection: Connection, request: JoinRequest, at_us: int) -> A
                      idle_timeout_us=row.idle_timeout_us)
 
 
+def _copy_traffic(connection: Connection, request_id: str, records: dict) -> None:
+    """What reports add up, from the connection records: the first side's start, the
+    duration once every side ended, the device side's bytes once it ended."""
+    starts = [r.started_us for r in records.values() if r.started_us is not None]
+    started = min(starts) if starts else None
+    ends = [r.ended_us for r in records.values()]
+    duration = max(ends) - started if started is not None and None not in ends else None
+    device = records.get("device")
+    device_ended = device is not None and device.ended_us is not None
+    session_rows.record_session_traffic(
+        connection, request_id, started_us=started, duration_us=duration,
+        bytes_to_device=device.bytes_to_side if device_ended else None,
+        bytes_from_device=device.bytes_from_side if device_ended else None)
+
+
 def _file_log(connection: Connection, entry: SessionLog, at_us: int) -> str:
     row = session_rows.load_session(connection, entry.request_id)
     if row is None or row.session_id != entry.session_id:
@@ -86,6 +101,7 @@ def _file_log(connection: Connection, entry: SessionLog, at_us: int) -> str:
             bytes_to_side=entry.bytes_to_side, key=entry.key,
             refused_frames=entry.refused_frames, detail=entry.detail)
     records = session_rows.connection_records(connection, row.request_id)
+    _copy_traffic(connection, row.request_id, records)
     before = session_from_row(row)
     after = before
     if entry.kind == "started" and before.state == lc.APPROVED and len(records) == 2 and all(

@@ -115,12 +115,22 @@ sessions = Table(
     # Asks for a device report that never came (S312): how many, the last one.
     Column("device_report_asks", Integer, nullable=False, server_default="0"),
     Column("device_report_asked_us", BigInteger, nullable=True),
+    # What reports add up (copied from the connection records as the relay's logs are
+    # filed): the instant the session counts at (its first side's start, or its request
+    # if no side joined), when it started, how long it ran, the device side's bytes.
+    Column("counted_at_us", BigInteger, nullable=False,
+           default=lambda context: context.get_current_parameters()["requested_us"]),
+    Column("started_us", BigInteger, nullable=True),
+    Column("duration_us", BigInteger, nullable=True),
+    Column("bytes_to_device", BigInteger, nullable=True),
+    Column("bytes_from_device", BigInteger, nullable=True),
 )
 Index("ix_sessions_state", sessions.c.state)
 Index("ix_sessions_device_terminal", sessions.c.device_id, sessions.c.terminal_id)
 Index("ix_sessions_unit_requested", sessions.c.unit_id, sessions.c.requested_us)
 
 Index("ix_sessions_relay_node_state", sessions.c.relay_node, sessions.c.state)
+Index("ix_sessions_unit_counted", sessions.c.unit_id, sessions.c.counted_at_us)
 
 # The relay nodes: registered by their first heartbeat; "lost" when silent too long.
 RELAY_NODE_STATES = ("active", "draining", "lost")

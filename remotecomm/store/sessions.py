@@ -70,6 +70,19 @@ def update_session(connection: Connection, request_id: str, expected_state: str,
         raise Conflict(request_id)
 
 
+def record_session_traffic(connection: Connection, request_id: str, *,
+                           started_us: int | None, duration_us: int | None,
+                           bytes_to_device: int | None, bytes_from_device: int | None) -> None:
+    """Copy what reports add up onto the session row; a session counts from its first
+    side's start once it has one."""
+    values = dict(started_us=started_us, duration_us=duration_us,
+                  bytes_to_device=bytes_to_device, bytes_from_device=bytes_from_device)
+    if started_us is not None:
+        values["counted_at_us"] = started_us
+    connection.execute(update(sessions).where(sessions.c.request_id == request_id)
+                       .values(**values))
+
+
 def deliver_terminal_token(connection: Connection, request_id: str, token_hash: str,
                            state: str) -> bool:
     """Store the terminal token's hash once, while the session is in ``state``; whether

@@ -17,6 +17,7 @@ from remotecomm.messages import text
 from remotecomm.tls import TLSSetupError, https_policy
 
 MAX_ANSWER_BYTES = 1024 * 1024
+MAX_DOWNLOAD_BYTES = 256 * 1024 * 1024
 _NOT_LOGGED_IN_CODES = {"unauthenticated", "invalid-token", "token-expired", "terminal-mismatch",
                         "missing-terminal-id"}
 
@@ -59,8 +60,36 @@ class ApiClient:
         return await self._call("POST", path, body)
 
     async def _call(self, method: str, path: str, body: dict | None) -> dict[str, Any]:
+        response, raw = await self._send(method, path, body, self._read)
+        return self._answer(response, raw)
+
+    async def download(self, path: str, write, accept: bytes = b"text/csv") -> None:
+        """GET ``path`` as a file, handing each chunk to ``write`` as it arrives (at most
+        :data:`MAX_DOWNLOAD_BYTES`); an error answer becomes a :class:`CliError`."""
+        size = 0
+
+        def take(chunk: bytes) -> None:
+            nonlocal size
+            size += len(chunk)
+            if size > MAX_DOWNLOAD_BYTES:
+                raise ValueError("download too large")
+            write(chunk)
+
+        async def read(response) -> bytes | None:
+            if response.code >= 400:
+                return await self._read(response)
+            await treq.collect(response, take)
+            return None
+
+        response, raw = await self._send("GET", path, None, read, accept=accept)
+        if raw is not None:
+            self._answer(response, raw)
+
+    async def _send(self, method: str, path: str, body: dict | None, read, *,
+                    accept: bytes = b"application/json"):
         url = self._base_url + path
         headers = self._headers()
+        headers[b"accept"] = [accept]
         data = None
         if body is not None:
             headers[b"content-type"] = [b"application/json"]
@@ -68,7 +97,6 @@ class ApiClient:
         try:
             response = await self._http.request(method, url, headers=headers, data=data,
                                                 timeout=self._timeout)
-            raw = await self._read(response)
         except (TimeoutError, CancelledError):
             raise CliError(text("timeout", url=self._base_url, seconds=self._timeout),
                            EXIT_UNREACHABLE) from None
@@ -76,6 +104,19 @@ class ApiClient:
                 ResponseFailed, ResponseNeverReceived, RequestTransmissionFailed) as e:
             raise CliError(text("unreachable", url=self._base_url, reason=_reason(e)),
                            EXIT_UNREACHABLE) from None
+        try:
+            return response, await read(response)
+        except ValueError:  # more than we take
+            raise CliError(text("answer-too-large", url=self._base_url)) from None
+        except (TimeoutError, CancelledError):
+            raise CliError(text("timeout", url=self._base_url, seconds=self._timeout),
+                           EXIT_UNREACHABLE) from None
+        except (net_error.ConnectError, net_error.DNSLookupError, net_error.ConnectionLost,
+                ResponseFailed, ResponseNeverReceived, RequestTransmissionFailed) as e:
+            raise CliError(text("unreachable", url=self._base_url, reason=_reason(e)),
+                           EXIT_UNREACHABLE) from None
+
+    def _answer(self, response, raw: bytes) -> dict[str, Any]:
         try:
             answer = json.loads(raw.decode("utf-8"))
             if not isinstance(answer, dict):

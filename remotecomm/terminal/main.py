@@ -110,6 +110,17 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--collect", action="store_true",
                          help="first ask the unit's devices for the session reports the "
                               "manager lacks (S311)")
+    reporting = commands.add_parser("report", help="your unit's session figures for a period "
+                                                "(S318–S320)")
+    reporting.add_argument("--from", dest="from_", metavar="WHEN",
+                        help="first day (2026-11-01, in the unit's time zone) or an instant "
+                             "with its offset; default: this month")
+    reporting.add_argument("--to", metavar="WHEN", help="the day after the last (excluded)")
+    reporting.add_argument("--by", choices=("device", "app", "user", "day"),
+                        help="one row per device, app, user or day")
+    reporting.add_argument("--csv", metavar="FILE", help="write the report as CSV to FILE "
+                                                      "('-': standard output)")
+    reporting.add_argument("--json", action="store_true", help="print the answer as JSON")
     one = commands.add_parser("session", help="one session's whole record")
     one.add_argument("request_id", type=identifier(REQUEST_ID, "request ID"))
     one.add_argument("--json", action="store_true", help="print the answer as JSON")
@@ -177,6 +188,14 @@ async def _run_terminal(reactor, args: argparse.Namespace) -> list[str]:
         answer = await client.get("/api/v1/sessions" + (f"?{query}" if query else ""))
         return lines + ([json.dumps(answer, indent=2)] if args.json
                         else format_sessions(answer))
+    if args.command == "report":
+        query = urlencode({name: value for name, value in (
+            ("from", args.from_), ("to", args.to), ("group_by", args.by)) if value})
+        query = f"?{query}" if query else ""
+        if args.csv:
+            return await _download_csv(client, "/api/v1/reports/sessions.csv" + query, args.csv)
+        answer = await client.get("/api/v1/reports/sessions" + query)
+        return [json.dumps(answer, indent=2)] if args.json else format_report(answer)
     if args.command == "session":
         answer = await client.get(f"/api/v1/sessions/{args.request_id}")
         return [json.dumps(answer, indent=2)] if args.json else format_record(answer)
@@ -424,6 +443,58 @@ def format_sessions(answer: dict) -> list[str]:
     lines = [text("sessions-header", unit_id=answer.get("unit_id", "?"))] + _table(rows)
     if answer.get("next"):
         lines.append(text("sessions-more"))
+    return lines
+
+
+async def _download_csv(client: ApiClient, path: str, target: str) -> list[str]:
+    """Stream a CSV export into ``target`` (``-``: standard output); written to a partial
+    file first, so a failed download leaves nothing half-written under the name."""
+    if target == "-":
+        await client.download(path, lambda chunk: sys.stdout.buffer.write(chunk))
+        sys.stdout.buffer.flush()
+        return []
+    final = Path(target)
+    partial = final.with_name(final.name + ".part")
+    try:
+        with partial.open("wb") as out:
+            await client.download(path, out.write)
+        partial.replace(final)
+    except OSError as e:
+        raise CliError(text("cannot-write", path=target, reason=e.strerror or str(e))) from None
+    finally:
+        partial.unlink(missing_ok=True)
+    return [text("csv-written", path=target)]
+
+
+def format_report(report: dict) -> list[str]:
+    """A unit's report as a readable table: one row per group, then the total."""
+    group_by = report.get("group_by")
+    lines = [text("report-header", unit_id=report.get("unit_id", "?"),
+                  start=str(report.get("from", "?"))[:10], end=str(report.get("to", "?"))[:10],
+                  zone=report.get("time_zone", "?"),
+                  by=f", by {group_by}" if group_by else "")]
+    rows = [((group_by or "unit").upper(), "SESSIONS", "RAN", "DURATION", "AVERAGE",
+             "BYTES TO DEVICE", "BYTES FROM DEVICE", "ENDS")]
+
+    def row(key: str, figures: dict) -> tuple[str, ...]:
+        ends = ", ".join(f"{reason} {count}" for reason, count in
+                         sorted((figures.get("ends") or {}).items()))
+        return (key, str(figures.get("sessions", 0)), str(figures.get("sessions_run", 0)),
+                _duration(figures.get("duration_us")),
+                _duration(figures.get("average_duration_us")),
+                str(figures.get("bytes_to_device", 0)), str(figures.get("bytes_from_device", 0)),
+                ends)
+
+    for group in report.get("groups") or []:
+        rows.append(row(str(group.get("key", "?")), group))
+    rows.append(row("TOTAL" if group_by else str(report.get("unit_id", "?")),
+                    report.get("totals") or {}))
+    lines += _table(rows)
+    still_open = report.get("open_sessions") or []
+    if still_open:
+        lines.append(text("report-open", count=len(still_open)))
+    if report.get("missing_device_info"):
+        lines.append(text("report-missing-device-info", count=report["missing_device_info"]))
     return lines
 
 

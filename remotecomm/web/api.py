@@ -24,6 +24,7 @@ from remotecomm.sessions.broker import SessionBroker, SessionError
 from remotecomm.sessions.collection import RecordCollector
 from remotecomm.store.devices import devices_of_unit
 from remotecomm.store.engine import Store, StoreBusy
+from remotecomm.web.reports_api import BUSY, ReportRoutes, wants_csv
 
 log = Logger()
 
@@ -51,7 +52,6 @@ def _api_error(refusal: Refused) -> ApiError:
     return ApiError(_REFUSAL_STATUS[refusal.code], refusal.code, refusal.message, headers=headers)
 
 
-BUSY = ApiError(503, "busy", "the server is busy; try again shortly", headers={"Retry-After": "1"})
 
 
 def _source(request: server.Request) -> str:
@@ -88,6 +88,7 @@ class Api:
                               clock, notices)
         self._broker = broker
         self._collector = collector
+        self._reports = ReportRoutes(store, clock, self._caller, session_filters)
         self._extra_routes = list(extra_routes or [])
 
     def resource(self) -> Router:
@@ -98,6 +99,7 @@ class Api:
             Route("/api/v1/devices", get=self.devices),
             Route("/api/v1/sessions", post=self.request_session, get=self.list_sessions),
             Route("/api/v1/sessions/collect", post=self.collect_records),
+            *self._reports.routes(),
             Route("/api/v1/sessions/{request_id}", get=self.poll_session,
                   delete=self.cancel_session),
             Route("/api/v1/sessions/{request_id}/end", post=self.end_session),
@@ -223,7 +225,10 @@ class Api:
         """The records of the caller's unit, newest first, filtered and paged:
         ``device_id``, ``app_id``, ``user_id``, ``end_reason``, ``state`` (a state, or
         ``open``), ``from``/``to`` (ISO 8601 or epoch µs, on the request time), ``limit``
-        (at most 200), ``before`` (the ``next`` of the previous page)."""
+        (at most 200), ``before`` (the ``next`` of the previous page).  With ``Accept:
+        text/csv``: the CSV export (:mod:`remotecomm.web.reports_api`)."""
+        if wants_csv(request):
+            return await self._reports.sessions_csv(request)
         caller, _ = await self._caller(request)
         filters = session_filters(request.args)
         try:

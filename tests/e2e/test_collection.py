@@ -119,3 +119,21 @@ class CollectionTests(TestCase):
         self.assertEqual(self.rows("SELECT COUNT(*) AS n FROM session_device_reports")[0]["n"],
                          1)
         self.assertEqual((await self.record(request_id))["device"], seen)
+
+        # The unit's report over the real CLI: the table, the JSON and the CSV agree.
+        code, output = await self.setup.cli("report", "--by", "device", "--json")
+        self.assertEqual(code, 0, output)
+        report = json.loads(output)
+        self.assertEqual((report["totals"]["sessions"], report["totals"]["ends"],
+                          [g["key"] for g in report["groups"]], report["missing_device_info"]),
+                         (1, {"dropped-device": 1}, ["mfp-1"], 0))
+        self.assertEqual(report["totals"]["bytes_to_device"], sides["device"]["bytes_to_side"])
+        target = self.setup.folder / "report.csv"
+        code, output = await self.setup.cli("report", "--by", "device", "--csv", str(target))
+        self.assertEqual(code, 0, output)
+        header, group, total = target.read_text().splitlines()
+        self.assertEqual(group.split(",")[2:4], ["mfp-1", "1"])
+        self.assertEqual(total.split(",")[2], "TOTAL")
+        code, output = await self.setup.cli("report")
+        self.assertEqual(code, 0, output)
+        self.assertIn("Sessions of unit acme from", output)

@@ -233,6 +233,21 @@ class ForwardingTests(CoreTestCase):
         self.assertEqual((records["device"].bytes_from_side, records["device"].bytes_to_side),
                          (16, 106))
 
+    def test_the_session_row_carries_what_reports_add_up(self):
+        """Filed logs copy the first start, the duration and the device side's bytes onto the
+        session, which from then on counts at its start (not its request)."""
+        device, terminal = self.pair()
+        started = min(r.started_us for r in self.records().values())
+        self.assertEqual((self.session().started_us, self.session().counted_at_us,
+                          self.session().duration_us), (started, started, None))
+        self.core.received(terminal, env.encode_data(1, b"a" * 100))
+        self.clock.advance(7)
+        self.core.closed(terminal, normal_request=True)
+        self.core.closed(device, normal_request=True)
+        session = self.session()
+        self.assertEqual((session.duration_us, session.bytes_to_device,
+                          session.bytes_from_device), (7_000_000, 106, 0))
+
 
 class StateTests(CoreTestCase):
     """The core's states (waiting, paired, ending; joining, open, closing, ended) are explicit."""

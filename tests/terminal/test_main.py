@@ -5,6 +5,7 @@ import io
 import os
 from pathlib import Path
 
+from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
 from remotecomm.admin import main as admin
@@ -38,6 +39,9 @@ class ArgumentTests(SynchronousTestCase):
             code, message = self.exit_code(argv)
             self.assertEqual(code, 2, argv)
             self.assertIn("is not a valid", message)
+
+    def test_report_grouping_is_one_of_four(self):
+        self.assertEqual(self.exit_code(["report", "--by", "week"])[0], 2)
 
     def test_open_checks_device_and_app_ids(self):
         """`remotecomm open` refuses malformed IDs before calling the server."""
@@ -267,3 +271,53 @@ class RecordTableTests(SynchronousTestCase):
         self.assertEqual(lines, [
             "Asked 1 device(s) for what they kept: 2 report(s) collected, 1 still missing.",
             "Offline now, asked again when they come back: mfp-2."])
+
+
+class ReportOutputTests(SynchronousTestCase):
+    """`remotecomm report` prints a table, or writes the CSV the server sends."""
+
+    REPORT = {"unit_id": "acme", "time_zone": "Europe/Berlin",
+              "from": "2026-10-01T00:00:00+02:00", "to": "2026-11-01T00:00:00+01:00",
+              "group_by": "device",
+              "groups": [{"key": "mfp-1", "sessions": 3, "sessions_run": 2,
+                          "duration_us": 601_000_000, "average_duration_us": 300_500_000,
+                          "bytes_to_device": 101, "bytes_from_device": 1002,
+                          "ends": {"normal": 2, "refused": 1}}],
+              "totals": {"sessions": 3, "sessions_run": 2, "duration_us": 601_000_000,
+                         "average_duration_us": 300_500_000, "bytes_to_device": 101,
+                         "bytes_from_device": 1002, "ends": {"normal": 2, "refused": 1}},
+              "open_sessions": [{"request_id": "R" * 22}], "missing_device_info": 2}
+
+    def test_the_table(self):
+        lines = cli.format_report(self.REPORT)
+        self.assertEqual(lines[0], "Sessions of unit acme from 2026-10-01 to 2026-11-01 "
+                                   "(Europe/Berlin), by device:")
+        self.assertTrue(lines[1].startswith("DEVICE  SESSIONS  RAN  DURATION  AVERAGE"))
+        self.assertIn("mfp-1   3         2    0:10:01   0:05:00", lines[2])
+        self.assertIn("normal 2, refused 1", lines[2])
+        self.assertTrue(lines[3].startswith("TOTAL"))
+        self.assertIn("1 session(s) of the period still open", lines[4])
+        self.assertIn("2 session(s) without the device's information", lines[5])
+
+    def test_csv_goes_to_the_file_whole_or_not_at_all(self):
+        target = Path(self.mktemp())
+
+        class Client:
+            def __init__(self, fail):
+                self.fail = fail
+
+            async def download(self, path, write):
+                write(b"from,to\r\n")
+                if self.fail:
+                    raise cli.CliError("broken off")
+                write(b"a,b\r\n")
+
+        lines = self.successResultOf(Deferred.fromCoroutine(
+            cli._download_csv(Client(False), "/x", str(target))))
+        self.assertEqual((lines, target.read_bytes()),
+                         ([f"Wrote {target}."], b"from,to\r\na,b\r\n"))
+        other = Path(self.mktemp())
+        failure = self.failureResultOf(Deferred.fromCoroutine(
+            cli._download_csv(Client(True), "/x", str(other))), cli.CliError)
+        self.assertIn("broken off", str(failure.value))
+        self.assertEqual(list(other.parent.glob(other.name + "*")), [])

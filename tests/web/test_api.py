@@ -521,3 +521,79 @@ class SessionsApiTests(ApiTestCase):
         ended = self.call("POST", body["poll_url"] + "/end", {}, token=other,
                           terminal="t-" + "9" * 32)[:2]
         self.assertEqual(ended[0], 404)
+
+
+class ReportsApiTests(ApiTestCase):
+    """GET /api/v1/reports/sessions and the CSV exports: the caller's unit only."""
+
+    def setUp(self):
+        super().setUp()
+        from remotecomm.store.schema import sessions
+        at = 1_800_000_000 * 1_000_000
+        for n, unit, device in ((1, "acme", "mfp-1"), (2, "acme", "mfp-2"),
+                                (3, "globex", "gx-1")):
+            self.store.run_sync(lambda c: c.execute(sessions.insert().values(
+                request_id=f"req-{n:018d}", state="ended", unit_id=unit, user_id="alice",
+                terminal_id="t-1", device_id=device, app_id="web-server",
+                terminal_token_delivered=True, approved_by_test_approver=False,
+                requested_us=at - 100 * 10**6, counted_at_us=at - 60 * 10**6,
+                started_us=at - 60 * 10**6, duration_us=30 * 10**6, bytes_to_device=5,
+                bytes_from_device=7, end_reason="normal", ended_us=at - 30 * 10**6)))
+
+    def raw(self, path, token, accept=None, terminal=TERMINAL):
+        headers = {"Authorization": f"Bearer {token}", "X-Remotecomm-Terminal": terminal}
+        if accept:
+            headers["Accept"] = accept
+        response = self.successResultOf(self.http.request("GET", BASE + path, headers=headers))
+        return (response.code, response.headers.getRawHeaders("content-type", [""])[0],
+                self.successResultOf(response.content()))
+
+    def test_the_report_as_json_and_as_csv(self):
+        token = self.token()
+        status, body, _ = self.call("GET", "/api/v1/reports/sessions?group_by=device",
+                                    token=token)
+        self.assertEqual((status, body["unit_id"], body["time_zone"], body["from"]),
+                         (200, "acme", "Europe/Berlin", "2027-01-01T00:00:00+01:00"))
+        self.assertEqual((body["totals"]["sessions"], body["totals"]["duration_us"],
+                          [g["key"] for g in body["groups"]]), (2, 60 * 10**6, ["mfp-1", "mfp-2"]))
+        for path, accept in (("/api/v1/reports/sessions?group_by=device", "text/csv"),
+                             ("/api/v1/reports/sessions.csv?group_by=device", None)):
+            code, content_type, content = self.raw(path, token, accept)
+            self.assertEqual((code, content_type.split(";")[0]), (200, "text/csv"))
+            lines = content.decode().splitlines()
+            self.assertEqual([line.split(",")[2] for line in lines[1:]],
+                             ["mfp-1", "mfp-2", "TOTAL"])
+
+    def test_the_session_list_as_csv(self):
+        token = self.token()
+        for path, accept in (("/api/v1/sessions.csv", None), ("/api/v1/sessions", "text/csv")):
+            code, content_type, content = self.raw(path, token, accept)
+            self.assertEqual((code, content_type.split(";")[0]), (200, "text/csv"))
+            rows = content.decode().splitlines()
+            self.assertEqual(len(rows), 3)
+            self.assertTrue(rows[0].startswith("request_id,state,unit_id,"))
+            self.assertNotIn("gx-1", content.decode())
+        code, _, content = self.raw("/api/v1/sessions.csv?limit=1", token)
+        self.assertEqual((code, len(content.decode().splitlines())), (200, 2))
+
+    def test_another_units_figures_look_like_none(self):
+        """Gina of globex sees one session, her own unit's; acme's are nowhere."""
+        token = self.token(user_id="gina")
+        status, body, _ = self.call("GET", "/api/v1/reports/sessions?group_by=device",
+                                    token=token)
+        self.assertEqual((body["unit_id"], body["totals"]["sessions"],
+                          [g["key"] for g in body["groups"]]), ("globex", 1, ["gx-1"]))
+        _, _, content = self.raw("/api/v1/sessions.csv?device_id=mfp-1", token)
+        self.assertEqual(len(content.decode().splitlines()), 1)
+
+    def test_bad_queries_are_refused_with_the_field(self):
+        token = self.token()
+        for query, field in (("group_by=week", "group_by"), ("from=yesterday", "from"),
+                             ("from=2026-10-01&to=2026-09-01", "to")):
+            status, body, _ = self.call("GET", f"/api/v1/reports/sessions?{query}", token=token)
+            self.assertEqual((status, body["code"], body.get("field")),
+                             (400, "invalid-field", field), query)
+        status, body, _ = self.call("GET", "/api/v1/reports/sessions?unit=globex", token=token)
+        self.assertEqual((status, body["code"]), (400, "unknown-field"))
+        self.assertEqual(self.call("GET", "/api/v1/reports/sessions")[0], 401)
+        self.assertEqual(self.raw("/api/v1/sessions.csv?limit=0", token)[0], 400)
