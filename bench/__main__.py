@@ -31,7 +31,7 @@ from twisted.internet.defer import ensureDeferred
 from twisted.internet.task import react
 
 from bench import baselines as bl
-from bench import report, scenarios as sc
+from bench import report, reports as report_scenario, scenarios as sc
 from bench.system import BenchSystem, raise_fd_limit
 from remotecomm.testing.processes import free_port, sleep
 
@@ -193,6 +193,7 @@ async def main(reactor, args) -> None:
     finally:
         for baseline in baselines.values():
             await baseline.stop()
+    report_scenario.report_speed(results, folder, quick=args.quick)
     shutil.rmtree(folder, ignore_errors=True)  # kept (with its process logs) on failure
     added_over_direct_websocket(results)
     meta["seconds"] = round(time.monotonic() - started_at, 1)

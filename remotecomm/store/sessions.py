@@ -211,6 +211,8 @@ def record_device_report(connection: Connection, values: dict) -> bool:
     if exists is not None:
         return False
     connection.execute(insert(session_device_reports).values(**values))
+    connection.execute(update(sessions).where(sessions.c.request_id == values["request_id"])
+                       .values(device_reported=True))
     return True
 
 

@@ -10,7 +10,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from remotecomm.reports.periods import period, zone
 from remotecomm.reports.sessions import unit_report
 from remotecomm.store.accounts import insert_unit
-from remotecomm.store.schema import session_device_reports, sessions
+from remotecomm.store.schema import sessions
+from remotecomm.store.sessions import record_device_report
 from remotecomm.testing.fakes import migrated_inline_store
 
 S = 1_000_000
@@ -65,10 +66,10 @@ class UnitReportTests(SynchronousTestCase):
                 end_reason=reason, ended_us=at + (seconds or 0) * S if reason else None,
                 device_notified_us=at if seconds is not None else None)))
         # The device reported session 1; sessions 2 and 4 still lack its information.
-        self.store.run_sync(lambda c: c.execute(session_device_reports.insert().values(
+        self.store.run_sync(record_device_report, dict(
             request_id="req-000000000000000001", device_id="mfp-1", app_id="web-server",
             agent_version="0.1", operator="olga", started_us=0, reported_us=0, received_us=0,
-            end_reason="normal")))
+            end_reason="normal"))
 
     def report(self, unit, from_, to, group_by=None):
         tz = zone("Europe/Berlin" if unit == "berlin" else "America/New_York")
