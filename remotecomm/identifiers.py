@@ -28,6 +28,10 @@ RELAY_NODE = r"[a-z0-9][a-z0-9._-]{0,63}"
 # the name of the one who approved a session.
 OPERATOR = r"[a-z0-9][a-z0-9._-]{0,63}"
 
+# An e-mail address reports are sent to or from: local part @ domain, no spaces, quotes or
+# angle brackets (nothing that could bend an SMTP command or a header).
+MAIL_ADDRESS = r"[A-Za-z0-9.!#$%&*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})*"
+
 _compiled: dict[str, re.Pattern] = {}
 
 

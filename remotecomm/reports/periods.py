@@ -39,14 +39,19 @@ def zone(name: str) -> ZoneInfo:
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
-def _us(moment: datetime) -> int:
+def to_us(moment: datetime) -> int:
+    """An aware datetime as UTC epoch microseconds."""
     return (moment - _EPOCH) // timedelta(microseconds=1)
+
+
+def local_moment(instant_us: int, tz: ZoneInfo) -> datetime:
+    """An instant as an aware datetime in ``tz``."""
+    return (_EPOCH + timedelta(microseconds=instant_us)).astimezone(tz)
 
 
 def local_iso(instant_us: int, tz: ZoneInfo) -> str:
     """An instant as ISO 8601 in the unit's zone, with its offset (``2026-11-01T00:00:00+01:00``)."""
-    moment = (_EPOCH + timedelta(microseconds=instant_us)).astimezone(tz)
-    return moment.isoformat(timespec="seconds")
+    return local_moment(instant_us, tz).isoformat(timespec="seconds")
 
 
 def _midnight(day: date, tz: ZoneInfo) -> datetime:
@@ -79,11 +84,11 @@ class Period:
 
     @property
     def start_us(self) -> int:
-        return _us(self.start)
+        return to_us(self.start)
 
     @property
     def end_us(self) -> int:
-        return _us(self.end)
+        return to_us(self.end)
 
     def days(self) -> list[tuple[str, int, int]]:
         """``(local date, start µs, end µs)`` of each day of the period in the unit's zone
@@ -95,14 +100,14 @@ class Period:
                 raise PeriodError("to", f"a report by day covers at most {MAX_DAYS} days")
             start = max(_midnight(day, self.tz), self.start)
             end = min(_midnight(day + timedelta(days=1), self.tz), self.end)
-            days.append((day.isoformat(), _us(start), _us(end)))
+            days.append((day.isoformat(), to_us(start), to_us(end)))
             day += timedelta(days=1)
         return days
 
 
 def month_of(instant_us: int, tz: ZoneInfo) -> Period:
     """The calendar month (in ``tz``) holding ``instant_us``."""
-    local = (_EPOCH + timedelta(microseconds=instant_us)).astimezone(tz)
+    local = local_moment(instant_us, tz)
     first = date(local.year, local.month, 1)
     following = date(first.year + first.month // 12, first.month % 12 + 1, 1)
     return Period(_midnight(first, tz), _midnight(following, tz), tz)
@@ -115,7 +120,7 @@ def period(from_text: str | None, to_text: str | None, tz: ZoneInfo, now_us: int
     start = parse_bound(from_text, tz, "from") if from_text else default.start
     end = parse_bound(to_text, tz, "to") if to_text else default.end
     if to_text is None and from_text is not None:
-        end = month_of(_us(start), tz).end
+        end = month_of(to_us(start), tz).end
     if end <= start:
         raise PeriodError("to", "to must come after from")
     if end - start > timedelta(days=MAX_DAYS + 1):

@@ -7,12 +7,13 @@ from pathlib import Path
 
 from remotecomm.accounts.passwords import PasswordHashConfig
 from remotecomm.config import ConfigError, ConfigFile, is_loopback_endpoint
-from remotecomm.identifiers import RELAY_NODE
+from remotecomm.identifiers import MAIL_ADDRESS, RELAY_NODE
 
 TLS_PROFILES = ("modern", "intermediate")
 _DOMAIN = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+"
 _HOST = r"[A-Za-z0-9.:-]{1,253}"
 _ADDRESS = r"[0-9a-fA-F.:]{2,45}|\*"
+
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,24 @@ class RecordsConfig:
 
 
 @dataclass(frozen=True)
+class MailConfig:
+    """The SMTP server reports are e-mailed through (S320's e-mail variant)."""
+
+    enabled: bool
+    smtp_host: str
+    smtp_port: int
+    username: str | None
+    password_file: Path | None   # the SMTP password, alone in a file (mode 0600)
+    from_address: str
+    require_starttls: bool       # always true unless smtp_host is a loopback address
+    ca_certificate: Path | None  # the CA the SMTP server's certificate chains to (default:
+                                 # the system's)
+    timeout: float
+    send_grace: float            # a scheduled report is sent this long after its time, so
+                                 # that devices' information can arrive first
+
+
+@dataclass(frozen=True)
 class MetricsConfig:
     """Where ``/metrics`` is served (its own listener, loopback by default)."""
 
@@ -121,6 +140,7 @@ class ServerConfig:
     relay: RelayConfig
     metrics: MetricsConfig
     records: RecordsConfig
+    mail: MailConfig
 
 
 def load_server_config(path: str | Path) -> ServerConfig:
@@ -252,6 +272,28 @@ def load_server_config(path: str | Path) -> ServerConfig:
         raise ConfigError(f"{config.path}: [records] collect_every: 0 (off) or at least 10 s")
     records_section.finish()
 
+    mail_section = config.section("mail")
+    smtp_host = mail_section.get_str("smtp_host", "127.0.0.1", pattern=_HOST)
+    loopback = smtp_host in ("127.0.0.1", "::1", "localhost") or smtp_host.startswith("127.")
+    mail = MailConfig(
+        enabled=mail_section.get_bool("enabled", False),
+        smtp_host=smtp_host,
+        smtp_port=mail_section.get_int("smtp_port", 587, minimum=1, maximum=65535),
+        username=mail_section.get_str("username", None, pattern=r"[^\s]{1,200}"),
+        password_file=mail_section.get_path("password_file", None, base=data_dir),
+        from_address=mail_section.get_str("from_address", "remotecomm@localhost",
+                                          pattern=MAIL_ADDRESS),
+        require_starttls=mail_section.get_bool("require_starttls", True),
+        ca_certificate=mail_section.get_path("ca_certificate", None, base=data_dir),
+        timeout=mail_section.get_duration("timeout", 30, minimum=1, maximum=300),
+        send_grace=mail_section.get_duration("send_grace", 900, minimum=0, maximum=86400))
+    mail_section.finish()
+    if not mail.require_starttls and not loopback:
+        raise ConfigError(f"{config.path}: [mail] require_starttls = false is allowed only "
+                          f"for an SMTP server on a loopback address")
+    if (mail.username is None) != (mail.password_file is None):
+        raise ConfigError(f"{config.path}: [mail] username and password_file go together")
+
     config.finish()
     return ServerConfig(
         config_path=config.path,
@@ -266,5 +308,6 @@ def load_server_config(path: str | Path) -> ServerConfig:
         relay=relay,
         metrics=metrics,
         records=records,
+        mail=mail,
     )
 

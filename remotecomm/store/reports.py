@@ -80,3 +80,8 @@ def unit_time_zone(connection: Connection, unit_id: str) -> str | None:
     """The IANA time zone of a unit, or ``None`` for no such unit."""
     return connection.execute(select(units.c.time_zone).where(units.c.unit_id == unit_id)
                               ).scalar()
+
+
+def unit_name(connection: Connection, unit_id: str) -> str | None:
+    """The display name of a unit, or ``None`` for no such unit."""
+    return connection.execute(select(units.c.name).where(units.c.unit_id == unit_id)).scalar()

@@ -6,7 +6,7 @@ exactly this (a test compares them).
 """
 
 from sqlalchemy import (BigInteger, Boolean, CheckConstraint, Column, ForeignKey, Index, Integer,
-                        MetaData, String, Table, Text, false)
+                        MetaData, String, Table, Text, UniqueConstraint, false)
 
 metadata = MetaData()
 
@@ -193,6 +193,57 @@ session_device_reports = Table(
     Column("received_us", BigInteger, nullable=False),
 )
 
+# Who gets a unit's reports by e-mail, and when (S320's e-mail variant).
+report_recipients = Table(
+    "report_recipients", metadata,
+    Column("unit_id", String(64), ForeignKey("units.unit_id"), primary_key=True),
+    Column("address", String(254), primary_key=True),
+    Column("added_us", BigInteger, nullable=False),
+    Column("added_by", String(128), nullable=False),
+)
+
+REPORT_FREQUENCIES = ("daily", "weekly", "monthly")
+report_schedules = Table(
+    "report_schedules", metadata,
+    Column("schedule_id", Integer, primary_key=True, autoincrement=True),
+    Column("unit_id", String(64), ForeignKey("units.unit_id"), nullable=False),
+    Column("frequency", String(16), nullable=False),
+    Column("weekday", Integer, nullable=True),        # weekly: 0 = Monday … 6 = Sunday
+    Column("day_of_month", Integer, nullable=True),   # monthly: 1–28
+    Column("at_time", String(5), nullable=False),     # HH:MM in the unit's time zone
+    Column("group_by", String(16), nullable=True),
+    Column("created_us", BigInteger, nullable=False),
+    Column("created_by", String(128), nullable=False),
+    CheckConstraint("frequency IN ('daily', 'weekly', 'monthly')",
+                    name="ck_report_schedules_frequency"),
+)
+Index("ix_report_schedules_unit", report_schedules.c.unit_id)
+
+# The mail outbox: one row per report to send (a schedule's occurrence, or "send now").
+MAILING_STATES = ("queued", "sending", "sent", "failed")
+report_mailings = Table(
+    "report_mailings", metadata,
+    Column("mailing_id", Integer, primary_key=True, autoincrement=True),
+    Column("unit_id", String(64), ForeignKey("units.unit_id"), nullable=False),
+    Column("schedule_id", Integer, nullable=True),
+    Column("occurrence_us", BigInteger, nullable=True),
+    Column("period_from_us", BigInteger, nullable=False),
+    Column("period_to_us", BigInteger, nullable=False),
+    Column("group_by", String(16), nullable=True),
+    Column("requested_by", String(128), nullable=True),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_us", BigInteger, nullable=False),
+    Column("last_error", String(300), nullable=True),
+    Column("created_us", BigInteger, nullable=False),
+    Column("sent_us", BigInteger, nullable=True),
+    Column("recipients", Text, nullable=True),  # JSON list, as sent
+    UniqueConstraint("schedule_id", "occurrence_us", name="uq_report_mailings_occurrence"),
+    CheckConstraint("state IN ('queued', 'sending', 'sent', 'failed')",
+                    name="ck_report_mailings_state"),
+)
+Index("ix_report_mailings_due", report_mailings.c.state, report_mailings.c.next_attempt_us)
+
 # Runs of scheduled jobs, one row per job and period: inserting the row claims the period
 # (so one process runs it, once), finishing it records the outcome.
 scheduled_runs = Table(
@@ -219,5 +270,5 @@ Index("ix_audit_at", audit.c.at_us)
 
 __all__ = ["metadata", "units", "users", "memberships", "terminals", "api_tokens", "devices",
            "sessions", "relay_nodes", "session_connections", "session_device_reports", "audit",
-           "scheduled_runs",
+           "scheduled_runs", "report_recipients", "report_schedules", "report_mailings",
            "ROLES", "SESSION_SIDES", "RELAY_NODE_STATES"]
