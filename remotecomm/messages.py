@@ -49,6 +49,13 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "report-missing-device-info": "{count} session(s) without the device's information "
                                       "yet (`remotecomm sessions --collect` asks the devices).",
         "csv-written": "Wrote {path}.",
+        "report-mailed": "Report queued for e-mail (mailing {mailing_id}) to {recipients}.",
+        "schedule-added": "Schedule {schedule_id} added: {description}.",
+        "schedule-removed": "Schedule {schedule_id} removed.",
+        "no-schedules": "Unit {unit_id} has no report schedules.",
+        "recipient-added": "{address} now gets the unit's reports.",
+        "recipient-removed": "{address} no longer gets the unit's reports.",
+        "no-recipients": "Unit {unit_id} has no report recipients.",
         "cannot-write": "cannot write {path}: {reason}",
         "collected": "Asked {asked} device(s) for what they kept: {collected} report(s) "
                      "collected, {missing} still missing.",

@@ -60,9 +60,32 @@ class RelayCollector:
                                 outbox.dead)
 
 
-def relay_registry(core: RelayCore, outbox: LogOutbox) -> CollectorRegistry:
+class MailCollector:
+    """Reads the report mailer's counters at scrape time."""
+
+    def __init__(self, mailer):
+        self._mailer = mailer
+
+    def collect(self):
+        yield CounterMetricFamily("remotecomm_report_mails_sent",
+                                  "Report e-mails the SMTP server accepted", self._mailer.sent)
+        yield CounterMetricFamily("remotecomm_report_mail_failures",
+                                  "Failed attempts to send a report e-mail (each is retried "
+                                  "with backoff, and audited)", self._mailer.failures)
+        yield GaugeMetricFamily("remotecomm_report_mails_pending",
+                                "Report e-mails waiting to be sent", self._mailer.pending)
+
+
+def manager_registry(registry: CollectorRegistry, mailer) -> CollectorRegistry:
+    """Add the manager's counters (report mail) to ``registry``."""
+    registry.register(MailCollector(mailer))
+    return registry
+
+
+def relay_registry(core: RelayCore, outbox: LogOutbox,
+                   registry: CollectorRegistry | None = None) -> CollectorRegistry:
     """A registry with the relay's counters and its admission-latency histogram."""
-    registry = CollectorRegistry(auto_describe=True)
+    registry = registry or CollectorRegistry(auto_describe=True)
     registry.register(RelayCollector(core, outbox))
     admission = Histogram("remotecomm_relay_admission_seconds",
                           "From a side's join to its being established (token check and "

@@ -42,11 +42,17 @@ def every(seconds: float) -> Callable[[int], int]:
 @dataclass(frozen=True)
 class Job:
     """``run(period_start_us)`` once per period that ``period_of`` cuts; ``run`` returns a
-    short outcome text for the stored run."""
+    short outcome text for the stored run.
+
+    A job that is idempotent by itself (``claimed=False``: the report mailer, whose
+    mailings are claimed row by row) runs at every look instead, one run at a time per
+    process, and stores no run.
+    """
 
     name: str
     period_of: Callable[[int], int]
     run: Callable[[int], Awaitable[str]]
+    claimed: bool = True
 
 
 class Scheduler:
@@ -90,6 +96,15 @@ class Scheduler:
     async def _run_if_due(self, job: Job) -> bool:
         at = now_us(self._clock)
         period = job.period_of(at)
+        if not job.claimed:
+            self._running.add(job.name)
+            try:
+                await job.run(period)
+            except Exception:
+                log.failure("scheduled {job} failed", None, job=job.name)
+            finally:
+                self._running.discard(job.name)
+            return True
         try:
             claimed = await self._store.run(runs.claim_period, job.name, period, at,
                                             self._lease_us)

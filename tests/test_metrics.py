@@ -5,7 +5,7 @@ from types import SimpleNamespace
 from treq.testing import StubTreq
 from twisted.trial.unittest import SynchronousTestCase
 
-from remotecomm.metrics import MetricsResource, relay_registry
+from remotecomm.metrics import MetricsResource, manager_registry, relay_registry
 
 
 def fake_core():
@@ -21,7 +21,9 @@ class MetricsTests(SynchronousTestCase):
         self.core = fake_core()
         outbox = SimpleNamespace(written={"started": 6, "ended": 4}, filed=9, pending=1,
                                  dead=2)
-        self.http = StubTreq(MetricsResource(relay_registry(self.core, outbox)))
+        mailer = SimpleNamespace(sent=5, failures=2, pending=1)
+        self.http = StubTreq(MetricsResource(manager_registry(
+            relay_registry(self.core, outbox), mailer)))
 
     def scrape(self, path="/metrics"):
         response = self.successResultOf(self.http.get("http://metrics" + path))
@@ -52,3 +54,11 @@ class MetricsTests(SynchronousTestCase):
         """Only /metrics exists on the metrics listener."""
         response, _ = self.scrape("/")
         self.assertEqual(response.code, 404)
+
+    def test_report_mail_counters(self):
+        """Sent and failed report e-mails are counted; waiting ones are a gauge."""
+        _, text = self.scrape()
+        for line in ("remotecomm_report_mails_sent_total 5.0",
+                     "remotecomm_report_mail_failures_total 2.0",
+                     "remotecomm_report_mails_pending 1.0"):
+            self.assertIn(line, text)

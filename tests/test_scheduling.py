@@ -88,6 +88,13 @@ class SchedulerTests(SynchronousTestCase):
         self.clock.advance(600)
         self.assertEqual(len(self.runs), 2)
 
+    def test_a_job_idempotent_by_itself_runs_at_every_look_and_stores_nothing(self):
+        scheduler = Scheduler(self.store, self.clock,
+                              (Job("mail", every(600), self.job, claimed=False),))
+        self.assertEqual(self.check(scheduler), ["mail"])
+        self.assertEqual(self.check(scheduler), ["mail"])
+        self.assertIsNone(self.store.run_sync(last_run, "mail"))
+
     def test_periods_must_have_a_length(self):
         with self.assertRaises(ValueError):
             every(0)

@@ -24,7 +24,7 @@ from email.utils import format_datetime, make_msgid
 from typing import Callable
 
 from sqlalchemy import Connection
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
@@ -133,6 +133,7 @@ class ReportMailer:
         self.sent = 0
         self.failures = 0
         self.pending = 0
+        self._sending: Deferred | None = None
 
     @property
     def enabled(self) -> bool:
@@ -193,6 +194,13 @@ class ReportMailer:
         message = compose(report, unit_name(connection, row.unit_id) or row.unit_id,
                           self._from, recipients, at)
         return Prepared(row.mailing_id, row.unit_id, recipients, message, row.attempts)
+
+    def kick(self) -> None:
+        """Send what is due soon (after "send now"), unless a round is under way."""
+        if self._sending is None and self._send is not None:
+            self._sending = ensureDeferred(self.send_due())
+            self._sending.addErrback(lambda f: log.failure("sending reports failed", f))
+            self._sending.addBoth(lambda _: setattr(self, "_sending", None))
 
     async def send_due(self) -> int:
         """Send every mailing that is due; how many went out."""

@@ -35,6 +35,17 @@ class SmtpSender:
         self._ca = ca_certificate
         self._timeout = timeout
 
+    def check(self) -> None:
+        """Read what sending will need (the password, the CA) now, so that a wrong path
+        stops the server at start instead of failing every send; raises ``ValueError``."""
+        try:
+            self._password()
+            self._tls()
+        except OSError as e:
+            raise ValueError(f"[mail] password_file: {e}") from None
+        except Exception as e:
+            raise ValueError(f"[mail] ca_certificate: {e}") from None
+
     def _password(self) -> bytes | None:
         if self._password_file is None:
             return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
+from prometheus_client import CollectorRegistry
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import ensureDeferred, fail, succeed
@@ -21,7 +22,7 @@ from remotecomm.accounts.throttle import LoginThrottle
 from remotecomm.clock import seconds_to_us
 from remotecomm.config import config_options
 from remotecomm.json_http import Router, make_site
-from remotecomm.metrics import MetricsResource, relay_registry
+from remotecomm.metrics import MetricsResource, manager_registry, relay_registry
 from remotecomm.relay.core import RelayCore
 from remotecomm.relay.gateway_http import read_api_secret
 from remotecomm.relay.liveness import HeartbeatSender
@@ -29,6 +30,8 @@ from remotecomm.relay.logs import LogOutbox, open_relay_store
 from remotecomm.relay.manager_api import ManagerClient, relay_node_routes
 from remotecomm.relay.node import RelayNode
 from remotecomm.relay.websocket import SiteRoot, relay_resource
+from remotecomm.reports.mail import ReportMailer
+from remotecomm.reports.smtp import SmtpSender
 from remotecomm.scheduling import Job, Scheduler, every
 from remotecomm.server.config import ServerConfig, SessionsConfig, load_server_config
 from remotecomm.server.nvx import NativeHelpersMissing, check_native_helpers
@@ -130,7 +133,7 @@ def build_service(config: ServerConfig, reactor, role: str = "both") -> MultiSer
     if config.metrics.enabled and relay is not None:
         metrics = StreamServerEndpointService(
             serverFromString(reactor, config.metrics.listen),
-            make_site(MetricsResource(relay_registry(relay.core, relay.outbox))))
+            make_site(MetricsResource(_registry(relay, manager))))
         metrics.setName("metrics")
         metrics._raiseSynchronously = True
         metrics.setServiceParent(root)
@@ -156,6 +159,7 @@ class _ManagerParts:
     component: object
     relays: RelayDirectory
     for_relay: ManagerForRelay
+    mailer: ReportMailer | None = None
 
 
 @dataclass
@@ -227,6 +231,22 @@ def _build_sessions(config: ServerConfig, reactor, root, readiness: dict,
 
         scheduler.add(Job("collect-session-reports", every(config.records.collect_every),
                           collect_everywhere))
+    sender = None
+    if config.mail.enabled:
+        mail = config.mail
+        sender = SmtpSender(reactor, host=mail.smtp_host, port=mail.smtp_port,
+                            from_address=mail.from_address, username=mail.username,
+                            password_file=mail.password_file,
+                            require_starttls=mail.require_starttls,
+                            ca_certificate=mail.ca_certificate, timeout=mail.timeout)
+        try:
+            sender.check()
+        except ValueError as e:
+            _refuse_to_start(f"{config.config_path}: {e}")
+        sender = sender.send
+    manager.mailer = ReportMailer(manager.store, reactor, sender, config.mail.from_address,
+                                  send_grace=config.mail.send_grace)
+    scheduler.add(Job("report-mail", every(60), manager.mailer.run, claimed=False))
     StartStopService("scheduler", scheduler.start, scheduler.stop).setServiceParent(root)
     if manager.component is not None:
         manager.component.requests.register(ApprovalDecision, broker.on_decision)
@@ -238,7 +258,8 @@ def _build_sessions(config: ServerConfig, reactor, root, readiness: dict,
         log.warn("this manager ACCEPTS answers from device test approvers "
                  "([sessions] allow_test_approver = true): for tests and benchmarks only")
     api = Api(manager.accounts, manager.store, reactor, readiness=readiness, broker=broker,
-              extra_routes=extra_routes, notices=notices, collector=collector)
+              extra_routes=extra_routes, notices=notices, collector=collector,
+              mailer=manager.mailer)
     return api.resource()
 
 
@@ -327,6 +348,14 @@ class RelayService(Service):
                          "the next start")
 
         return ensureDeferred(flush())
+
+
+def _registry(relay: _RelayParts, manager: _ManagerParts | None) -> CollectorRegistry:
+    """What ``/metrics`` shows: the relay's counters, and the manager's in one process."""
+    registry = relay_registry(relay.core, relay.outbox)
+    if manager is not None and manager.mailer is not None:
+        manager_registry(registry, manager.mailer)
+    return registry
 
 
 def _log_errors(coroutine, what: str) -> None:

@@ -8,7 +8,7 @@ may be taken over.
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, delete, insert, select, update
 
 from remotecomm.store.schema import scheduled_runs
 
@@ -35,12 +35,18 @@ def claim_period(connection: Connection, job: str, period_start_us: int, now_us:
     return taken.rowcount == 1
 
 
+KEEP_RUNS_US = 7 * 86400 * 1_000_000
+
+
 def finish_run(connection: Connection, job: str, period_start_us: int, now_us: int,
                outcome: str) -> None:
-    """Record how a claimed run ended."""
+    """Record how a claimed run ended (and forget this job's runs older than a week)."""
     connection.execute(update(scheduled_runs).where(
         scheduled_runs.c.job == job, scheduled_runs.c.period_start_us == period_start_us)
         .values(finished_us=now_us, outcome=outcome[:200]))
+    connection.execute(delete(scheduled_runs).where(
+        scheduled_runs.c.job == job,
+        scheduled_runs.c.period_start_us < period_start_us - KEEP_RUNS_US))
 
 
 def last_run(connection: Connection, job: str):

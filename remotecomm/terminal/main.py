@@ -24,7 +24,7 @@ import platform
 import signal
 import sys
 from pathlib import Path
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from twisted.internet.defer import Deferred, ensureDeferred, race
 from twisted.internet.endpoints import TCP4ServerEndpoint
@@ -39,7 +39,7 @@ from remotecomm.command_line import (EXIT_APPROVAL_TIMEOUT, EXIT_DEVICE_NOT_FOUN
                                      EXIT_SESSION_EXISTS, EXIT_SESSION_LOST, EXIT_UNKNOWN_APP,
                                      EXIT_UNREACHABLE, EXIT_USAGE, CliError, identifier,
                                      read_password, report)
-from remotecomm.identifiers import APP_ID, DEVICE_ID, REQUEST_ID, USER_ID
+from remotecomm.identifiers import APP_ID, DEVICE_ID, MAIL_ADDRESS, REQUEST_ID, USER_ID
 from remotecomm.messages import text
 from remotecomm.relay.client import RelayClient, RelayClosed
 from remotecomm.terminal.client import ApiClient
@@ -121,6 +121,32 @@ def build_parser() -> argparse.ArgumentParser:
     reporting.add_argument("--csv", metavar="FILE", help="write the report as CSV to FILE "
                                                       "('-': standard output)")
     reporting.add_argument("--json", action="store_true", help="print the answer as JSON")
+    reporting.add_argument("--mail", action="store_true",
+                           help="e-mail the report to your unit's recipients now (unit admins)")
+    schedule = commands.add_parser("report-schedule", help="when your unit's report is "
+                                                           "e-mailed (changes: unit admins)")
+    schedule_actions = schedule.add_subparsers(dest="action", required=True, metavar="ACTION")
+    schedule_actions.add_parser("list", help="the unit's schedules")
+    adding = schedule_actions.add_parser("add", help="add a schedule")
+    when = adding.add_mutually_exclusive_group(required=True)
+    when.add_argument("--daily", action="store_true", help="every day (the day before)")
+    when.add_argument("--weekly", metavar="WEEKDAY", choices=WEEKDAY_NAMES,
+                      help="every week on WEEKDAY (the seven days before)")
+    when.add_argument("--monthly", metavar="DAY", type=_day_of_month,
+                      help="every month on DAY, 1–28 (the month before)")
+    adding.add_argument("--at", required=True, type=_clock_time_argument, metavar="HH:MM",
+                        help="the time of day, in the unit's time zone")
+    adding.add_argument("--by", choices=("device", "app", "user", "day"))
+    removing = schedule_actions.add_parser("remove", help="remove a schedule")
+    removing.add_argument("schedule_id", type=int)
+    recipient = commands.add_parser("report-recipient", help="who gets your unit's report "
+                                                             "by e-mail (changes: unit admins)")
+    recipient_actions = recipient.add_subparsers(dest="action", required=True,
+                                                 metavar="ACTION")
+    recipient_actions.add_parser("list", help="the unit's recipients")
+    for action in ("add", "remove"):
+        recipient_actions.add_parser(action, help=f"{action} a recipient").add_argument(
+            "address", type=identifier(MAIL_ADDRESS, "e-mail address"))
     one = commands.add_parser("session", help="one session's whole record")
     one.add_argument("request_id", type=identifier(REQUEST_ID, "request ID"))
     one.add_argument("--json", action="store_true", help="print the answer as JSON")
@@ -188,6 +214,15 @@ async def _run_terminal(reactor, args: argparse.Namespace) -> list[str]:
         answer = await client.get("/api/v1/sessions" + (f"?{query}" if query else ""))
         return lines + ([json.dumps(answer, indent=2)] if args.json
                         else format_sessions(answer))
+    if args.command == "report-schedule":
+        return await report_schedule(client, args)
+    if args.command == "report-recipient":
+        return await report_recipient(client, args)
+    if args.command == "report" and args.mail:
+        answer = await client.post("/api/v1/reports/send", {name: value for name, value in (
+            ("from", args.from_), ("to", args.to), ("group_by", args.by)) if value})
+        return [text("report-mailed", mailing_id=answer.get("mailing_id", "?"),
+                     recipients=", ".join(map(str, answer.get("recipients") or [])))]
     if args.command == "report":
         query = urlencode({name: value for name, value in (
             ("from", args.from_), ("to", args.to), ("group_by", args.by)) if value})
@@ -444,6 +479,62 @@ def format_sessions(answer: dict) -> list[str]:
     if answer.get("next"):
         lines.append(text("sessions-more"))
     return lines
+
+
+WEEKDAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+def _day_of_month(text_value: str) -> int:
+    if not text_value.isdigit() or not 1 <= int(text_value) <= 28:
+        raise argparse.ArgumentTypeError("a day of the month must be 1 to 28")
+    return int(text_value)
+
+
+def _clock_time_argument(text_value: str) -> str:
+    hours, _, minutes = text_value.partition(":")
+    if not (len(hours) == 2 and hours.isdigit() and len(minutes) == 2 and minutes.isdigit()
+            and int(hours) < 24 and int(minutes) < 60):
+        raise argparse.ArgumentTypeError("a time of day is HH:MM (00:00 to 23:59)")
+    return text_value
+
+
+async def report_schedule(client: ApiClient, args) -> list[str]:
+    """`remotecomm report-schedule list|add|remove`."""
+    if args.action == "add":
+        body = {"at": args.at}
+        if args.daily:
+            body["frequency"] = "daily"
+        elif args.weekly:
+            body.update(frequency="weekly", weekday=args.weekly)
+        else:
+            body.update(frequency="monthly", day=args.monthly)
+        if args.by:
+            body["group_by"] = args.by
+        answer = await client.post("/api/v1/reports/schedules", body)
+        return [text("schedule-added", schedule_id=answer.get("schedule_id"),
+                     description=answer.get("description"))]
+    if args.action == "remove":
+        await client.delete(f"/api/v1/reports/schedules/{args.schedule_id}")
+        return [text("schedule-removed", schedule_id=args.schedule_id)]
+    answer = await client.get("/api/v1/reports/schedules")
+    schedules = answer.get("schedules") or []
+    if not schedules:
+        return [text("no-schedules", unit_id=answer.get("unit_id", "?"))]
+    return _table([("ID", "WHEN")] + [(str(s.get("schedule_id")), str(s.get("description")))
+                                      for s in schedules])
+
+
+async def report_recipient(client: ApiClient, args) -> list[str]:
+    """`remotecomm report-recipient list|add|remove`."""
+    if args.action == "add":
+        await client.post("/api/v1/reports/recipients", {"address": args.address})
+        return [text("recipient-added", address=args.address)]
+    if args.action == "remove":
+        await client.delete(f"/api/v1/reports/recipients/{quote(args.address)}")
+        return [text("recipient-removed", address=args.address)]
+    answer = await client.get("/api/v1/reports/recipients")
+    return list(answer.get("recipients") or []) or [
+        text("no-recipients", unit_id=answer.get("unit_id", "?"))]
 
 
 async def _download_csv(client: ApiClient, path: str, target: str) -> list[str]:

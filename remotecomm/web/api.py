@@ -20,6 +20,7 @@ from remotecomm.accounts.passwords import MAX_PASSWORD_BYTES, HasherBusy
 from remotecomm.clock import iso_from_us
 from remotecomm.identifiers import APP_ID, DEVICE_ID, REQUEST_ID, TERMINAL_ID, USER_ID, is_valid
 from remotecomm.json_http import ApiError, Route, Router, no_more_fields, read_json, take_str
+from remotecomm.reports.mail import ReportMailer
 from remotecomm.sessions.broker import SessionBroker, SessionError
 from remotecomm.sessions.collection import RecordCollector
 from remotecomm.store.devices import devices_of_unit
@@ -80,7 +81,7 @@ class Api:
                  readiness: dict[str, ReadinessCheck] | None = None,
                  broker: SessionBroker | None = None, extra_routes: list[Route] | None = None,
                  notices: dict[str, Callable[[], object]] | None = None,
-                 collector: RecordCollector | None = None):
+                 collector: RecordCollector | None = None, mailer: ReportMailer | None = None):
         self._accounts = accounts
         self._store = store
         self._clock = clock
@@ -88,7 +89,7 @@ class Api:
                               clock, notices)
         self._broker = broker
         self._collector = collector
-        self._reports = ReportRoutes(store, clock, self._caller, session_filters)
+        self._reports = ReportRoutes(store, clock, self._caller, session_filters, mailer)
         self._extra_routes = list(extra_routes or [])
 
     def resource(self) -> Router:

@@ -5,6 +5,11 @@ with ``Accept: text/csv`` or at ``/api/v1/reports/sessions.csv``;
 ``GET /api/v1/sessions.csv`` (or ``Accept: text/csv`` on the list) is the
 session list as CSV, with the list's filters.  The caller's unit only: its
 figures, its time zone.
+
+By e-mail: ``/api/v1/reports/recipients`` and ``/api/v1/reports/schedules``
+(listed by anyone of the unit, changed by its unit admins only, checked
+with the stored membership role), ``POST /api/v1/reports/send`` ("send
+now", unit admins) and ``GET /api/v1/reports/mailings`` (what was sent).
 """
 
 from __future__ import annotations
@@ -16,11 +21,16 @@ from twisted.web import server
 
 from remotecomm.accounts.login import Caller
 from remotecomm.clock import now_us
-from remotecomm.json_http import ApiError, Download, Route
+from remotecomm.identifiers import MAIL_ADDRESS, is_valid
+from remotecomm.json_http import ApiError, Download, Route, no_more_fields, read_json, take_str
 from remotecomm.reports.csv_export import records_csv, report_csv
+from remotecomm.reports.mail import ReportMailer, mailing_json
 from remotecomm.reports.periods import PeriodError, period
+from remotecomm.reports.schedules import WEEKDAYS, ReportSchedule, ScheduleError
 from remotecomm.reports.sessions import unit_report, unit_zone
 from remotecomm.sessions import records
+from remotecomm.store import mailings as mail_rows
+from remotecomm.store.audit import append_audit
 from remotecomm.store.engine import Store, StoreBusy
 from remotecomm.store.reports import GROUPS
 
@@ -52,17 +62,25 @@ class ReportRoutes:
 
     def __init__(self, store: Store, clock: IReactorTime,
                  caller: Callable[[server.Request], Awaitable[tuple[Caller, str]]],
-                 session_filters: Callable[[dict], dict]):
+                 session_filters: Callable[[dict], dict], mailer: ReportMailer | None = None):
         self._store = store
         self._clock = clock
         self._caller = caller
         self._session_filters = session_filters
+        self._mailer = mailer
 
     def routes(self) -> list[Route]:
         """The routes to add to the API's router."""
         return [Route("/api/v1/reports/sessions", get=self.report),
                 Route("/api/v1/reports/sessions.csv", get=self.report_as_csv),
-                Route("/api/v1/sessions.csv", get=self.sessions_csv)]
+                Route("/api/v1/sessions.csv", get=self.sessions_csv),
+                Route("/api/v1/reports/recipients", get=self.recipients,
+                      post=self.add_recipient),
+                Route("/api/v1/reports/recipients/{address}", delete=self.remove_recipient),
+                Route("/api/v1/reports/schedules", get=self.schedules, post=self.add_schedule),
+                Route("/api/v1/reports/schedules/{schedule_id}", delete=self.remove_schedule),
+                Route("/api/v1/reports/send", post=self.send_now),
+                Route("/api/v1/reports/mailings", get=self.mailings)]
 
     async def _run(self, fn, *args):
         try:
@@ -123,3 +141,158 @@ class ReportRoutes:
             request.setHeader(b"x-remotecomm-next",
                               f"{last['requested_at_us']}.{last['request_id']}".encode())
         return 200, Download(records_csv(found, tz), CSV, f"sessions-{caller.unit_id}.csv")
+
+    # -- by e-mail -----------------------------------------------------------------------
+
+    async def _admin(self, request: server.Request) -> Caller:
+        """The caller, if a unit admin of their unit (the stored membership role)."""
+        caller, _ = await self._caller(request)
+        if caller.role != "unit-admin":
+            raise ApiError(403, "not-allowed", "only a unit admin may do this")
+        return caller
+
+    async def _audited(self, caller: Caller, kind: str, change, *args, **detail):
+        at = now_us(self._clock)
+
+        def run(connection):
+            result = change(connection, *args)
+            if result:
+                append_audit(connection, at, kind, actor=caller.user_id, unit_id=caller.unit_id,
+                             **detail)
+            return result
+
+        return await self._run(run)
+
+    async def recipients(self, request: server.Request):
+        """The unit's report recipients."""
+        caller, _ = await self._caller(request)
+        found = await self._run(mail_rows.recipients_of, caller.unit_id)
+        return 200, {"unit_id": caller.unit_id, "recipients": found}
+
+    async def add_recipient(self, request: server.Request):
+        """Register a recipient (unit admins)."""
+        caller = await self._admin(request)
+        body = read_json(request)
+        address = take_str(body, "address", MAIL_ADDRESS, max_length=254).lower()
+        no_more_fields(body)
+        added = await self._audited(caller, "report-recipient-added", mail_rows.add_recipient,
+                                    caller.unit_id, address, now_us(self._clock),
+                                    caller.user_id, address=address)
+        return (201 if added else 200), {"address": address, "added": bool(added)}
+
+    async def remove_recipient(self, request: server.Request, address: str):
+        """Unregister a recipient (unit admins)."""
+        caller = await self._admin(request)
+        address = address.lower()
+        removed = is_valid(MAIL_ADDRESS, address) and await self._audited(
+            caller, "report-recipient-removed", mail_rows.remove_recipient, caller.unit_id,
+            address, address=address)
+        if not removed:
+            raise ApiError(404, "recipient-not-found", "no such recipient in your unit")
+        return 200, {"address": address, "removed": True}
+
+    async def schedules(self, request: server.Request):
+        """The unit's report schedules."""
+        caller, _ = await self._caller(request)
+        found = await self._run(mail_rows.schedules_of, caller.unit_id)
+        return 200, {"unit_id": caller.unit_id, "schedules": [_schedule_json(row)
+                                                              for row in found]}
+
+    async def add_schedule(self, request: server.Request):
+        """Add a schedule (unit admins): ``frequency`` (daily, weekly, monthly), ``at``
+        (HH:MM unit time), ``weekday`` (weekly), ``day`` (monthly, 1–28), ``group_by``."""
+        caller = await self._admin(request)
+        body = read_json(request)
+        frequency = take_str(body, "frequency", r"daily|weekly|monthly")
+        at_time = take_str(body, "at", r"\d\d:\d\d")
+        weekday = body.pop("weekday", None)
+        day = body.pop("day", None)
+        group_by = body.pop("group_by", None)
+        no_more_fields(body)
+        if weekday is not None and weekday not in WEEKDAYS:
+            raise ApiError(400, "invalid-field", "weekday must be monday … sunday",
+                           field="weekday")
+        if day is not None and (not isinstance(day, int) or isinstance(day, bool)):
+            raise ApiError(400, "invalid-field", "day must be a number from 1 to 28",
+                           field="day")
+        try:
+            schedule = ReportSchedule(frequency, at_time,
+                                      WEEKDAYS.index(weekday) if weekday else None, day,
+                                      group_by)
+        except ScheduleError as e:
+            raise ApiError(400, "invalid-field", str(e), field=e.field) from None
+        values = dict(unit_id=caller.unit_id, frequency=schedule.frequency,
+                      at_time=schedule.at_time, weekday=schedule.weekday,
+                      day_of_month=schedule.day_of_month, group_by=schedule.group_by,
+                      created_us=now_us(self._clock), created_by=caller.user_id)
+        schedule_id = await self._audited(caller, "report-schedule-added",
+                                          mail_rows.add_schedule, values,
+                                          schedule=schedule.describe())
+        return 201, _schedule_json(dict(values, schedule_id=schedule_id))
+
+    async def remove_schedule(self, request: server.Request, schedule_id: str):
+        """Delete a schedule (unit admins)."""
+        caller = await self._admin(request)
+        removed = schedule_id.isdigit() and len(schedule_id) < 10 and await self._audited(
+            caller, "report-schedule-removed", mail_rows.remove_schedule, caller.unit_id,
+            int(schedule_id), schedule_id=schedule_id)
+        if not removed:
+            raise ApiError(404, "schedule-not-found", "no such schedule in your unit")
+        return 200, {"schedule_id": int(schedule_id), "removed": True}
+
+    async def send_now(self, request: server.Request):
+        """Queue the unit's report for its recipients now (unit admins): ``from``, ``to``,
+        ``group_by`` as for the report; 202 with the mailing to follow."""
+        caller = await self._admin(request)
+        if self._mailer is None or not self._mailer.enabled:
+            raise ApiError(503, "mail-not-configured", "this server sends no e-mail ([mail])")
+        request.content.seek(0)
+        body = read_json(request) if request.content.read(1) else {}
+        values = {}
+        for name in ("from", "to", "group_by"):
+            value = body.pop(name, None)
+            if value is not None and not isinstance(value, str):
+                raise ApiError(400, "invalid-field", f"{name} must be a string", field=name)
+            values[name] = value
+        no_more_fields(body)
+        if values["group_by"] is not None and values["group_by"] not in GROUPS:
+            raise ApiError(400, "invalid-field", f"group_by must be one of {', '.join(GROUPS)}",
+                           field="group_by")
+        recipients = await self._run(mail_rows.recipients_of, caller.unit_id)
+        if not recipients:
+            raise ApiError(409, "no-recipients", "your unit has no report recipients")
+
+        def asked(connection):
+            return period(values["from"], values["to"], unit_zone(connection, caller.unit_id),
+                          now_us(self._clock))
+
+        try:
+            the_period = await self._run(asked)
+        except PeriodError as e:
+            raise ApiError(400, "invalid-field", str(e), field=e.field) from None
+        mailing_id = await self._mailer.send_now(caller.unit_id, caller.user_id, the_period,
+                                                 values["group_by"])
+        self._mailer.kick()
+        return 202, {"mailing_id": mailing_id, "state": "queued", "recipients": recipients}
+
+    async def mailings(self, request: server.Request):
+        """The unit's recent mailings, newest first, with their state."""
+        caller, _ = await self._caller(request)
+
+        def listed(connection):
+            return (mail_rows.mailings_of(connection, caller.unit_id),
+                    unit_zone(connection, caller.unit_id))
+
+        found, tz = await self._run(listed)
+        return 200, {"unit_id": caller.unit_id,
+                     "mailings": [mailing_json(row, tz) for row in found]}
+
+
+def _schedule_json(row: dict) -> dict:
+    schedule = ReportSchedule(row["frequency"], row["at_time"], row["weekday"],
+                              row["day_of_month"], row["group_by"])
+    return {"schedule_id": row["schedule_id"], "frequency": row["frequency"],
+            "at": row["at_time"],
+            "weekday": WEEKDAYS[row["weekday"]] if row["weekday"] is not None else None,
+            "day": row["day_of_month"], "group_by": row["group_by"],
+            "description": schedule.describe()}

@@ -43,6 +43,22 @@ class ArgumentTests(SynchronousTestCase):
     def test_report_grouping_is_one_of_four(self):
         self.assertEqual(self.exit_code(["report", "--by", "week"])[0], 2)
 
+    def test_report_schedules_and_recipients_are_checked(self):
+        """Weekday names, HH:MM, days 1–28, one frequency, e-mail addresses."""
+        for argv in (["report-schedule", "add", "--weekly", "funday", "--at", "06:00"],
+                     ["report-schedule", "add", "--daily", "--at", "6:00"],
+                     ["report-schedule", "add", "--daily", "--at", "24:00"],
+                     ["report-schedule", "add", "--monthly", "29", "--at", "06:00"],
+                     ["report-schedule", "add", "--daily", "--weekly", "monday", "--at",
+                      "06:00"],
+                     ["report-schedule", "add", "--at", "06:00"],
+                     ["report-recipient", "add", "not an address"],
+                     ["report-recipient", "add", "a@b.c\nBcc: x@y.z"]):
+            self.assertEqual(self.exit_code(argv)[0], 2, argv)
+        args = cli.build_parser().parse_args(["report-schedule", "add", "--weekly", "monday",
+                                              "--at", "06:30", "--by", "device"])
+        self.assertEqual((args.weekly, args.at, args.by), ("monday", "06:30", "device"))
+
     def test_open_checks_device_and_app_ids(self):
         """`remotecomm open` refuses malformed IDs before calling the server."""
         for argv in (["open", "MFP", "web-server"], ["open", "mfp-1", "Web Server"],

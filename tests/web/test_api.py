@@ -597,3 +597,100 @@ class ReportsApiTests(ApiTestCase):
         self.assertEqual((status, body["code"]), (400, "unknown-field"))
         self.assertEqual(self.call("GET", "/api/v1/reports/sessions")[0], 401)
         self.assertEqual(self.raw("/api/v1/sessions.csv?limit=0", token)[0], 400)
+
+
+class ReportMailApiTests(ApiTestCase):
+    """Recipients, schedules and "send now": listed by the unit, changed by its admins."""
+
+    def setUp(self):
+        super().setUp()
+        from remotecomm.reports.mail import ReportMailer
+        self.store.run_sync(insert_user, "adam", "Adam", make_hasher(CHEAP_HASHING).hash(
+            PASSWORD), "acme", "unit-admin", 0)
+        self.sent = []
+        self.mailer = ReportMailer(self.store, self.clock,
+                                   lambda to, message: self.sent.append((to, message)) or
+                                   Deferred.fromCoroutine(_nothing()), "rc@test.example")
+        self.api = Api(self.accounts, self.store, self.clock, readiness=self.checks,
+                       mailer=self.mailer)
+        self.http = StubTreq(self.api.resource())
+        self.admin = self.token(user_id="adam")
+
+    def test_recipients_and_schedules_are_changed_by_unit_admins_only(self):
+        alice = self.token(user_id="alice", terminal_id=OTHER_TERMINAL)
+        for method, path, body in (
+                ("POST", "/api/v1/reports/recipients", {"address": "ops@acme.test"}),
+                ("POST", "/api/v1/reports/schedules", {"frequency": "daily", "at": "06:00"}),
+                ("POST", "/api/v1/reports/send", {})):
+            status, answer, _ = self.call(method, path, body, token=alice,
+                                          terminal=OTHER_TERMINAL)
+            self.assertEqual((status, answer["code"]), (403, "not-allowed"), path)
+        status, answer, _ = self.call("POST", "/api/v1/reports/recipients",
+                                      {"address": "Ops@ACME.test"}, token=self.admin)
+        self.assertEqual((status, answer), (201, {"address": "ops@acme.test", "added": True}))
+        self.assertEqual(self.call("POST", "/api/v1/reports/recipients",
+                                   {"address": "ops@acme.test"}, token=self.admin)[0], 200)
+        status, answer, _ = self.call("POST", "/api/v1/reports/schedules",
+                                      {"frequency": "weekly", "weekday": "monday",
+                                       "at": "06:30", "group_by": "device"}, token=self.admin)
+        self.assertEqual((status, answer["description"]),
+                         (201, "weekly on monday at 06:30, by device"))
+        listed = self.call("GET", "/api/v1/reports/schedules", token=alice,
+                           terminal=OTHER_TERMINAL)[1]
+        self.assertEqual([s["schedule_id"] for s in listed["schedules"]],
+                         [answer["schedule_id"]])
+        self.assertEqual(self.call("GET", "/api/v1/reports/recipients", token=alice,
+                                   terminal=OTHER_TERMINAL)[1]["recipients"], ["ops@acme.test"])
+        self.assertEqual(len(self.audit("report-recipient-added")), 1)
+        self.assertEqual(self.call("DELETE", f"/api/v1/reports/schedules/"
+                                             f"{answer['schedule_id']}", token=self.admin)[0],
+                         200)
+        self.assertEqual(self.call("DELETE", "/api/v1/reports/recipients/ops@acme.test",
+                                   token=self.admin)[0], 200)
+        self.assertEqual(self.call("DELETE", "/api/v1/reports/recipients/ops@acme.test",
+                                   token=self.admin)[0], 404)
+
+    def test_bad_schedules_and_addresses_name_the_field(self):
+        for body, field in (({"frequency": "weekly", "at": "06:00"}, "weekday"),
+                            ({"frequency": "daily", "at": "25:00"}, "at"),
+                            ({"frequency": "monthly", "at": "06:00", "day": 31}, "day"),
+                            ({"frequency": "daily", "at": "06:00", "weekday": "friday"},
+                             "weekday"),
+                            ({"frequency": "daily", "at": "06:00", "group_by": "week"},
+                             "group_by")):
+            status, answer, _ = self.call("POST", "/api/v1/reports/schedules", body,
+                                          token=self.admin)
+            self.assertEqual((status, answer.get("field")), (400, field), body)
+        for address in ("no-at-sign", "a@b c", "<a@b.c>", "a@b.c\r\nBcc: x@y.z"):
+            status, answer, _ = self.call("POST", "/api/v1/reports/recipients",
+                                          {"address": address}, token=self.admin)
+            self.assertEqual(status, 400, address)
+
+    def test_send_now_queues_and_sends_to_the_recipients(self):
+        self.assertEqual(self.call("POST", "/api/v1/reports/send", {},
+                                   token=self.admin)[1]["code"], "no-recipients")
+        self.call("POST", "/api/v1/reports/recipients", {"address": "ops@acme.test"},
+                  token=self.admin)
+        status, answer, _ = self.call("POST", "/api/v1/reports/send",
+                                      {"from": "2027-01-01", "group_by": "day"},
+                                      token=self.admin)
+        self.assertEqual((status, answer["state"], answer["recipients"]),
+                         (202, "queued", ["ops@acme.test"]))
+        self.clock.advance(0)
+        [(to, message)] = self.sent
+        self.assertIn(b"2027-01-01 to 2027-02-01", message)
+        [mailing] = self.call("GET", "/api/v1/reports/mailings", token=self.admin)[1]["mailings"]
+        self.assertEqual((mailing["state"], mailing["group_by"], mailing["recipients"]),
+                         ("sent", "day", ["ops@acme.test"]))
+
+    def test_send_now_without_smtp_is_refused(self):
+        from remotecomm.reports.mail import ReportMailer
+        self.api = Api(self.accounts, self.store, self.clock, readiness=self.checks,
+                       mailer=ReportMailer(self.store, self.clock, None, "rc@test.example"))
+        self.http = StubTreq(self.api.resource())
+        status, answer, _ = self.call("POST", "/api/v1/reports/send", {}, token=self.admin)
+        self.assertEqual((status, answer["code"]), (503, "mail-not-configured"))
+
+
+async def _nothing():
+    return None
