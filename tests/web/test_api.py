@@ -599,8 +599,8 @@ class ReportsApiTests(ApiTestCase):
         self.assertEqual(self.raw("/api/v1/sessions.csv?limit=0", token)[0], 400)
 
 
-class ReportMailApiTests(ApiTestCase):
-    """Recipients, schedules and "send now": listed by the unit, changed by its admins."""
+class ReportMailTestCase(ApiTestCase):
+    """The API with a report mailer whose SMTP is a list; ``adam`` is acme's unit admin."""
 
     def setUp(self):
         super().setUp()
@@ -615,6 +615,10 @@ class ReportMailApiTests(ApiTestCase):
                        mailer=self.mailer)
         self.http = StubTreq(self.api.resource())
         self.admin = self.token(user_id="adam")
+
+
+class ReportMailApiTests(ReportMailTestCase):
+    """Recipients, schedules and "send now": listed by the unit, changed by its admins."""
 
     def test_recipients_and_schedules_are_changed_by_unit_admins_only(self):
         alice = self.token(user_id="alice", terminal_id=OTHER_TERMINAL)
@@ -694,3 +698,33 @@ class ReportMailApiTests(ApiTestCase):
 
 async def _nothing():
     return None
+
+
+class ReportMailIsolationTests(ReportMailTestCase):
+    """Another unit's recipients, schedules and mailings look like none at all."""
+
+    def test_another_unit_sees_and_changes_nothing_of_ours(self):
+        self.call("POST", "/api/v1/reports/recipients", {"address": "ops@acme.test"},
+                  token=self.admin)
+        schedule = self.call("POST", "/api/v1/reports/schedules",
+                             {"frequency": "daily", "at": "06:00"}, token=self.admin)[1]
+        self.call("POST", "/api/v1/reports/send", {}, token=self.admin)
+        self.store.run_sync(insert_user, "gail", "Adam", make_hasher(CHEAP_HASHING).hash(
+            PASSWORD), "globex", "unit-admin", 0)
+        other = self.token(user_id="gail", terminal_id=OTHER_TERMINAL)
+
+        def as_other(method, path, body=None):
+            return self.call(method, path, body, token=other, terminal=OTHER_TERMINAL)[:2]
+
+        self.assertEqual(as_other("GET", "/api/v1/reports/recipients")[1]["recipients"], [])
+        self.assertEqual(as_other("GET", "/api/v1/reports/schedules")[1]["schedules"], [])
+        self.assertEqual(as_other("GET", "/api/v1/reports/mailings")[1]["mailings"], [])
+        self.assertEqual(as_other("DELETE", f"/api/v1/reports/schedules/"
+                                            f"{schedule['schedule_id']}"),
+                         as_other("DELETE", "/api/v1/reports/schedules/999"))
+        self.assertEqual(as_other("DELETE", "/api/v1/reports/recipients/ops@acme.test")[0],
+                         404)
+        self.assertEqual(as_other("POST", "/api/v1/reports/send", {})[1]["code"],
+                         "no-recipients")
+        self.assertEqual(len(self.call("GET", "/api/v1/reports/schedules",
+                                       token=self.admin)[1]["schedules"]), 1)
