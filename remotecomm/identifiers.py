@@ -28,6 +28,11 @@ RELAY_NODE = r"[a-z0-9][a-z0-9._-]{0,63}"
 # the name of the one who approved a session.
 OPERATOR = r"[a-z0-9][a-z0-9._-]{0,63}"
 
+# A maintenance job (issued by the manager; the device runs each at most once).
+JOB_ID = r"job-[A-Za-z0-9_-]{22}"
+# A device setting's name, as the device declares it in its hello.
+SETTING_NAME = r"[a-z][a-z0-9_]{0,39}"
+
 # An e-mail address reports are sent to or from: local part @ domain, no spaces, quotes or
 # angle brackets (nothing that could bend an SMTP command or a header).
 MAIL_ADDRESS = r"[A-Za-z0-9.!#$%&*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})*"

@@ -22,7 +22,7 @@ ROOT = Path(remotecomm.__file__).parent
 # remotecomm.server is the composition root (makeService): it may build anything.
 MANAGER_PACKAGES = ("remotecomm.sessions", "remotecomm.accounts", "remotecomm.web",
                     "remotecomm.store", "remotecomm.xmpp", "remotecomm.reports",
-                    "remotecomm.scheduling")
+                    "remotecomm.scheduling", "remotecomm.maintenance")
 RELAY_SEAM = ("remotecomm.relay.gateway", "remotecomm.relay.gateway_http")
 SERVER_LIBRARIES = ("sqlalchemy", "alembic", "argon2", "wokkel", "prometheus_client")
 # What carries bytes between processes: XMPP, HTTP and WebSocket code, ours and libraries'.
@@ -76,12 +76,13 @@ RULES = (
                                                 "remotecomm.relay.core", "remotecomm.relay.logs"),
          transitive=True),
     Rule("device-side programs import no manager, store, accounts or admin code: of the "
-         "manager's vocabulary only the session messages and the XMPP wire",
+         "manager's vocabulary only the session and maintenance messages and the XMPP wire",
          ("remotecomm.device", "remotecomm.simulator"),
          MANAGER_PACKAGES + ("sqlalchemy", "alembic", "remotecomm.admin", "remotecomm.server",
                              "remotecomm.terminal", "remotecomm.relay.core",
                              "remotecomm.relay.logs"),
-         allowed=("remotecomm.sessions.messages", "remotecomm.xmpp.payloads",
+         allowed=("remotecomm.sessions.messages", "remotecomm.maintenance.messages",
+                  "remotecomm.xmpp.payloads",
                   "remotecomm.xmpp.stream", "remotecomm.xmpp.compat"),
          transitive=True),
     Rule("the relay never parses the inner HTTP of a stream",

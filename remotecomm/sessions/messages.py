@@ -8,7 +8,8 @@ turns them into XMPP payloads and back.  Nothing here imports a transport.
 =====================  ===============  ==========================================
 message                direction        step
 =====================  ===============  ==========================================
-:class:`Hello`         device → manager  after every (re)connect: versions, apps
+:class:`Hello`         device → manager  after every (re)connect: versions, apps, and
+                                         the settings maintenance jobs may read and set
 :class:`ApprovalRequest` manager → device S142: ask the operator
 :class:`ApprovalDecision` device → manager S144: the operator's YES or NO
 :class:`ApprovalCancelled` manager → device the terminal gave up: drop the card
@@ -31,6 +32,10 @@ from dataclasses import dataclass
 # Envelope versions of the relay protocol this code speaks (the device's hello names one).
 ENVELOPE_VERSIONS = (1,)
 MAX_APPS = 32
+SETTING_KINDS = ("int", "bool", "choice", "text")
+MAX_SETTINGS = 64
+MAX_CHOICES = 32
+MAX_VALUE_LENGTH = 200
 MAX_REPORTS_ASKED = 50  # request IDs in one ReportRequest (and reports in its answer)
 
 # Why a message is refused (the transport maps each to its own error).
@@ -50,6 +55,62 @@ class MessageRefused(Exception):
         self.text = text
 
 
+class SettingError(ValueError):
+    """A value a setting cannot take; the message says why."""
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    """One setting a device declares: ``int`` (``minimum``–``maximum``), ``bool``,
+    ``choice`` (one of ``choices``) or ``text`` (at most ``max_length`` characters)."""
+
+    name: str
+    kind: str
+    minimum: int | None = None
+    maximum: int | None = None
+    choices: tuple[str, ...] = ()
+    max_length: int | None = None
+
+    def check(self, value: str) -> str:
+        """``value`` (as text) if this setting can take it; else :class:`SettingError`."""
+        if not isinstance(value, str) or len(value) > MAX_VALUE_LENGTH or \
+                not value.isprintable():
+            raise SettingError(f"{self.name}: not a value")
+        if self.kind == "int":
+            if not (value.lstrip("-").isdigit() and len(value) <= 12):
+                raise SettingError(f"{self.name} takes a whole number")
+            number = int(value)
+            if (self.minimum is not None and number < self.minimum) or \
+                    (self.maximum is not None and number > self.maximum):
+                raise SettingError(f"{self.name} takes {self.minimum} to {self.maximum}")
+        elif self.kind == "bool":
+            if value not in ("true", "false"):
+                raise SettingError(f"{self.name} takes true or false")
+        elif self.kind == "choice":
+            if value not in self.choices:
+                raise SettingError(f"{self.name} takes one of {', '.join(self.choices)}")
+        elif len(value) > (self.max_length or MAX_VALUE_LENGTH):
+            raise SettingError(f"{self.name} takes at most {self.max_length} characters")
+        return value
+
+    def to_json(self) -> dict:
+        """The spec as the API shows it."""
+        spec = {"name": self.name, "kind": self.kind}
+        if self.kind == "int":
+            spec.update(minimum=self.minimum, maximum=self.maximum)
+        elif self.kind == "choice":
+            spec["choices"] = list(self.choices)
+        elif self.kind == "text":
+            spec["max_length"] = self.max_length
+        return spec
+
+    @classmethod
+    def from_json(cls, data: dict) -> "SettingSpec":
+        """A spec from what :meth:`to_json` wrote (trusted: our own store)."""
+        return cls(data["name"], data["kind"], data.get("minimum"), data.get("maximum"),
+                   tuple(data.get("choices") or ()), data.get("max_length"))
+
+
 @dataclass(frozen=True)
 class Hello:
     """A device agent introducing itself (sent after every (re)connect)."""
@@ -58,6 +119,9 @@ class Hello:
     envelope_version: int
     apps: tuple[str, ...]
     firmware_version: str | None = None  # what the device's panel told its agent, if it did
+    # The settings the device declares for maintenance jobs (config-get/-set), versioned.
+    settings: tuple[SettingSpec, ...] = ()
+    settings_version: int | None = None
 
 
 @dataclass(frozen=True)

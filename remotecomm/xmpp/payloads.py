@@ -12,17 +12,23 @@ condition to answer with.  Nothing here touches a stream.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 
 from twisted.words.protocols.jabber.jid import JID, InvalidFormat
 from twisted.words.xish import domish
 
-from remotecomm.identifiers import APP_ID, DEVICE_ID, REQUEST_ID, SESSION_ID, TOKEN
-from remotecomm.sessions.messages import (ENVELOPE_VERSIONS, MAX_APPS, MAX_REPORTS_ASKED,
-                                          ApprovalCancelled, ApprovalDecision, ApprovalRequest,
-                                          EndSession, Hello, KeptReports, MessageRefused,
-                                          ReportRequest, SessionReady, SessionReport)
+from remotecomm.identifiers import (APP_ID, DEVICE_ID, JOB_ID, REQUEST_ID, SESSION_ID,
+                                    SETTING_NAME, TOKEN)
+from remotecomm.maintenance.messages import (ACTIONS, ERROR_CODES, MAX_RESULT_BYTES, JobRequest,
+                                             JobResult)
+from remotecomm.sessions.messages import (ENVELOPE_VERSIONS, MAX_APPS, MAX_CHOICES,
+                                          MAX_REPORTS_ASKED, MAX_SETTINGS, MAX_VALUE_LENGTH,
+                                          SETTING_KINDS, ApprovalCancelled, ApprovalDecision,
+                                          ApprovalRequest, EndSession, Hello, KeptReports,
+                                          MessageRefused, ReportRequest, SessionReady,
+                                          SessionReport, SettingSpec)
 
 NS_DEVICE = "urn:remotecomm:device:1"
 NS_DEVICE_PREFIX = "urn:remotecomm:device:"
@@ -78,9 +84,49 @@ def build_hello(hello: Hello) -> domish.Element:
     element["envelope-version"] = str(hello.envelope_version)
     if hello.firmware_version is not None:
         element["firmware-version"] = hello.firmware_version
+    if hello.settings_version is not None:
+        element["settings-version"] = str(hello.settings_version)
     for app in hello.apps:
         element.addElement("app")["id"] = app
+    for spec in hello.settings:
+        setting = element.addElement("setting")
+        setting["name"] = spec.name
+        setting["kind"] = spec.kind
+        for name, value in (("min", spec.minimum), ("max", spec.maximum),
+                            ("max-length", spec.max_length)):
+            if value is not None:
+                setting[name] = str(value)
+        if spec.choices:
+            setting["choices"] = " ".join(spec.choices)
     return element
+
+
+_CHOICE = re.compile(r"[A-Za-z0-9._-]{1,40}")
+_WHOLE = re.compile(r"-?\d{1,12}")
+
+
+def _setting(child: domish.Element) -> SettingSpec:
+    name, kind = child.getAttribute("name"), child.getAttribute("kind")
+    if not name or not re.fullmatch(SETTING_NAME, name) or kind not in SETTING_KINDS:
+        raise PayloadError("bad-request", f"invalid setting {name!r} ({kind!r})")
+    numbers = {}
+    for attribute in ("min", "max", "max-length"):
+        raw = child.getAttribute(attribute)
+        if raw is not None and not _WHOLE.fullmatch(raw):
+            raise PayloadError("bad-request", f"setting {name}: {attribute} is not a number")
+        numbers[attribute] = int(raw) if raw is not None else None
+    choices = tuple((child.getAttribute("choices") or "").split())
+    if len(choices) > MAX_CHOICES or not all(_CHOICE.fullmatch(c) for c in choices) or \
+            len(set(choices)) != len(choices):
+        raise PayloadError("bad-request", f"setting {name}: invalid choices")
+    if (kind == "choice") != bool(choices) or (kind == "int") != (
+            numbers["min"] is not None and numbers["max"] is not None) or (
+            kind == "int" and numbers["min"] > numbers["max"]) or (
+            (kind == "text") != (numbers["max-length"] is not None)) or (
+            kind == "text" and not 0 < numbers["max-length"] <= MAX_VALUE_LENGTH):
+        raise PayloadError("bad-request", f"setting {name}: its attributes do not fit its kind")
+    return SettingSpec(name, kind, numbers["min"], numbers["max"], choices,
+                       numbers["max-length"])
 
 
 def parse_hello(iq: domish.Element) -> Hello:
@@ -100,8 +146,21 @@ def parse_hello(iq: domish.Element) -> Hello:
         raise PayloadError("not-acceptable",
                            f"envelope version {envelope_version} is not supported (supported: "
                            f"{', '.join(map(str, ENVELOPE_VERSIONS))})")
+    raw_settings_version = element.getAttribute("settings-version")
+    if raw_settings_version is not None and not (raw_settings_version.isdigit()
+                                                 and len(raw_settings_version) <= 6):
+        raise PayloadError("bad-request", "hello's settings-version is not a number")
+    settings: list[SettingSpec] = []
     apps = []
     for child in element.elements():
+        if child.uri == NS_DEVICE and child.name == "setting":
+            setting = _setting(child)
+            if any(s.name == setting.name for s in settings):
+                raise PayloadError("bad-request", f"setting {setting.name!r} listed twice")
+            settings.append(setting)
+            if len(settings) > MAX_SETTINGS:
+                raise PayloadError("policy-violation", f"at most {MAX_SETTINGS} settings")
+            continue
         if child.uri != NS_DEVICE or child.name != "app":
             raise PayloadError("bad-request", f"unexpected element {child.name!r} in hello")
         app_id = child.getAttribute("id")
@@ -113,7 +172,10 @@ def parse_hello(iq: domish.Element) -> Hello:
     if len(apps) > MAX_APPS:
         raise PayloadError("policy-violation", f"at most {MAX_APPS} apps")
     return Hello(agent_version=agent_version, envelope_version=envelope_version,
-                 apps=tuple(apps), firmware_version=firmware_version)
+                 apps=tuple(apps), firmware_version=firmware_version,
+                 settings=tuple(settings),
+                 settings_version=int(raw_settings_version)
+                 if raw_settings_version is not None else None)
 
 
 @dataclass(frozen=True)
@@ -169,7 +231,8 @@ class _Attribute:
     pattern: str | re.Pattern
     # text | optional-text (absent: None) | instant (int) | optional-instant (absent: None)
     # | yes-no (bool) | true-false (bool, absent: false) | id-list (a tuple of IDs matching
-    # ``pattern``, space-separated, 1 to MAX_REPORTS_ASKED of them)
+    # ``pattern``, space-separated, 1 to MAX_REPORTS_ASKED of them) | body (the element's
+    # text, optional, at most MAX_RESULT_BYTES: a JSON result)
     kind: str = "text"
 
 
@@ -218,10 +281,24 @@ _PAYLOADS: dict[type, tuple[str, tuple[_Attribute, ...]]] = {
         _Attribute("errors", "errors", r"\d{1,9}", "optional-instant"))),
     ReportRequest: ("report-request", (
         _Attribute("request_ids", "request-ids", REQUEST_ID, "id-list"),)),
+    JobRequest: ("job-request", (
+        _Attribute("job_id", "job-id", JOB_ID),
+        _Attribute("action", "action", "|".join(ACTIONS)),
+        _Attribute("deadline_us", "deadline-us", _INSTANT, "instant"),
+        _Attribute("key", "key", SETTING_NAME, "optional-text"),
+        _Attribute("value", "value", r"[^\x00-\x1f\x7f]{1,%d}" % MAX_VALUE_LENGTH,
+                   "optional-text"))),
+    JobResult: ("job-result", (
+        _Attribute("job_id", "job-id", JOB_ID),
+        _Attribute("outcome", "outcome", r"done|failed"),
+        _Attribute("finished_us", "finished-us", _INSTANT, "instant"),
+        _Attribute("error_code", "error-code", "|".join(ERROR_CODES), "optional-text"),
+        _Attribute("error", "error", _NAME, "optional-text"),
+        _Attribute("result", "", r"(?s).*", "body"))),
 }
 _BY_NAME = {name: (cls, attributes) for cls, (name, attributes) in _PAYLOADS.items()}
 PAYLOAD_NAMES = frozenset(_BY_NAME) | {"hello", "kept-reports"}
-_OPTIONAL = ("optional-text", "optional-instant")
+_OPTIONAL = ("optional-text", "optional-instant", "body")
 
 
 def _write(attribute: _Attribute, value) -> str | None:
@@ -235,6 +312,18 @@ def _write(attribute: _Attribute, value) -> str | None:
 
 
 def _read(element: domish.Element, attribute: _Attribute):
+    if attribute.kind == "body":
+        text = "".join(str(child) for child in element.children if isinstance(child, str))
+        if not text:
+            return None
+        if len(text.encode("utf-8")) > MAX_RESULT_BYTES:
+            raise PayloadError("policy-violation", f"{element.name}: the result is too large")
+        try:
+            json.loads(text)
+        except ValueError:
+            raise PayloadError("bad-request", f"{element.name}: the result is not JSON") \
+                from None
+        return text
     value = element.getAttribute(attribute.name)
     if value is None and attribute.kind == "true-false":
         value = "false"
@@ -273,14 +362,21 @@ def encode(message) -> domish.Element:
     element = domish.Element((NS_DEVICE, name))
     for attribute in attributes:
         value = getattr(message, attribute.field)
-        if value is not None or attribute.kind not in _OPTIONAL:
+        if attribute.kind == "body":
+            if value is not None:
+                element.addContent(value)
+        elif value is not None or attribute.kind not in _OPTIONAL:
             element[attribute.name] = _write(attribute, value)
     return element
 
 
 def _flat(element: domish.Element):
     cls, attributes = _BY_NAME[element.name]
-    return cls(**{attribute.field: _read(element, attribute) for attribute in attributes})
+    values = {attribute.field: _read(element, attribute) for attribute in attributes}
+    try:
+        return cls(**values)
+    except ValueError as e:  # the message's own checks across its fields
+        raise PayloadError("bad-request", f"{element.name}: {e}") from None
 
 
 def decode(iq: domish.Element):

@@ -1,13 +1,16 @@
 """Tests for remotecomm.xmpp.payloads: hello and presence codecs."""
 
+import json
+
 from hypothesis import given, settings, strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from remotecomm.identifiers import APP_ID, REQUEST_ID, SESSION_ID
+from remotecomm.identifiers import APP_ID, JOB_ID, REQUEST_ID, SESSION_ID, SETTING_NAME
+from remotecomm.maintenance.messages import ACTIONS, ERROR_CODES, JobRequest, JobResult
 from remotecomm.sessions.messages import (MAX_REPORTS_ASKED, REFUSALS, ApprovalCancelled,
                                           ApprovalDecision, ApprovalRequest, EndSession, Hello,
                                           KeptReports, MessageRefused, ReportRequest, SessionReady,
-                                          SessionReport)
+                                          SessionReport, SettingSpec)
 from remotecomm.testing.xmpp import parse
 from remotecomm.xmpp.payloads import (NS_DEVICE, PayloadError, build_hello, decode,
                                       decode_kept_reports, encode, parse_hello, parse_presence,
@@ -184,6 +187,16 @@ class SessionPayloadTests(SynchronousTestCase):
 names = st.from_regex(r"[a-z][a-z0-9 .-]{0,40}", fullmatch=True)
 instants = st.integers(min_value=0, max_value=2**62)
 versions = st.from_regex(r"[0-9A-Za-z.+~_-]{1,32}", fullmatch=True)
+_setting_names = st.from_regex(SETTING_NAME, fullmatch=True)
+setting_specs = st.one_of(
+    st.builds(lambda n, a, b: SettingSpec(n, "int", min(a, b), max(a, b)), _setting_names,
+              st.integers(-10**6, 10**6), st.integers(-10**6, 10**6)),
+    st.builds(lambda n: SettingSpec(n, "bool"), _setting_names),
+    st.builds(lambda n, c: SettingSpec(n, "choice", choices=tuple(c)), _setting_names,
+              st.lists(st.from_regex(r"[a-z0-9._-]{1,10}", fullmatch=True), min_size=1,
+                       max_size=5, unique=True)),
+    st.builds(lambda n, m: SettingSpec(n, "text", max_length=m), _setting_names,
+              st.integers(1, 200)))
 reports = st.builds(SessionReport, request_id=st.from_regex(REQUEST_ID, fullmatch=True),
                     session_id=st.from_regex(SESSION_ID, fullmatch=True),
                     app_id=st.from_regex(APP_ID, fullmatch=True), agent_version=versions,
@@ -215,9 +228,33 @@ class MessageCodecPropertyTests(SynchronousTestCase):
     @given(st.builds(Hello, agent_version=versions, envelope_version=st.just(1),
                      apps=st.lists(st.from_regex(APP_ID, fullmatch=True), max_size=5,
                                    unique=True).map(tuple),
-                     firmware_version=st.none() | versions))
+                     firmware_version=st.none() | versions,
+                     settings=st.lists(setting_specs, max_size=6, unique_by=lambda s: s.name)
+                     .map(tuple),
+                     settings_version=st.none() | st.integers(0, 999999)))
     def test_hello(self, message):
         self.roundtrip(message)
+
+    @given(st.builds(JobRequest, job_id=st.from_regex(JOB_ID, fullmatch=True),
+                     action=st.sampled_from(ACTIONS), deadline_us=instants,
+                     key=st.none() | st.from_regex(SETTING_NAME, fullmatch=True),
+                     value=st.none() | names))
+    def test_job_request(self, message):
+        self.roundtrip(message)
+
+    @settings(max_examples=100)
+    @given(st.from_regex(JOB_ID, fullmatch=True), instants,
+           st.one_of(st.tuples(st.just("done"), st.none(), st.none(),
+                               st.none() | st.recursive(
+                                   st.none() | st.booleans() | st.integers() | st.text(),
+                                   lambda inner: st.lists(inner, max_size=3)
+                                   | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+                                   max_leaves=8).map(json.dumps)),
+                     st.tuples(st.just("failed"), st.sampled_from(ERROR_CODES),
+                               st.none() | names, st.none())))
+    def test_job_result(self, job_id, finished_us, outcome):
+        outcome, error_code, error, result = outcome
+        self.roundtrip(JobResult(job_id, outcome, finished_us, error_code, error, result))
 
     @given(st.builds(ReportRequest, request_ids=st.lists(
         st.from_regex(REQUEST_ID, fullmatch=True), min_size=1, max_size=MAX_REPORTS_ASKED,
@@ -272,3 +309,42 @@ class KeptReportsTests(SynchronousTestCase):
             with self.assertRaises(PayloadError, msg=ids):
                 decode(parse(f"<iq type='get'><report-request xmlns='{NS_DEVICE}' "
                              f"request-ids='{ids}'/></iq>"))
+
+
+class MaintenancePayloadTests(SynchronousTestCase):
+    """Settings in the hello and job payloads are checked before anything acts on them."""
+
+    def test_settings_that_do_not_fit_their_kind_are_refused(self):
+        for setting in ("<setting name='a' kind='int' min='5'/>",
+                        "<setting name='a' kind='int' min='5' max='1'/>",
+                        "<setting name='a' kind='choice'/>",
+                        "<setting name='a' kind='bool' choices='x'/>",
+                        "<setting name='a' kind='text'/>",
+                        "<setting name='a' kind='text' max-length='999'/>",
+                        "<setting name='Bad Name' kind='bool'/>",
+                        "<setting name='a' kind='float'/>",
+                        "<setting name='a' kind='bool'/><setting name='a' kind='bool'/>"):
+            with self.assertRaises(PayloadError, msg=setting) as e:
+                parse_hello(parse(hello_iq(f"<hello xmlns='{NS_DEVICE}' agent-version='1' "
+                                           f"envelope-version='1'>{setting}</hello>")))
+            self.assertEqual(e.exception.condition, "bad-request", setting)
+
+    def test_job_payloads_are_checked(self):
+        job = "job-" + "a" * 22
+        for payload, condition in (
+                (f"<job-request job-id='{job}' action='format-disk' deadline-us='1'/>",
+                 "bad-request"),
+                ("<job-request job-id='x' action='counters' deadline-us='1'/>", "bad-request"),
+                (f"<job-result job-id='{job}' outcome='done' finished-us='1'>not json"
+                 f"</job-result>", "bad-request"),
+                (f"<job-result job-id='{job}' outcome='done' finished-us='1'>"
+                 f"\"{'x' * 70000}\"</job-result>", "policy-violation"),
+                (f"<job-result job-id='{job}' outcome='failed' finished-us='1' "
+                 f"error-code='bored'/>", "bad-request"),
+                (f"<job-result job-id='{job}' outcome='failed' finished-us='1'/>",
+                 "bad-request")):
+            with self.assertRaises(PayloadError, msg=payload) as e:
+                decode(parse(f"<iq type='set'>{payload}</iq>"
+                             .replace("<job-request", f"<job-request xmlns='{NS_DEVICE}'")
+                             .replace("<job-result", f"<job-result xmlns='{NS_DEVICE}'")))
+            self.assertEqual(e.exception.condition, condition, payload)
