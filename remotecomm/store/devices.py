@@ -59,13 +59,15 @@ def set_device_presence(connection: Connection, device_id: str, online: bool,
 
 def record_hello(connection: Connection, device_id: str, agent_version: str,
                  envelope_version: int, apps: list[str], now_us: int,
-                 firmware_version: str | None = None) -> bool:
+                 firmware_version: str | None = None, settings: list[dict] | None = None,
+                 settings_version: int | None = None) -> bool:
     """Store what a device's hello said; whether the device is registered and not revoked."""
     result = connection.execute(
         update(devices).where(devices.c.device_id == device_id, devices.c.revoked_us.is_(None))
         .values(agent_version=agent_version, envelope_version=envelope_version,
                 apps=json.dumps(apps), last_hello_us=now_us, last_seen_us=now_us,
-                firmware_version=firmware_version))
+                firmware_version=firmware_version, settings=json.dumps(settings or []),
+                settings_version=settings_version))
     return result.rowcount == 1
 
 

@@ -75,6 +75,9 @@ devices = Table(
     Column("apps", Text, nullable=False, server_default="[]"),
     Column("last_hello_us", BigInteger, nullable=True),
     Column("firmware_version", String(64), nullable=True),
+    # The settings the device declared in its last hello (JSON list of specs), versioned.
+    Column("settings", Text, nullable=False, server_default="[]"),
+    Column("settings_version", Integer, nullable=True),
 )
 Index("ix_devices_unit", devices.c.unit_id)
 
@@ -244,6 +247,31 @@ report_mailings = Table(
 )
 Index("ix_report_mailings_due", report_mailings.c.state, report_mailings.c.next_attempt_us)
 
+# Maintenance jobs (S121–S125): one row per request to a device; the command itself, so
+# that it is sent again by ID after a manager restart.
+jobs = Table(
+    "jobs", metadata,
+    Column("job_id", String(64), primary_key=True),
+    Column("unit_id", String(64), nullable=False),
+    Column("device_id", String(64), nullable=False),
+    Column("user_id", String(128), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("setting_key", String(40), nullable=True),
+    Column("setting_value", String(200), nullable=True),
+    Column("state", String(16), nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    Column("wait_until_us", BigInteger, nullable=True),
+    Column("sent_us", BigInteger, nullable=True),
+    Column("answer_deadline_us", BigInteger, nullable=True),
+    Column("finished_us", BigInteger, nullable=True),
+    Column("error_code", String(32), nullable=True),
+    Column("error", String(300), nullable=True),
+    Column("result", Text, nullable=True),
+)
+Index("ix_jobs_unit_created", jobs.c.unit_id, jobs.c.created_us)
+Index("ix_jobs_device_state", jobs.c.device_id, jobs.c.state)
+Index("ix_jobs_state", jobs.c.state)
+
 # Runs of scheduled jobs, one row per job and period: inserting the row claims the period
 # (so one process runs it, once), finishing it records the outcome.
 scheduled_runs = Table(
@@ -270,5 +298,5 @@ Index("ix_audit_at", audit.c.at_us)
 
 __all__ = ["metadata", "units", "users", "memberships", "terminals", "api_tokens", "devices",
            "sessions", "relay_nodes", "session_connections", "session_device_reports", "audit",
-           "scheduled_runs", "report_recipients", "report_schedules", "report_mailings",
+           "scheduled_runs", "report_recipients", "report_schedules", "report_mailings", "jobs",
            "ROLES", "SESSION_SIDES", "RELAY_NODE_STATES"]

@@ -132,7 +132,9 @@ class DeviceDirectory(subprotocols.XMPPHandler):
         known = await self._store.run(device_queries.record_hello, device_id,
                                       hello.agent_version, hello.envelope_version,
                                       list(hello.apps), now_us(self._clock),
-                                      hello.firmware_version)
+                                      hello.firmware_version,
+                                      [spec.to_json() for spec in hello.settings],
+                                      hello.settings_version)
         if not known:
             raise MessageRefused("forbidden", "this device is not registered")
         log.info("device {device_id} says hello: agent {agent_version}, envelope "

@@ -1,0 +1,174 @@
+"""Tests for remotecomm.maintenance (lifecycle and service): S121–S125 on the manager."""
+
+import json
+from pathlib import Path
+
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.words.protocols.jabber.xmlstream import TimeoutError
+
+from remotecomm.accounts.login import Caller
+from remotecomm.maintenance import lifecycle as jl
+from remotecomm.maintenance.messages import JobRequest, JobResult
+from remotecomm.maintenance.service import JobError, JobService
+from remotecomm.sessions.messages import MessageRefused, SettingSpec
+from remotecomm.store.accounts import insert_unit
+from remotecomm.store.audit import audit_records
+from remotecomm.store.devices import insert_device, record_hello
+from remotecomm.testing.fakes import migrated_inline_store
+from remotecomm.testing.xmpp import parse
+from remotecomm.xmpp.payloads import decode, encode
+
+S = 1_000_000
+T0 = 1_800_000_000
+ALICE = Caller(user_id="alice", unit_id="acme", role="technician", terminal_id="t-1")
+GINA = Caller(user_id="gina", unit_id="globex", role="technician", terminal_id="t-2")
+SETTINGS = [SettingSpec("sleep_minutes", "int", 1, 240).to_json(),
+            SettingSpec("language", "choice", choices=("en", "de")).to_json()]
+
+
+class FakeDevices:
+    """Devices as the service sees them; requests go through the XMPP codec."""
+
+    def __init__(self):
+        self.reachable = {"mfp-1", "gx-1"}
+        self.sent = []
+        self.answer = lambda: succeed(None)
+
+    def is_reachable(self, device_id):
+        return device_id in self.reachable
+
+    def send(self, device_id, message):
+        self.sent.append((device_id, decode(parse(
+            f"<iq type='set'>{encode(message).toXml()}</iq>"))))
+        if device_id not in self.reachable:
+            return fail(TimeoutError("no answer"))
+        return self.answer()
+
+
+class LifecycleTests(SynchronousTestCase):
+    def test_paths(self):
+        job = jl.create("job-1", 0)
+        self.assertEqual(job.state, jl.QUEUED)
+        running = jl.accepted(jl.sent(job, 1))
+        self.assertEqual((running.state, running.answer_deadline_us),
+                         (jl.RUNNING, 1 + jl.ANSWER_WITHIN_US))
+        self.assertEqual(jl.deadline_passed(running, jl.ANSWER_WITHIN_US + 1).state,
+                         jl.TIMED_OUT)
+        self.assertEqual(jl.finished(running, 5, "done", None, None, "{}").state, jl.DONE)
+        self.assertEqual(jl.unreachable(job, 1, "gone").state, jl.FAILED)
+        waiting = jl.create("job-2", 0, wait_online_us=10)
+        self.assertEqual(jl.unreachable(jl.sent(waiting, 1), 2, "gone").state, jl.QUEUED)
+        self.assertEqual(jl.deadline_passed(waiting, 10).error_code, "device-offline")
+        self.assertEqual(jl.cancel(waiting, 3).state, jl.CANCELLED)
+        with self.assertRaises(jl.InvalidJobTransition):
+            jl.cancel(running, 3)
+        self.assertEqual(jl.create("job-3", 0, 10**15).wait_until_us, jl.MAX_WAIT_ONLINE_US)
+
+
+class JobServiceTests(SynchronousTestCase):
+    def setUp(self):
+        self.clock = Clock()
+        self.clock.advance(T0)
+        self.store = migrated_inline_store(Path(self.mktemp()) / "manager.sqlite3")
+        self.addCleanup(self.store.engine.dispose)
+        for unit in ("acme", "globex"):
+            self.store.run_sync(insert_unit, unit, unit, "UTC", 0)
+        for device, unit in (("mfp-1", "acme"), ("mfp-2", "acme"), ("gx-1", "globex")):
+            self.store.run_sync(insert_device, device, unit, "Front desk", "M", 0)
+            self.store.run_sync(record_hello, device, "0.1", 1, [], 0, "4.2.1", SETTINGS, 1)
+        self.devices = FakeDevices()
+        self.service = JobService(self.store, self.clock, self.devices)
+
+    def wait(self, coroutine):
+        return self.successResultOf(Deferred.fromCoroutine(coroutine))
+
+    def refused(self, coroutine, kind=JobError):
+        return self.failureResultOf(Deferred.fromCoroutine(coroutine), kind).value
+
+    def create(self, action="counters", key=None, value=None, device="mfp-1", caller=ALICE,
+               wait=None):
+        return self.service.create(caller, device, action, key, value, wait)
+
+    def test_a_job_is_sent_and_its_result_filed(self):
+        job = self.wait(self.create("config-set", "sleep_minutes", "30"))
+        self.assertEqual(job["state"], "running")
+        [(device, request)] = self.devices.sent
+        self.assertEqual((device, request.action, request.key, request.value),
+                         ("mfp-1", "config-set", "sleep_minutes", "30"))
+        self.wait(self.service.on_result("mfp-1", JobResult(job["job_id"], "done", T0 * S,
+                                                            result='{"sleep_minutes": 30}'),
+                                         "mfp-1@d/agent"))
+        done = self.wait(self.service.get(ALICE, job["job_id"]))
+        self.assertEqual((done["state"], done["result"]), ("done", {"sleep_minutes": 30}))
+        kinds = [r["kind"] for r in self.store.run_sync(audit_records, None)]
+        self.assertEqual(kinds.count("job-created") + kinds.count("job-finished"), 2)
+
+    def test_bad_parameters_send_nothing(self):
+        for args in (("reboot",), ("config-set", "sleep_minutes", "999"),
+                     ("config-set", "colour", "red"), ("config-get",),
+                     ("counters", "sleep_minutes"), ("config-set", "language", "fr")):
+            error = self.refused(self.create(*args))
+            self.assertEqual((error.status, error.code), (400, "invalid-parameters"), args)
+        self.assertEqual(self.devices.sent, [])
+
+    def test_another_units_device_looks_unknown(self):
+        for device in ("gx-1", "nope"):
+            error = self.refused(self.create(device=device))
+            self.assertEqual((error.status, error.code), (404, "device-not-found"))
+        job = self.wait(self.create(device="gx-1", caller=GINA))
+        error = self.refused(self.service.get(ALICE, job["job_id"]))
+        self.assertEqual(error.code, "job-not-found")
+
+    def test_offline_fails_at_once_unless_asked_to_wait(self):
+        error = self.refused(self.create(device="mfp-2"))
+        self.assertEqual((error.status, error.code, error.extra["job"]["state"]),
+                         (409, "device-offline", "failed"))
+        job = self.wait(self.create(device="mfp-2", wait=3600))
+        self.assertEqual(job["state"], "queued")
+        self.devices.reachable.add("mfp-2")
+        self.wait(self.service.device_returned("mfp-2"))
+        self.assertEqual(self.wait(self.service.get(ALICE, job["job_id"]))["state"], "running")
+        self.devices.reachable.discard("mfp-2")
+        waiting = self.wait(self.create(device="mfp-2", wait=30))
+        self.clock.advance(31)
+        self.wait(self.service.sweep())
+        self.assertEqual(self.wait(self.service.get(ALICE, waiting["job_id"]))["error_code"],
+                         "device-offline")
+
+    def test_no_answer_times_out_and_late_results_change_nothing(self):
+        job = self.wait(self.create())
+        self.clock.advance(61)
+        self.wait(self.service.sweep())
+        self.assertEqual(self.wait(self.service.get(ALICE, job["job_id"]))["state"],
+                         "timed-out")
+        self.wait(self.service.on_result("mfp-1", JobResult(job["job_id"], "done", 1,
+                                                            result="{}"), "x"))
+        self.assertEqual(self.wait(self.service.get(ALICE, job["job_id"]))["state"],
+                         "timed-out")
+
+    def test_results_for_jobs_never_given_are_refused(self):
+        job = self.wait(self.create())
+        for device, job_id in (("mfp-2", job["job_id"]), ("mfp-1", "job-" + "x" * 22)):
+            refusal = self.refused(self.service.on_result(
+                device, JobResult(job_id, "done", 1, result="{}"), "x"), MessageRefused)
+            self.assertEqual(refusal.code, "not-found")
+
+    def test_open_jobs_are_sent_again_by_id_when_the_device_returns(self):
+        """After a manager restart the device's hello brings the same job ID again."""
+        job = self.wait(self.create())
+        restarted = JobService(self.store, self.clock, self.devices)
+        self.wait(restarted.device_returned("mfp-1"))
+        self.assertEqual([r.job_id for _, r in self.devices.sent], [job["job_id"]] * 2)
+
+    def test_only_a_queued_job_can_be_cancelled(self):
+        queued = self.wait(self.create(device="mfp-2", wait=60))
+        self.assertEqual(self.wait(self.service.cancel(ALICE, queued["job_id"]))["state"],
+                         "cancelled")
+        running = self.wait(self.create())
+        self.assertEqual(self.refused(self.service.cancel(ALICE, running["job_id"])).code,
+                         "job-not-queued")
+        listed = self.wait(self.service.list(ALICE))
+        self.assertEqual({j["job_id"] for j in listed}, {queued["job_id"], running["job_id"]})
+        self.assertEqual(json.loads(json.dumps(listed))[0]["device_id"], "mfp-1")
