@@ -24,6 +24,7 @@ from twisted.words.xish import domish
 
 from remotecomm.clock import now_us, seconds_to_us
 from remotecomm.device.history import History, kept_reports
+from remotecomm.maintenance.messages import JobRequest
 from remotecomm.sessions.messages import (ApprovalCancelled, ApprovalDecision, ApprovalRequest,
                                           EndSession, KeptReports, MessageRefused, ReportRequest,
                                           SessionReady, SessionReport)
@@ -214,10 +215,12 @@ class Approvals:
 class ManagerRequests(subprotocols.XMPPHandler):
     """The manager's requests to this device, accepted only from its configured components."""
 
-    def __init__(self, approvals: Approvals, is_component: Callable[[str | None], str | None]):
+    def __init__(self, approvals: Approvals, is_component: Callable[[str | None], str | None],
+                 jobs=None):
         super().__init__()
         self._approvals = approvals
         self._is_component = is_component
+        self._jobs = jobs  # the agent's AgentJobs (maintenance), if it takes jobs
 
     def connectionInitialized(self) -> None:
         self.xmlstream.addObserver('/iq[@type="set"]', self._on_request)
@@ -240,6 +243,8 @@ class ManagerRequests(subprotocols.XMPPHandler):
                 self._approvals.on_end_session(message)
             elif isinstance(message, ApprovalCancelled):
                 self._approvals.on_cancel(message)
+            elif isinstance(message, JobRequest) and self._jobs is not None:
+                self._jobs.on_request(component, message)
             elif isinstance(message, ReportRequest):
                 reply_result(self.parent, iq, encode(self._approvals.kept_reports(message)))
                 return
@@ -261,10 +266,11 @@ class ManagerRequests(subprotocols.XMPPHandler):
 
 
 def decision_sender(stream, clock: IReactorTime) -> Callable[[str, object], Deferred]:
-    """Sends messages to the manager (decisions, session reports), retrying on ``wait``
-    errors and timeouts."""
+    """Sends messages to the manager (decisions, session reports, job results), retrying on
+    ``wait`` errors and timeouts."""
     async def send(component: str, message) -> None:
-        what = f"{type(message).__name__} of {message.request_id}"
+        what = (f"{type(message).__name__} of "
+                f"{getattr(message, 'request_id', None) or getattr(message, 'job_id', '?')}")
         for attempt in range(1, SEND_ATTEMPTS + 1):
             try:
                 await stream.request_iq(component, encode(message))

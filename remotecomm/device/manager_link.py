@@ -60,9 +60,17 @@ class ManagerLink(subprotocols.XMPPHandler):
 
     def set_firmware_version(self, version: str) -> None:
         """The device's panel said which firmware runs: say hello again if it changed."""
-        if version == self._hello.firmware_version:
+        self.describe(version, self._hello.settings, self._hello.settings_version)
+
+    def describe(self, firmware_version: str, settings: tuple = (),
+                 settings_version: int | None = None) -> None:
+        """The device's panel said what it runs and which settings it has: say hello again
+        if that changed."""
+        described = replace(self._hello, firmware_version=firmware_version,
+                            settings=tuple(settings), settings_version=settings_version)
+        if described == self._hello:
             return
-        self._hello = replace(self._hello, firmware_version=version)
+        self._hello = described
         if self.xmlstream is not None:
             for component in self._components:
                 self.announce(component)

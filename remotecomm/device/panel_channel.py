@@ -18,9 +18,18 @@ takes operators' answers from nowhere else.
     ``{"operator": "<who pressed it>"}`` → ``200 {"status": "ending"}``
     (S291); ``404 unknown-session``.
 ``PUT /v1/device``
-    ``{"firmware_version": "4.2.1"}`` → ``200 {"status": "noted"}``: what
-    the device runs, sent by the panel at start and whenever it changes; the
-    agent says it in its hello and in every session report.
+    ``{"firmware_version": "4.2.1", "settings": [{name, kind, minimum,
+    maximum, choices, max_length}], "settings_version": 1}`` → ``200
+    {"status": "noted"}``: what the device runs and which settings
+    maintenance jobs may read and set (``settings`` optional), sent by the
+    panel at start and whenever it changes; the agent says it in its hello.
+``GET /v1/jobs``
+    ``{"jobs": [{job_id, action, key, value, deadline_us}]}`` — maintenance
+    jobs waiting for the device.
+``POST /v1/jobs/{job_id}``
+    ``{"outcome": "done", "result": …}`` or ``{"outcome": "failed",
+    "error_code": …, "error": …}`` → ``200 {"status": "sent"}``; ``404
+    unknown-job``, ``400 invalid-result``.
 """
 
 from __future__ import annotations
@@ -30,11 +39,14 @@ import hmac
 from twisted.web import server
 
 from remotecomm.device.approvals import ApprovalError, Approvals
-from remotecomm.identifiers import REQUEST_ID, is_valid
+from remotecomm.device.jobs import AgentJobs, JobError
+from remotecomm.identifiers import JOB_ID, REQUEST_ID, is_valid
+from remotecomm.sessions.messages import MAX_SETTINGS, SettingError, SettingSpec
 from remotecomm.json_http import ApiError, Route, Router, no_more_fields, read_json, take_str
 
 SECRET_HEADER = b"x-panel-secret"
 VERSION_TEXT = r"[0-9A-Za-z.+~_-]{1,32}"
+_SPEC_FIELDS = {"name", "kind", "minimum", "maximum", "choices", "max_length"}
 _STATUS = {"unknown-request": 404, "already-decided": 409, "cancelled": 410, "expired": 410}
 
 
@@ -42,11 +54,13 @@ class PanelChannel:
     """The agent's side of the panel channel."""
 
     def __init__(self, approvals: Approvals, secret: str, links=None,
-                 on_firmware_version=lambda version: None):
+                 on_description=lambda firmware_version, settings, settings_version: None,
+                 jobs: AgentJobs | None = None):
         self._approvals = approvals
         self._secret = secret.encode("utf-8")
         self._links = links  # the agent's RelayLinks: the sessions running on this device
-        self._on_firmware_version = on_firmware_version
+        self._on_description = on_description
+        self._jobs = jobs
 
     def resource(self) -> Router:
         """The twisted.web resource to serve on the Unix socket."""
@@ -56,6 +70,8 @@ class PanelChannel:
             Route("/v1/sessions", get=self.list_sessions),
             Route("/v1/sessions/{request_id}/end", post=self.end_session),
             Route("/v1/device", put=self.describe_device),
+            Route("/v1/jobs", get=self.list_jobs),
+            Route("/v1/jobs/{job_id}", post=self.job_done),
         ])
 
     def _authenticate(self, request: server.Request) -> None:
@@ -98,13 +114,66 @@ class PanelChannel:
         return 200, {"status": "ending"}
 
     async def describe_device(self, request: server.Request) -> tuple[int, dict]:
-        """The panel says which firmware the device runs."""
+        """The panel says which firmware the device runs and which settings it has."""
         self._authenticate(request)
         body = read_json(request)
         version = take_str(body, "firmware_version", VERSION_TEXT)
+        raw_settings = body.pop("settings", [])
+        settings_version = body.pop("settings_version", None)
         no_more_fields(body)
-        self._on_firmware_version(version)
+        if not isinstance(raw_settings, list) or len(raw_settings) > MAX_SETTINGS:
+            raise ApiError(400, "invalid-field", f"settings: a list of at most {MAX_SETTINGS}",
+                           field="settings")
+        if settings_version is not None and (not isinstance(settings_version, int) or
+                                             isinstance(settings_version, bool) or
+                                             not 0 <= settings_version < 10**6):
+            raise ApiError(400, "invalid-field", "settings_version: a number",
+                           field="settings_version")
+        settings = []
+        for raw in raw_settings:
+            try:
+                if not isinstance(raw, dict) or set(raw) - _SPEC_FIELDS:
+                    raise SettingError("each setting is an object of " +
+                                       ", ".join(sorted(_SPEC_FIELDS)))
+                spec = SettingSpec(raw.get("name"), raw.get("kind"), raw.get("minimum"),
+                                   raw.get("maximum"), tuple(raw.get("choices") or ()),
+                                   raw.get("max_length")).validate()
+            except (SettingError, TypeError) as e:
+                raise ApiError(400, "invalid-field", f"settings: {e}", field="settings") \
+                    from None
+            if any(s.name == spec.name for s in settings):
+                raise ApiError(400, "invalid-field", f"settings: {spec.name} twice",
+                               field="settings")
+            settings.append(spec)
+        self._on_description(version, tuple(settings), settings_version)
         return 200, {"status": "noted"}
+
+    async def list_jobs(self, request: server.Request) -> tuple[int, dict]:
+        """Maintenance jobs waiting for the device."""
+        self._authenticate(request)
+        waiting = self._jobs.waiting() if self._jobs is not None else []
+        return 200, {"jobs": [{"job_id": job.job_id, "action": job.action, "key": job.key,
+                               "value": job.value, "deadline_us": job.deadline_us}
+                              for job in waiting]}
+
+    async def job_done(self, request: server.Request, job_id: str) -> tuple[int, dict]:
+        """The device ran a job: its outcome."""
+        self._authenticate(request)
+        body = read_json(request)
+        outcome = take_str(body, "outcome", r"done|failed")
+        result = body.pop("result", None)
+        error_code = body.pop("error_code", None)
+        error = body.pop("error", None)
+        no_more_fields(body)
+        if self._jobs is None or not is_valid(JOB_ID, job_id):
+            raise ApiError(404, "unknown-job", "no such job is waiting")
+        if error is not None and (not isinstance(error, str) or not error.isprintable()):
+            raise ApiError(400, "invalid-result", "error: printable text")
+        try:
+            self._jobs.report(job_id, outcome, result, error_code, error)
+        except JobError as e:
+            raise ApiError(404 if e.code == "unknown-job" else 400, e.code, e.message) from None
+        return 200, {"status": "sent"}
 
     async def answer(self, request: server.Request, request_id: str) -> tuple[int, dict]:
         """The operator's YES or NO."""

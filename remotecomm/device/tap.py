@@ -15,6 +15,7 @@ from remotecomm.config import config_options
 from remotecomm.device.approvals import Approvals, ManagerRequests, decision_sender
 from remotecomm.device.config import DeviceAgentConfig, load_device_config
 from remotecomm.device.history import History
+from remotecomm.device.jobs import AgentJobs
 from remotecomm.device.manager_link import ManagerLink
 from remotecomm.device.panel_channel import PanelChannel
 from remotecomm.device.relay_link import RelayLinks
@@ -78,12 +79,14 @@ def build_service(config: DeviceAgentConfig, reactor, links=None) -> MultiServic
     links.on_ended = approvals.session_ended
     links.firmware_version = lambda: approvals.firmware_version
 
-    def firmware_version_said(version: str) -> None:
+    def described(version: str, settings: tuple, settings_version: int | None) -> None:
         if version != approvals.firmware_version:
             log.info("the device runs firmware {version}", version=version)
         approvals.firmware_version = version
-        link.set_firmware_version(version)
-    ManagerRequests(approvals, link.is_component).setHandlerParent(stream)
+        link.describe(version, settings, settings_version)
+
+    jobs = AgentJobs(reactor, history, decision_sender(stream, reactor))
+    ManagerRequests(approvals, link.is_component, jobs).setHandlerParent(stream)
     UnknownIqHandler().setHandlerParent(stream)
     if config.test_approver is not None:
         log.warn("TEST APPROVER ACTIVE: every session request is answered YES at once as "
@@ -94,7 +97,7 @@ def build_service(config: DeviceAgentConfig, reactor, links=None) -> MultiServic
         if config.panel.socket.exists():
             config.panel.socket.unlink()  # left over from an earlier run
         channel = PanelChannel(approvals, config.panel.secret, links,
-                               on_firmware_version=firmware_version_said)
+                               on_description=described, jobs=jobs)
         panel_service = StreamServerEndpointService(
             UNIXServerEndpoint(reactor, str(config.panel.socket), mode=0o600, wantPID=False),
             make_site(channel.resource()))

@@ -27,7 +27,10 @@ error condition).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+from remotecomm.identifiers import SETTING_NAME, is_valid
 
 # Envelope versions of the relay protocol this code speaks (the device's hello names one).
 ENVELOPE_VERSIONS = (1,)
@@ -92,6 +95,29 @@ class SettingSpec:
         elif len(value) > (self.max_length or MAX_VALUE_LENGTH):
             raise SettingError(f"{self.name} takes at most {self.max_length} characters")
         return value
+
+    def validate(self) -> "SettingSpec":
+        """This spec, if its attributes fit its kind; else :class:`SettingError`."""
+        if not is_valid(SETTING_NAME, self.name):
+            raise SettingError(f"invalid setting name {self.name!r}")
+        if self.kind not in SETTING_KINDS:
+            raise SettingError(f"setting {self.name}: unknown kind {self.kind!r}")
+        numbers = (self.minimum, self.maximum, self.max_length)
+        if not all(n is None or (isinstance(n, int) and not isinstance(n, bool)
+                                 and abs(n) < 10**12) for n in numbers):
+            raise SettingError(f"setting {self.name}: limits must be whole numbers")
+        choices_ok = len(self.choices) <= MAX_CHOICES and len(set(self.choices)) == len(
+            self.choices) and all(isinstance(c, str) and re.fullmatch(r"[A-Za-z0-9._-]{1,40}", c)
+                                  for c in self.choices)
+        fits = ((self.kind == "choice") == bool(self.choices)
+                and (self.kind == "int") == (self.minimum is not None
+                                             and self.maximum is not None)
+                and (self.kind != "int" or self.minimum <= self.maximum)
+                and (self.kind == "text") == (self.max_length is not None)
+                and (self.kind != "text" or 0 < self.max_length <= MAX_VALUE_LENGTH))
+        if not choices_ok or not fits:
+            raise SettingError(f"setting {self.name}: its attributes do not fit its kind")
+        return self
 
     def to_json(self) -> dict:
         """The spec as the API shows it."""

@@ -19,16 +19,15 @@ from dataclasses import dataclass
 from twisted.words.protocols.jabber.jid import JID, InvalidFormat
 from twisted.words.xish import domish
 
-from remotecomm.identifiers import (APP_ID, DEVICE_ID, JOB_ID, REQUEST_ID, SESSION_ID,
-                                    SETTING_NAME, TOKEN)
+from remotecomm.identifiers import (APP_ID, DEVICE_ID, JOB_ID, REQUEST_ID, SESSION_ID, SETTING_NAME,
+                                    TOKEN)
 from remotecomm.maintenance.messages import (ACTIONS, ERROR_CODES, MAX_RESULT_BYTES, JobRequest,
                                              JobResult)
-from remotecomm.sessions.messages import (ENVELOPE_VERSIONS, MAX_APPS, MAX_CHOICES,
-                                          MAX_REPORTS_ASKED, MAX_SETTINGS, MAX_VALUE_LENGTH,
-                                          SETTING_KINDS, ApprovalCancelled, ApprovalDecision,
-                                          ApprovalRequest, EndSession, Hello, KeptReports,
-                                          MessageRefused, ReportRequest, SessionReady,
-                                          SessionReport, SettingSpec)
+from remotecomm.sessions.messages import (ENVELOPE_VERSIONS, MAX_APPS, MAX_REPORTS_ASKED,
+                                          MAX_SETTINGS, MAX_VALUE_LENGTH, ApprovalCancelled,
+                                          ApprovalDecision, ApprovalRequest, EndSession, Hello,
+                                          KeptReports, MessageRefused, ReportRequest, SessionReady,
+                                          SessionReport, SettingError, SettingSpec)
 
 NS_DEVICE = "urn:remotecomm:device:1"
 NS_DEVICE_PREFIX = "urn:remotecomm:device:"
@@ -101,32 +100,23 @@ def build_hello(hello: Hello) -> domish.Element:
     return element
 
 
-_CHOICE = re.compile(r"[A-Za-z0-9._-]{1,40}")
 _WHOLE = re.compile(r"-?\d{1,12}")
 
 
 def _setting(child: domish.Element) -> SettingSpec:
-    name, kind = child.getAttribute("name"), child.getAttribute("kind")
-    if not name or not re.fullmatch(SETTING_NAME, name) or kind not in SETTING_KINDS:
-        raise PayloadError("bad-request", f"invalid setting {name!r} ({kind!r})")
+    name, kind = child.getAttribute("name") or "", child.getAttribute("kind") or ""
     numbers = {}
     for attribute in ("min", "max", "max-length"):
         raw = child.getAttribute(attribute)
         if raw is not None and not _WHOLE.fullmatch(raw):
             raise PayloadError("bad-request", f"setting {name}: {attribute} is not a number")
         numbers[attribute] = int(raw) if raw is not None else None
-    choices = tuple((child.getAttribute("choices") or "").split())
-    if len(choices) > MAX_CHOICES or not all(_CHOICE.fullmatch(c) for c in choices) or \
-            len(set(choices)) != len(choices):
-        raise PayloadError("bad-request", f"setting {name}: invalid choices")
-    if (kind == "choice") != bool(choices) or (kind == "int") != (
-            numbers["min"] is not None and numbers["max"] is not None) or (
-            kind == "int" and numbers["min"] > numbers["max"]) or (
-            (kind == "text") != (numbers["max-length"] is not None)) or (
-            kind == "text" and not 0 < numbers["max-length"] <= MAX_VALUE_LENGTH):
-        raise PayloadError("bad-request", f"setting {name}: its attributes do not fit its kind")
-    return SettingSpec(name, kind, numbers["min"], numbers["max"], choices,
-                       numbers["max-length"])
+    try:
+        return SettingSpec(name, kind, numbers["min"], numbers["max"],
+                           tuple((child.getAttribute("choices") or "").split()),
+                           numbers["max-length"]).validate()
+    except SettingError as e:
+        raise PayloadError("bad-request", str(e)) from None
 
 
 def parse_hello(iq: domish.Element) -> Hello:

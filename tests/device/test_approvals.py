@@ -312,14 +312,25 @@ class PanelChannelTests(ApprovalsTestCase):
         """PUT /v1/device: the version goes to the agent; a bad one is refused."""
         said = []
         http = StubTreq(PanelChannel(self.approvals, SECRET, self.links,
-                                     on_firmware_version=said.append).resource())
+                                     on_description=lambda *a: said.append(a)).resource())
         self.http = http
         self.assertEqual(self.call("PUT", "/v1/device", {"firmware_version": "4.2.1"}),
                          (200, {"status": "noted"}))
         self.assertEqual(self.call("PUT", "/v1/device", {"firmware_version": "4 2"})[0], 400)
         self.assertEqual(self.call("PUT", "/v1/device", {"firmware_version": "5"},
                                    secret=None)[0], 401)
-        self.assertEqual(said, ["4.2.1"])
+        self.assertEqual(said, [("4.2.1", (), None)])
+        settings = [{"name": "sleep_minutes", "kind": "int", "minimum": 1, "maximum": 240},
+                    {"name": "language", "kind": "choice", "choices": ["en", "de"]}]
+        self.assertEqual(self.call("PUT", "/v1/device", {"firmware_version": "4.2.1",
+                                                         "settings": settings,
+                                                         "settings_version": 2})[0], 200)
+        self.assertEqual([s.name for s in said[-1][1]], ["sleep_minutes", "language"])
+        for bad in ([{"name": "x", "kind": "int"}], [{"name": "x", "kind": "bool", "y": 1}],
+                    [settings[0], settings[0]], "all", [{"name": "X Y", "kind": "bool"}]):
+            code, body = self.call("PUT", "/v1/device", {"firmware_version": "4.2.1",
+                                                         "settings": bad})
+            self.assertEqual((code, body["field"]), (400, "settings"), bad)
 
     def test_lists_pending_requests(self):
         """The panel sees who asks, from which unit, for which app."""

@@ -1,0 +1,133 @@
+"""Maintenance jobs on the device (S121–S125): the agent's part.
+
+The manager's job request is acknowledged at once and kept for the device's
+panel, which takes it over the panel channel (``GET /v1/jobs``), runs it and
+reports the outcome (``POST /v1/jobs/{job_id}``); the agent records it in the
+device's history, then sends the result to the manager (retried like the
+operator's answers).  A job ID runs at most once: a request for a job that
+finished is answered with its result again; one the agent had taken before
+it restarted, without a result, is answered as failed (it may have run).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from typing import Callable
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from remotecomm.clock import now_us
+from remotecomm.device.history import History
+from remotecomm.maintenance.messages import (ERROR_CODES, MAX_RESULT_BYTES, JobRequest,
+                                             JobResult)
+from remotecomm.sessions.messages import MessageRefused
+
+log = Logger()
+
+MAX_PENDING_JOBS = 32
+MAX_REMEMBERED = 1000  # finished jobs whose results the agent can send again
+
+
+class JobError(Exception):
+    """A panel's report the agent cannot take: ``code`` says why."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class AgentJobs:
+    """Jobs from the manager, waiting for the panel; results back to the manager."""
+
+    def __init__(self, clock: IReactorTime, history: History,
+                 send: Callable[[str, object], object]):
+        self._clock = clock
+        self._history = history
+        self._send = send
+        self._pending: OrderedDict[str, tuple[str, JobRequest]] = OrderedDict()
+        self._finished: OrderedDict[str, JobResult] = OrderedDict()
+        self._taken_before: set[str] = set()
+        self._load()
+
+    def _load(self) -> None:
+        """What the history says of earlier jobs: results to repeat, jobs taken and lost."""
+        for event in self._history.events():
+            kind = event.get("event")
+            if kind == "job-received":
+                self._taken_before.add(event.get("job_id"))
+            elif kind == "job-finished":
+                try:
+                    result = JobResult(event["job_id"], event["outcome"], event["at_us"],
+                                       event.get("error_code"), event.get("error"),
+                                       event.get("result"))
+                except (KeyError, ValueError):
+                    continue
+                self._remember(result)
+
+    def _remember(self, result: JobResult) -> None:
+        self._finished[result.job_id] = result
+        self._taken_before.discard(result.job_id)
+        while len(self._finished) > MAX_REMEMBERED:
+            self._finished.popitem(last=False)
+
+    def on_request(self, component: str, request: JobRequest) -> None:
+        """The manager's job request: keep it for the panel (or answer a repeat)."""
+        if request.job_id in self._pending:
+            return
+        if request.job_id in self._finished:
+            self._send(component, self._finished[request.job_id])
+            return
+        if request.job_id in self._taken_before:
+            self._finish(component, JobResult(
+                request.job_id, "failed", now_us(self._clock), "device-error",
+                "the agent restarted while this job ran; it is not run twice"))
+            return
+        if len(self._pending) >= MAX_PENDING_JOBS:
+            raise MessageRefused("busy", "too many jobs are waiting")
+        self._history.append("job-received", now_us(self._clock), job_id=request.job_id,
+                             action=request.action, key=request.key)
+        self._taken_before.add(request.job_id)
+        self._pending[request.job_id] = (component, request)
+        log.info("job {job_id}: {action} for the panel", job_id=request.job_id,
+                 action=request.action)
+
+    def waiting(self) -> list[JobRequest]:
+        """Jobs for the panel, oldest first (those past their deadline fail as expired)."""
+        at = now_us(self._clock)
+        for job_id, (component, request) in list(self._pending.items()):
+            if request.deadline_us <= at:
+                del self._pending[job_id]
+                self._finish(component, JobResult(job_id, "failed", at, "expired",
+                                                  "the panel did not take the job in time"))
+        return [request for _, request in self._pending.values()]
+
+    def report(self, job_id: str, outcome: str, result: object = None,
+               error_code: str | None = None, error: str | None = None) -> None:
+        """The panel ran a job: record it, then tell the manager."""
+        entry = self._pending.pop(job_id, None)
+        if entry is None:
+            raise JobError("unknown-job", "no such job is waiting")
+        component, _ = entry
+        try:
+            text = json.dumps(result, sort_keys=True) if outcome == "done" else None
+            if text is not None and len(text.encode("utf-8")) > MAX_RESULT_BYTES:
+                raise ValueError(f"the result exceeds {MAX_RESULT_BYTES} bytes")
+            if outcome == "failed" and error_code not in ERROR_CODES:
+                raise ValueError(f"error_code must be one of {', '.join(ERROR_CODES)}")
+            finished = JobResult(job_id, outcome, now_us(self._clock), error_code,
+                                 error[:200] if error else None, text)
+        except (ValueError, TypeError) as e:
+            self._pending[job_id] = entry
+            raise JobError("invalid-result", str(e)) from None
+        self._finish(component, finished)
+
+    def _finish(self, component: str, result: JobResult) -> None:
+        self._history.append("job-finished", result.finished_us, job_id=result.job_id,
+                             outcome=result.outcome, error_code=result.error_code,
+                             error=result.error, result=result.result)
+        self._remember(result)
+        log.info("job {job_id}: {outcome}", job_id=result.job_id, outcome=result.outcome)
+        self._send(component, result)
