@@ -60,9 +60,21 @@ class AgentChannelClient:
         """S291: the operator ends a running session."""
         await self._call("POST", f"/v1/sessions/{request_id}/end", {"operator": operator})
 
-    async def describe_device(self, firmware_version: str) -> None:
-        """Tell the agent which firmware the device runs."""
-        await self._call("PUT", "/v1/device", {"firmware_version": firmware_version})
+    async def describe_device(self, firmware_version: str, settings: list[dict] | None = None,
+                              settings_version: int | None = None) -> None:
+        """Tell the agent which firmware the device runs and which settings it has."""
+        body = {"firmware_version": firmware_version}
+        if settings is not None:
+            body.update(settings=settings, settings_version=settings_version)
+        await self._call("PUT", "/v1/device", body)
+
+    async def jobs(self) -> list[dict]:
+        """Maintenance jobs waiting for the device."""
+        return (await self._call("GET", "/v1/jobs"))["jobs"]
+
+    async def job_done(self, job_id: str, outcome: dict) -> None:
+        """Report a job's outcome."""
+        await self._call("POST", f"/v1/jobs/{job_id}", outcome)
 
     async def answer(self, request_id: str, approve: bool, operator: str) -> None:
         """Report the operator's YES or NO."""

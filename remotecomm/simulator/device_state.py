@@ -8,8 +8,10 @@ its screen and presses its buttons.  Everything is bounded.
 from __future__ import annotations
 
 import re
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
+
+from remotecomm.sessions.messages import SettingError, SettingSpec
 
 ERRORS = {
     "paper-jam": "Paper jam in tray 2. Open the right door and remove the paper.",
@@ -24,6 +26,17 @@ BUTTONS = ("home", "copy", "scan", "fax", "settings", "plus", "minus", "start", 
 MAX_CONTACTS = 500
 NAME = re.compile(r"[^\x00-\x1f\x7f]{1,80}")
 EMAIL = re.compile(r"[^@\s<>\"]{1,64}@[A-Za-z0-9.-]{1,190}\.[A-Za-z]{2,24}")
+
+
+# The settings the simulated device declares for maintenance jobs (its agent says them in
+# its hello); SETTINGS_VERSION changes whenever this list does.
+SETTINGS = (SettingSpec("sleep_minutes", "int", 1, 240),
+            SettingSpec("default_copies", "int", 1, 99),
+            SettingSpec("duplex_default", "bool"),
+            SettingSpec("language", "choice", choices=("en", "de", "fr", "ja")),
+            SettingSpec("admin_contact", "text", max_length=80))
+SETTINGS_VERSION = 1
+MAX_LOG_LINES = 200
 
 
 class StateError(ValueError):
@@ -64,6 +77,12 @@ class DeviceState:
         "cyan": 72, "magenta": 55, "yellow": 81, "black": 34})
     counters: dict[str, int] = field(default_factory=lambda: {
         "printed": 12840, "copied": 5210, "scanned": 3301, "faxed": 120})
+    # Of the printed and copied pages, those in colour (the rest are mono).
+    colour: dict[str, int] = field(default_factory=lambda: {"printed": 4120, "copied": 980})
+    settings: dict[str, str] = field(default_factory=lambda: {
+        "sleep_minutes": "15", "default_copies": "1", "duplex_default": "false",
+        "language": "en", "admin_contact": "it@example.com"})
+    log: deque = field(default_factory=lambda: deque(maxlen=MAX_LOG_LINES))
     contacts: OrderedDict[int, Contact] = field(default_factory=OrderedDict)
     firmware: Firmware = field(default_factory=lambda: Firmware("4.2.1"))
     _next_contact: int = 1
@@ -82,12 +101,48 @@ class DeviceState:
     def status_text(self) -> str:
         return ERRORS[self.error] if self.error else self.message
 
+    def note(self, line: str) -> None:
+        """One line in the device's own log (the newest 200 are kept)."""
+        self.log.append(line[:160])
+
+    def set_setting(self, name: str, value: str) -> str:
+        """Change a setting (checked against its spec again); the previous value."""
+        spec = next((s for s in SETTINGS if s.name == name), None)
+        if spec is None:
+            raise StateError(f"no setting {name!r}")
+        try:
+            spec.check(value)
+        except SettingError as e:
+            raise StateError(str(e)) from None
+        previous, self.settings[name] = self.settings[name], value
+        if name == "default_copies":
+            self.copies = int(value)
+        self.note(f"setting {name} changed from {previous} to {value}")
+        return previous
+
+    def counter_report(self) -> dict:
+        """Counters, mono and colour where the device tells them apart."""
+        report = {}
+        for name, total in self.counters.items():
+            entry = {"total": total}
+            if name in self.colour:
+                entry.update(colour=self.colour[name], mono=total - self.colour[name])
+            report[name] = entry
+        return report
+
+    def supplies_report(self) -> dict:
+        """Toner levels (percent), paper, and the error state."""
+        return {"toner": dict(self.toner),
+                "paper": {"tray1": "empty" if self.error == "out-of-paper" else "ok"},
+                "status": self.status, "error": ERRORS.get(self.error or "")}
+
     def set_error(self, code: str | None) -> None:
         """Put the device into an error state (``None`` clears it)."""
         if code is not None and code not in ERRORS:
             raise StateError(f"unknown error {code!r}")
         self.error = code
         self.message = "Ready"
+        self.note(f"error {code}" if code else "error cleared")
 
     def add_contact(self, name: str, email: str) -> Contact:
         name, email = name.strip(), email.strip()
@@ -132,6 +187,7 @@ class DeviceState:
         if self.screen == "copy":
             self.counters["copied"] += self.copies
             self.counters["printed"] += self.copies
+            self.note(f"copied {self.copies} page(s)")
             self.toner["black"] = max(0, self.toner["black"] - 1)
             self.message = f"Copied {self.copies} page{'s' if self.copies > 1 else ''}"
             if self.toner["black"] == 0:

@@ -10,9 +10,10 @@ from twisted.logger import Logger
 
 from remotecomm.config import config_options
 from remotecomm.json_http import make_site
-from remotecomm.simulator.agent_client import AgentChannelClient, AgentRefused, AgentUnavailable
+from remotecomm.simulator.agent_client import AgentChannelClient
 from remotecomm.simulator.config import SimulatorConfig, load_simulator_config
 from remotecomm.simulator.device_state import DeviceState
+from remotecomm.simulator.maintenance import Describer, JobRunner
 from remotecomm.simulator.panel import Panel
 from remotecomm.simulator.remote_panel import remote_panel_site
 from remotecomm.simulator.web_server import web_server_site
@@ -22,33 +23,10 @@ log = Logger()
 
 Options = config_options(load_simulator_config, "simulator_config", "etc/mfp-simulator.toml")
 
-# How often the device tells its agent which firmware it runs (the agent may have
-# restarted, or an update installed a new one).
+# How often the device tells its agent what it runs (the agent may have restarted, or an
+# update installed new firmware), and how often it asks for maintenance jobs.
 DESCRIBE_EVERY = 5.0
-
-
-class FirmwareAnnouncer:
-    """Tells the agent the installed firmware version, at start and every few seconds."""
-
-    def __init__(self, state: DeviceState, agent: AgentChannelClient):
-        self._state = state
-        self._agent = agent
-        self._told: str | None = None
-        self._failing = False
-
-    async def tell(self) -> None:
-        """One announcement; a missing agent is logged once, then retried quietly."""
-        try:
-            await self._agent.describe_device(self._state.firmware.version)
-        except (AgentUnavailable, AgentRefused) as e:
-            if not self._failing:
-                log.info("the agent did not take the firmware version: {error}", error=str(e))
-            self._failing = True
-            return
-        self._failing = False
-        if self._told != self._state.firmware.version:
-            self._told = self._state.firmware.version
-            log.info("told the agent: firmware {version}", version=self._told)
+JOBS_EVERY = 0.5
 
 
 def build_service(config: SimulatorConfig, reactor) -> MultiService:
@@ -66,11 +44,13 @@ def build_service(config: SimulatorConfig, reactor) -> MultiService:
         service.setName(name)
         service._raiseSynchronously = True
         service.setServiceParent(root)
-    announcer = FirmwareAnnouncer(state, agent)
-    describing = TimerService(DESCRIBE_EVERY, lambda: ensureDeferred(announcer.tell()))
-    describing.clock = reactor
-    describing.setName("describe-device")
-    describing.setServiceParent(root)
+    describer, runner = Describer(state, agent), JobRunner(state, agent)
+    for name, every, call in (("describe-device", DESCRIBE_EVERY, describer.tell),
+                              ("maintenance-jobs", JOBS_EVERY, runner.poll)):
+        timer = TimerService(every, lambda call=call: ensureDeferred(call()))
+        timer.clock = reactor
+        timer.setName(name)
+        timer.setServiceParent(root)
     log.info("simulated MFP {name} ({model}): panel on {panel}, web-server on {web}, "
              "remote-panel on {remote}", name=config.device_name, model=config.model,
              panel=config.panel_listen, web=config.web_server_listen,

@@ -1,0 +1,115 @@
+"""The simulated MFP's side of maintenance jobs: it runs what its agent hands it.
+
+:class:`JobRunner` asks the agent for waiting jobs (``GET /v1/jobs``) every
+half second, runs each on the device's state -- counters, supplies, reading
+and setting a setting (checked again here against the device's own specs),
+its log -- and reports the outcome (``POST /v1/jobs/{id}``).  A
+:class:`Describer` tells the agent, at start and every few seconds, which
+firmware runs and which settings exist.
+"""
+
+from __future__ import annotations
+
+from twisted.logger import Logger
+
+from remotecomm.simulator.agent_client import AgentChannelClient, AgentRefused, AgentUnavailable
+from remotecomm.simulator.device_state import SETTINGS, SETTINGS_VERSION, DeviceState, StateError
+
+log = Logger()
+
+MAX_LOG_BYTES = 32 * 1024
+
+
+def run_job(state: DeviceState, job: dict) -> dict:
+    """One job's outcome, as the panel channel takes it."""
+    action, key, value = job.get("action"), job.get("key"), job.get("value")
+    try:
+        if action == "counters":
+            result = state.counter_report()
+        elif action == "supplies":
+            result = state.supplies_report()
+        elif action == "config-get":
+            if key not in state.settings:
+                return {"outcome": "failed", "error_code": "unknown-setting",
+                        "error": f"no setting {key!r}"}
+            result = {key: state.settings[key]}
+        elif action == "config-set":
+            if key not in state.settings:
+                return {"outcome": "failed", "error_code": "unknown-setting",
+                        "error": f"no setting {key!r}"}
+            previous = state.set_setting(key, value)
+            result = {key: state.settings[key], "previous": previous}
+        elif action == "log":
+            lines, size = [], 0
+            for line in reversed(state.log):
+                size += len(line.encode("utf-8")) + 1
+                if size > MAX_LOG_BYTES:
+                    break
+                lines.append(line)
+            result = {"lines": list(reversed(lines))}
+        else:
+            return {"outcome": "failed", "error_code": "unknown-action",
+                    "error": f"this device does not do {action!r}"}
+    except StateError as e:
+        return {"outcome": "failed", "error_code": "invalid-value", "error": str(e)}
+    state.note(f"maintenance: {action}{' ' + key if key else ''}")
+    return {"outcome": "done", "result": result}
+
+
+class JobRunner:
+    """Takes waiting jobs from the agent and reports their outcomes."""
+
+    def __init__(self, state: DeviceState, agent: AgentChannelClient):
+        self._state = state
+        self._agent = agent
+        self._failing = False
+
+    async def poll(self) -> int:
+        """Run every waiting job once; how many."""
+        try:
+            waiting = await self._agent.jobs()
+        except (AgentUnavailable, AgentRefused) as e:
+            if not self._failing:
+                log.info("the agent did not hand out jobs: {error}", error=str(e))
+            self._failing = True
+            return 0
+        self._failing = False
+        for job in waiting:
+            outcome = run_job(self._state, job)
+            try:
+                await self._agent.job_done(job["job_id"], outcome)
+            except (AgentUnavailable, AgentRefused) as e:
+                log.warn("could not report job {job_id}: {error}", job_id=job["job_id"],
+                         error=str(e))
+            else:
+                log.info("job {job_id} ({action}): {outcome}", job_id=job["job_id"],
+                         action=job.get("action"), outcome=outcome["outcome"])
+        return len(waiting)
+
+
+class Describer:
+    """Tells the agent the installed firmware and the device's settings."""
+
+    def __init__(self, state: DeviceState, agent: AgentChannelClient):
+        self._state = state
+        self._agent = agent
+        self._told: str | None = None
+        self._failing = False
+
+    async def tell(self) -> None:
+        """One description; a missing agent is logged once, then retried quietly."""
+        try:
+            await self._agent.describe_device(self._state.firmware.version,
+                                              [spec.to_json() for spec in SETTINGS],
+                                              SETTINGS_VERSION)
+        except (AgentUnavailable, AgentRefused) as e:
+            if not self._failing:
+                log.info("the agent did not take the device's description: {error}",
+                         error=str(e))
+            self._failing = True
+            return
+        self._failing = False
+        if self._told != self._state.firmware.version:
+            self._told = self._state.firmware.version
+            log.info("told the agent: firmware {version}, {count} settings",
+                     version=self._told, count=len(SETTINGS))
