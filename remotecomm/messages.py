@@ -57,6 +57,14 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "recipient-removed": "{address} no longer gets the unit's reports.",
         "no-recipients": "Unit {unit_id} has no report recipients.",
         "cannot-write": "cannot write {path}: {reason}",
+        "maintain-usage": "say what to do: counters, supplies, config get KEY, config set KEY "
+                          "VALUE, or log",
+        "job-waiting": "{device_id} is offline: job {job_id} waits for it to come online "
+                       "(Ctrl-C stops waiting here; the job stays queued).",
+        "job-no-outcome": "Job {job_id} has no outcome yet; see `remotecomm jobs`.",
+        "job-failed": "Job {job_id} {state}: {code} {error}",
+        "job-cancelled": "Job {job_id} withdrawn.",
+        "no-jobs": "Unit {unit_id} has no maintenance jobs for this query.",
         "collected": "Asked {asked} device(s) for what they kept: {collected} report(s) "
                      "collected, {missing} still missing.",
         "collect-offline": "Offline now, asked again when they come back: {devices}.",

@@ -30,6 +30,8 @@ from remotecomm.relay.logs import LogOutbox, open_relay_store
 from remotecomm.relay.manager_api import ManagerClient, relay_node_routes
 from remotecomm.relay.node import RelayNode
 from remotecomm.relay.websocket import SiteRoot, relay_resource
+from remotecomm.maintenance.messages import JobResult
+from remotecomm.maintenance.service import JobService
 from remotecomm.reports.mail import ReportMailer
 from remotecomm.reports.smtp import SmtpSender
 from remotecomm.scheduling import Job, Scheduler, every
@@ -248,18 +250,25 @@ def _build_sessions(config: ServerConfig, reactor, root, readiness: dict,
                                   send_grace=config.mail.send_grace)
     scheduler.add(Job("report-mail", every(60), manager.mailer.run, claimed=False))
     StartStopService("scheduler", scheduler.start, scheduler.stop).setServiceParent(root)
+    jobs = JobService(manager.store, reactor, manager.devices)
+    StartStopService("jobs", jobs.start, jobs.stop).setServiceParent(root)
     if manager.component is not None:
         manager.component.requests.register(ApprovalDecision, broker.on_decision)
         manager.component.requests.register(SessionReport, broker.on_session_report)
-        manager.component.directory.on_hello = \
-            lambda device_id: ensureDeferred(collector.device_returned(device_id))
+        manager.component.requests.register(JobResult, jobs.on_result)
+
+        def device_returned(device_id: str) -> None:
+            _log_errors(collector.device_returned(device_id), "collecting at a hello")
+            _log_errors(jobs.device_returned(device_id), "sending jobs at a hello")
+
+        manager.component.directory.on_hello = device_returned
         manager.component.connector.setServiceParent(root)
     if config.sessions.allow_test_approver:
         log.warn("this manager ACCEPTS answers from device test approvers "
                  "([sessions] allow_test_approver = true): for tests and benchmarks only")
     api = Api(manager.accounts, manager.store, reactor, readiness=readiness, broker=broker,
               extra_routes=extra_routes, notices=notices, collector=collector,
-              mailer=manager.mailer)
+              mailer=manager.mailer, jobs=jobs)
     return api.resource()
 
 

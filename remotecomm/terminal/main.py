@@ -42,6 +42,7 @@ from remotecomm.command_line import (EXIT_APPROVAL_TIMEOUT, EXIT_DEVICE_NOT_FOUN
 from remotecomm.identifiers import APP_ID, DEVICE_ID, MAIL_ADDRESS, REQUEST_ID, USER_ID
 from remotecomm.messages import text
 from remotecomm.relay.client import RelayClient, RelayClosed
+from remotecomm.terminal import maintain as maintenance
 from remotecomm.terminal.client import ApiClient
 from remotecomm.terminal.local_port import (ACCESS_HEADER, LocalAccess, LocalPortFactory,
                                             session_label)
@@ -147,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     for action in ("add", "remove"):
         recipient_actions.add_parser(action, help=f"{action} a recipient").add_argument(
             "address", type=identifier(MAIL_ADDRESS, "e-mail address"))
+    maintenance.add_parsers(commands)
     one = commands.add_parser("session", help="one session's whole record")
     one.add_argument("request_id", type=identifier(REQUEST_ID, "request ID"))
     one.add_argument("--json", action="store_true", help="print the answer as JSON")
@@ -214,6 +216,10 @@ async def _run_terminal(reactor, args: argparse.Namespace) -> list[str]:
         answer = await client.get("/api/v1/sessions" + (f"?{query}" if query else ""))
         return lines + ([json.dumps(answer, indent=2)] if args.json
                         else format_sessions(answer))
+    if args.command == "maintain":
+        return await maintenance.maintain(reactor, client, args)
+    if args.command == "jobs":
+        return await maintenance.jobs(client, args)
     if args.command == "report-schedule":
         return await report_schedule(client, args)
     if args.command == "report-recipient":

@@ -20,12 +20,15 @@ from remotecomm.accounts.passwords import MAX_PASSWORD_BYTES, HasherBusy
 from remotecomm.clock import iso_from_us
 from remotecomm.identifiers import APP_ID, DEVICE_ID, REQUEST_ID, TERMINAL_ID, USER_ID, is_valid
 from remotecomm.json_http import ApiError, Route, Router, no_more_fields, read_json, take_str
+from remotecomm.maintenance.service import JobService
 from remotecomm.reports.mail import ReportMailer
 from remotecomm.sessions.broker import SessionBroker, SessionError
 from remotecomm.sessions.collection import RecordCollector
 from remotecomm.store.devices import devices_of_unit
 from remotecomm.store.engine import Store, StoreBusy
-from remotecomm.web.reports_api import BUSY, ReportRoutes, wants_csv
+from remotecomm.web.answers import BUSY, with_iso_times
+from remotecomm.web.jobs_api import JobRoutes
+from remotecomm.web.reports_api import ReportRoutes, wants_csv
 
 log = Logger()
 
@@ -81,7 +84,8 @@ class Api:
                  readiness: dict[str, ReadinessCheck] | None = None,
                  broker: SessionBroker | None = None, extra_routes: list[Route] | None = None,
                  notices: dict[str, Callable[[], object]] | None = None,
-                 collector: RecordCollector | None = None, mailer: ReportMailer | None = None):
+                 collector: RecordCollector | None = None, mailer: ReportMailer | None = None,
+                 jobs: JobService | None = None):
         self._accounts = accounts
         self._store = store
         self._clock = clock
@@ -90,6 +94,7 @@ class Api:
         self._broker = broker
         self._collector = collector
         self._reports = ReportRoutes(store, clock, self._caller, session_filters, mailer)
+        self._jobs = JobRoutes(jobs, self._caller)
         self._extra_routes = list(extra_routes or [])
 
     def resource(self) -> Router:
@@ -101,6 +106,7 @@ class Api:
             Route("/api/v1/sessions", post=self.request_session, get=self.list_sessions),
             Route("/api/v1/sessions/collect", post=self.collect_records),
             *self._reports.routes(),
+            *self._jobs.routes(),
             Route("/api/v1/sessions/{request_id}", get=self.poll_session,
                   delete=self.cancel_session),
             Route("/api/v1/sessions/{request_id}/end", post=self.end_session),
@@ -352,19 +358,6 @@ def _instant(value: str, name: str) -> int:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return int(moment.timestamp() * 1_000_000)
-
-
-def with_iso_times(answer: dict) -> dict:
-    """Every ``…_us`` instant also as ISO 8601, in nested objects too: ``requested_at_us`` →
-    ``requested_at``, ``approval_deadline_us`` → ``approval_deadline_at``."""
-    for key in [k for k in answer if k.endswith("_us") and isinstance(answer[k], int)
-                and not k.startswith(("duration", "idle"))]:
-        stem = key[:-3]
-        answer[stem if stem.endswith("_at") else stem + "_at"] = iso_from_us(answer[key])
-    for value in answer.values():
-        if isinstance(value, dict):
-            with_iso_times(value)
-    return answer
 
 
 class Health:

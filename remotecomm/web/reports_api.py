@@ -33,11 +33,10 @@ from remotecomm.store import mailings as mail_rows
 from remotecomm.store.audit import append_audit
 from remotecomm.store.engine import Store, StoreBusy
 from remotecomm.store.reports import GROUPS
+from remotecomm.web.answers import BUSY
 
 CSV = "text/csv; charset=utf-8; header=present"
 MAX_CSV_RECORDS = 10_000
-# The answer when the store's queue is full (the API module's too).
-BUSY = ApiError(503, "busy", "the server is busy; try again shortly", headers={"Retry-After": "1"})
 
 
 def wants_csv(request: server.Request) -> bool:

@@ -728,3 +728,75 @@ class ReportMailIsolationTests(ReportMailTestCase):
                          "no-recipients")
         self.assertEqual(len(self.call("GET", "/api/v1/reports/schedules",
                                        token=self.admin)[1]["schedules"]), 1)
+
+
+class JobsApiTests(ApiTestCase):
+    """Maintenance jobs over REST: the caller's unit only, every field checked."""
+
+    def setUp(self):
+        super().setUp()
+        from remotecomm.maintenance.service import JobService
+        from remotecomm.sessions.messages import SettingSpec
+        from remotecomm.store.devices import record_hello
+        from tests.maintenance.test_service import FakeDevices
+        for device in ("mfp-1", "mfp-2", "gx-1"):
+            self.store.run_sync(record_hello, device, "0.1", 1, [], 0, "4.2.1",
+                                [SettingSpec("sleep_minutes", "int", 1, 240).to_json()], 1)
+        self.fake = FakeDevices()
+        self.service = JobService(self.store, self.clock, self.fake)
+        self.api = Api(self.accounts, self.store, self.clock, readiness=self.checks,
+                       jobs=self.service)
+        self.http = StubTreq(self.api.resource())
+        self.alice = self.token()
+
+    def test_create_read_list_and_cancel(self):
+        status, job, _ = self.call("POST", "/api/v1/devices/mfp-1/jobs",
+                                   {"action": "config-set", "key": "sleep_minutes",
+                                    "value": "30"}, token=self.alice)
+        self.assertEqual((status, job["state"], job["device_id"]), (202, "running", "mfp-1"))
+        self.assertIn("created_at", job)
+        status, one, _ = self.call("GET", f"/api/v1/jobs/{job['job_id']}", token=self.alice)
+        self.assertEqual((status, one["key"], one["value"]), (200, "sleep_minutes", "30"))
+        listed = self.call("GET", "/api/v1/devices/mfp-1/jobs", token=self.alice)[1]["jobs"]
+        self.assertEqual([j["job_id"] for j in listed], [job["job_id"]])
+        status, waiting, _ = self.call("POST", "/api/v1/devices/mfp-2/jobs",
+                                       {"action": "counters", "wait_online": 60},
+                                       token=self.alice)
+        self.assertEqual((status, waiting["state"]), (202, "queued"))
+        status, cancelled, _ = self.call("DELETE", f"/api/v1/jobs/{waiting['job_id']}",
+                                         token=self.alice)
+        self.assertEqual((status, cancelled["state"]), (200, "cancelled"))
+        self.assertEqual(self.call("DELETE", f"/api/v1/jobs/{job['job_id']}",
+                                   token=self.alice)[1]["code"], "job-not-queued")
+        status, offline, _ = self.call("POST", "/api/v1/devices/mfp-2/jobs",
+                                       {"action": "counters"}, token=self.alice)
+        self.assertEqual((status, offline["code"], offline["job"]["state"]),
+                         (409, "device-offline", "failed"))
+
+    def test_bad_requests_send_nothing(self):
+        for body, code in (({"action": "format-disk"}, "invalid-field"),
+                           ({"action": "counters", "extra": 1}, "unknown-field"),
+                           ({"action": "config-set", "key": "sleep_minutes", "value": "999"},
+                            "invalid-parameters"),
+                           ({"action": "config-set", "key": "Bad Key", "value": "1"},
+                            "invalid-field"),
+                           ({"action": "counters", "wait_online": 10**9}, "invalid-field"),
+                           ({"action": "counters", "wait_online": "soon"}, "invalid-field")):
+            status, answer, _ = self.call("POST", "/api/v1/devices/mfp-1/jobs", body,
+                                          token=self.alice)
+            self.assertEqual((status, answer["code"]), (400, code), body)
+        self.assertEqual(self.fake.sent, [])
+
+    def test_another_units_devices_and_jobs_look_like_none(self):
+        gina = self.token(user_id="gina", terminal_id=OTHER_TERMINAL)
+        _, job, _ = self.call("POST", "/api/v1/devices/gx-1/jobs", {"action": "counters"},
+                              token=gina, terminal=OTHER_TERMINAL)
+        for path in ("/api/v1/devices/gx-1/jobs", "/api/v1/devices/nope/jobs"):
+            status, answer, _ = self.call("POST", path, {"action": "counters"},
+                                          token=self.alice)
+            self.assertEqual((status, answer["code"]), (404, "device-not-found"))
+        self.assertEqual(self.call("GET", f"/api/v1/jobs/{job['job_id']}",
+                                   token=self.alice)[:2],
+                         self.call("GET", "/api/v1/jobs/job-" + "0" * 22,
+                                   token=self.alice)[:2])
+        self.assertEqual(self.call("GET", "/api/v1/jobs", token=self.alice)[1]["jobs"], [])
