@@ -1,0 +1,91 @@
+"""End to end: maintenance jobs over real XMPP (Prosody), the real agent and the simulated MFP
+(S121–S125): counters, a setting set and read back, supplies, the log; a job that waits for
+an offline device runs when its agent starts."""
+
+import json
+import sqlite3
+from pathlib import Path
+
+from twisted.internet import reactor
+from twisted.trial.unittest import TestCase
+
+from remotecomm.command_line import EXIT_DEVICE_OFFLINE
+from remotecomm.testing.processes import free_port, sleep
+from remotecomm.testing.servers import ServerSetup
+
+
+class MaintenanceTests(TestCase):
+    """One manager, one device with its agent and simulator, one technician."""
+
+    timeout = 30
+
+    async def setUp(self):
+        self.setup = ServerSetup(reactor, Path(self.mktemp()))
+        self.addCleanup(self.setup.stop)
+        self.setup.provision({"acme": {"users": ["alice"], "devices": ["mfp-1"]}})
+        app_ports = {app: free_port() for app in ("web-server", "remote-panel")}
+        self.setup.configure_agent("mfp-1", self.setup.app_urls(app_ports))
+        await self.setup.start()
+        self.agent = self.setup.start_agent("mfp-1")
+        simulator, _ = self.setup.start_simulator("mfp-1", {"olga": "panel password"},
+                                                  app_ports=app_ports)
+        await simulator.wait_for_output("remote-panel on")
+        await self.setup.login("alice")
+        await self.setup.wait_device("mfp-1", online=True)
+
+    async def maintain(self, *words: str) -> tuple[int, str]:
+        return await self.setup.cli("maintain", "mfp-1", *words)
+
+    async def test_actions_and_a_job_that_waits_for_its_device(self):
+        # The device declared its settings in its hello (the simulator told its agent).
+        database = self.setup.folder / "data" / "manager.sqlite3"
+        for _ in range(50):
+            with sqlite3.connect(database) as db:
+                (declared,) = db.execute("SELECT settings FROM devices").fetchone()
+            if "sleep_minutes" in declared:
+                break
+            await sleep(reactor, 0.1)
+        code, output = await self.maintain("config", "get", "sleep_minutes")
+        self.assertEqual((code, output.strip()), (0, "sleep_minutes = 15"))
+        code, output = await self.maintain("config", "set", "sleep_minutes", "30")
+        self.assertEqual((code, output.splitlines()), (0, ["sleep_minutes = 30", "(was 15)"]))
+        code, output = await self.maintain("config", "get", "sleep_minutes")
+        self.assertEqual(output.strip(), "sleep_minutes = 30")
+        # Checked before anything is sent: a value out of range, a setting it lacks.
+        code, output = await self.maintain("config", "set", "sleep_minutes", "999")
+        self.assertEqual(code, 1)
+        self.assertIn("sleep_minutes takes 1 to 240", output)
+        # The other actions through the API (the CLI's output of them has unit tests).
+        results = {}
+        for action in ("counters", "supplies", "log"):
+            status, job = await self.setup.api("POST", "/api/v1/devices/mfp-1/jobs",
+                                               {"action": action})
+            self.assertEqual(status, 202, job)
+            for _ in range(50):
+                status, job = await self.setup.api("GET", f"/api/v1/jobs/{job['job_id']}")
+                if job["state"] == "done":
+                    break
+                await sleep(reactor, 0.1)
+            results[action] = job["result"]
+        self.assertEqual(results["counters"]["printed"],
+                         {"total": 12840, "colour": 4120, "mono": 8720})
+        self.assertEqual((results["supplies"]["toner"]["cyan"], results["supplies"]["status"]),
+                         (72, "ready"))
+        self.assertIn("setting sleep_minutes changed from 15 to 30", results["log"]["lines"])
+
+        # The agent stops; a job asked with --wait-online runs when it is back.
+        await self.agent.stop()
+        await self.setup.wait_device("mfp-1", online=False)
+        code, output = await self.maintain("counters")
+        self.assertEqual(code, EXIT_DEVICE_OFFLINE, output)
+        self.assertIn("offline", output)
+        waiting = self.setup.cli_process("maintain", "mfp-1", "counters", "--wait-online",
+                                         "60")
+        await waiting.wait_for_output("waits for it to come online")
+        self.agent = self.setup.start_agent("mfp-1")
+        self.assertEqual(await waiting.ended(), 0, waiting.output)
+        self.assertIn("printed", waiting.output)
+        code, output = await self.setup.cli("jobs", "mfp-1", "--json")
+        states = [job["state"] for job in json.loads(output)["jobs"]]
+        self.assertEqual(states.count("done"), 7)  # get, set, get, 3 by API, the waiting one
+        self.assertEqual(states.count("failed"), 1)  # the offline one, at once
