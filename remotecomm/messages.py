@@ -58,7 +58,8 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "no-recipients": "Unit {unit_id} has no report recipients.",
         "cannot-write": "cannot write {path}: {reason}",
         "maintain-usage": "say what to do: counters, supplies, config get KEY, config set KEY "
-                          "VALUE, or log",
+                          "VALUE, log, or restart",
+        "restarted": "The device restarted (down about {seconds} s) and is back.",
         "job-waiting": "{device_id} is offline: job {job_id} waits for it to come online "
                        "(Ctrl-C stops waiting here; the job stays queued).",
         "job-no-outcome": "Job {job_id} has no outcome yet; see `remotecomm jobs`.",

@@ -4,7 +4,9 @@ The manager's job request is acknowledged at once and kept for the device's
 panel, which takes it over the panel channel (``GET /v1/jobs``), runs it and
 reports the outcome (``POST /v1/jobs/{job_id}``); the agent records it in the
 device's history, then sends the result to the manager (retried like the
-operator's answers).  A job ID runs at most once: a request for a job that
+operator's answers).  A ``restart`` the panel reports done also drops the
+agent's links (its sessions end, its XMPP stream goes for a few seconds), so
+its result reaches the manager once the device is back.  A job ID runs at most once: a request for a job that
 finished is answered with its result again; one the agent had taken before
 it restarted, without a result, is answered as failed (it may have run).
 """
@@ -50,6 +52,9 @@ class AgentJobs:
         self._pending: OrderedDict[str, tuple[str, JobRequest]] = OrderedDict()
         self._finished: OrderedDict[str, JobResult] = OrderedDict()
         self._taken_before: set[str] = set()
+        # A restart job the panel reports done: drop the device's links for a few seconds
+        # (the result goes out once the agent's link is back).
+        self.on_restart: Callable[[], None] = lambda: None
         self._load()
 
     def _load(self) -> None:
@@ -122,6 +127,9 @@ class AgentJobs:
         except (ValueError, TypeError) as e:
             self._pending[job_id] = entry
             raise JobError("invalid-result", str(e)) from None
+        if entry[1].action == "restart" and outcome == "done":
+            self._history.append("restarting", now_us(self._clock), job_id=job_id)
+            self.on_restart()
         self._finish(component, finished)
 
     def _finish(self, component: str, result: JobResult) -> None:

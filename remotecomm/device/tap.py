@@ -30,6 +30,8 @@ log = Logger()
 
 # After the XMPP server refused our password, wait this long before trying again.
 AUTH_FAILURE_BACKOFF = 300.0
+# A restart job takes the device's XMPP link away for this long.
+RESTART_DOWN = 3.0
 
 
 Options = config_options(load_device_config, "agent_config", "etc/device-agent.toml")
@@ -86,6 +88,19 @@ def build_service(config: DeviceAgentConfig, reactor, links=None) -> MultiServic
         link.describe(version, settings, settings_version)
 
     jobs = AgentJobs(reactor, history, decision_sender(stream, reactor))
+
+    def restart_links() -> None:
+        """A restart job: the device's sessions end and its XMPP link goes away for a few
+        seconds, as a real device's would."""
+        log.info("the device restarts: its sessions end, its link returns in {delay:g} s",
+                 delay=RESTART_DOWN)
+        for request_id in list(getattr(links, "links", {})):
+            links.end(request_id)
+        connector.hold_off(RESTART_DOWN)
+        if stream.xmlstream is not None and stream.xmlstream.transport is not None:
+            stream.xmlstream.transport.loseConnection()
+
+    jobs.on_restart = restart_links
     ManagerRequests(approvals, link.is_component, jobs).setHandlerParent(stream)
     UnknownIqHandler().setHandlerParent(stream)
     if config.test_approver is not None:

@@ -22,8 +22,11 @@ from dataclasses import dataclass
 
 from remotecomm.sessions.messages import SettingError, SettingSpec
 
-# What a job can ask for (restart and firmware come with their own slice).
-ACTIONS = ("counters", "supplies", "config-get", "config-set", "log")
+# What a job can ask for (firmware comes with its own slice).
+ACTIONS = ("counters", "supplies", "config-get", "config-set", "log", "restart")
+# How long the manager waits for a job's result once it is sent, by action (default 60 s):
+# a restart reports back only after the device and its agent's link are up again.
+ANSWER_WITHIN_S = {"restart": 120}
 OUTCOMES = ("done", "failed")
 MAX_RESULT_BYTES = 64 * 1024   # a job's result (JSON), and so a log's tail
 ERROR_CODES = ("unknown-action", "unknown-setting", "invalid-value", "device-busy",

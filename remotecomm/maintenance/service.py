@@ -25,7 +25,8 @@ from twisted.logger import Logger
 from remotecomm.accounts.login import Caller
 from remotecomm.clock import now_us, seconds_to_us
 from remotecomm.maintenance import lifecycle as jl
-from remotecomm.maintenance.messages import JobRequest, JobResult, parameters_error
+from remotecomm.maintenance.messages import (ANSWER_WITHIN_S, JobRequest, JobResult,
+                                             parameters_error)
 from remotecomm.sessions.messages import MessageRefused, SettingSpec
 from remotecomm.store import jobs as job_rows
 from remotecomm.store.audit import append_audit
@@ -160,7 +161,11 @@ class JobService:
     async def _dispatch(self, job_id: str) -> None:
         """Send an open job (again) to its device; on no answer, wait or fail."""
         at = now_us(self._clock)
-        row, job = await self._transition(job_id, lambda job: jl.sent(job, at))
+        loaded = await self._store.run(job_rows.load_job, job_id)
+        if loaded is None:
+            return
+        within = seconds_to_us(ANSWER_WITHIN_S.get(loaded.action, 60))
+        row, job = await self._transition(job_id, lambda job: jl.sent(job, at, within))
         if job is None:
             return
         request = JobRequest(job_id=job_id, action=row.action,

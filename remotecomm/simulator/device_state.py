@@ -83,6 +83,7 @@ class DeviceState:
         "sleep_minutes": "15", "default_copies": "1", "duplex_default": "false",
         "language": "en", "admin_contact": "it@example.com"})
     log: deque = field(default_factory=lambda: deque(maxlen=MAX_LOG_LINES))
+    restarting: bool = False  # while true, the device's apps answer 503
     contacts: OrderedDict[int, Contact] = field(default_factory=OrderedDict)
     firmware: Firmware = field(default_factory=lambda: Firmware("4.2.1"))
     _next_contact: int = 1
@@ -119,6 +120,16 @@ class DeviceState:
             self.copies = int(value)
         self.note(f"setting {name} changed from {previous} to {value}")
         return previous
+
+    def begin_restart(self) -> None:
+        """A restart: the apps go away until :meth:`end_restart`."""
+        self.restarting = True
+        self.note("restarting")
+
+    def end_restart(self) -> None:
+        self.restarting = False
+        self.message = "Ready"
+        self.note("restarted")
 
     def counter_report(self) -> dict:
         """Counters, mono and colour where the device tells them apart."""

@@ -3,7 +3,8 @@
 :class:`JobRunner` asks the agent for waiting jobs (``GET /v1/jobs``) every
 half second, runs each on the device's state -- counters, supplies, reading
 and setting a setting (checked again here against the device's own specs),
-its log -- and reports the outcome (``POST /v1/jobs/{id}``).  A
+its log, a restart (its apps answer 503 for a few seconds; its agent drops
+its links) -- and reports the outcome (``POST /v1/jobs/{id}``).  A
 :class:`Describer` tells the agent, at start and every few seconds, which
 firmware runs and which settings exist.
 """
@@ -18,6 +19,7 @@ from remotecomm.simulator.device_state import SETTINGS, SETTINGS_VERSION, Device
 log = Logger()
 
 MAX_LOG_BYTES = 32 * 1024
+RESTART_SECONDS = 3
 
 
 def run_job(state: DeviceState, job: dict) -> dict:
@@ -39,6 +41,9 @@ def run_job(state: DeviceState, job: dict) -> dict:
                         "error": f"no setting {key!r}"}
             previous = state.set_setting(key, value)
             result = {key: state.settings[key], "previous": previous}
+        elif action == "restart":
+            state.begin_restart()
+            result = {"restarted": True, "down_seconds": RESTART_SECONDS}
         elif action == "log":
             lines, size = [], 0
             for line in reversed(state.log):
@@ -59,9 +64,10 @@ def run_job(state: DeviceState, job: dict) -> dict:
 class JobRunner:
     """Takes waiting jobs from the agent and reports their outcomes."""
 
-    def __init__(self, state: DeviceState, agent: AgentChannelClient):
+    def __init__(self, state: DeviceState, agent: AgentChannelClient, clock):
         self._state = state
         self._agent = agent
+        self._clock = clock
         self._failing = False
 
     async def poll(self) -> int:
@@ -76,6 +82,8 @@ class JobRunner:
         self._failing = False
         for job in waiting:
             outcome = run_job(self._state, job)
+            if self._state.restarting and job.get("action") == "restart":
+                self._clock.callLater(RESTART_SECONDS, self._state.end_restart)
             try:
                 await self._agent.job_done(job["job_id"], outcome)
             except (AgentUnavailable, AgentRefused) as e:

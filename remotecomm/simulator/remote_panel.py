@@ -46,6 +46,10 @@ class RemotePanel(Resource):
         request.setHeader(b"cache-control", b"no-store")
         request.setHeader(b"content-security-policy",
                           b"default-src 'none'; style-src 'unsafe-inline'; form-action 'self'")
+        if self.state.restarting:
+            request.setResponseCode(503)
+            request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+            return b"the device is restarting\n"
         if request.method == b"GET" and request.path == b"/":
             return self._screen(request)
         if request.method == b"GET" and request.path == b"/api/screen":

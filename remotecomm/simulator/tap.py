@@ -44,7 +44,7 @@ def build_service(config: SimulatorConfig, reactor) -> MultiService:
         service.setName(name)
         service._raiseSynchronously = True
         service.setServiceParent(root)
-    describer, runner = Describer(state, agent), JobRunner(state, agent)
+    describer, runner = Describer(state, agent), JobRunner(state, agent, reactor)
     for name, every, call in (("describe-device", DESCRIBE_EVERY, describer.tell),
                               ("maintenance-jobs", JOBS_EVERY, runner.poll)):
         timer = TimerService(every, lambda call=call: ensureDeferred(call()))

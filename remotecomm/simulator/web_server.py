@@ -88,6 +88,9 @@ class WebServer(Resource):
                   (b"GET", b"/firmware/image"): self._download,
                   (b"HEAD", b"/firmware/image"): self._download,
                   (b"GET", b"/firmware/progress"): self._progress}
+        if self.state.restarting:
+            request.setResponseCode(503)
+            return self._html(request, "Restarting", "<p>The device is restarting.</p>")
         handler = routes.get((request.method, request.path))
         if handler is None:
             known = {path for _, path in routes}

@@ -1,7 +1,7 @@
 """``remotecomm maintain`` and ``remotecomm jobs``: maintenance without a session (S121–S125).
 
 ``remotecomm maintain DEVICE counters|supplies|config get KEY|config set KEY
-VALUE|log`` asks the manager for a job, waits for its outcome (polling the
+VALUE|log|restart`` asks the manager for a job, waits for its outcome (polling the
 job, bounded; ``--wait-online`` lets a job wait for an offline device) and
 prints it; ``--json`` prints the job as the API answers it.  Ctrl-C leaves a
 job where it is (queued jobs can be withdrawn with ``remotecomm jobs
@@ -33,7 +33,7 @@ def add_parsers(commands) -> None:
     maintain.add_argument("device_id", type=identifier(DEVICE_ID, "device ID (lower case)"))
     maintain.add_argument("what", nargs="+", metavar="ACTION",
                           help="counters | supplies | config get KEY | config set KEY VALUE | "
-                               "log")
+                               "log | restart")
     maintain.add_argument("--wait-online", nargs="?", const=86400, type=_seconds,
                           metavar="SECONDS", help="if the device is offline, let the job wait "
                                                   "for it (default 24 h)")
@@ -53,7 +53,7 @@ def _seconds(value: str) -> int:
 
 def job_body(what: list[str]) -> dict:
     """The job the words ask for; a :class:`CliError` (usage) for words that ask for none."""
-    if what in (["counters"], ["supplies"], ["log"]):
+    if what in (["counters"], ["supplies"], ["log"], ["restart"]):
         return {"action": what[0]}
     if len(what) == 3 and what[:2] == ["config", "get"]:
         return {"action": "config-get", "key": what[2]}
@@ -114,6 +114,8 @@ def format_result(action: str, result: dict) -> list[str]:
         return lines
     if action == "log":
         return [str(line) for line in result.get("lines") or []]
+    if action == "restart":
+        return [text("restarted", seconds=result.get("down_seconds", "?"))]
     return [f"{key} = {value}" for key, value in result.items() if key != "previous"] + (
         [f"(was {result['previous']})"] if "previous" in result else [])
 

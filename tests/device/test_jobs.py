@@ -60,6 +60,14 @@ class AgentJobTests(SynchronousTestCase):
         self.assertEqual(self.call("GET", "/v1/jobs")[1]["jobs"], [])
         self.assertEqual(self.call("POST", f"/v1/jobs/{JOB}", {"outcome": "done"})[0], 404)
 
+    def test_a_restart_drops_the_links_before_its_result_goes_out(self):
+        order = []
+        self.jobs.on_restart = lambda: order.append("restart")
+        self.jobs._send = lambda c, m: order.append(("sent", m.outcome))
+        self.jobs.on_request("rms.test", JobRequest(JOB, "restart", (T0 + 60) * S))
+        self.jobs.report(JOB, "done", {"restarted": True})
+        self.assertEqual(order, ["restart", ("sent", "done")])
+
     def test_a_repeated_request_is_answered_not_run_again(self):
         self.jobs.on_request("rms.test", self.request())
         self.jobs.on_request("rms.test", self.request())

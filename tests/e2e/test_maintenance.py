@@ -14,7 +14,7 @@ from remotecomm.testing.processes import free_port, sleep
 from remotecomm.testing.servers import ServerSetup
 
 
-class MaintenanceTests(TestCase):
+class MaintenanceTestCase(TestCase):
     """One manager, one device with its agent and simulator, one technician."""
 
     timeout = 30
@@ -35,6 +35,10 @@ class MaintenanceTests(TestCase):
 
     async def maintain(self, *words: str) -> tuple[int, str]:
         return await self.setup.cli("maintain", "mfp-1", *words)
+
+
+class MaintenanceTests(MaintenanceTestCase):
+    """Each action, and a job that waits for its device."""
 
     async def test_actions_and_a_job_that_waits_for_its_device(self):
         # The device declared its settings in its hello (the simulator told its agent).
@@ -89,3 +93,21 @@ class MaintenanceTests(TestCase):
         states = [job["state"] for job in json.loads(output)["jobs"]]
         self.assertEqual(states.count("done"), 7)  # get, set, get, 3 by API, the waiting one
         self.assertEqual(states.count("failed"), 1)  # the offline one, at once
+
+
+class RestartTests(MaintenanceTestCase):
+    """A restart: the device's apps and its agent's link go away, and the job completes when
+    the device reports back (a test about the agent's link going, so its own processes)."""
+
+    async def test_the_restart_job_completes_when_the_device_is_back(self):
+        code, output = await self.maintain("restart", "--json")
+        self.assertEqual(code, 0, output)
+        job = json.loads(output)
+        self.assertEqual((job["state"], job["result"]), ("done", {"restarted": True,
+                                                                  "down_seconds": 3}))
+        self.assertIn("the device restarts", self.agent.output)
+        # Its link went away and came back: it said hello again before it reported.
+        self.assertGreaterEqual(self.agent.output.count("announced to rms.localhost"), 2)
+        self.assertEqual((await self.setup.device_list())["mfp-1"]["online"], True)
+        history = (self.setup.agent_dir("mfp-1") / "data" / "history.jsonl").read_text()
+        self.assertIn('"event": "restarting"', history)

@@ -104,6 +104,16 @@ class JobServiceTests(SynchronousTestCase):
         kinds = [r["kind"] for r in self.store.run_sync(audit_records, None)]
         self.assertEqual(kinds.count("job-created") + kinds.count("job-finished"), 2)
 
+    def test_a_restart_has_longer_to_report_back(self):
+        job = self.wait(self.create("restart"))
+        self.clock.advance(61)
+        self.wait(self.service.sweep())
+        self.assertEqual(self.wait(self.service.get(ALICE, job["job_id"]))["state"], "running")
+        self.clock.advance(60)
+        self.wait(self.service.sweep())
+        self.assertEqual(self.wait(self.service.get(ALICE, job["job_id"]))["state"],
+                         "timed-out")
+
     def test_bad_parameters_send_nothing(self):
         for args in (("reboot",), ("config-set", "sleep_minutes", "999"),
                      ("config-set", "colour", "red"), ("config-get",),

@@ -1,9 +1,13 @@
 """Tests for remotecomm.simulator.maintenance: the simulated MFP runs each job for real."""
 
+from pathlib import Path
+
+from treq.testing import StubTreq
 from twisted.trial.unittest import SynchronousTestCase
 
 from remotecomm.simulator.device_state import DeviceState
 from remotecomm.simulator.maintenance import run_job
+from remotecomm.simulator.web_server import web_server_site
 
 
 class RunJobTests(SynchronousTestCase):
@@ -42,3 +46,14 @@ class RunJobTests(SynchronousTestCase):
             self.state.note(f"line {n}")
         lines = run_job(self.state, {"action": "log"})["result"]["lines"]
         self.assertEqual((len(lines), lines[-1]), (200, "line 499"))
+
+    def test_a_restart_takes_the_apps_away_for_a_while(self):
+        outcome = run_job(self.state, {"action": "restart"})
+        self.assertEqual(outcome["result"]["restarted"], True)
+        self.assertTrue(self.state.restarting)
+        http = StubTreq(web_server_site(self.state, Path(self.mktemp())).resource)
+        response = self.successResultOf(http.get("http://device/api/status"))
+        self.assertEqual(response.code, 503)
+        self.state.end_restart()
+        response = self.successResultOf(http.get("http://device/api/status"))
+        self.assertEqual(response.code, 200)
