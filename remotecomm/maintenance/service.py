@@ -112,8 +112,10 @@ class JobService:
         job = jl.create("job-" + secrets.token_urlsafe(16), at,
                         seconds_to_us(wait_online) if wait_online else None)
         reachable = self._devices.is_reachable(device_id)
+        link_down = not getattr(self._devices, "link_up", True)
         if not reachable and job.wait_until_us is None:
-            job = jl.unreachable(job, at, f"device {device_id} is offline")
+            job = jl.unreachable(job, at, "the manager's link to the XMPP server is down"
+                                 if link_down else f"device {device_id} is offline")
 
         def insert(connection):
             job_rows.insert_job(connection, dict(
@@ -128,6 +130,11 @@ class JobService:
         log.info("job {job_id}: {user_id} asks {device_id} for {action} ({state})",
                  job_id=job.job_id, user_id=caller.user_id, device_id=device_id,
                  action=action, state=job.state)
+        if job.state == jl.FAILED and link_down:
+            raise JobError(503, "xmpp-link-down", "the manager cannot reach any device now "
+                                                  "(its link to the XMPP server is down); ask "
+                                                  "with wait_online to have it sent when it is "
+                                                  "back", job=job_json(row))
         if job.state == jl.FAILED:
             raise JobError(409, "device-offline", f"device {device_id} is offline",
                            job=job_json(row))

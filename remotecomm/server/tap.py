@@ -323,6 +323,8 @@ def session_policy(sessions: SessionsConfig) -> SessionPolicy:
 class Unreachable:
     """The device messenger when XMPP is off: no device can be reached."""
 
+    link_up = False
+
     def is_reachable(self, device_id: str) -> bool:
         return False
 

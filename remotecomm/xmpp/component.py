@@ -201,6 +201,11 @@ class DeviceMessenger:
         self._stream = stream
         self._directory = directory
 
+    @property
+    def link_up(self) -> bool:
+        """Whether the manager's own link to the XMPP server is up."""
+        return self._stream.connected
+
     def is_reachable(self, device_id: str) -> bool:
         """Whether the device has a connection we know of."""
         return self._stream.connected and self._directory.full_jid(device_id) is not None

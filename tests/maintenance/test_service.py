@@ -31,6 +31,7 @@ class FakeDevices:
     """Devices as the service sees them; requests go through the XMPP codec."""
 
     def __init__(self):
+        self.link_up = True
         self.reachable = {"mfp-1", "gx-1"}
         self.sent = []
         self.answer = lambda: succeed(None)
@@ -103,6 +104,20 @@ class JobServiceTests(SynchronousTestCase):
         self.assertEqual((done["state"], done["result"]), ("done", {"sleep_minutes": 30}))
         kinds = [r["kind"] for r in self.store.run_sync(audit_records, None)]
         self.assertEqual(kinds.count("job-created") + kinds.count("job-finished"), 2)
+
+    def test_with_the_xmpp_link_down_a_job_fails_saying_so_or_waits(self):
+        """The manager knows its own link is down: a clear error, or a wait if asked."""
+        self.devices.link_up = False
+        self.devices.reachable = set()
+        error = self.refused(self.create())
+        self.assertEqual((error.status, error.code, error.extra["job"]["state"]),
+                         (503, "xmpp-link-down", "failed"))
+        waiting = self.wait(self.create(wait=600))
+        self.assertEqual(waiting["state"], "queued")
+        self.devices.link_up, self.devices.reachable = True, {"mfp-1"}
+        self.wait(self.service.device_returned("mfp-1"))  # its hello after the link is back
+        self.assertEqual(self.wait(self.service.get(ALICE, waiting["job_id"]))["state"],
+                         "running")
 
     def test_a_restart_has_longer_to_report_back(self):
         job = self.wait(self.create("restart"))
