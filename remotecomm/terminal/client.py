@@ -66,19 +66,10 @@ class ApiClient:
     async def download(self, path: str, write, accept: bytes = b"text/csv") -> None:
         """GET ``path`` as a file, handing each chunk to ``write`` as it arrives (at most
         :data:`MAX_DOWNLOAD_BYTES`); an error answer becomes a :class:`CliError`."""
-        size = 0
-
-        def take(chunk: bytes) -> None:
-            nonlocal size
-            size += len(chunk)
-            if size > MAX_DOWNLOAD_BYTES:
-                raise ValueError("download too large")
-            write(chunk)
-
         async def read(response) -> bytes | None:
             if response.code >= 400:
                 return await self._read(response)
-            await treq.collect(response, take)
+            await treq.collect(response, _bounded(MAX_DOWNLOAD_BYTES, write))
             return None
 
         response, raw = await self._send("GET", path, None, read, accept=accept)
@@ -132,17 +123,23 @@ class ApiClient:
 
     async def _read(self, response) -> bytes:
         chunks: list[bytes] = []
-        size = 0
-
-        def collect(chunk: bytes) -> None:
-            nonlocal size
-            size += len(chunk)
-            if size > MAX_ANSWER_BYTES:
-                raise ValueError("answer too large")
-            chunks.append(chunk)
-
-        await treq.collect(response, collect)
+        await treq.collect(response, _bounded(MAX_ANSWER_BYTES, chunks.append))
         return b"".join(chunks)
+
+
+def _bounded(limit: int, sink):
+    """A body collector that hands chunks to ``sink`` and stops (``ValueError``) past
+    ``limit`` bytes."""
+    size = 0
+
+    def take(chunk: bytes) -> None:
+        nonlocal size
+        size += len(chunk)
+        if size > limit:
+            raise ValueError(f"more than {limit} bytes")
+        sink(chunk)
+
+    return take
 
 
 def _reason(exception: Exception) -> str:
