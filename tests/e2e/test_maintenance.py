@@ -111,3 +111,39 @@ class RestartTests(MaintenanceTestCase):
         self.assertEqual((await self.setup.device_list())["mfp-1"]["online"], True)
         history = (self.setup.agent_dir("mfp-1") / "data" / "history.jsonl").read_text()
         self.assertIn('"event": "restarting"', history)
+
+
+class ManagerSideOutageTests(MaintenanceTestCase):
+    """A job waiting for its device survives a manager restart and runs once; while the
+    manager's link to Prosody is down, a new job fails saying so (a test about stopping
+    processes, so its own)."""
+
+    async def test_a_waiting_job_survives_a_manager_restart_and_runs_once(self):
+        await self.agent.stop()
+        await self.setup.wait_device("mfp-1", online=False)
+        status, job = await self.setup.api("POST", "/api/v1/devices/mfp-1/jobs",
+                                           {"action": "counters", "wait_online": 120})
+        self.assertEqual((status, job["state"]), (202, "queued"))
+        await self.setup.server.stop()
+        await self.setup.start()
+        await self.setup.stop_prosody()
+        for _ in range(50):
+            status, refused = await self.setup.api("POST", "/api/v1/devices/mfp-1/jobs",
+                                                   {"action": "counters"})
+            if refused.get("code") == "xmpp-link-down":
+                break
+            await sleep(reactor, 0.1)
+        self.assertEqual((status, refused["code"]), (503, "xmpp-link-down"))
+        await self.setup.start_prosody()
+        self.agent = self.setup.start_agent("mfp-1")
+        for _ in range(100):
+            status, job = await self.setup.api("GET", f"/api/v1/jobs/{job['job_id']}")
+            if job["state"] == "done":
+                break
+            await sleep(reactor, 0.1)
+        self.assertEqual(job["state"], "done", job)
+        history = [json.loads(line) for line in (self.setup.agent_dir("mfp-1") / "data" /
+                                                 "history.jsonl").read_text().splitlines()]
+        received = [e for e in history if e["event"] == "job-received"
+                    and e["job_id"] == job["job_id"]]
+        self.assertEqual(len(received), 1)
