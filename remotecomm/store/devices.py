@@ -36,10 +36,12 @@ def devices_of_unit(connection: Connection, unit_id: str) -> list[dict]:
     """The unit's devices that are not revoked, by device ID."""
     rows = connection.execute(
         select(devices.c.device_id, devices.c.name, devices.c.model, devices.c.online,
-               devices.c.last_seen_us, devices.c.agent_version, devices.c.apps)
+               devices.c.last_seen_us, devices.c.agent_version, devices.c.apps,
+               devices.c.firmware_version, devices.c.settings)
         .where(devices.c.unit_id == unit_id, devices.c.revoked_us.is_(None))
         .order_by(devices.c.device_id))
-    return [dict(row._mapping, apps=json.loads(row.apps)) for row in rows]
+    return [dict(row._mapping, apps=json.loads(row.apps),
+                 settings=json.loads(row.settings or "[]")) for row in rows]
 
 
 def active_device_ids(connection: Connection) -> list[str]:

@@ -160,7 +160,8 @@ class Api:
         return 200, {"status": "logged-out"}
 
     async def devices(self, request: server.Request) -> tuple[int, dict]:
-        """The devices of the caller's own unit, with their online state."""
+        """The devices of the caller's own unit, with their online state and what their
+        agents last said of them."""
         caller, _ = await self._caller(request)
         try:
             rows = await self._store.run(devices_of_unit, caller.unit_id)
@@ -175,6 +176,11 @@ class Api:
                 "online": bool(row["online"]),
                 "last_seen_at": iso_from_us(row["last_seen_us"]),
                 "last_seen_us": row["last_seen_us"],
+                # What its last hello said: versions, apps, the settings jobs may touch.
+                "agent_version": row["agent_version"],
+                "firmware_version": row["firmware_version"],
+                "apps": row["apps"],
+                "settings": row["settings"],
             } for row in rows],
         }
 

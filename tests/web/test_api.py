@@ -294,7 +294,8 @@ class DeviceListTests(ApiTestCase):
         _, body, _ = self.call("GET", "/api/v1/devices", token=self.token())
         self.assertEqual(body["devices"][0], {
             "device_id": "mfp-1", "name": "Front desk", "model": "MFP 9000", "online": True,
-            "last_seen_at": "2027-01-15T08:00:00Z", "last_seen_us": 1_800_000_000_000_000})
+            "last_seen_at": "2027-01-15T08:00:00Z", "last_seen_us": 1_800_000_000_000_000,
+            "agent_version": None, "firmware_version": None, "apps": [], "settings": []})
         self.assertEqual(body["devices"][1]["online"], False)
         self.assertIsNone(body["devices"][1]["last_seen_at"])
 
