@@ -92,6 +92,13 @@ def unreachable(job: Job, now_us: int, why: str) -> Job:
                    error=why[:300])
 
 
+def refused(job: Job, now_us: int, why: str) -> Job:
+    """The device answered the request with an error: the job failed (no waiting helps)."""
+    _require(job, *OPEN_STATES)
+    return replace(job, state=FAILED, finished_us=now_us, error_code="device-refused",
+                   error=why[:300])
+
+
 def finished(job: Job, now_us: int, outcome: str, error_code: str | None,
              error: str | None, result: str | None) -> Job:
     """The device's result: ``done`` or ``failed``."""

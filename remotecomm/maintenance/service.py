@@ -181,6 +181,15 @@ class JobService:
         try:
             await self._devices.send(row.device_id, request)
         except Exception as e:
+            condition = getattr(e, "condition", None)
+            if condition is not None and condition not in ("service-unavailable",
+                                                           "remote-server-timeout"):
+                # The device answered, with an error: it will not run this job.
+                why = f"the device refused the job: {condition} {getattr(e, 'text', '') or ''}"
+                log.info("job {job_id}: {why}", job_id=job_id, why=why)
+                await self._transition(job_id, lambda job: jl.refused(
+                    job, now_us(self._clock), why.strip()))
+                return
             why = str(e) or type(e).__name__
             log.info("job {job_id}: {device_id} did not take it: {why}", job_id=job_id,
                      device_id=row.device_id, why=why)

@@ -161,6 +161,16 @@ class JobServiceTests(SynchronousTestCase):
         self.assertEqual(self.wait(self.service.get(ALICE, waiting["job_id"]))["error_code"],
                          "device-offline")
 
+    def test_a_device_that_refuses_the_request_fails_the_job(self):
+        """An XMPP error answer (not a missing device) is the device's refusal: failed, with
+        its condition, even for a job that may wait."""
+        from twisted.words.protocols.jabber import error
+        self.devices.answer = lambda: fail(error.StanzaError("resource-constraint",
+                                                             text="too many jobs"))
+        job = self.wait(self.create(wait=600))
+        self.assertEqual((job["state"], job["error_code"]), ("failed", "device-refused"))
+        self.assertIn("resource-constraint too many jobs", job["error"])
+
     def test_no_answer_times_out_and_late_results_change_nothing(self):
         job = self.wait(self.create())
         self.clock.advance(61)
