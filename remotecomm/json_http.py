@@ -107,6 +107,24 @@ def write_error(request: server.Request, error: ApiError) -> None:
                                        **error.extra})
 
 
+MAX_JSON_DEPTH = 32
+_OPENERS = re.compile(rb'[\[{]|[\]}]|"(?:[^"\\]|\\.)*"')
+
+
+def json_depth(raw: bytes) -> int:
+    """How deep the arrays and objects of a JSON text nest (brackets inside strings do not
+    count), found without parsing it -- Python's parser recurses and would overflow first."""
+    depth = deepest = 0
+    for match in _OPENERS.finditer(raw):
+        token = match.group()
+        if token in (b"[", b"{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif token in (b"]", b"}"):
+            depth -= 1
+    return deepest
+
+
 def read_json(request: server.Request) -> dict:
     """The request's body as a JSON object, or an :class:`ApiError` saying what is wrong."""
     if getattr(request, "body_too_large", False):
@@ -116,9 +134,12 @@ def read_json(request: server.Request) -> dict:
         raise ApiError(415, "unsupported-media-type", "send the body as application/json")
     request.content.seek(0)
     raw = request.content.read()
+    if json_depth(raw) > MAX_JSON_DEPTH:
+        raise ApiError(400, "too-deep", f"the request body nests deeper than "
+                                        f"{MAX_JSON_DEPTH} levels")
     try:
         body = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise ApiError(400, "bad-json", "the request body is not valid JSON") from None
     if not isinstance(body, dict):
         raise ApiError(400, "bad-json", "the request body must be a JSON object")

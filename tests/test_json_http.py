@@ -35,6 +35,17 @@ class BodyLimitTests(TestCase):
         """A normal JSON body reaches the handler."""
         self.assertEqual(await self.post(b'{"a": 1}'), (200, {"fields": ["a"]}))
 
+    async def test_deeply_nested_bodies_are_400_not_a_traceback(self):
+        """60,000 brackets under the size cap (hardening, issue 18 #1): a stable 400, never a
+        RecursionError; brackets inside strings do not count, a normal depth passes."""
+        for body in (b"[" * 60000, b'{"a": ' * 33 + b"1" + b"}" * 33):
+            status, answer = await self.post(body)
+            self.assertEqual((status, answer["code"]), (400, "too-deep"))
+        deep_text = b'{"a": "' + b"[" * 1000 + b'"}'
+        self.assertEqual(await self.post(deep_text), (200, {"fields": ["a"]}))
+        self.assertEqual(await self.post(b'{"a": ' * 31 + b"1" + b"}" * 31),
+                         (200, {"fields": ["a"]}))
+
     async def test_declared_oversized_body_is_413(self):
         """A Content-Length above the cap is answered 413 body-too-large."""
         body = b'{"a": "' + b"x" * MAX_JSON_BODY + b'"}'

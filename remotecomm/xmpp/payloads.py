@@ -21,6 +21,7 @@ from twisted.words.xish import domish
 
 from remotecomm.identifiers import (APP_ID, DEVICE_ID, JOB_ID, REQUEST_ID, SESSION_ID, SETTING_NAME,
                                     TOKEN)
+from remotecomm.json_http import MAX_JSON_DEPTH, json_depth
 from remotecomm.maintenance.messages import (ACTIONS, ERROR_CODES, MAX_RESULT_BYTES, JobRequest,
                                              JobResult)
 from remotecomm.sessions.messages import (ENVELOPE_VERSIONS, MAX_APPS, MAX_REPORTS_ASKED,
@@ -308,9 +309,11 @@ def _read(element: domish.Element, attribute: _Attribute):
             return None
         if len(text.encode("utf-8")) > MAX_RESULT_BYTES:
             raise PayloadError("policy-violation", f"{element.name}: the result is too large")
+        if json_depth(text.encode("utf-8")) > MAX_JSON_DEPTH:
+            raise PayloadError("policy-violation", f"{element.name}: the result nests too deep")
         try:
             json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise PayloadError("bad-request", f"{element.name}: the result is not JSON") \
                 from None
         return text

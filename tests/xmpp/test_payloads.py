@@ -342,7 +342,9 @@ class MaintenancePayloadTests(SynchronousTestCase):
                 (f"<job-result job-id='{job}' outcome='failed' finished-us='1' "
                  f"error-code='bored'/>", "bad-request"),
                 (f"<job-result job-id='{job}' outcome='failed' finished-us='1'/>",
-                 "bad-request")):
+                 "bad-request"),
+                (f"<job-result job-id='{job}' outcome='done' finished-us='1'>"
+                 f"{'[' * 5000}</job-result>", "policy-violation")):
             with self.assertRaises(PayloadError, msg=payload) as e:
                 decode(parse(f"<iq type='set'>{payload}</iq>"
                              .replace("<job-request", f"<job-request xmlns='{NS_DEVICE}'")
