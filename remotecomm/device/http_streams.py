@@ -399,6 +399,15 @@ class HttpStreams:
         elif frame.kind == env.RESET:
             stream.reset()
 
+    def bad_frame(self, error: env.EnvelopeError) -> None:
+        """A frame the device could not read: its stream (when known) is reset at once, so
+        the terminal's side never waits for an answer that cannot come."""
+        if error.stream_id:
+            self.streams.pop(error.stream_id, None)
+            self._refuse(error.stream_id, env.RESET_PROTOCOL, f"bad frame: {error}"[:200])
+        else:
+            self.errors += 1
+
     def _refuse(self, stream_id: int, code: int, reason: str) -> None:
         self.errors += 1
         self.send(env.encode_reset(stream_id, code, reason))

@@ -44,7 +44,6 @@ class RelayLinks:
         # S313 (push): told what the device saw of a session when its side ends.
         self.on_ended = lambda request_id, **seen: None
         self.firmware_version = lambda: None  # what the device's panel last said
-        self.bad_frames: dict[str, int] = {}
 
     def join(self, ready: SessionReady) -> None:
         """S171/S172: join the relay for an approved session."""
@@ -109,7 +108,7 @@ class RelayLinks:
                       bytes_to_device=client.counted["to_device"],
                       bytes_from_device=client.counted["from_device"],
                       app_version=streams.app_server,
-                      errors=streams.errors + self.bad_frames.pop(ready.request_id, 0))
+                      errors=streams.errors)
 
     def _frame(self, streams: HttpStreams, ready: SessionReady, message: bytes) -> None:
         try:
@@ -117,7 +116,7 @@ class RelayLinks:
         except env.EnvelopeError as e:
             log.warn("bad frame in {request_id}: {error}", request_id=ready.request_id,
                      error=str(e))
-            self.bad_frames[ready.request_id] = self.bad_frames.get(ready.request_id, 0) + 1
+            streams.bad_frame(e)
             return
         if frame.kind == env.HELLO:
             log.info("terminal hello in {request_id}: {info}", request_id=ready.request_id,

@@ -64,7 +64,10 @@ _IDS = {"app ID": re.compile(APP_ID.encode("ascii")),
 
 
 class EnvelopeError(ValueError):
-    """A frame is malformed; the message says how."""
+    """A frame is malformed; the message says how.  ``stream_id`` is the frame's stream
+    when its header was sound (so the receiver can reset that stream), else ``None``."""
+
+    stream_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -114,7 +117,14 @@ def _take_id(body: bytes, offset: int, what: str) -> tuple[str, int]:
 def decode(message: bytes) -> Frame:
     """Decode a whole frame (endpoints only)."""
     kind, stream_id = check_frame(message)
-    body = message[HEADER.size:]
+    try:
+        return _decode_body(kind, stream_id, message[HEADER.size:])
+    except EnvelopeError as e:
+        e.stream_id = stream_id
+        raise
+
+
+def _decode_body(kind: int, stream_id: int, body: bytes) -> Frame:
     if kind in (OPEN, RAW_OPEN):
         app_id, offset = _take_id(body, 0, "app ID")
         session_id, offset = _take_id(body, offset, "session ID")

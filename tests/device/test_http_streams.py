@@ -175,6 +175,21 @@ class StreamTests(TestCase):
         self.assertEqual((second.kind, second.code), (env.RESET, env.RESET_REFUSED))
         self.assertEqual(self.app.requests, [])
 
+    async def test_an_open_frame_with_a_malformed_app_id_is_reset_at_once(self):
+        """Hardening, issue 18 #6: an open frame the device cannot read (app ID
+        ``127.0.0.1:22``) gets a reset with a code at once, never silence."""
+        good = env.encode_open(5, "web-server", SESSION, b"GET / HTTP/1.1\r\n\r\n")
+        app = b"web-server"
+        malformed = good.replace(bytes([len(app)]) + app,
+                                 bytes([len(b"127.0.0.1:22")]) + b"127.0.0.1:22", 1)
+        with self.assertRaises(env.EnvelopeError) as e:
+            env.decode(malformed)
+        self.assertEqual(e.exception.stream_id, 5)
+        self.streams.bad_frame(e.exception)
+        [reset] = self.frames(5)
+        self.assertEqual((reset.kind, reset.code), (env.RESET, env.RESET_PROTOCOL))
+        self.assertEqual((self.streams.errors, self.app.requests), (1, []))
+
     async def test_malformed_request_gets_400(self):
         """A head that cannot be forwarded is answered 400 on that stream."""
         self.open(b"GET http://elsewhere/ HTTP/1.1\r\nHost: s1.localhost:9000\r\n\r\n")
