@@ -20,6 +20,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "never": "never",
         "online": "online",
         "offline": "offline",
+        "unknown": "unknown (the server has lost its link to the devices)",
         "unreachable": "cannot reach {url}: {reason}",
         "timeout": "no answer from {url} within {seconds:g} s",
         "server-error": "{message} ({code})",

@@ -268,7 +268,8 @@ def _build_sessions(config: ServerConfig, reactor, root, readiness: dict,
                  "([sessions] allow_test_approver = true): for tests and benchmarks only")
     api = Api(manager.accounts, manager.store, reactor, readiness=readiness, broker=broker,
               extra_routes=extra_routes, notices=notices, collector=collector,
-              mailer=manager.mailer, jobs=jobs)
+              mailer=manager.mailer, jobs=jobs,
+              devices_link_up=lambda: getattr(manager.devices, "link_up", False))
     return api.resource()
 
 

@@ -673,7 +673,8 @@ def format_devices(answer: dict) -> list[str]:
             str(device.get("device_id", "?")),
             str(device.get("name", "")),
             str(device.get("model", "")),
-            text("online") if device.get("online") else text("offline"),
+            text("online") if device.get("online") else
+            text("unknown") if device.get("state") == "unknown" else text("offline"),
             str(device.get("last_seen_at") or text("never")).replace("T", " ").rstrip("Z"),
         ))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]

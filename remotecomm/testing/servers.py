@@ -304,6 +304,17 @@ class ServerSetup:
                 values[name] = float(value)
         return values
 
+    async def wait_device_state(self, device_id: str, state: str, timeout: float = 10) -> None:
+        """Wait until the device list shows ``state`` (online, offline, unknown) for it."""
+        start = self.reactor.seconds()
+        while True:
+            device = (await self.device_list()).get(device_id) or {}
+            if device.get("state") == state:
+                return
+            if self.reactor.seconds() - start > timeout:
+                raise AssertionError(f"{device_id} not {state} within {timeout} s: {device}")
+            await sleep(self.reactor, 0.1)
+
     async def wait_device(self, device_id: str, online: bool | None, timeout: float = 10) -> float:
         """Wait until the device shows ``online`` (``None``: absent); the seconds it took."""
         start = self.reactor.seconds()

@@ -85,7 +85,8 @@ class Api:
                  broker: SessionBroker | None = None, extra_routes: list[Route] | None = None,
                  notices: dict[str, Callable[[], object]] | None = None,
                  collector: RecordCollector | None = None, mailer: ReportMailer | None = None,
-                 jobs: JobService | None = None):
+                 jobs: JobService | None = None,
+                 devices_link_up: Callable[[], bool] = lambda: True):
         self._accounts = accounts
         self._store = store
         self._clock = clock
@@ -95,6 +96,7 @@ class Api:
         self._collector = collector
         self._reports = ReportRoutes(store, clock, self._caller, session_filters, mailer)
         self._jobs = JobRoutes(jobs, self._caller)
+        self._devices_link_up = devices_link_up
         self._extra_routes = list(extra_routes or [])
 
     def resource(self) -> Router:
@@ -167,13 +169,17 @@ class Api:
             rows = await self._store.run(devices_of_unit, caller.unit_id)
         except StoreBusy:
             raise BUSY from None
+        # With the manager's own link to the XMPP server down, nobody knows who is online.
+        known = self._devices_link_up()
         return 200, {
             "unit_id": caller.unit_id,
+            "presence_known": known,
             "devices": [{
                 "device_id": row["device_id"],
                 "name": row["name"],
                 "model": row["model"],
-                "online": bool(row["online"]),
+                "online": bool(row["online"]) if known else None,
+                "state": ("online" if row["online"] else "offline") if known else "unknown",
                 "last_seen_at": iso_from_us(row["last_seen_us"]),
                 "last_seen_us": row["last_seen_us"],
                 # What its last hello said: versions, apps, the settings jobs may touch.

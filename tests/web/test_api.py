@@ -295,9 +295,23 @@ class DeviceListTests(ApiTestCase):
         self.assertEqual(body["devices"][0], {
             "device_id": "mfp-1", "name": "Front desk", "model": "MFP 9000", "online": True,
             "last_seen_at": "2027-01-15T08:00:00Z", "last_seen_us": 1_800_000_000_000_000,
-            "agent_version": None, "firmware_version": None, "apps": [], "settings": []})
+            "state": "online", "agent_version": None, "firmware_version": None, "apps": [],
+            "settings": []})
         self.assertEqual(body["devices"][1]["online"], False)
         self.assertIsNone(body["devices"][1]["last_seen_at"])
+
+    def test_with_the_xmpp_link_down_presence_is_unknown(self):
+        """Hardening, issue 18 #8: the manager's link to Prosody is down, so no device is
+        shown online (or offline) from old knowledge."""
+        self.store.run_sync(lambda c: c.execute(
+            devices.update().where(devices.c.device_id == "mfp-1").values(online=True)))
+        self.api = Api(self.accounts, self.store, self.clock, readiness=self.checks,
+                       devices_link_up=lambda: False)
+        self.http = StubTreq(self.api.resource())
+        _, body, _ = self.call("GET", "/api/v1/devices", token=self.token())
+        self.assertEqual(body["presence_known"], False)
+        self.assertEqual({(d["online"], d["state"]) for d in body["devices"]},
+                         {(None, "unknown")})
 
     def test_revoked_devices_are_not_listed(self):
         """A revoked device disappears from the list."""
