@@ -169,7 +169,12 @@ def add_device(config: ServerConfig, clock: IReactorTime, device_id: str, unit_i
 def revoke_device(config: ServerConfig, clock: IReactorTime, device_id: str) -> list[str]:
     """Revoke a device: hidden from listings, its XMPP account removed, its connection closed;
     the manager ends its live sessions as ``revoked`` within seconds."""
-    _provision(config, device_queries.revoke_device, device_id, now_us(clock))
+    def revoke(connection) -> None:
+        device_queries.revoke_device(connection, device_id, now_us(clock))
+        append_audit(connection, now_us(clock), "device-revoked", actor="remotecomm-admin",
+                     device_id=device_id)
+
+    _provision(config, revoke)
     lines = [text("device-revoked", device_id=device_id)]
     if config.xmpp.enabled:
         tools = _prosody_tools(config)

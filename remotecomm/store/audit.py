@@ -13,11 +13,45 @@ LOGIN_FAILED = "login-failed"
 LOGIN_THROTTLED = "login-throttled"
 TOKEN_REFUSED = "api-token-refused"
 
+# The one table of audit kinds: what each means.  docs/protocol.md's table is this one
+# (tests/store/test_audit_kinds.py checks it); append_audit takes no other kind.
+AUDIT_KINDS = {
+    LOGIN_FAILED: "a login was refused (`reason`: unknown-user, wrong-password, disabled)",
+    LOGIN_THROTTLED: "a login was refused by the throttle",
+    TOKEN_REFUSED: "an API call's token was refused (`reason`: the error code)",
+    "relay-admission-refused": "the relay refused a side (refusal code, side, session)",
+    "approval-refused": "an operator's answer the manager could not take (e.g. a test "
+                        "approver it does not allow)",
+    "session-force-ended": "a unit admin ended a session of their unit",
+    "user-disabled": "`remotecomm-admin disable-user`",
+    "user-enabled": "`remotecomm-admin enable-user`",
+    "device-revoked": "`remotecomm-admin revoke-device`",
+    "report-recipient-added": "a unit admin added a report recipient (`address`)",
+    "report-recipient-removed": "a unit admin removed a report recipient (`address`)",
+    "report-schedule-added": "a unit admin added a report schedule (`schedule`)",
+    "report-schedule-removed": "a unit admin removed a report schedule (`schedule_id`)",
+    "report-mail-sent": "a report e-mail was accepted by the SMTP server (`mailing_id`, "
+                        "`recipients`)",
+    "report-mail-failed": "an attempt to send one failed (`mailing_id`, `attempt`, `error`, "
+                          "`final`)",
+    "job-created": "a maintenance job was asked for (`device_id`, `action`, `key`, `state`)",
+    "job-finished": "a maintenance job ended (`state`, `error_code`)",
+}
+
+
+def audit_kinds_table() -> str:
+    """The audit kinds as the Markdown table docs/protocol.md shows."""
+    rows = ["| kind | written when |", "|---|---|"]
+    rows += [f"| `{kind}` | {meaning} |" for kind, meaning in AUDIT_KINDS.items()]
+    return "\n".join(rows) + "\n"
+
 
 def append_audit(connection: Connection, at_us: int, kind: str, *, actor: str | None = None,
                  source_address: str | None = None, unit_id: str | None = None,
                  **detail: object) -> None:
     """Append one audit record.  ``detail`` must hold no secrets."""
+    if kind not in AUDIT_KINDS:
+        raise ValueError(f"unknown audit kind {kind!r} (add it to AUDIT_KINDS)")
     connection.execute(insert(audit).values(
         at_us=at_us, kind=kind, actor=actor, source_address=source_address, unit_id=unit_id,
         detail=json.dumps(detail, sort_keys=True)))

@@ -1,6 +1,8 @@
 """End to end: devices on XMPP with a real Prosody, ``twistd remotecomm`` and ``twistd device-agent``."""
 
+import json
 import re
+import sqlite3
 from pathlib import Path
 
 from twisted.internet import reactor
@@ -70,6 +72,12 @@ class DevicePresenceTests(TestCase):
                                     timeout=10)
         await agent.wait_for_output("refused the password", timeout=10)
         await self.setup.wait_device("mfp-1", online=None, timeout=5)
+        # The revocation is audited (hardening, issue 18 #10).
+        with sqlite3.connect(self.setup.folder / "data" / "manager.sqlite3") as db:
+            rows = db.execute("SELECT actor, detail FROM audit WHERE kind = 'device-revoked'"
+                              ).fetchall()
+        self.assertEqual([(actor, json.loads(detail)) for actor, detail in rows],
+                         [("remotecomm-admin", {"device_id": "mfp-1"})])
 
     async def test_wrong_device_password_backs_off_for_five_minutes(self):
         """A refused password is an error event and a 300 s pause, not a silent spin."""
