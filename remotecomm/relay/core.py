@@ -56,7 +56,6 @@ CLOSE_SESSION_ENDED = 4001
 CLOSE_BAD_FRAME = 4002
 CLOSE_BAD_HANDSHAKE = 4400
 CLOSE_TOKEN_REFUSED = 4401
-CLOSE_ORIGIN = 4403
 CLOSE_UNKNOWN_SESSION = 4404
 CLOSE_WRONG_SIDE = 4406
 CLOSE_JOIN_WINDOW = 4407
@@ -191,10 +190,16 @@ class RelayCore:
 
     def refuse(self, connection, close_code: int, audit_code: str, reason: str,
                session_id: str | None, side: str, source: str) -> None:
-        """A side refused before any token check (origin, version, headers): audited."""
+        """A side refused before any token check (version, headers): audited."""
+        connection.close(close_code, reason)
+        self.refused_before_upgrade(audit_code, session_id, side, source)
+
+    def refused_before_upgrade(self, audit_code: str, session_id: str | None, side: str,
+                               source: str) -> None:
+        """A side refused before it became a WebSocket at all (a browser's Origin: the HTTP
+        handshake was answered 403): counted and audited like every refusal."""
         self.refusals += 1
         log.info("{side} refused at the handshake: {code}", side=side, code=audit_code)
-        connection.close(close_code, reason)
         self._audit(Refusal(code=audit_code, session_id=session_id, side=side,
                             source_address=source))
 

@@ -4,7 +4,8 @@
 mounted in the manager's twisted.web site (which caps handshake headers;
 a bare autobahn factory would not).  A client offers the subprotocol
 ``remotecomm.envelope.1`` and sends ``X-Remotecomm-Session`` and
-``X-Remotecomm-Token`` headers; browsers (any ``Origin``) are refused.
+``X-Remotecomm-Token`` headers; browsers (any ``Origin``, ``null`` included)
+are refused with ``403`` before the handshake completes.
 Limits are explicit: frame and message size, opening and closing handshake
 timeouts, heartbeats, no compression.
 """
@@ -21,7 +22,7 @@ from zope.interface import implementer
 
 from remotecomm.identifiers import SESSION_ID, is_valid
 from remotecomm.relay import envelope as env
-from remotecomm.relay.core import (CLOSE_BAD_FRAME, CLOSE_BAD_HANDSHAKE, CLOSE_NORMAL, CLOSE_ORIGIN,
+from remotecomm.relay.core import (CLOSE_BAD_FRAME, CLOSE_BAD_HANDSHAKE, CLOSE_NORMAL,
                                    CLOSE_VERSION, IRelayConnection, RelayCore)
 from remotecomm.tcp import no_delay
 
@@ -50,10 +51,7 @@ class RelayServerProtocol(WebSocketServerProtocol):
         session_id = headers.get(SESSION_HEADER, "")
         token = headers.get(TOKEN_HEADER, "")
         chosen = env.SUBPROTOCOL if env.SUBPROTOCOL in request.protocols else None
-        if "origin" in headers:
-            self._refusal = (CLOSE_ORIGIN, "origin-refused",
-                             "browsers may not connect to the relay")
-        elif chosen is None:
+        if chosen is None:
             offered = ", ".join(request.protocols) or "none"
             self._refusal = (CLOSE_VERSION, "unsupported-version",
                              f"unsupported envelope version ({offered}); this relay speaks "
@@ -143,9 +141,25 @@ class _PartnerReading:
 
 
 class RelayEndpointResource(WebSocketResource):
-    """A WebSocket endpoint in the site, without the HTTP channel's idle timeout."""
+    """A WebSocket endpoint in the site, without the HTTP channel's idle timeout; a browser
+    (any ``Origin`` header) is answered ``403`` and never upgraded."""
+
+    def __init__(self, factory: WebSocketServerFactory, core: RelayCore, side: str):
+        super().__init__(factory)
+        self._core = core
+        self._side = side
 
     def render(self, request):
+        if request.getHeader(b"origin") is not None:
+            session = (request.getHeader(SESSION_HEADER.encode()) or b"").decode(
+                "ascii", "replace")
+            self._core.refused_before_upgrade(
+                "origin-refused", session if is_valid(SESSION_ID, session) else None,
+                self._side, getattr(request.getClientAddress(), "host", "unknown"))
+            request.setResponseCode(403)
+            request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+            request.setHeader(b"connection", b"close")
+            return b"browsers may not connect to the relay\n"
         request.channel.setTimeout(None)  # the WebSocket has its own heartbeats
         return super().render(request)
 
@@ -168,7 +182,8 @@ def relay_resource(core: RelayCore) -> Resource:
     """``/relay`` with its two endpoints."""
     relay = Resource()
     for side in ("device", "terminal"):
-        relay.putChild(side.encode("ascii"), RelayEndpointResource(relay_factory(core, side)))
+        relay.putChild(side.encode("ascii"),
+                       RelayEndpointResource(relay_factory(core, side), core, side))
     return relay
 
 

@@ -16,6 +16,7 @@ from remotecomm.relay.gateway import Admission, AdmissionRefused
 from remotecomm.relay.logs import RELAY_MIGRATIONS, LogOutbox
 from remotecomm.relay.websocket import SiteRoot, relay_resource
 from remotecomm.store.engine import Store, migrate, open_sqlite
+from remotecomm.testing.http import http_client
 from remotecomm.tokens import token_hash
 
 SESSION_ID = "S" * 32
@@ -146,13 +147,22 @@ class EndpointTests(TestCase):
         await self.assertClosedWith(self.client("device", TERMINAL_TOKEN, []),
                                     rc.CLOSE_TOKEN_REFUSED)
 
-    async def test_origin_is_refused(self):
-        """A browser (any Origin header) is refused with 4403, and audited."""
-        closed = await raw_connect(self.url + "/device", [env.SUBPROTOCOL],
-                                   {"Origin": "https://evil.example", "X-Remotecomm-Session":
-                                    SESSION_ID, "X-Remotecomm-Token": DEVICE_TOKEN})
-        self.assertEqual(closed[0], rc.CLOSE_ORIGIN)
-        self.assertEqual(self.manager.refusals[0].code, "origin-refused")
+    async def test_every_browser_origin_is_refused_at_the_handshake(self):
+        """Hardening, issue 18 #5: any Origin (a foreign one, ``null``) is answered 403 and
+        never upgraded -- not 101 and a close -- and audited."""
+        for origin in ("https://evil.example", "null"):
+            response = await http_client(reactor).get(
+                self.url.replace("ws://", "http://") + "/device", timeout=5, headers={
+                    "Origin": origin, "Upgrade": "websocket", "Connection": "Upgrade",
+                    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+                    "Sec-WebSocket-Version": "13", "Sec-WebSocket-Protocol": env.SUBPROTOCOL,
+                    "X-Remotecomm-Session": SESSION_ID, "X-Remotecomm-Token": DEVICE_TOKEN})
+            self.assertEqual(response.code, 403, origin)
+            self.assertEqual(await response.content(),
+                             b"browsers may not connect to the relay\n")
+        self.assertEqual([r.code for r in self.manager.refusals], ["origin-refused"] * 2)
+        self.assertEqual(self.manager.refusals[0].session_id, SESSION_ID)
+        self.assertEqual(self.core.refusals, 2)
 
     async def test_unknown_subprotocol_version_is_refused(self):
         """A client speaking envelope version 2 is closed with 4426."""
