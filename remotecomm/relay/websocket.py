@@ -150,6 +150,13 @@ class RelayEndpointResource(WebSocketResource):
         self._side = side
 
     def render(self, request):
+        if request.args or request.getHeader(b"cookie") is not None:
+            # The session ID and token come from their headers only; a second place for them
+            # is refused before anything else.
+            request.setResponseCode(400)
+            request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+            request.setHeader(b"connection", b"close")
+            return b"send the session ID and token only in their X-Remotecomm-* headers\n"
         if request.getHeader(b"origin") is not None:
             session = (request.getHeader(SESSION_HEADER.encode()) or b"").decode(
                 "ascii", "replace")

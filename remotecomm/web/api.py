@@ -63,8 +63,20 @@ def _source(request: server.Request) -> str:
     return getattr(address, "host", None) or "unknown"
 
 
+# Where a token could hide besides the Authorization header; the API reads none of them,
+# and refuses a request that carries one, so that no token is ever taken from two places.
+_OTHER_TOKEN_PLACES = (b"token", b"access_token", b"api_token")
+
+
 def _bearer_token(request: server.Request) -> str | None:
     header = request.getHeader(b"authorization")
+    others = [name.decode() for name in _OTHER_TOKEN_PLACES if name in request.args]
+    if request.getHeader(b"cookie") is not None:
+        others.append("a cookie")
+    if others:
+        raise ApiError(400, "ambiguous-credentials", "send the token only in the "
+                                                     "Authorization header (found: "
+                                                     f"{', '.join(others)})")
     if header is None:
         return None
     scheme, _, value = header.partition(b" ")

@@ -161,6 +161,18 @@ class EndpointTests(TestCase):
             self.assertEqual(await response.content(),
                              b"browsers may not connect to the relay\n")
         self.assertEqual([r.code for r in self.manager.refusals], ["origin-refused"] * 2)
+        # Hardening, issue 18 #4: credentials in a second place (the query, a cookie): 400.
+        for suffix, extra in (("?token=" + DEVICE_TOKEN, {}),
+                              ("", {"Cookie": "token=" + DEVICE_TOKEN})):
+            response = await http_client(reactor).get(
+                self.url.replace("ws://", "http://") + "/device" + suffix, timeout=5,
+                headers=dict(extra, **{"Upgrade": "websocket", "Connection": "Upgrade",
+                                       "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+                                       "Sec-WebSocket-Version": "13",
+                                       "X-Remotecomm-Session": SESSION_ID,
+                                       "X-Remotecomm-Token": DEVICE_TOKEN}))
+            self.assertEqual(response.code, 400, suffix)
+            await response.content()
         self.assertEqual(self.manager.refusals[0].session_id, SESSION_ID)
         self.assertEqual(self.core.refusals, 2)
 

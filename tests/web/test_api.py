@@ -223,6 +223,17 @@ class TokenTests(ApiTestCase):
         self.assertEqual((status, body["code"]), (401, "unauthenticated"))
         self.assertEqual(headers.getRawHeaders("www-authenticate"), ['Bearer realm="remotecomm"'])
 
+    def test_a_token_in_more_than_one_place_is_refused_before_anything_else(self):
+        """Hardening, issue 18 #4: header plus ?token=, header plus a cookie: 400, even with a
+        valid header token."""
+        token = self.token()
+        for path, extra in (("/api/v1/devices?token=" + token, {}),
+                            ("/api/v1/devices?access_token=x", {}),
+                            ("/api/v1/devices", {"Cookie": f"token={token}"})):
+            status, body, _ = self.call("GET", path, token=token, headers=extra)
+            self.assertEqual((status, body["code"]), (400, "ambiguous-credentials"), path)
+        self.assertEqual(self.call("GET", "/api/v1/devices", token=token)[0], 200)
+
     def test_not_a_bearer_header(self):
         """Other authorization schemes are refused."""
         status, body, _ = self.call("GET", "/api/v1/devices",
