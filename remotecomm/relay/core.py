@@ -56,11 +56,7 @@ CLOSE_SESSION_ENDED = 4001
 CLOSE_BAD_FRAME = 4002
 CLOSE_BAD_HANDSHAKE = 4400
 CLOSE_TOKEN_REFUSED = 4401
-CLOSE_UNKNOWN_SESSION = 4404
-CLOSE_WRONG_SIDE = 4406
-CLOSE_JOIN_WINDOW = 4407
 CLOSE_PAIRING_TIMEOUT = 4408
-CLOSE_TOKEN_USED = 4409
 CLOSE_PARTNER_DROPPED = 4410
 CLOSE_MAX_LIFETIME = 4411
 CLOSE_ADMISSION_TIMEOUT = 4412
@@ -69,11 +65,11 @@ CLOSE_VERSION = 4426
 CLOSE_ERROR = 4500
 CLOSE_SHUTDOWN = 4503
 
-# The manager's refusal codes and the close codes that carry them.
-REFUSAL_CLOSE_CODES = {"unknown-session": CLOSE_UNKNOWN_SESSION,
-                       "wrong-token": CLOSE_TOKEN_REFUSED, "wrong-side": CLOSE_WRONG_SIDE,
-                       "token-used": CLOSE_TOKEN_USED,
-                       "join-window-closed": CLOSE_JOIN_WINDOW}
+# Every admission refusal a client cannot fix itself -- unknown session, wrong token, the
+# other side's token, a used token, a closed join window, a revoked party, a side that has
+# joined already -- closes with one code and one reason, so that a guesser learns nothing
+# (not even whether a session ID exists); the manager's reason goes to the log and audit.
+ADMISSION_REFUSED = "the relay did not admit this connection"
 
 # Session states.
 WAITING, PAIRED, ENDING = "waiting", "paired", "ending"
@@ -222,7 +218,7 @@ class RelayCore:
             self.refusals += 1
             log.info("{side} refused for session {session_id}: wrong-token", side=side,
                      session_id=session_id)
-            connection.close(CLOSE_TOKEN_REFUSED, "the token does not match this session")
+            connection.close(CLOSE_TOKEN_REFUSED, ADMISSION_REFUSED)
             self._audit(Refusal(code="wrong-token", session_id=session_id, side=side,
                                 source_address=source))
             return
@@ -238,7 +234,7 @@ class RelayCore:
             self.refusals += 1
             log.info("{side} refused for session {session_id}: {code}", side=side,
                      session_id=session_id, code=e.code)
-            connection.close(REFUSAL_CLOSE_CODES.get(e.code, CLOSE_TOKEN_REFUSED), e.reason)
+            connection.close(CLOSE_TOKEN_REFUSED, ADMISSION_REFUSED)
             return
         except Exception as e:
             log.error("admission of {side} failed: {error}", side=side, error=repr(e))
@@ -272,7 +268,9 @@ class RelayCore:
             connection.close(CLOSE_SESSION_ENDED, "the session has ended")
             return
         if admission.side in session.sides:
-            connection.close(CLOSE_TOKEN_REFUSED, "this side has joined already")
+            log.info("{side} of session {session_id} joined already: refused",
+                     side=admission.side, session_id=admission.session_id)
+            connection.close(CLOSE_TOKEN_REFUSED, ADMISSION_REFUSED)
             return
         side = session.sides[admission.side] = _Side(connection, admission)
         self._by_connection[connection] = (session, admission.side)
