@@ -88,16 +88,8 @@ class ApiClient:
         try:
             response = await self._http.request(method, url, headers=headers, data=data,
                                                 timeout=self._timeout)
-        except (TimeoutError, CancelledError):
-            raise CliError(text("timeout", url=self._base_url, seconds=self._timeout),
-                           EXIT_UNREACHABLE) from None
-        except (net_error.ConnectError, net_error.DNSLookupError, net_error.ConnectionLost,
-                ResponseFailed, ResponseNeverReceived, RequestTransmissionFailed) as e:
-            raise CliError(text("unreachable", url=self._base_url, reason=_reason(e)),
-                           EXIT_UNREACHABLE) from None
-        try:
             return response, await read(response)
-        except ValueError:  # more than we take
+        except _TooLarge:
             raise CliError(text("answer-too-large", url=self._base_url)) from None
         except (TimeoutError, CancelledError):
             raise CliError(text("timeout", url=self._base_url, seconds=self._timeout),
@@ -127,8 +119,12 @@ class ApiClient:
         return b"".join(chunks)
 
 
+class _TooLarge(ValueError):
+    """An answer longer than this command takes."""
+
+
 def _bounded(limit: int, sink):
-    """A body collector that hands chunks to ``sink`` and stops (``ValueError``) past
+    """A body collector that hands chunks to ``sink`` and stops (:class:`_TooLarge`) past
     ``limit`` bytes."""
     size = 0
 
@@ -136,7 +132,7 @@ def _bounded(limit: int, sink):
         nonlocal size
         size += len(chunk)
         if size > limit:
-            raise ValueError(f"more than {limit} bytes")
+            raise _TooLarge(f"more than {limit} bytes")
         sink(chunk)
 
     return take
