@@ -14,6 +14,7 @@ the client breaks off leaves nothing behind.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import secrets
 from pathlib import Path
@@ -120,6 +121,11 @@ class FirmwareUpload:
         except UploadError as e:
             self.error = str(e)
 
+    @property
+    def too_large(self) -> bool:
+        """Whether the image went over the cap (the upload can stop here)."""
+        return self.size > MAX_FIRMWARE
+
     def _store(self, data: bytes) -> None:
         self.size += len(data)
         if self.size > MAX_FIRMWARE:
@@ -165,6 +171,17 @@ class SimulatorRequest(server.Request):
     upload: FirmwareUpload | None = None
     body_too_large = False
     upload_error: str | None = None
+    _refused = False
+
+    def _refuse_now(self, message: str) -> None:
+        """Answer 413 at once and close: the rest of an oversized body is never read."""
+        self._refused = True
+        body = json.dumps({"error": message}).encode("utf-8") + b"\n"
+        transport = self.channel.transport
+        transport.write(b"HTTP/1.1 413 Payload Too Large\r\n"
+                        b"Content-Type: application/json\r\n"
+                        b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body)
+        transport.loseConnection()
 
     def gotLength(self, length: int | None) -> None:
         # The request line is parsed before the body; twisted.web keeps it on the channel.
@@ -181,6 +198,7 @@ class SimulatorRequest(server.Request):
             except UploadError as e:
                 self.upload_error = str(e)
                 super().gotLength(0)
+                self._refuse_now(str(e))  # from Content-Length alone: the body is not read
                 return
             site.uploads.add(self.upload)
             self.content = self.upload
@@ -193,6 +211,8 @@ class SimulatorRequest(server.Request):
     def handleContentChunk(self, data: bytes) -> None:
         if self.upload is not None:
             self.upload.write(data)
+            if self.upload.too_large and not self._refused:
+                self._refuse_now(self.upload.error)  # chunked: stop reading at the cap
         elif self.upload_error is not None or self.body_too_large:
             return
         elif self.content.tell() + len(data) > MAX_FORM_BODY:

@@ -6,11 +6,14 @@ from pathlib import Path
 
 from treq.client import HTTPClient
 from twisted.internet import reactor
-from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
+from twisted.internet.protocol import Factory, Protocol
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 
 from remotecomm.simulator.device_state import DeviceState, StateError
+from remotecomm.simulator import firmware
 from remotecomm.simulator.firmware import FirmwareUpload, MultipartFile, UploadError
 from remotecomm.simulator.remote_panel import remote_panel_site
 from remotecomm.simulator.web_server import web_server_site
@@ -151,6 +154,48 @@ class AppTests(TestCase):
         response = await self.http.put(self.web_url + "/firmware", data=b"")
         self.assertEqual(response.code, 400)
         self.assertIn("empty", (await response.json())["error"])
+
+    async def raw_exchange(self, head: bytes, body_chunks: list[bytes]) -> bytes:
+        """Send a request head and some body, without ending it; what came back before the
+        server closed (nothing more is sent after the first answer)."""
+        received, closed = [], Deferred()
+
+        class Raw(Protocol):
+            def connectionMade(self):
+                self.transport.write(head)
+                for chunk in body_chunks:
+                    self.transport.write(chunk)
+
+            def dataReceived(self, data):
+                received.append(data)
+
+            def connectionLost(self, reason):
+                closed.callback(None)
+
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", self.web.getHost().port)
+        protocol = await endpoint.connect(Factory.forProtocol(Raw))
+        timeout = reactor.callLater(5, protocol.transport.abortConnection)
+        await closed
+        if timeout.active():
+            timeout.cancel()
+        return b"".join(received)
+
+    async def test_an_oversized_image_is_refused_before_its_body_is_read(self):
+        """Hardening, issue 18 #9: 413 from Content-Length alone (the 300 MB body is never
+        sent), and a chunked upload is stopped at the cap."""
+        answer = await self.raw_exchange(
+            b"PUT /firmware HTTP/1.1\r\nHost: mfp\r\nContent-Length: 300000000\r\n\r\n",
+            [b"x" * 1000])
+        self.assertTrue(answer.startswith(b"HTTP/1.1 413 "), answer[:80])
+        self.assertIn(b"larger than 256 MiB", answer)
+        self.patch(firmware, "MAX_FIRMWARE", 4096)
+        chunk = b"%x\r\n%s\r\n" % (2048, b"y" * 2048)
+        answer = await self.raw_exchange(
+            b"PUT /firmware HTTP/1.1\r\nHost: mfp\r\nTransfer-Encoding: chunked\r\n\r\n",
+            [chunk] * 4)
+        self.assertTrue(answer.startswith(b"HTTP/1.1 413 "), answer[:80])
+        self.assertEqual([p.name for p in self.folder.iterdir()
+                          if p.name.startswith("firmware.part")], [])
 
     async def test_forms_are_capped(self):
         response = await self.http.post(self.web_url + "/address-book",
