@@ -1,4 +1,5 @@
-"""What our two commands share: how they fail, and how they check arguments.
+"""What our two commands share: how they fail, how they check arguments, how they print
+tables.
 
 ``remotecomm`` (the technician's terminal, :mod:`remotecomm.terminal`) and
 ``remotecomm-admin`` (the server host, :mod:`remotecomm.admin`) fail the same
@@ -42,6 +43,13 @@ class CliError(Exception):
         self.message = message
         self.exit_code = exit_code
         self.code = code  # the server's error code, when the server refused
+
+
+def table(rows: list[tuple[str, ...]]) -> list[str]:
+    """Rows of text cells as aligned lines (the first row is the header)."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+            for row in rows]
 
 
 def identifier(pattern: str, what: str):

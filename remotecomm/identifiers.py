@@ -16,7 +16,8 @@ USER_ID = r"[a-z0-9][a-z0-9._@+-]{0,127}"
 # The CLI generates terminal IDs (``t-`` + 32 hex digits); others may register longer ones.
 TERMINAL_ID = r"[A-Za-z0-9][A-Za-z0-9_-]{15,63}"
 APP_ID = r"[a-z0-9][a-z0-9._-]{0,63}"
-# The manager's request ID (``secrets.token_urlsafe(16)``: 22 characters) names a session
+# The manager's request ID (``secrets.token_urlsafe(16)``: 22 characters, never a leading
+# ``-`` so that it is a plain command-line argument) names a session
 # in manager URLs; the relay's session ID (32 characters, 192 bits) names it in the relay.
 REQUEST_ID = r"[A-Za-z0-9_-]{16,64}"
 SESSION_ID = r"[A-Za-z0-9_-]{22,64}"

@@ -41,6 +41,15 @@ NOTIFY_RETRY_DELAY = 2.0
 APPROVAL_REFUSED = "approval-refused"
 
 
+def new_request_id() -> str:
+    """A fresh request ID (128 random bits, base64url) that never starts with ``-``, so that
+    ``remotecomm session REQUEST_ID`` cannot take it for an option."""
+    while True:
+        candidate = secrets.token_urlsafe(16)
+        if not candidate.startswith("-"):
+            return candidate
+
+
 class SessionError(Exception):
     """A session request or poll refused: HTTP status, stable code, message, extra fields."""
 
@@ -228,7 +237,7 @@ class SessionBroker:
             raise SessionError(422, "unknown-app", f"device {device_id} has no app {app_id}",
                                apps=json.loads(device["apps"]))
         at = now_us(self._clock)
-        session = lc.request(secrets.token_urlsafe(16), at, self._policy)
+        session = lc.request(new_request_id(), at, self._policy)
         try:
             await self._store.run(rows.insert_session, session,
                                   unit_id=caller.unit_id, user_id=caller.user_id,

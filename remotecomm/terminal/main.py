@@ -38,7 +38,7 @@ from remotecomm.command_line import (EXIT_APPROVAL_TIMEOUT, EXIT_DEVICE_NOT_FOUN
                                      EXIT_NO_SESSION, EXIT_NOT_LOGGED_IN, EXIT_REFUSED,
                                      EXIT_SESSION_EXISTS, EXIT_SESSION_LOST, EXIT_UNKNOWN_APP,
                                      EXIT_UNREACHABLE, EXIT_USAGE, CliError, identifier,
-                                     read_password, report)
+                                     read_password, report, table)
 from remotecomm.identifiers import APP_ID, DEVICE_ID, MAIL_ADDRESS, REQUEST_ID, USER_ID
 from remotecomm.messages import text
 from remotecomm.relay.client import RelayClient, RelayClosed
@@ -453,12 +453,6 @@ async def _end_through_the_manager(client: ApiClient, device_id: str,
                  reason=answer.get("end_reason") or answer.get("state"))]
 
 
-def _table(rows: list[tuple[str, ...]]) -> list[str]:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-            for row in rows]
-
-
 def _duration(microseconds) -> str:
     if not isinstance(microseconds, int):
         return ""
@@ -481,7 +475,7 @@ def format_sessions(answer: dict) -> list[str]:
             record.get("requested_at_us")), str(record.get("user_id", "")),
             str(record.get("device_id", "")), str(record.get("app_id", "")), state,
             _duration(record.get("duration_us"))))
-    lines = [text("sessions-header", unit_id=answer.get("unit_id", "?"))] + _table(rows)
+    lines = [text("sessions-header", unit_id=answer.get("unit_id", "?"))] + table(rows)
     if answer.get("next"):
         lines.append(text("sessions-more"))
     return lines
@@ -526,7 +520,7 @@ async def report_schedule(client: ApiClient, args) -> list[str]:
     schedules = answer.get("schedules") or []
     if not schedules:
         return [text("no-schedules", unit_id=answer.get("unit_id", "?"))]
-    return _table([("ID", "WHEN")] + [(str(s.get("schedule_id")), str(s.get("description")))
+    return table([("ID", "WHEN")] + [(str(s.get("schedule_id")), str(s.get("description")))
                                       for s in schedules])
 
 
@@ -586,7 +580,7 @@ def format_report(report: dict) -> list[str]:
         rows.append(row(str(group.get("key", "?")), group))
     rows.append(row("TOTAL" if group_by else str(report.get("unit_id", "?")),
                     report.get("totals") or {}))
-    lines += _table(rows)
+    lines += table(rows)
     still_open = report.get("open_sessions") or []
     if still_open:
         lines.append(text("report-open", count=len(still_open)))
@@ -677,11 +671,7 @@ def format_devices(answer: dict) -> list[str]:
             text("unknown") if device.get("state") == "unknown" else text("offline"),
             str(device.get("last_seen_at") or text("never")).replace("T", " ").rstrip("Z"),
         ))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = [text("devices-header", unit_id=unit_id)]
-    lines += ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-              for row in rows]
-    return lines
+    return [text("devices-header", unit_id=unit_id)] + table(rows)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -16,7 +16,7 @@ import json
 from twisted.internet.task import deferLater
 
 from remotecomm.command_line import (EXIT_DEVICE_NOT_FOUND, EXIT_DEVICE_OFFLINE, EXIT_USAGE,
-                                     CliError, identifier)
+                                     CliError, identifier, table)
 from remotecomm.identifiers import DEVICE_ID, JOB_ID
 from remotecomm.messages import text
 
@@ -103,7 +103,7 @@ def format_result(action: str, result: dict) -> list[str]:
             counts = counts if isinstance(counts, dict) else {}
             rows.append((str(name), str(counts.get("total", "")), str(counts.get("mono", "")),
                          str(counts.get("colour", ""))))
-        return _table(rows)
+        return table(rows)
     if action == "supplies":
         toner = result.get("toner") or {}
         lines = ["Toner: " + ", ".join(f"{colour} {level}%" for colour, level in toner.items())]
@@ -140,10 +140,4 @@ async def jobs(client, args) -> list[str]:
         rows.append((str(job.get("job_id", "?")),
                      str(job.get("created_at", "")).replace("T", " ").rstrip("Z"),
                      str(job.get("device_id", "")), action, state, str(job.get("user_id", ""))))
-    return _table(rows)
-
-
-def _table(rows: list[tuple[str, ...]]) -> list[str]:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-            for row in rows]
+    return table(rows)

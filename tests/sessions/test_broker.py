@@ -96,6 +96,14 @@ class BrokerTestCase(SynchronousTestCase):
 class RequestTests(BrokerTestCase):
     """S141/S142: a request reaches the device, or gets a clear refusal."""
 
+    def test_request_ids_never_look_like_options(self):
+        """A request ID that would start with "-" (1 in 64 did) is drawn again: `remotecomm
+        session REQUEST_ID` must not take it for an option."""
+        from remotecomm.sessions import broker as broker_module
+        drawn = iter(["-" + "a" * 21, "b" * 22])
+        self.patch(broker_module.secrets, "token_urlsafe", lambda n: next(drawn))
+        self.assertEqual(broker_module.new_request_id(), "b" * 22)
+
     def test_request_asks_the_device(self):
         """The device gets an approval request naming who, which unit and which app."""
         accepted = self.request()
