@@ -27,7 +27,8 @@ from twisted.web import server, static
 from twisted.web.resource import Resource
 
 from remotecomm.simulator.device_state import ERRORS, DeviceState, StateError
-from remotecomm.simulator.firmware import FirmwareUpload, SimulatorRequest, UploadError
+from remotecomm.http_uploads import StreamedUpload, UploadError
+from remotecomm.simulator.firmware import IMAGE_NAME, SimulatorRequest, firmware_uploads
 
 STYLE = """
 body{margin:0;font-family:system-ui,sans-serif;background:#f3f5f8;color:#1d2630}
@@ -195,15 +196,14 @@ class WebServer(Resource):
         return self._html(request, "Firmware", body)
 
     def _upload(self, request: SimulatorRequest):
-        upload: FirmwareUpload | None = getattr(request, "upload", None)
-        error = getattr(request, "upload_error", None)
+        upload: StreamedUpload | None = request.upload
         wants_json = request.method == b"PUT"
+        error = UploadError("no image")
         if upload is not None:
-            request.channel.site.uploads.discard(upload)
             try:
-                size, digest = upload.finish()
+                size, digest = upload.finish(self.firmware_folder / IMAGE_NAME)
             except UploadError as e:
-                error = str(e)
+                error = e
             else:
                 f = self.state.firmware
                 f.size, f.sha256 = size, digest
@@ -213,15 +213,13 @@ class WebServer(Resource):
                 return self._html(request, "Firmware received",
                                   f'<div class="card"><p id="result">Received {size:,} bytes, '
                                   f'SHA-256 <code>{digest}</code>.</p></div>')
-        error = error or "no image"
-        status = 413 if "larger" in error else 400
         if wants_json:
-            return self._json(request, status, {"error": error})
-        request.setResponseCode(status)
-        return self._html(request, "Firmware refused", f"<p>{html.escape(error)}</p>")
+            return self._json(request, error.status, {"error": error.message})
+        request.setResponseCode(error.status)
+        return self._html(request, "Firmware refused", f"<p>{html.escape(error.message)}</p>")
 
     def _download(self, request):
-        image = self.firmware_folder / "firmware.bin"
+        image = self.firmware_folder / IMAGE_NAME
         if not image.exists():
             request.setResponseCode(404)
             return self._html(request, "No image", "<p>No image was uploaded yet.</p>")
@@ -241,5 +239,6 @@ def web_server_site(state: DeviceState, firmware_folder: Path) -> server.Site:
     site.requestFactory = SimulatorRequest
     site.displayTracebacks = False
     site.firmware_folder = firmware_folder
+    site.upload_for = firmware_uploads(firmware_folder)
     site.uploads = set()
     return site

@@ -14,7 +14,7 @@ from twisted.web.client import Agent, HTTPConnectionPool
 
 from remotecomm.simulator.device_state import DeviceState, StateError
 from remotecomm.simulator import firmware
-from remotecomm.simulator.firmware import FirmwareUpload, MultipartFile, UploadError
+from remotecomm.http_uploads import MultipartFile, StreamedUpload, UploadError
 from remotecomm.simulator.remote_panel import remote_panel_site
 from remotecomm.simulator.web_server import web_server_site
 
@@ -76,13 +76,14 @@ class MultipartTests(SynchronousTestCase):
 
     def test_upload_without_file_is_refused_and_leaves_nothing(self):
         folder = Path(self.mktemp())
-        upload = FirmwareUpload(folder, b"multipart/form-data; boundary=b", None)
+        upload = StreamedUpload(folder, 1024, b"multipart/form-data; boundary=b", None,
+                                form_field=b"firmware")
         upload.write(b"--b\r\nContent-Disposition: form-data; name=\"x\"\r\n\r\n1\r\n--b--\r\n")
-        self.assertRaises(UploadError, upload.finish)
+        self.assertRaises(UploadError, upload.finish, folder / "firmware.bin")
         self.assertEqual(list(folder.iterdir()), [])
 
     def test_declared_size_over_the_limit_is_refused_at_once(self):
-        self.assertRaises(UploadError, FirmwareUpload, Path(self.mktemp()), None, 2**40)
+        self.assertRaises(UploadError, StreamedUpload, Path(self.mktemp()), 1024, None, 2**40)
 
 
 class AppTests(TestCase):
@@ -195,7 +196,7 @@ class AppTests(TestCase):
             [chunk] * 4)
         self.assertTrue(answer.startswith(b"HTTP/1.1 413 "), answer[:80])
         self.assertEqual([p.name for p in self.folder.iterdir()
-                          if p.name.startswith("firmware.part")], [])
+                          if p.name.startswith("upload.part")], [])
 
     async def test_forms_are_capped(self):
         response = await self.http.post(self.web_url + "/address-book",
