@@ -31,6 +31,10 @@ OPERATOR = r"[a-z0-9][a-z0-9._-]{0,63}"
 
 # A maintenance job (issued by the manager; the device runs each at most once).
 JOB_ID = r"job-[A-Za-z0-9_-]{22}"
+# A firmware image uploaded to the manager.
+IMAGE_ID = r"fw-[A-Za-z0-9_-]{22}"
+# A version of a program (agent, firmware), as its maker names it.
+VERSION_TEXT = r"[0-9A-Za-z.+~_-]{1,32}"
 # A device setting's name, as the device declares it in its hello.
 SETTING_NAME = r"[a-z][a-z0-9_]{0,39}"
 

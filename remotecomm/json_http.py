@@ -86,6 +86,10 @@ class Download:
     filename: str
 
 
+ANSWERED = object()
+"""A handler's body when it answered the request itself (a streamed file)."""
+
+
 def write_download(request: server.Request, status: int, download: Download) -> None:
     """Answer ``request`` with a file (``Content-Disposition: attachment``)."""
     if request.finished or request._disconnected:
@@ -215,6 +219,8 @@ class Router(Resource):
         except ApiError as error:
             write_error(request, error)
         else:
+            if body is ANSWERED:
+                return
             if isinstance(body, Download):
                 write_download(request, status, body)
             else:

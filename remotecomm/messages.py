@@ -59,7 +59,14 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "no-recipients": "Unit {unit_id} has no report recipients.",
         "cannot-write": "cannot write {path}: {reason}",
         "maintain-usage": "say what to do: counters, supplies, config get KEY, config set KEY "
-                          "VALUE, log, or restart",
+                          "VALUE, log, restart, or firmware FILE --version VERSION",
+        "firmware-needs-version": "name the image's version: firmware FILE --version 4.3.0",
+        "firmware-too-large": "{path} has {size} bytes; images may have at most {limit}",
+        "cannot-read": "cannot read {path}: {reason}",
+        "firmware-uploaded": "Uploaded {path} as firmware {version} ({image_id}, SHA-256 "
+                             "{sha256}).",
+        "firmware-installed": "Firmware {version} installed (was {previous}); the device "
+                              "restarted.",
         "restarted": "The device restarted (down about {seconds} s) and is back.",
         "job-waiting": "{device_id} is offline: job {job_id} waits for it to come online "
                        "(Ctrl-C stops waiting here; the job stays queued).",

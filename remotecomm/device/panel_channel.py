@@ -25,11 +25,19 @@ takes operators' answers from nowhere else.
     panel at start and whenever it changes; the agent says it in its hello.
 ``GET /v1/jobs``
     ``{"jobs": [{job_id, action, key, value, deadline_us}]}`` — maintenance
-    jobs waiting for the device.
+    jobs waiting for the device; a ``firmware`` job (offered once the agent
+    downloaded and verified its image) adds ``image: {path, sha256, size,
+    version}``.
+``GET /v1/jobs/{job_id}/image``
+    a firmware job's image (``Range`` works); ``404 unknown-job``.
+``POST /v1/jobs/{job_id}/progress``
+    ``{"percent": 0..100}`` → ``200 {"status": "noted"}``: how far the
+    install is (the agent tells the manager, at most once a second).
 ``POST /v1/jobs/{job_id}``
     ``{"outcome": "done", "result": …}`` or ``{"outcome": "failed",
     "error_code": …, "error": …}`` → ``200 {"status": "sent"}``; ``404
-    unknown-job``, ``400 invalid-result``.
+    unknown-job``, ``400 invalid-result``.  A ``restart`` or ``firmware``
+    job reported done restarts the device's links.
 """
 
 from __future__ import annotations
@@ -40,12 +48,23 @@ from twisted.web import server
 
 from remotecomm.device.approvals import ApprovalError, Approvals
 from remotecomm.device.jobs import AgentJobs, JobError
-from remotecomm.identifiers import JOB_ID, REQUEST_ID, is_valid
+from remotecomm.http_files import serve_file
+from remotecomm.identifiers import JOB_ID, REQUEST_ID, VERSION_TEXT, is_valid
+from remotecomm.json_http import (ANSWERED, ApiError, Route, Router, no_more_fields, read_json,
+                                  take_str)
 from remotecomm.sessions.messages import MAX_SETTINGS, SettingError, SettingSpec
-from remotecomm.json_http import ApiError, Route, Router, no_more_fields, read_json, take_str
 
 SECRET_HEADER = b"x-panel-secret"
-VERSION_TEXT = r"[0-9A-Za-z.+~_-]{1,32}"
+
+
+def _job_json(job) -> dict:
+    """A waiting job as the panel reads it (a firmware job: its image, to read here)."""
+    answer = {"job_id": job.job_id, "action": job.action, "key": job.key,
+              "value": job.value, "deadline_us": job.deadline_us}
+    if job.action == "firmware":
+        answer["image"] = {"path": f"/v1/jobs/{job.job_id}/image", "sha256": job.image_sha256,
+                           "size": job.image_size, "version": job.image_version}
+    return answer
 _SPEC_FIELDS = {"name", "kind", "minimum", "maximum", "choices", "max_length"}
 _STATUS = {"unknown-request": 404, "already-decided": 409, "cancelled": 410, "expired": 410}
 
@@ -72,6 +91,8 @@ class PanelChannel:
             Route("/v1/device", put=self.describe_device),
             Route("/v1/jobs", get=self.list_jobs),
             Route("/v1/jobs/{job_id}", post=self.job_done),
+            Route("/v1/jobs/{job_id}/image", get=self.job_image),
+            Route("/v1/jobs/{job_id}/progress", post=self.job_progress),
         ])
 
     def _authenticate(self, request: server.Request) -> None:
@@ -152,9 +173,36 @@ class PanelChannel:
         """Maintenance jobs waiting for the device."""
         self._authenticate(request)
         waiting = self._jobs.waiting() if self._jobs is not None else []
-        return 200, {"jobs": [{"job_id": job.job_id, "action": job.action, "key": job.key,
-                               "value": job.value, "deadline_us": job.deadline_us}
-                              for job in waiting]}
+        return 200, {"jobs": [_job_json(job) for job in waiting]}
+
+    async def job_image(self, request: server.Request, job_id: str):
+        """A firmware job's verified image (``Range`` works)."""
+        self._authenticate(request)
+        if self._jobs is None or not is_valid(JOB_ID, job_id):
+            raise ApiError(404, "unknown-job", "no such firmware job is waiting")
+        try:
+            path, job = self._jobs.image_of(job_id)
+        except JobError as e:
+            raise ApiError(404, e.code, e.message) from None
+        serve_file(request, path, job.image_size)
+        return 200, ANSWERED
+
+    async def job_progress(self, request: server.Request, job_id: str):
+        """How far the device is installing a firmware job's image."""
+        self._authenticate(request)
+        body = read_json(request)
+        percent = body.pop("percent", None)
+        no_more_fields(body)
+        if not isinstance(percent, int) or isinstance(percent, bool) or not 0 <= percent <= 100:
+            raise ApiError(400, "invalid-field", "percent: a whole number from 0 to 100",
+                           field="percent")
+        if self._jobs is None or not is_valid(JOB_ID, job_id):
+            raise ApiError(404, "unknown-job", "no such firmware job is installing")
+        try:
+            self._jobs.install_progress(job_id, percent)
+        except JobError as e:
+            raise ApiError(404, e.code, e.message) from None
+        return 200, {"status": "noted"}
 
     async def job_done(self, request: server.Request, job_id: str) -> tuple[int, dict]:
         """The device ran a job: its outcome."""

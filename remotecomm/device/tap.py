@@ -14,6 +14,7 @@ from remotecomm import __version__
 from remotecomm.config import config_options
 from remotecomm.device.approvals import Approvals, ManagerRequests, decision_sender
 from remotecomm.device.config import DeviceAgentConfig, load_device_config
+from remotecomm.device.firmware import ImageFetcher
 from remotecomm.device.history import History
 from remotecomm.device.jobs import AgentJobs
 from remotecomm.device.manager_link import ManagerLink
@@ -87,7 +88,10 @@ def build_service(config: DeviceAgentConfig, reactor, links=None) -> MultiServic
         approvals.firmware_version = version
         link.describe(version, settings, settings_version)
 
-    jobs = AgentJobs(reactor, history, decision_sender(stream, reactor))
+    # Firmware images come from the manager's HTTPS port, which chains to the same CA as
+    # the XMPP server and the relay.
+    fetcher = ImageFetcher(reactor, config.data_dir / "firmware", config.xmpp.ca_certificate)
+    jobs = AgentJobs(reactor, history, decision_sender(stream, reactor), fetcher)
 
     def restart_links() -> None:
         """A restart job: the device's sessions end and its XMPP link goes away for a few

@@ -10,7 +10,9 @@
 
 A job whose device could not be reached goes back to ``queued`` while its
 wait lasts; after a manager restart, open jobs are sent again by ID and the
-device runs each ID at most once.
+device runs each ID at most once.  Sending a ``running`` job again (at a
+hello) changes nothing: the device has it, so neither its deadline moves nor
+does a failed re-send fail it -- its result comes, or its deadline passes.
 """
 
 from __future__ import annotations
@@ -72,6 +74,8 @@ def create(job_id: str, now_us: int, wait_online_us: int | None = None) -> Job:
 def sent(job: Job, now_us: int, answer_within_us: int = ANSWER_WITHIN_US) -> Job:
     """The request went to the device (again, after a restart or its return)."""
     _require(job, *OPEN_STATES)
+    if job.state == RUNNING:
+        return job
     return replace(job, state=SENT, sent_us=now_us, answer_deadline_us=now_us + answer_within_us)
 
 
@@ -84,19 +88,22 @@ def accepted(job: Job) -> Job:
 
 
 def unreachable(job: Job, now_us: int, why: str) -> Job:
-    """The device could not be reached: wait for it while allowed, else fail."""
+    """The device could not be reached: wait for it while allowed, else fail (a job the
+    device acknowledged runs on: its result is sent when the device is back)."""
     _require(job, *OPEN_STATES)
+    if job.state == RUNNING:
+        return job
     if job.wait_until_us is not None and now_us < job.wait_until_us:
         return replace(job, state=QUEUED, sent_us=None, answer_deadline_us=None)
     return replace(job, state=FAILED, finished_us=now_us, error_code="device-offline",
                    error=why[:300])
 
 
-def refused(job: Job, now_us: int, why: str) -> Job:
-    """The device answered the request with an error: the job failed (no waiting helps)."""
+def refused(job: Job, now_us: int, why: str, code: str = "device-refused") -> Job:
+    """The device answered the request with an error (or the job cannot be sent at all:
+    ``code`` says why): the job failed (no waiting helps)."""
     _require(job, *OPEN_STATES)
-    return replace(job, state=FAILED, finished_us=now_us, error_code="device-refused",
-                   error=why[:300])
+    return replace(job, state=FAILED, finished_us=now_us, error_code=code, error=why[:300])
 
 
 def finished(job: Job, now_us: int, outcome: str, error_code: str | None,

@@ -25,10 +25,10 @@ from twisted.logger import Logger
 from remotecomm.accounts.login import Caller
 from remotecomm.clock import now_us, seconds_to_us
 from remotecomm.maintenance import lifecycle as jl
-from remotecomm.maintenance.messages import (ANSWER_WITHIN_S, JobRequest, JobResult,
+from remotecomm.maintenance.messages import (ANSWER_WITHIN_S, JobProgress, JobRequest, JobResult,
                                              parameters_error)
 from remotecomm.sessions.messages import MessageRefused, SettingSpec
-from remotecomm.store import jobs as job_rows
+from remotecomm.store import firmware as firmware_rows, jobs as job_rows
 from remotecomm.store.audit import append_audit
 from remotecomm.store.engine import Store
 
@@ -72,6 +72,10 @@ def job_json(row) -> dict:
         answer["key"] = row.setting_key
     if row.setting_value is not None:
         answer["value"] = row.setting_value
+    if row.image_id is not None:
+        answer["image_id"] = row.image_id
+    if row.progress_phase is not None:
+        answer["progress"] = {"phase": row.progress_phase, "percent": row.progress_percent}
     answer["result"] = json.loads(row.result) if row.result else None
     return {key: value for key, value in answer.items() if value is not None}
 
@@ -79,10 +83,11 @@ def job_json(row) -> dict:
 class JobService:
     """Creates jobs, sends them to devices, files their results, and ends the late ones."""
 
-    def __init__(self, store: Store, clock: IReactorTime, devices):
+    def __init__(self, store: Store, clock: IReactorTime, devices, firmware=None):
         self._store = store
         self._clock = clock
         self._devices = devices  # is_reachable(device_id), send(device_id, message)
+        self._firmware = firmware  # FirmwareImages: the images firmware jobs install
         self._sweeper = LoopingCall(lambda: ensureDeferred(self.sweep()))
         self._sweeper.clock = clock
 
@@ -96,10 +101,12 @@ class JobService:
             self._sweeper.stop()
 
     async def create(self, caller: Caller, device_id: str, action: str, key: str | None,
-                     value: str | None, wait_online: float | None = None) -> dict:
+                     value: str | None, wait_online: float | None = None,
+                     image_id: str | None = None) -> dict:
         """A new job for a device of the caller's unit; sent at once if the device is
         reachable.  ``wait_online``: seconds to wait for an offline device (else an offline
-        device fails the job at once, ``409 device-offline``)."""
+        device fails the job at once, ``409 device-offline``).  A ``firmware`` job names
+        an image of the unit (``image_id``)."""
         device = await self._store.run(job_rows.device_for_job, device_id, caller.unit_id)
         if device is None:
             raise JobError(404, "device-not-found", f"no device {device_id} in your unit")
@@ -108,6 +115,15 @@ class JobService:
         if problem is not None:
             raise JobError(400, "invalid-parameters", problem,
                            settings=[spec.to_json() for spec in settings.values()])
+        if (action == "firmware") != (image_id is not None):
+            raise JobError(400, "invalid-parameters", "a firmware job names an image "
+                                                      "(image_id), and only it does")
+        if image_id is not None:
+            if self._firmware is None:
+                raise JobError(503, "unavailable", "firmware is not served by this manager")
+            if await self._firmware.image(caller, image_id) is None:
+                raise JobError(404, "image-not-found", f"no firmware image {image_id} in "
+                                                       f"your unit")
         at = now_us(self._clock)
         job = jl.create("job-" + secrets.token_urlsafe(16), at,
                         seconds_to_us(wait_online) if wait_online else None)
@@ -120,7 +136,8 @@ class JobService:
         def insert(connection):
             job_rows.insert_job(connection, dict(
                 asdict(job), unit_id=caller.unit_id, device_id=device_id,
-                user_id=caller.user_id, action=action, setting_key=key, setting_value=value))
+                user_id=caller.user_id, action=action, setting_key=key, setting_value=value,
+                image_id=image_id))
             append_audit(connection, at, JOB_CREATED, actor=caller.user_id,
                          unit_id=caller.unit_id, job_id=job.job_id, device_id=device_id,
                          action=action, key=key, state=job.state)
@@ -175,9 +192,16 @@ class JobService:
         row, job = await self._transition(job_id, lambda job: jl.sent(job, at, within))
         if job is None:
             return
+        image = {}
+        if row.action == "firmware":
+            image = await self._image_fields(row, job.answer_deadline_us)
+            if image is None:
+                await self._transition(job_id, lambda job: jl.refused(
+                    job, now_us(self._clock), "the firmware image is gone", "image-gone"))
+                return
         request = JobRequest(job_id=job_id, action=row.action,
                              deadline_us=job.answer_deadline_us, key=row.setting_key,
-                             value=row.setting_value)
+                             value=row.setting_value, **image)
         try:
             await self._devices.send(row.device_id, request)
         except Exception as e:
@@ -197,6 +221,28 @@ class JobService:
                 job, now_us(self._clock), f"the device did not take the job: {why}"))
             return
         await self._transition(job_id, jl.accepted)
+
+    async def _image_fields(self, row, deadline_us: int) -> dict | None:
+        """A fresh download reference for a firmware job, as the request's fields."""
+        image = await self._store.run(firmware_rows.load_image, row.image_id)
+        if image is None or self._firmware is None:
+            return None
+        url, token = self._firmware.new_reference(row.job_id)
+        await self._firmware.remember(row.job_id, token, deadline_us)
+        return dict(image_url=url, image_token=token, image_sha256=image.sha256,
+                    image_size=image.size, image_version=image.version)
+
+    async def on_progress(self, device_id: str, progress: JobProgress, source: str) -> None:
+        """How far a device's job is: kept on the job (never going back); a job it was
+        never given is refused."""
+        changed = await self._store.run(
+            firmware_rows.set_progress, progress.job_id, device_id, jl.OPEN_STATES,
+            progress.phase, progress.percent,
+            lambda phase, percent: JobProgress(progress.job_id, phase, percent).rank)
+        if not changed:
+            row = await self._store.run(job_rows.load_job, progress.job_id)
+            if row is None or row.device_id != device_id:
+                raise MessageRefused("not-found", "no such job for this device")
 
     async def on_result(self, device_id: str, result: JobResult, source: str) -> None:
         """A device's result: filed once; refused for a job it was never given."""

@@ -21,7 +21,11 @@ from remotecomm.accounts.passwords import PasswordHasherPool
 from remotecomm.accounts.throttle import LoginThrottle
 from remotecomm.clock import seconds_to_us
 from remotecomm.config import config_options
+from remotecomm.http_files import UploadRequest
 from remotecomm.json_http import Router, make_site
+from remotecomm.maintenance.firmware import FirmwareImages
+from remotecomm.maintenance.messages import JobProgress, JobResult
+from remotecomm.maintenance.service import JobService
 from remotecomm.metrics import MetricsResource, manager_registry, relay_registry
 from remotecomm.relay.core import RelayCore
 from remotecomm.relay.gateway_http import read_api_secret
@@ -30,8 +34,6 @@ from remotecomm.relay.logs import LogOutbox, open_relay_store
 from remotecomm.relay.manager_api import ManagerClient, relay_node_routes
 from remotecomm.relay.node import RelayNode
 from remotecomm.relay.websocket import SiteRoot, relay_resource
-from remotecomm.maintenance.messages import JobResult
-from remotecomm.maintenance.service import JobService
 from remotecomm.reports.mail import ReportMailer
 from remotecomm.reports.smtp import SmtpSender
 from remotecomm.scheduling import Job, Scheduler, every
@@ -47,6 +49,7 @@ from remotecomm.sessions.relays import RelayDirectory
 from remotecomm.store.engine import SchemaTooNew, Store, migrate, open_sqlite
 from remotecomm.tls import TLSSetupError, server_tls_options
 from remotecomm.web.api import Api, Health
+from remotecomm.web.jobs_api import firmware_uploads
 from remotecomm.web.relay_api import RelayNodeClient, manager_routes
 from remotecomm.xmpp.component import build_component
 from remotecomm.xmpp.stream import NotConnected
@@ -120,6 +123,9 @@ def build_service(config: ServerConfig, reactor, role: str = "both") -> MultiSer
         api_resource = Router(Health(readiness, reactor, notices).routes()
                               + relay_node_routes(relay.node, secret))
     factory = make_site(SiteRoot(api_resource, relay.resource if relay else NoResource()))
+    if manager is not None:
+        factory.requestFactory = UploadRequest
+        factory.upload_for = firmware_uploads(manager.firmware.incoming)
     if config.tls.enabled:
         try:
             tls_options = server_tls_options(config.tls.certificate, config.tls.key,
@@ -161,6 +167,7 @@ class _ManagerParts:
     component: object
     relays: RelayDirectory
     for_relay: ManagerForRelay
+    firmware: FirmwareImages
     mailer: ReportMailer | None = None
 
 
@@ -210,7 +217,9 @@ def _build_manager(config: ServerConfig, reactor, root, readiness: dict,
     StartStopService("relay-directory", lambda: None, relays.close).setServiceParent(root)
     return _ManagerParts(store=store, accounts=accounts, devices=devices, component=component,
                          relays=relays, for_relay=ManagerForRelay(store, reactor, devices,
-                                                                  relays))
+                                                                  relays),
+                         firmware=FirmwareImages(store, reactor, config.data_dir / "firmware",
+                                                 config.public_url))
 
 
 def _build_sessions(config: ServerConfig, reactor, root, readiness: dict,
@@ -250,12 +259,13 @@ def _build_sessions(config: ServerConfig, reactor, root, readiness: dict,
                                   send_grace=config.mail.send_grace)
     scheduler.add(Job("report-mail", every(60), manager.mailer.run, claimed=False))
     StartStopService("scheduler", scheduler.start, scheduler.stop).setServiceParent(root)
-    jobs = JobService(manager.store, reactor, manager.devices)
+    jobs = JobService(manager.store, reactor, manager.devices, manager.firmware)
     StartStopService("jobs", jobs.start, jobs.stop).setServiceParent(root)
     if manager.component is not None:
         manager.component.requests.register(ApprovalDecision, broker.on_decision)
         manager.component.requests.register(SessionReport, broker.on_session_report)
         manager.component.requests.register(JobResult, jobs.on_result)
+        manager.component.requests.register(JobProgress, jobs.on_progress)
 
         def device_returned(device_id: str) -> None:
             _log_errors(collector.device_returned(device_id), "collecting at a hello")
@@ -268,7 +278,7 @@ def _build_sessions(config: ServerConfig, reactor, root, readiness: dict,
                  "([sessions] allow_test_approver = true): for tests and benchmarks only")
     api = Api(manager.accounts, manager.store, reactor, readiness=readiness, broker=broker,
               extra_routes=extra_routes, notices=notices, collector=collector,
-              mailer=manager.mailer, jobs=jobs,
+              mailer=manager.mailer, jobs=jobs, firmware=manager.firmware,
               devices_link_up=lambda: getattr(manager.devices, "link_up", False))
     return api.resource()
 

@@ -76,6 +76,37 @@ class AgentChannelClient:
         """Report a job's outcome."""
         await self._call("POST", f"/v1/jobs/{job_id}", outcome)
 
+    async def job_progress(self, job_id: str, percent: int) -> None:
+        """Report how far a firmware install is."""
+        await self._call("POST", f"/v1/jobs/{job_id}/progress", {"percent": percent})
+
+    async def download(self, path: str, write, limit: int) -> None:
+        """Stream ``path`` (a job's image) into ``write``, at most ``limit`` bytes."""
+        try:
+            response = await self._http.request("GET", "http://agent" + path,
+                                                headers=self._headers, timeout=TIMEOUT)
+        except Exception as e:
+            raise AgentUnavailable(str(e) or type(e).__name__) from None
+        if response.code >= 400:
+            answer = json.loads(await response.content() or b"{}")
+            raise AgentRefused(response.code, answer.get("code", "error"),
+                               answer.get("message", "refused"))
+        received = 0
+
+        def take(data: bytes) -> None:
+            nonlocal received
+            received += len(data)
+            if received > limit:
+                raise AgentRefused(200, "too-large", "the image is larger than announced")
+            write(data)
+
+        try:
+            await treq.collect(response, take)
+        except AgentRefused:
+            raise
+        except Exception as e:
+            raise AgentUnavailable(str(e) or type(e).__name__) from None
+
     async def answer(self, request_id: str, approve: bool, operator: str) -> None:
         """Report the operator's YES or NO."""
         await self._call("POST", f"/v1/approvals/{request_id}",

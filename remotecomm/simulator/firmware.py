@@ -3,7 +3,7 @@ maintenance job.
 
 Uploads (``POST /firmware``, a browser's form, or ``PUT /firmware``, a
 script's raw body) stream to disk through the shared helper
-(:mod:`remotecomm.http_uploads`): hashed as they arrive, capped, refused
+(:mod:`remotecomm.http_files`): hashed as they arrive, capped, refused
 from ``Content-Length`` before anything is read; nothing holds the image in
 memory.  Progress is visible while the upload runs (``GET
 /firmware/progress``), which is how a test sees the first chunk arrive before
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from remotecomm.http_uploads import StreamedUpload, UploadRequest
+from remotecomm.http_files import StreamedUpload, UploadRequest
 
 MAX_FIRMWARE = 256 * 1024 * 1024
 MAX_FORM_BODY = 64 * 1024
@@ -30,7 +30,7 @@ class SimulatorRequest(UploadRequest):
 
 def firmware_uploads(folder: Path):
     """The web server's upload chooser: ``POST``/``PUT /firmware`` stream into ``folder``."""
-    def upload_for(method: bytes, path: bytes, headers, length: int | None):
+    def upload_for(method: bytes, path: bytes, headers, length: int | None, running: int):
         if method not in (b"POST", b"PUT") or path != UPLOAD_PATH:
             return None
         content_type = headers.getRawHeaders(b"content-type", [None])[0]

@@ -4,17 +4,27 @@
 half second, runs each on the device's state -- counters, supplies, reading
 and setting a setting (checked again here against the device's own specs),
 its log, a restart (its apps answer 503 for a few seconds; its agent drops
-its links) -- and reports the outcome (``POST /v1/jobs/{id}``).  A
+its links) -- and reports the outcome (``POST /v1/jobs/{id}``).  A firmware
+job is installed for real: the image the agent verified is read over the
+panel channel into the device's firmware folder, its SHA-256 and size checked
+again, progress reported, the version changed, and the device restarts.  A
 :class:`Describer` tells the agent, at start and every few seconds, which
 firmware runs and which settings exist.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
 from twisted.logger import Logger
 
 from remotecomm.simulator.agent_client import AgentChannelClient, AgentRefused, AgentUnavailable
-from remotecomm.simulator.device_state import SETTINGS, SETTINGS_VERSION, DeviceState, StateError
+from remotecomm.simulator.device_state import (SETTINGS, SETTINGS_VERSION, DeviceState, Firmware,
+                                               StateError)
+from remotecomm.simulator.firmware import IMAGE_NAME, MAX_FIRMWARE
 
 log = Logger()
 
@@ -61,13 +71,63 @@ def run_job(state: DeviceState, job: dict) -> dict:
     return {"outcome": "done", "result": result}
 
 
+async def install_firmware(state: DeviceState, agent: AgentChannelClient, job: dict,
+                           folder: Path) -> dict:
+    """Read a firmware job's image from the agent, check it, install it; the outcome."""
+    image = job.get("image") or {}
+    size, sha256, version = image.get("size"), image.get("sha256"), image.get("version")
+    if not isinstance(size, int) or not 0 < size <= MAX_FIRMWARE or not sha256 or not version:
+        return {"outcome": "failed", "error_code": "install-failed",
+                "error": "the job does not describe its image"}
+    folder.mkdir(parents=True, exist_ok=True)
+    partial = folder / "install.part"
+    hasher, received, reported = hashlib.sha256(), 0, -1
+    try:
+        with open(partial, "wb") as file:
+            def take(data: bytes) -> None:
+                nonlocal received
+                file.write(data)
+                hasher.update(data)
+                received += len(data)
+
+            await agent.download(str(image.get("path")), take, size)
+            for percent in (50, 90):  # writing the image to flash, as the panel shows it
+                if percent > reported:
+                    await agent.job_progress(job["job_id"], percent)
+                    reported = percent
+    except (AgentUnavailable, AgentRefused) as e:
+        partial.unlink(missing_ok=True)
+        return {"outcome": "failed", "error_code": "install-failed",
+                "error": f"could not read the image: {e}"}
+    if received != size or hasher.hexdigest() != sha256:
+        partial.unlink(missing_ok=True)
+        return {"outcome": "failed", "error_code": "checksum-mismatch",
+                "error": "the image is not the one the job names; the old firmware stays"}
+    os.replace(partial, folder / IMAGE_NAME)
+    previous = state.firmware.version
+    state.firmware = Firmware(version, size, sha256,
+                              datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"))
+    state.note(f"firmware {previous} -> {version} installed")
+    try:
+        await agent.job_progress(job["job_id"], 100)
+    except (AgentUnavailable, AgentRefused):
+        pass  # progress is a courtesy; the outcome says it
+    state.begin_restart()
+    return {"outcome": "done", "result": {"version": version, "previous": previous,
+                                          "size": size, "sha256": sha256,
+                                          "down_seconds": RESTART_SECONDS}}
+
+
 class JobRunner:
     """Takes waiting jobs from the agent and reports their outcomes."""
 
-    def __init__(self, state: DeviceState, agent: AgentChannelClient, clock):
+    def __init__(self, state: DeviceState, agent: AgentChannelClient, clock,
+                 firmware_folder: Path | None = None, describer: "Describer | None" = None):
         self._state = state
         self._agent = agent
         self._clock = clock
+        self._firmware_folder = firmware_folder
+        self._describer = describer
         self._failing = False
 
     async def poll(self) -> int:
@@ -81,8 +141,14 @@ class JobRunner:
             return 0
         self._failing = False
         for job in waiting:
-            outcome = run_job(self._state, job)
-            if self._state.restarting and job.get("action") == "restart":
+            if job.get("action") == "firmware" and self._firmware_folder is not None:
+                outcome = await install_firmware(self._state, self._agent, job,
+                                                 self._firmware_folder)
+                if outcome["outcome"] == "done" and self._describer is not None:
+                    await self._describer.tell()  # the new version, before the restart
+            else:
+                outcome = run_job(self._state, job)
+            if self._state.restarting and job.get("action") in ("restart", "firmware"):
                 self._clock.callLater(RESTART_SECONDS, self._state.end_restart)
             try:
                 await self._agent.job_done(job["job_id"], outcome)

@@ -44,7 +44,8 @@ def build_service(config: SimulatorConfig, reactor) -> MultiService:
         service.setName(name)
         service._raiseSynchronously = True
         service.setServiceParent(root)
-    describer, runner = Describer(state, agent), JobRunner(state, agent, reactor)
+    describer = Describer(state, agent)
+    runner = JobRunner(state, agent, reactor, config.data_dir / "firmware", describer)
     for name, every, call in (("describe-device", DESCRIBE_EVERY, describer.tell),
                               ("maintenance-jobs", JOBS_EVERY, runner.poll)):
         timer = TimerService(every, lambda call=call: ensureDeferred(call()))

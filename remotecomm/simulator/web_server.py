@@ -26,8 +26,8 @@ from pathlib import Path
 from twisted.web import server, static
 from twisted.web.resource import Resource
 
+from remotecomm.http_files import StreamedUpload, UploadError
 from remotecomm.simulator.device_state import ERRORS, DeviceState, StateError
-from remotecomm.http_uploads import StreamedUpload, UploadError
 from remotecomm.simulator.firmware import IMAGE_NAME, SimulatorRequest, firmware_uploads
 
 STYLE = """

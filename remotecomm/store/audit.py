@@ -36,6 +36,10 @@ AUDIT_KINDS = {
                           "`final`)",
     "job-created": "a maintenance job was asked for (`device_id`, `action`, `key`, `state`)",
     "job-finished": "a maintenance job ended (`state`, `error_code`)",
+    "firmware-uploaded": "a firmware image was uploaded (`image_id`, `version`, `size`, "
+                         "`sha256`)",
+    "firmware-download-refused": "a firmware job's download reference was refused (`job_id`, "
+                                 "`reason`: wrong-token, used, expired, job-over)",
 }
 
 

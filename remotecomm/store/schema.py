@@ -267,10 +267,32 @@ jobs = Table(
     Column("error_code", String(32), nullable=True),
     Column("error", String(300), nullable=True),
     Column("result", Text, nullable=True),
+    # A firmware job: its image, the one-time download reference (its token's hash; the
+    # token itself only ever goes to the device) and how far the device got.
+    Column("image_id", String(64), nullable=True),
+    Column("download_token_sha256", String(64), nullable=True),
+    Column("download_expires_us", BigInteger, nullable=True),
+    Column("downloaded_us", BigInteger, nullable=True),
+    Column("progress_phase", String(16), nullable=True),
+    Column("progress_percent", Integer, nullable=True),
 )
 Index("ix_jobs_unit_created", jobs.c.unit_id, jobs.c.created_us)
 Index("ix_jobs_device_state", jobs.c.device_id, jobs.c.state)
 Index("ix_jobs_state", jobs.c.state)
+
+# Firmware images uploaded to the manager for its devices (the files live in the data
+# folder, named by image ID).
+firmware_images = Table(
+    "firmware_images", metadata,
+    Column("image_id", String(64), primary_key=True),
+    Column("unit_id", String(64), nullable=False),
+    Column("version", String(32), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("uploaded_by", String(128), nullable=False),
+    Column("uploaded_us", BigInteger, nullable=False),
+)
+Index("ix_firmware_images_unit", firmware_images.c.unit_id, firmware_images.c.uploaded_us)
 
 # Runs of scheduled jobs, one row per job and period: inserting the row claims the period
 # (so one process runs it, once), finishing it records the outcome.
@@ -299,4 +321,5 @@ Index("ix_audit_at", audit.c.at_us)
 __all__ = ["metadata", "units", "users", "memberships", "terminals", "api_tokens", "devices",
            "sessions", "relay_nodes", "session_connections", "session_device_reports", "audit",
            "scheduled_runs", "report_recipients", "report_schedules", "report_mailings", "jobs",
+           "firmware_images",
            "ROLES", "SESSION_SIDES", "RELAY_NODE_STATES"]

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import treq
 from twisted.internet import error as net_error
 from twisted.internet.defer import CancelledError, TimeoutError
-from twisted.web.client import (Agent, RequestTransmissionFailed, ResponseFailed,
+from twisted.web.client import (Agent, FileBodyProducer, RequestTransmissionFailed, ResponseFailed,
                                 ResponseNeverReceived)
 
-from remotecomm.command_line import EXIT_NOT_LOGGED_IN, EXIT_UNREACHABLE, CliError
+from remotecomm.command_line import EXIT_NOT_LOGGED_IN, EXIT_UNREACHABLE, EXIT_USAGE, CliError
 from remotecomm.messages import text
 from remotecomm.tls import TLSSetupError, https_policy
 
@@ -76,23 +76,43 @@ class ApiClient:
         if raw is not None:
             self._answer(response, raw)
 
+    async def upload(self, path: str, source: Path, on_sent: Callable[[int], None],
+                     timeout: float) -> dict[str, Any]:
+        """POST the file ``source`` as the raw body of ``path`` (streamed from disk),
+        telling ``on_sent`` how many bytes went so far; the JSON answer."""
+        try:
+            file = open(source, "rb")  # noqa: SIM115 -- closed below
+        except OSError as e:
+            raise CliError(text("cannot-read", path=source, reason=e.strerror or str(e)),
+                           EXIT_USAGE) from None
+        with file:
+            producer = FileBodyProducer(_CountingReader(file, on_sent))
+            response, raw = await self._send("POST", path, None, self._read, payload=producer,
+                                             content_type=b"application/octet-stream",
+                                             timeout=timeout)
+        return self._answer(response, raw)
+
     async def _send(self, method: str, path: str, body: dict | None, read, *,
-                    accept: bytes = b"application/json"):
+                    accept: bytes = b"application/json", payload=None,
+                    content_type: bytes | None = None, timeout: float | None = None):
         url = self._base_url + path
         headers = self._headers()
         headers[b"accept"] = [accept]
-        data = None
+        data = payload
+        if content_type is not None:
+            headers[b"content-type"] = [content_type]
         if body is not None:
             headers[b"content-type"] = [b"application/json"]
             data = json.dumps(body).encode("utf-8")
+        timeout = timeout or self._timeout
         try:
             response = await self._http.request(method, url, headers=headers, data=data,
-                                                timeout=self._timeout)
+                                                timeout=timeout)
             return response, await read(response)
         except _TooLarge:
             raise CliError(text("answer-too-large", url=self._base_url)) from None
         except (TimeoutError, CancelledError):
-            raise CliError(text("timeout", url=self._base_url, seconds=self._timeout),
+            raise CliError(text("timeout", url=self._base_url, seconds=timeout),
                            EXIT_UNREACHABLE) from None
         except (net_error.ConnectError, net_error.DNSLookupError, net_error.ConnectionLost,
                 ResponseFailed, ResponseNeverReceived, RequestTransmissionFailed) as e:
@@ -117,6 +137,31 @@ class ApiClient:
         chunks: list[bytes] = []
         await treq.collect(response, _bounded(MAX_ANSWER_BYTES, chunks.append))
         return b"".join(chunks)
+
+
+class _CountingReader:
+    """A file as a body producer reads it, counting the bytes read (= sent, give or take
+    one chunk) for a progress bar."""
+
+    def __init__(self, file, on_read: Callable[[int], None]):
+        self._file = file
+        self._on_read = on_read
+        self._read = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._file.read(size)
+        self._read += len(data)
+        self._on_read(self._read)
+        return data
+
+    def seek(self, *args):
+        return self._file.seek(*args)
+
+    def tell(self) -> int:
+        return self._file.tell()
+
+    def close(self) -> None:
+        self._file.close()
 
 
 class _TooLarge(ValueError):

@@ -20,6 +20,7 @@ from remotecomm.accounts.passwords import MAX_PASSWORD_BYTES, HasherBusy
 from remotecomm.clock import iso_from_us
 from remotecomm.identifiers import APP_ID, DEVICE_ID, REQUEST_ID, TERMINAL_ID, USER_ID, is_valid
 from remotecomm.json_http import ApiError, Route, Router, no_more_fields, read_json, take_str
+from remotecomm.maintenance.firmware import FirmwareImages
 from remotecomm.maintenance.service import JobService
 from remotecomm.reports.mail import ReportMailer
 from remotecomm.sessions.broker import SessionBroker, SessionError
@@ -97,7 +98,7 @@ class Api:
                  broker: SessionBroker | None = None, extra_routes: list[Route] | None = None,
                  notices: dict[str, Callable[[], object]] | None = None,
                  collector: RecordCollector | None = None, mailer: ReportMailer | None = None,
-                 jobs: JobService | None = None,
+                 jobs: JobService | None = None, firmware: FirmwareImages | None = None,
                  devices_link_up: Callable[[], bool] = lambda: True):
         self._accounts = accounts
         self._store = store
@@ -107,7 +108,7 @@ class Api:
         self._broker = broker
         self._collector = collector
         self._reports = ReportRoutes(store, clock, self._caller, session_filters, mailer)
-        self._jobs = JobRoutes(jobs, self._caller)
+        self._jobs = JobRoutes(jobs, self._caller, firmware)
         self._devices_link_up = devices_link_up
         self._extra_routes = list(extra_routes or [])
 

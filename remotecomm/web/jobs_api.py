@@ -6,41 +6,93 @@ answers ``202`` with the job; ``GET`` on the same path lists that device's
 jobs; ``GET /api/v1/jobs`` the unit's; ``GET /api/v1/jobs/{job_id}`` one;
 ``DELETE`` on it withdraws a job still queued.  Another unit's devices and
 jobs look like none.
+
+Firmware: ``POST /api/v1/firmware?version=V`` uploads an image (the raw
+body, streamed to disk by :mod:`remotecomm.http_files`: refused from its
+``Content-Length`` or without credentials before it is read), ``GET`` on it
+lists the unit's images, and a ``{"action": "firmware", "image_id"}`` job
+installs one.  ``GET /api/v1/firmware-downloads/{job_id}`` is the device's
+one-time download reference (``Authorization: Bearer`` with the token the job
+request carried; ``Range`` resumes).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Awaitable, Callable
 
+from twisted.internet.defer import ensureDeferred
 from twisted.web import server
 
 from remotecomm.accounts.login import Caller
-from remotecomm.identifiers import DEVICE_ID, JOB_ID, SETTING_NAME, is_valid
-from remotecomm.json_http import ApiError, Route, no_more_fields, read_json, take_str
+from remotecomm.http_files import StreamedUpload, UploadError, serve_file
+from remotecomm.identifiers import (DEVICE_ID, IMAGE_ID, JOB_ID, SETTING_NAME, TOKEN, VERSION_TEXT,
+                                    is_valid)
+from remotecomm.json_http import ANSWERED, ApiError, Route, no_more_fields, read_json, take_str
+from remotecomm.maintenance.firmware import DownloadRefused, FirmwareImages
 from remotecomm.maintenance.lifecycle import MAX_WAIT_ONLINE_US
-from remotecomm.maintenance.messages import ACTIONS
+from remotecomm.maintenance.messages import ACTIONS, MAX_FIRMWARE_BYTES
 from remotecomm.maintenance.service import JobError, JobService
 from remotecomm.sessions.messages import MAX_VALUE_LENGTH
 from remotecomm.store.engine import StoreBusy
 from remotecomm.web.answers import BUSY, with_iso_times
 
 MAX_WAIT_SECONDS = MAX_WAIT_ONLINE_US // 1_000_000
+UPLOAD_PATH = b"/api/v1/firmware"
+MAX_RUNNING_UPLOADS = 4
+
+
+def firmware_uploads(folder: Path, max_size: int = MAX_FIRMWARE_BYTES,
+                     max_running: int = MAX_RUNNING_UPLOADS):
+    """The manager site's upload chooser: ``POST /api/v1/firmware`` streams into
+    ``folder``; refused at once without credentials, over the size, or past
+    ``max_running`` uploads at a time."""
+    def upload_for(method: bytes, path: bytes, headers, length: int | None, running: int):
+        if method != b"POST" or path != UPLOAD_PATH:
+            return None
+        if not headers.hasHeader(b"authorization"):
+            raise UploadError("log in first: send 'Authorization: Bearer <token>'", 401,
+                              "unauthenticated")
+        if running >= max_running:
+            raise UploadError(f"{max_running} uploads are running; try again later", 503,
+                              "busy")
+        return StreamedUpload(folder, max_size, None, length)
+
+    return upload_for
+
+
+def _download_token(request: server.Request) -> str | None:
+    """The device's token: only in the Authorization header (no query, no cookie)."""
+    if request.args or request.getHeader(b"cookie") is not None:
+        raise ApiError(400, "ambiguous-credentials", "send the token only in the "
+                                                     "Authorization header")
+    scheme, _, value = (request.getHeader(b"authorization") or b"").partition(b" ")
+    token = value.strip().decode("ascii", "replace")
+    return token if scheme.lower() == b"bearer" and is_valid(TOKEN, token) else None
+
+
+def _source(request: server.Request) -> str | None:
+    return getattr(request.getClientAddress(), "host", None)
 
 
 class JobRoutes:
     """Maintenance jobs for the caller's unit."""
 
     def __init__(self, jobs: JobService | None,
-                 caller: Callable[[server.Request], Awaitable[tuple[Caller, str]]]):
+                 caller: Callable[[server.Request], Awaitable[tuple[Caller, str]]],
+                 firmware: FirmwareImages | None = None):
         self._jobs = jobs
         self._caller = caller
+        self._firmware = firmware
 
     def routes(self) -> list[Route]:
         """The routes to add to the API's router."""
         return [Route("/api/v1/devices/{device_id}/jobs", post=self.create,
                       get=self.device_jobs),
                 Route("/api/v1/jobs", get=self.unit_jobs),
-                Route("/api/v1/jobs/{job_id}", get=self.one, delete=self.cancel)]
+                Route("/api/v1/jobs/{job_id}", get=self.one, delete=self.cancel),
+                Route("/api/v1/firmware", post=self.upload, get=self.images),
+                Route("/api/v1/firmware-downloads/{job_id}", get=self.download)]
 
     async def _call(self, call, *args):
         if self._jobs is None:
@@ -62,7 +114,12 @@ class JobRoutes:
         key = body.pop("key", None)
         value = body.pop("value", None)
         wait = body.pop("wait_online", None)
+        image_id = body.pop("image_id", None)
         no_more_fields(body)
+        if image_id is not None and (not isinstance(image_id, str)
+                                     or not is_valid(IMAGE_ID, image_id)):
+            raise ApiError(400, "invalid-field", "image_id is not an image ID",
+                           field="image_id")
         if key is not None and not is_valid(SETTING_NAME, key):
             raise ApiError(400, "invalid-field", "key is not a setting name", field="key")
         if value is not None and (not isinstance(value, str) or not value.isprintable()
@@ -80,7 +137,7 @@ class JobRoutes:
         if not is_valid(DEVICE_ID, device_id):
             raise ApiError(404, "device-not-found", f"no device {device_id} in your unit")
         job = await self._call(self._jobs.create, caller, device_id, action, key, value,
-                               wait or None)
+                               wait or None, image_id)
         return 202, with_iso_times(job)
 
     async def device_jobs(self, request: server.Request, device_id: str):
@@ -109,3 +166,54 @@ class JobRoutes:
         if not is_valid(JOB_ID, job_id):
             raise ApiError(404, "job-not-found", "no such job")
         return 200, with_iso_times(await self._call(self._jobs.cancel, caller, job_id))
+
+    def _firmware_images(self) -> FirmwareImages:
+        if self._firmware is None:
+            raise ApiError(503, "unavailable", "firmware is not served by this manager")
+        return self._firmware
+
+    async def upload(self, request: server.Request):
+        """Keep an uploaded firmware image (the raw body) as ``?version=V``."""
+        upload: StreamedUpload | None = getattr(request, "upload", None)
+        caller, _ = await self._caller(request)
+        images = self._firmware_images()
+        versions = request.args.get(b"version", [])
+        version = versions[0].decode("ascii", "replace") if len(versions) == 1 else ""
+        if set(request.args) - {b"version"} or not is_valid(VERSION_TEXT, version):
+            raise ApiError(400, "invalid-field", "name the image's version once: "
+                                                 "?version=1.2.3 (letters, digits, . + ~ _ -)",
+                           field="version")
+        if upload is None:
+            raise ApiError(400, "invalid-upload", "send the image as the request body")
+        try:
+            image = await images.add(caller, version, upload.finish)
+        except UploadError as e:
+            raise ApiError(e.status, e.code, e.message) from None
+        except StoreBusy:
+            raise BUSY from None
+        return 201, with_iso_times(image)
+
+    async def images(self, request: server.Request):
+        """The unit's firmware images, newest first."""
+        caller, _ = await self._caller(request)
+        try:
+            found = await self._firmware_images().list(caller)
+        except StoreBusy:
+            raise BUSY from None
+        return 200, {"unit_id": caller.unit_id, "images": [with_iso_times(i) for i in found]}
+
+    async def download(self, request: server.Request, job_id: str):
+        """A device downloads the image of its firmware job (one-time reference)."""
+        images = self._firmware_images()
+        token = _download_token(request)
+        if not is_valid(JOB_ID, job_id):
+            raise ApiError(404, "not-found", "no such download")
+        try:
+            found = await images.open_download(job_id, token, _source(request))
+        except DownloadRefused as e:
+            raise ApiError(e.status, e.code, e.message) from None
+        except StoreBusy:
+            raise BUSY from None
+        serve_file(request, found.path, found.size,
+                   on_complete=lambda: ensureDeferred(images.downloaded(job_id)))
+        return 200, ANSWERED

@@ -20,10 +20,10 @@ from twisted.words.protocols.jabber.jid import JID, InvalidFormat
 from twisted.words.xish import domish
 
 from remotecomm.identifiers import (APP_ID, DEVICE_ID, JOB_ID, REQUEST_ID, SESSION_ID, SETTING_NAME,
-                                    TOKEN)
+                                    TOKEN, TOKEN_HASH, VERSION_TEXT)
 from remotecomm.json_http import MAX_JSON_DEPTH, json_depth
-from remotecomm.maintenance.messages import (ACTIONS, ERROR_CODES, MAX_RESULT_BYTES, JobRequest,
-                                             JobResult)
+from remotecomm.maintenance.messages import (ACTIONS, ERROR_CODES, MAX_RESULT_BYTES,
+                                             PROGRESS_PHASES, JobProgress, JobRequest, JobResult)
 from remotecomm.sessions.messages import (ENVELOPE_VERSIONS, MAX_APPS, MAX_REPORTS_ASKED,
                                           MAX_SETTINGS, MAX_VALUE_LENGTH, ApprovalCancelled,
                                           ApprovalDecision, ApprovalRequest, EndSession, Hello,
@@ -32,7 +32,7 @@ from remotecomm.sessions.messages import (ENVELOPE_VERSIONS, MAX_APPS, MAX_REPOR
 
 NS_DEVICE = "urn:remotecomm:device:1"
 NS_DEVICE_PREFIX = "urn:remotecomm:device:"
-_VERSION_TEXT = re.compile(r"[0-9A-Za-z.+~_-]{1,32}")
+_VERSION_TEXT = re.compile(VERSION_TEXT)
 
 # The XMPP error condition for each reason a message is refused (sessions.messages).
 REFUSAL_CONDITIONS = {"bad-request": "bad-request", "not-found": "item-not-found",
@@ -211,6 +211,7 @@ def parse_presence(presence: domish.Element, devices_domain: str) -> PresenceUpd
 _NAME = re.compile(r"[^\x00-\x1f\x7f]{1,200}")
 _INSTANT = re.compile(r"\d{1,19}")
 _RELAY_URL = re.compile(r"wss?://[^\s\"'<>]{1,250}")
+_DOWNLOAD_URL = re.compile(r"https?://[^\s\"'<>]{1,300}")
 
 
 @dataclass(frozen=True)
@@ -278,7 +279,16 @@ _PAYLOADS: dict[type, tuple[str, tuple[_Attribute, ...]]] = {
         _Attribute("deadline_us", "deadline-us", _INSTANT, "instant"),
         _Attribute("key", "key", SETTING_NAME, "optional-text"),
         _Attribute("value", "value", r"[^\x00-\x1f\x7f]{1,%d}" % MAX_VALUE_LENGTH,
-                   "optional-text"))),
+                   "optional-text"),
+        _Attribute("image_url", "image-url", _DOWNLOAD_URL, "optional-text"),
+        _Attribute("image_token", "image-token", TOKEN, "optional-text"),
+        _Attribute("image_sha256", "image-sha256", TOKEN_HASH, "optional-text"),
+        _Attribute("image_size", "image-size", r"\d{1,12}", "optional-instant"),
+        _Attribute("image_version", "image-version", _VERSION_TEXT, "optional-text"))),
+    JobProgress: ("job-progress", (
+        _Attribute("job_id", "job-id", JOB_ID),
+        _Attribute("phase", "phase", "|".join(PROGRESS_PHASES)),
+        _Attribute("percent", "percent", r"\d{1,3}", "instant"))),
     JobResult: ("job-result", (
         _Attribute("job_id", "job-id", JOB_ID),
         _Attribute("outcome", "outcome", r"done|failed"),

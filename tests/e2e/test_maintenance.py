@@ -2,6 +2,7 @@
 (S121–S125): counters, a setting set and read back, supplies, the log; a job that waits for
 an offline device runs when its agent starts."""
 
+import hashlib
 import json
 import sqlite3
 from pathlib import Path
@@ -10,6 +11,7 @@ from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
 from remotecomm.command_line import EXIT_DEVICE_OFFLINE
+from remotecomm.testing.http import http_client
 from remotecomm.testing.processes import free_port, sleep
 from remotecomm.testing.servers import ServerSetup
 
@@ -147,3 +149,70 @@ class ManagerSideOutageTests(MaintenanceTestCase):
         received = [e for e in history if e["event"] == "job-received"
                     and e["job_id"] == job["job_id"]]
         self.assertEqual(len(received), 1)
+
+
+class FirmwareTests(MaintenanceTestCase):
+    """A firmware image uploaded to the manager, downloaded by the agent over HTTPS with a
+    one-time reference, installed by the simulated MFP (its reported version changes, it
+    restarts); a wrong checksum is refused and reported, the old firmware stays (one set of
+    processes for both)."""
+
+    timeout = 60
+
+    async def wait_job(self, job_id: str, seconds: float = 30) -> dict:
+        for _ in range(int(seconds * 10)):
+            status, job = await self.setup.api("GET", f"/api/v1/jobs/{job_id}")
+            if job["state"] not in ("queued", "sent", "running"):
+                return job
+            await sleep(reactor, 0.1)
+        self.fail(f"job {job_id} is still {job['state']}")
+
+    async def upload(self, data: bytes, version: str) -> dict:
+        state = json.loads((self.setup.terminal_home / "state.json").read_text())
+        response = await http_client(reactor, self.setup.ca).post(
+            f"{self.setup.url}/api/v1/firmware?version={version}", data=data, timeout=10,
+            headers={"Authorization": f"Bearer {state['token']}",
+                     "X-Remotecomm-Terminal": state["terminal_id"]})
+        self.assertEqual(response.code, 201)
+        return json.loads(await response.content())
+
+    async def test_an_image_is_installed_and_a_wrong_one_is_refused(self):
+        image = Path(self.mktemp())
+        image.write_bytes(bytes(range(256)) * 8192)  # 2 MiB
+        code, output = await self.maintain("firmware", str(image), "--version", "4.3.0")
+        self.assertEqual(code, 0, output)
+        self.assertIn("Uploaded", output)
+        self.assertIn("Firmware 4.3.0 installed (was 4.2.1); the device restarted.", output)
+        # The manager's device list shows the new version once the device is back.
+        for _ in range(100):
+            device = (await self.setup.device_list())["mfp-1"]
+            if device.get("firmware_version") == "4.3.0" and device["online"]:
+                break
+            await sleep(reactor, 0.1)
+        self.assertEqual(device["firmware_version"], "4.3.0")
+        _, jobs = await self.setup.api("GET", "/api/v1/devices/mfp-1/jobs")
+        (done,) = jobs["jobs"]
+        self.assertEqual((done["state"], done["progress"]),
+                         ("done", {"phase": "install", "percent": 100}))
+        self.assertEqual(done["result"]["sha256"], hashlib.sha256(image.read_bytes()).hexdigest())
+        installed = self.setup.agent_dir("mfp-1") / "mfp-data" / "firmware" / "firmware.bin"
+        self.assertEqual(installed.read_bytes(), image.read_bytes())
+
+        # An image whose bytes changed on the manager after its upload: the agent's check
+        # refuses it, the job fails saying so, the device keeps 4.3.0.
+        newest = await self.upload(image.read_bytes(), "4.4.0")
+        _, uploaded = await self.setup.api("GET", "/api/v1/firmware")
+        self.assertEqual([i["version"] for i in uploaded["images"]], ["4.4.0", "4.3.0"])
+        stored = self.setup.folder / "data" / "firmware" / "images" / f"{newest['image_id']}.bin"
+        data = bytearray(stored.read_bytes())
+        data[1000] ^= 0xFF
+        stored.write_bytes(bytes(data))
+        status, job = await self.setup.api("POST", "/api/v1/devices/mfp-1/jobs",
+                                           {"action": "firmware",
+                                            "image_id": newest["image_id"]})
+        self.assertEqual(status, 202, job)
+        job = await self.wait_job(job["job_id"])
+        self.assertEqual((job["state"], job["error_code"]), ("failed", "checksum-mismatch"))
+        self.assertEqual((await self.setup.device_list())["mfp-1"]["firmware_version"], "4.3.0")
+        self.assertEqual(sorted(p.name for p in (self.setup.agent_dir("mfp-1") / "data" /
+                                                 "firmware").iterdir()), [])

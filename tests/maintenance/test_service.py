@@ -1,5 +1,6 @@
 """Tests for remotecomm.maintenance (lifecycle and service): S121–S125 on the manager."""
 
+import hashlib
 from pathlib import Path
 
 from twisted.internet.defer import Deferred, fail, succeed
@@ -9,7 +10,8 @@ from twisted.words.protocols.jabber.xmlstream import TimeoutError
 
 from remotecomm.accounts.login import Caller
 from remotecomm.maintenance import lifecycle as jl
-from remotecomm.maintenance.messages import JobResult
+from remotecomm.maintenance.firmware import DownloadRefused, FirmwareImages
+from remotecomm.maintenance.messages import JobProgress, JobResult
 from remotecomm.maintenance.service import JobError, JobService
 from remotecomm.sessions.messages import MessageRefused, SettingSpec
 from remotecomm.store.accounts import insert_unit
@@ -207,3 +209,134 @@ class JobServiceTests(SynchronousTestCase):
         listed = self.wait(self.service.list(ALICE))
         self.assertEqual({j["job_id"] for j in listed}, {queued["job_id"], running["job_id"]})
         self.assertEqual([j["device_id"] for j in listed], ["mfp-1", "mfp-2"])  # newest first
+
+    def test_a_running_job_sent_again_keeps_its_deadline_and_a_failed_resend_fails_nothing(self):
+        """A hello while a job runs (a device describing new firmware, say) sends it again;
+        the device has it, so nothing about the job changes, even if the re-send fails."""
+        job = self.wait(self.create())
+        self.clock.advance(30)
+        self.devices.reachable.discard("mfp-1")
+        self.wait(self.service.device_returned("mfp-1"))
+        again = self.wait(self.service.get(ALICE, job["job_id"]))
+        self.assertEqual(again["state"], "running")
+        self.clock.advance(31)
+        self.wait(self.service.sweep())
+        self.assertEqual(self.wait(self.service.get(ALICE, job["job_id"]))["state"],
+                         "timed-out")
+
+
+class FirmwareJobTests(SynchronousTestCase):
+    """Firmware images, firmware jobs and their one-time download references."""
+
+    def setUp(self):
+        self.clock = Clock()
+        self.clock.advance(T0)
+        folder = Path(self.mktemp())
+        self.store = migrated_inline_store(folder / "manager.sqlite3")
+        self.addCleanup(self.store.engine.dispose)
+        for unit in ("acme", "globex"):
+            self.store.run_sync(insert_unit, unit, unit, "UTC", 0)
+        for device, unit in (("mfp-1", "acme"), ("gx-1", "globex")):
+            self.store.run_sync(insert_device, device, unit, "Front desk", "M", 0)
+            self.store.run_sync(record_hello, device, "0.1", 1, [], 0, "4.2.1", [], 1)
+        self.devices = FakeDevices()
+        self.images = FirmwareImages(self.store, self.clock, folder / "firmware",
+                                     "https://manager.example:8443/")
+        self.service = JobService(self.store, self.clock, self.devices, self.images)
+        self.image = self.upload(b"\x7fELF" * 1000, "4.3.0")
+
+    def wait(self, coroutine):
+        return self.successResultOf(Deferred.fromCoroutine(coroutine))
+
+    def refused(self, coroutine, kind=JobError):
+        return self.failureResultOf(Deferred.fromCoroutine(coroutine), kind).value
+
+    def upload(self, data: bytes, version: str, caller=ALICE) -> dict:
+        def finish(path: Path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+            return len(data), hashlib.sha256(data).hexdigest()
+
+        return self.wait(self.images.add(caller, version, finish))
+
+    def install(self) -> tuple[dict, object]:
+        job = self.wait(self.service.create(ALICE, "mfp-1", "firmware", None, None, None,
+                                            self.image["image_id"]))
+        return job, self.devices.sent[-1][1]
+
+    def test_the_request_names_a_reference_never_the_image(self):
+        job, request = self.install()
+        self.assertEqual((job["state"], job["image_id"]), ("running", self.image["image_id"]))
+        self.assertEqual(request.image_url, "https://manager.example:8443/api/v1/"
+                                            f"firmware-downloads/{job['job_id']}")
+        self.assertEqual((request.image_sha256, request.image_size, request.image_version),
+                         (self.image["sha256"], 4000, "4.3.0"))
+        self.assertEqual(request.deadline_us, (T0 + 900) * S)
+        found = self.wait(self.images.open_download(job["job_id"], request.image_token))
+        self.assertEqual((found.size, found.path.read_bytes()[:4]), (4000, b"\x7fELF"))
+        kinds = [r["kind"] for r in self.store.run_sync(audit_records, None)]
+        self.assertIn("firmware-uploaded", kinds)
+
+    def test_a_used_wrong_or_expired_reference_is_refused_and_audited(self):
+        job, request = self.install()
+        wrong = self.failureResultOf(Deferred.fromCoroutine(
+            self.images.open_download(job["job_id"], "x" * 43)), DownloadRefused).value
+        self.assertEqual((wrong.status, wrong.code), (403, "download-refused"))
+        self.wait(self.images.downloaded(job["job_id"]))
+        used = self.failureResultOf(Deferred.fromCoroutine(
+            self.images.open_download(job["job_id"], request.image_token)),
+            DownloadRefused).value
+        self.assertEqual((used.status, used.code), (410, "reference-used"))
+        other, other_request = self.install()
+        self.clock.advance(901)
+        expired = self.failureResultOf(Deferred.fromCoroutine(
+            self.images.open_download(other["job_id"], other_request.image_token)),
+            DownloadRefused).value
+        self.assertEqual((expired.status, expired.code), (410, "reference-expired"))
+        unknown = self.failureResultOf(Deferred.fromCoroutine(
+            self.images.open_download("job-" + "y" * 22, request.image_token)),
+            DownloadRefused).value
+        self.assertEqual(unknown.status, 404)
+        reasons = [r["detail"]["reason"] for r in self.store.run_sync(audit_records, None)
+                   if r["kind"] == "firmware-download-refused"]
+        self.assertEqual(reasons, ["wrong-token", "used", "expired"])
+
+    def test_sending_again_replaces_the_reference(self):
+        job, first = self.install()
+        self.devices.reachable.discard("mfp-1")
+        restarted = JobService(self.store, self.clock, self.devices, self.images)
+        self.devices.reachable.add("mfp-1")
+        self.store.run_sync(lambda c: c.exec_driver_sql(
+            "UPDATE jobs SET state = 'sent' WHERE job_id = ?", (job["job_id"],)))
+        self.wait(restarted.device_returned("mfp-1"))
+        second = self.devices.sent[-1][1]
+        self.assertNotEqual(first.image_token, second.image_token)
+        self.assertEqual(self.failureResultOf(Deferred.fromCoroutine(
+            self.images.open_download(job["job_id"], first.image_token)),
+            DownloadRefused).value.code, "download-refused")
+        self.wait(self.images.open_download(job["job_id"], second.image_token))
+
+    def test_progress_only_goes_forward_and_only_from_its_device(self):
+        job, _ = self.install()
+        for phase, percent in (("download", 40), ("download", 20), ("install", 10),
+                               ("download", 90)):
+            self.wait(self.service.on_progress("mfp-1", JobProgress(job["job_id"], phase,
+                                                                    percent), "x"))
+        shown = self.wait(self.service.get(ALICE, job["job_id"]))
+        self.assertEqual(shown["progress"], {"phase": "install", "percent": 10})
+        refusal = self.failureResultOf(Deferred.fromCoroutine(self.service.on_progress(
+            "gx-1", JobProgress(job["job_id"], "install", 50), "x")), MessageRefused).value
+        self.assertEqual(refusal.code, "not-found")
+
+    def test_an_image_of_another_unit_or_none_is_refused(self):
+        theirs = self.upload(b"gx", "1.0", caller=GINA)
+        for image_id, code in ((theirs["image_id"], "image-not-found"),
+                               ("fw-" + "z" * 22, "image-not-found")):
+            error = self.refused(self.service.create(ALICE, "mfp-1", "firmware", None, None,
+                                                     None, image_id))
+            self.assertEqual((error.status, error.code), (404, code))
+        for action, image_id in (("firmware", None), ("counters", self.image["image_id"])):
+            error = self.refused(self.service.create(ALICE, "mfp-1", action, None, None, None,
+                                                     image_id))
+            self.assertEqual(error.code, "invalid-parameters")
+        self.assertEqual([i["version"] for i in self.wait(self.images.list(ALICE))], ["4.3.0"])

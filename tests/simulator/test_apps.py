@@ -14,7 +14,7 @@ from twisted.web.client import Agent, HTTPConnectionPool
 
 from remotecomm.simulator.device_state import DeviceState, StateError
 from remotecomm.simulator import firmware
-from remotecomm.http_uploads import MultipartFile, StreamedUpload, UploadError
+from remotecomm.http_files import MultipartFile, StreamedUpload, UploadError
 from remotecomm.simulator.remote_panel import remote_panel_site
 from remotecomm.simulator.web_server import web_server_site
 

@@ -5,8 +5,10 @@ import json
 from hypothesis import given, settings, strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from remotecomm.identifiers import APP_ID, JOB_ID, REQUEST_ID, SESSION_ID, SETTING_NAME
-from remotecomm.maintenance.messages import ACTIONS, ERROR_CODES, JobRequest, JobResult
+from remotecomm.identifiers import (APP_ID, JOB_ID, REQUEST_ID, SESSION_ID, SETTING_NAME, TOKEN,
+                                    TOKEN_HASH)
+from remotecomm.maintenance.messages import (ACTIONS, ERROR_CODES, MAX_FIRMWARE_BYTES,
+                                             PROGRESS_PHASES, JobProgress, JobRequest, JobResult)
 from remotecomm.sessions.messages import (MAX_REPORTS_ASKED, REFUSALS, ApprovalCancelled,
                                           ApprovalDecision, ApprovalRequest, EndSession, Hello,
                                           KeptReports, MessageRefused, ReportRequest, SessionReady,
@@ -236,11 +238,37 @@ class MessageCodecPropertyTests(SynchronousTestCase):
         self.roundtrip(message)
 
     @given(st.builds(JobRequest, job_id=st.from_regex(JOB_ID, fullmatch=True),
-                     action=st.sampled_from(ACTIONS), deadline_us=instants,
+                     action=st.sampled_from([a for a in ACTIONS if a != "firmware"]),
+                     deadline_us=instants,
                      key=st.none() | st.from_regex(SETTING_NAME, fullmatch=True),
                      value=st.none() | names))
     def test_job_request(self, message):
         self.roundtrip(message)
+
+    @given(st.builds(JobRequest, job_id=st.from_regex(JOB_ID, fullmatch=True),
+                     action=st.just("firmware"), deadline_us=instants,
+                     image_url=st.from_regex(r"https://[a-z0-9.-]{1,30}(:[0-9]{1,5})?/[A-Za-z0-9/_-]"
+                                             r"{0,60}", fullmatch=True),
+                     image_token=st.from_regex(TOKEN, fullmatch=True),
+                     image_sha256=st.from_regex(TOKEN_HASH, fullmatch=True),
+                     image_size=st.integers(1, MAX_FIRMWARE_BYTES), image_version=versions))
+    def test_firmware_job_request(self, message):
+        self.roundtrip(message)
+
+    def test_a_firmware_request_without_its_image_is_refused(self):
+        iq = parse("<iq type='set'><job-request xmlns='urn:remotecomm:device:1' "
+                   "job-id='job-AAAAAAAAAAAAAAAAAAAAAA' action='firmware' deadline-us='5'/></iq>")
+        self.assertRaises(PayloadError, decode, iq)
+
+    @given(st.builds(JobProgress, job_id=st.from_regex(JOB_ID, fullmatch=True),
+                     phase=st.sampled_from(PROGRESS_PHASES), percent=st.integers(0, 100)))
+    def test_job_progress(self, message):
+        self.roundtrip(message)
+
+    def test_progress_over_a_hundred_percent_is_refused(self):
+        iq = parse("<iq type='set'><job-progress xmlns='urn:remotecomm:device:1' "
+                   "job-id='job-AAAAAAAAAAAAAAAAAAAAAA' phase='install' percent='101'/></iq>")
+        self.assertRaises(PayloadError, decode, iq)
 
     @settings(max_examples=100)
     @given(st.from_regex(JOB_ID, fullmatch=True), instants,

@@ -1,11 +1,14 @@
-"""Streamed, hashed, size-capped uploads over twisted.web: one helper for every upload.
+"""Files over twisted.web: streamed, hashed, size-capped uploads, and ranged downloads.
+
+Uploads -- one helper for every upload.
 
 twisted.web hands a resource the request only after the whole body came in
 (into memory or a temporary file), and it parses multipart forms in memory.
 A site that takes large files sets :class:`UploadRequest` as its request
-factory and an ``upload_for(method, path, headers, length)`` chooser:
+factory and an ``upload_for(method, path, headers, length, running)`` chooser:
 
-* for a method and path that take an upload, the chooser returns a
+* for a method and path that take an upload (and the number of uploads
+  running on the site), the chooser returns a
   :class:`StreamedUpload` -- or raises :class:`UploadError` to refuse at
   once from the headers alone (a ``Content-Length`` over the cap, no
   credentials, too many uploads running): the answer goes out and the
@@ -22,6 +25,10 @@ factory and an ``upload_for(method, path, headers, length)`` chooser:
 Other requests keep the small-body cap of
 :class:`~remotecomm.json_http.BoundedRequest`.  The manager's firmware upload
 and the simulated MFP's firmware page both use this.
+
+Downloads -- :func:`serve_file` streams a file (or the one byte range a
+``Range`` header asks for, so that a broken download resumes) with a
+producer, and says when its last byte went out.
 """
 
 from __future__ import annotations
@@ -29,12 +36,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import secrets
 from pathlib import Path
+from typing import Callable
 
 from twisted.logger import Logger
+from twisted.web import server, static
 
-from remotecomm.json_http import BoundedRequest
+from remotecomm.json_http import ApiError, BoundedRequest
 
 log = Logger()
 
@@ -239,7 +249,8 @@ class UploadRequest(BoundedRequest):
             method = getattr(self.channel, "_command", b"")
             path = getattr(self.channel, "_path", b"").split(b"?")[0]
             try:
-                upload = chooser(method, path, self.requestHeaders, length)
+                upload = chooser(method, path, self.requestHeaders, length,
+                                 len(_site_uploads(self)))
             except UploadError as e:
                 super().gotLength(0)
                 self._refuse_now(e)
@@ -287,3 +298,60 @@ def _site_uploads(request) -> set:
     if not hasattr(site, "uploads"):
         site.uploads = set()
     return site.uploads
+
+
+_RANGE = re.compile(r"bytes=(\d{0,15})-(\d{0,15})")
+
+
+def requested_range(header: bytes | None, size: int) -> tuple[int, int] | None:
+    """The one byte range (first, last) a ``Range`` header asks of ``size`` bytes;
+    ``None`` for the whole file (no header, several ranges or one we do not read, as RFC
+    9110 allows); ``416 range-not-satisfiable`` for a range past the end."""
+    if header is None:
+        return None
+    match = _RANGE.fullmatch(header.decode("latin-1").strip())
+    if match is None or match.group(1) == match.group(2) == "":
+        return None
+    first, last = match.groups()
+    if first == "":
+        start, end = max(size - int(last), 0), size - 1
+    else:
+        start = int(first)
+        end = min(int(last), size - 1) if last else size - 1
+        if last and int(last) < start:
+            return None
+    if start >= size or size == 0:
+        raise ApiError(416, "range-not-satisfiable", f"the file has {size} bytes",
+                       headers={"Content-Range": f"bytes */{size}"})
+    return start, end
+
+
+def serve_file(request: server.Request, path: Path, size: int,
+               on_complete: Callable[[], object] | None = None,
+               media_type: bytes = b"application/octet-stream") -> None:
+    """Answer ``request`` with the file at ``path`` (``size`` bytes), whole or the byte
+    range it asks for, streamed under the transport's backpressure; ``on_complete()`` once
+    the answer holding the file's last byte was written out whole.  A file that is gone is
+    ``404 not-found``."""
+    wanted = requested_range(request.getHeader(b"range"), size)
+    start, end = wanted or (0, size - 1)
+    try:
+        file = open(path, "rb")  # noqa: SIM115 -- the producer closes it
+    except FileNotFoundError:
+        raise ApiError(404, "not-found", "the file is gone") from None
+    request.setResponseCode(206 if wanted else 200)
+    if wanted:
+        request.setHeader(b"content-range", b"bytes %d-%d/%d" % (start, end, size))
+    request.setHeader(b"server", b"remotecomm")
+    request.setHeader(b"content-type", media_type)
+    request.setHeader(b"content-length", b"%d" % (end - start + 1))
+    request.setHeader(b"accept-ranges", b"bytes")
+    request.setHeader(b"cache-control", b"no-store")
+    request.setHeader(b"x-content-type-options", b"nosniff")
+    if request.method == b"HEAD":
+        file.close()
+        request.finish()
+        return
+    if on_complete is not None and end == size - 1:
+        request.notifyFinish().addCallbacks(lambda _: on_complete(), lambda _: None)
+    static.SingleRangeStaticProducer(request, file, start, end - start + 1).start()
