@@ -9,6 +9,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import deferLater
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 
@@ -121,6 +122,33 @@ class FilesOverHttpTests(TestCase):
                                 + chunk * 3)
         self.assertTrue(answer.startswith(b"HTTP/1.1 413 "), answer[:60])
         self.assertEqual(list((self.folder / "incoming").iterdir()), [])
+
+    async def test_a_truncated_upload_leaves_nothing(self):
+        received, closed = [], Deferred()
+
+        class BreaksOff(Protocol):
+            def connectionMade(self):
+                self.transport.write(b"POST /api/v1/firmware HTTP/1.1\r\nHost: m\r\n"
+                                     b"Authorization: Bearer x\r\nContent-Length: 9000\r\n\r\n"
+                                     + b"z" * 4000)
+                reactor.callLater(0.1, self.transport.loseConnection)
+
+            def dataReceived(self, data):
+                received.append(data)
+
+            def connectionLost(self, reason):
+                closed.callback(None)
+
+        await TCP4ClientEndpoint(reactor, "127.0.0.1", self.port.getHost().port).connect(
+            Factory.forProtocol(BreaksOff))
+        await closed
+        for _ in range(20):
+            if not self.site.uploads:
+                break
+            await deferLater(reactor, 0.05, lambda: None)
+        self.assertEqual((received, self.site.uploads), ([], set()))
+        self.assertEqual(list((self.folder / "incoming").iterdir()), [])
+        self.assertFalse((self.folder / "kept.bin").exists())
 
     async def test_a_download_resumes_with_range_and_completes_once(self):
         response = await self.http.get(self.url + "/file", headers={"Range": "bytes=1000-"})
