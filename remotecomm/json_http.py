@@ -179,6 +179,7 @@ class Route:
     """A path pattern (``/api/v1/sessions/{request_id}``) and a handler per method."""
 
     def __init__(self, pattern: str, **handlers: Handler):
+        self.pattern = pattern
         self.segments = pattern.strip("/").split("/")
         self.handlers = {method.upper(): handler for method, handler in handlers.items()}
 
@@ -241,6 +242,7 @@ class Router(Resource):
                 allowed = ", ".join(sorted(route.handlers))
                 raise ApiError(405, "method-not-allowed", f"use {allowed} here",
                                headers={"Allow": allowed})
+            request.endpoint = f"{method} {route.pattern}"  # for permission checks
             return route.handlers[method], params
         raise ApiError(404, "not-found", "no such resource")
 

@@ -13,6 +13,10 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "logged-in": "Logged in as {user_id} (unit {unit_id}) on terminal {terminal_id}; "
                      "the token expires at {expires_at}.",
         "logged-out": "Logged out.",
+        "choose-unit": "You belong to several units ({units}): choose the one to act in with "
+                       "`remotecomm unit UNIT`.",
+        "units": "Acting in unit {current}; your units: {units}{provider}.",
+        "not-your-unit": "you have no unit {unit_id} (yours: {units})",
         "not-logged-in": "not logged in: run `remotecomm login` first",
         "no-server": "no server URL: use --server, REMOTECOMM_SERVER or server_url in {path}",
         "no-devices": "No devices in unit {unit_id}.",
@@ -122,6 +126,9 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "init-cert-kept": "Kept the existing server certificate {path}",
         "init-db": "Database {path} is at schema {revision}",
         "unit-added": "Unit {unit_id} created ({time_zone}).",
+        "provider-admin-added": "Provider admin {user_id} created (administers every unit).",
+        "add-user-usage": "name the user's unit (--unit UNIT) or make them a provider admin "
+                          "(--provider-admin), one of the two",
         "user-added": "User {user_id} created in unit {unit_id} as {role}.",
         "device-added": "Device {device_id} registered in unit {unit_id}.",
         "agent-config-written": "Device agent config written to {path} (it holds the "

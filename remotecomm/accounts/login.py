@@ -13,6 +13,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from remotecomm.accounts.passwords import PasswordHasherPool
+from remotecomm.accounts.permissions import PROVIDER_ADMIN, TECHNICIAN, UNIT_ADMIN
 from remotecomm.accounts.throttle import LoginThrottle
 from remotecomm.clock import now_us, seconds_to_us
 from remotecomm.store import accounts as account_queries
@@ -38,23 +39,46 @@ INVALID_CREDENTIALS = Refused("invalid-credentials", "user ID or password is wro
 
 @dataclass(frozen=True)
 class Caller:
-    """An authenticated API caller: who, in which unit, from which terminal."""
+    """An authenticated API caller: who, acting in which unit (``None``: no unit named and
+    none implied) with which role there, from which terminal."""
 
     user_id: str
-    unit_id: str
+    unit_id: str | None
     role: str
     terminal_id: str
+    memberships: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
 class IssuedToken:
-    """A fresh API token, returned once to the terminal that logged in."""
+    """A fresh API token, returned once to the terminal that logged in, with the units the
+    user acts in (``unit_id``: the one the requests default to, if there is one)."""
 
     token: str
     expires_us: int
     user_id: str
-    unit_id: str
+    unit_id: str | None
     terminal_id: str
+    provider_admin: bool = False
+    memberships: tuple[tuple[str, str], ...] = ()
+
+
+def acting_unit(provider_admin: bool, memberships: tuple[tuple[str, str], ...],
+                unit_id: str | None) -> tuple[str | None, str]:
+    """The unit a request acts in and the caller's role there: the unit it names, or the
+    caller's only unit; without either, the caller's highest role and no unit.  A named
+    unit the caller has no part in is :class:`Refused` ``unit-not-found`` (for a provider
+    admin, the caller checks that it exists)."""
+    roles = dict(memberships)
+    if unit_id is None and len(roles) == 1:
+        unit_id = next(iter(roles))
+    if unit_id is not None and not provider_admin and unit_id not in roles:
+        raise Refused("unit-not-found", f"no unit {unit_id} of yours")
+    if provider_admin:
+        return unit_id, PROVIDER_ADMIN
+    if unit_id is not None:
+        return unit_id, roles[unit_id]
+    return None, UNIT_ADMIN if UNIT_ADMIN in roles.values() else TECHNICIAN
 
 
 class Accounts:
@@ -85,9 +109,10 @@ class Accounts:
             self._throttle.record_failure(user_id, source_address)
             reason = ("unknown-user" if record is None else
                       "disabled" if matches else "wrong-password")
+            units = record.memberships if record else ()
             await self._store.run(append_audit, now_us(self._clock), LOGIN_FAILED,
                                   actor=user_id, source_address=source_address,
-                                  unit_id=record.unit_id if record else None,
+                                  unit_id=units[0][0] if len(units) == 1 else None,
                                   terminal_id=terminal_id, reason=reason)
             log.info("login refused for {user_id} from {source_address}",
                      user_id=user_id, source_address=source_address)
@@ -101,12 +126,16 @@ class Accounts:
                               terminal_id, issued_us, expires_us, source_address)
         log.info("user {user_id} logged in on terminal {terminal_id}",
                  user_id=user_id, terminal_id=terminal_id)
+        default_unit, _ = acting_unit(record.provider_admin, record.memberships, None)
         return IssuedToken(token=token, expires_us=expires_us, user_id=user_id,
-                           unit_id=record.unit_id, terminal_id=terminal_id)
+                           unit_id=default_unit, terminal_id=terminal_id,
+                           provider_admin=record.provider_admin,
+                           memberships=record.memberships)
 
     async def authenticate(self, token: str | None, terminal_id: str | None,
-                           source_address: str) -> Caller:
-        """The caller an API token stands for, if it is valid for ``terminal_id`` now."""
+                           source_address: str, unit_id: str | None = None) -> Caller:
+        """The caller an API token stands for, if it is valid for ``terminal_id`` now,
+        acting in ``unit_id`` (default: their only unit)."""
         if token is None:
             raise Refused("unauthenticated", "this call needs an API token: log in first")
         record = (await self._store.run(account_queries.token_record, token_hash(token))
@@ -120,12 +149,18 @@ class Accounts:
             refusal = Refused("terminal-mismatch",
                               "the API token belongs to another terminal: log in again")
         else:
-            return Caller(user_id=record.user_id, unit_id=record.unit_id, role=record.role,
-                          terminal_id=record.terminal_id)
+            unit, role = acting_unit(record.provider_admin, record.memberships, unit_id)
+            if unit is not None and record.provider_admin and unit not in dict(
+                    record.memberships) and not await self._store.run(
+                    account_queries.unit_exists, unit):
+                raise Refused("unit-not-found", f"no unit {unit}")
+            return Caller(user_id=record.user_id, unit_id=unit, role=role,
+                          terminal_id=record.terminal_id, memberships=record.memberships)
+        units = record.memberships if record else ()
         await self._store.run(append_audit, now, TOKEN_REFUSED,
                               actor=record.user_id if record else None,
                               source_address=source_address,
-                              unit_id=record.unit_id if record else None,
+                              unit_id=units[0][0] if len(units) == 1 else None,
                               terminal_id=terminal_id, reason=refusal.code)
         raise refusal
 

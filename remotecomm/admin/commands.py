@@ -123,15 +123,19 @@ def add_unit(config: ServerConfig, clock: IReactorTime, unit_id: str, name: str,
 
 
 def add_user(config: ServerConfig, clock: IReactorTime, user_id: str, display_name: str,
-             password: str, unit_id: str, role: str) -> str:
-    """Create a user in a unit, with an argon2id hash of the password."""
+             password: str, unit_id: str | None, role: str,
+             provider_admin: bool = False) -> str:
+    """Create a user in a unit (or a provider admin, in none), with an argon2id hash of the
+    password."""
     try:
         check_new_password(password)
     except PasswordRuleError as e:
         raise CliError(str(e), EXIT_USAGE) from None
     password_hash = make_hasher(config.accounts.password_hash).hash(password)
     _provision(config, account_queries.insert_user, user_id, display_name, password_hash,
-               unit_id, role, now_us(clock))
+               unit_id, None if provider_admin else role, now_us(clock), provider_admin)
+    if provider_admin:
+        return text("provider-admin-added", user_id=user_id)
     return text("user-added", user_id=user_id, unit_id=unit_id, role=role)
 
 

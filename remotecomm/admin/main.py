@@ -45,9 +45,13 @@ def build_parser(prog: str = "remotecomm-admin") -> argparse.ArgumentParser:
     unit.add_argument("unit_id", type=identifier(UNIT_ID, "unit ID"))
     unit.add_argument("--name", type=printable_text(200), required=True)
     unit.add_argument("--time-zone", required=True, help="IANA time zone, e.g. Europe/Berlin")
-    user = admin_commands.add_parser("add-user", help="create a user in a unit")
+    user = admin_commands.add_parser("add-user", help="create a user in a unit, or a provider "
+                                                      "admin (every unit)")
     user.add_argument("user_id", type=identifier(USER_ID, "user ID (lower case)"))
-    user.add_argument("--unit", type=identifier(UNIT_ID, "unit ID"), required=True)
+    user.add_argument("--unit", type=identifier(UNIT_ID, "unit ID"))
+    user.add_argument("--provider-admin", action="store_true",
+                      help="administers every unit (the first one is made here; more through "
+                           "the admin API)")
     user.add_argument("--role", choices=ROLES, default="technician")
     user.add_argument("--name", type=printable_text(200),
                       help="display name (default: the user ID)")
@@ -88,10 +92,12 @@ def run(args: argparse.Namespace) -> list[str]:
     if args.admin_command == "add-unit":
         return [commands.add_unit(config, reactor, args.unit_id, args.name, args.time_zone)]
     if args.admin_command == "add-user":
+        if (args.unit is None) != args.provider_admin:
+            raise CliError(text("add-user-usage"), EXIT_USAGE)
         password = read_password(args.password_stdin, text("password-prompt",
                                                            user_id=args.user_id), True)
         return [commands.add_user(config, reactor, args.user_id, args.name or args.user_id,
-                                  password, args.unit, args.role)]
+                                  password, args.unit, args.role, args.provider_admin)]
     if args.admin_command == "revoke-device":
         return commands.revoke_device(config, reactor, args.device_id)
     if args.admin_command in ("disable-user", "enable-user"):

@@ -21,6 +21,7 @@ from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 
 from remotecomm.accounts.login import Caller
+from remotecomm.accounts.permissions import allowed
 from remotecomm.clock import now_us
 from remotecomm.relay.gateway import AllocationRequest, EndOrder
 from remotecomm.sessions import lifecycle as lc, records, rows
@@ -473,8 +474,8 @@ class SessionBroker:
         if row is None or row.unit_id != caller.unit_id:
             raise SessionError(404, "session-not-found", "no such session")
         own = row.user_id == caller.user_id
-        if not own and caller.role != "unit-admin":
-            raise SessionError(403, "not-allowed", "only the session's user or a unit admin "
+        if not own and not allowed(caller.role, "sessions.end-any"):
+            raise SessionError(403, "forbidden", "only the session's user or an admin "
                                "may end it")
         at = now_us(self._clock)
 

@@ -19,26 +19,27 @@ class NotFound(Exception):
 
 @dataclass(frozen=True)
 class LoginRecord:
-    """What a login needs to know of a user."""
+    """What a login needs to know of a user: password, state, and the units they act in
+    (``memberships``: (unit ID, role) pairs, by unit ID)."""
 
     user_id: str
     password_hash: str
     disabled: bool
-    unit_id: str
-    role: str
+    provider_admin: bool
+    memberships: tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True)
 class TokenRecord:
-    """Who an API token belongs to, and whether it still holds."""
+    """Who an API token belongs to, whether it still holds, and the owner's units."""
 
     user_id: str
     terminal_id: str
     expires_us: int
     revoked_us: int | None
     disabled: bool
-    unit_id: str
-    role: str
+    provider_admin: bool
+    memberships: tuple[tuple[str, str], ...]
 
 
 def insert_unit(connection: Connection, unit_id: str, name: str, time_zone: str,
@@ -51,28 +52,53 @@ def insert_unit(connection: Connection, unit_id: str, name: str, time_zone: str,
 
 
 def insert_user(connection: Connection, user_id: str, display_name: str, password_hash: str,
-                unit_id: str, role: str, now_us: int) -> None:
-    """Create a user with their one membership (one unit per user, for now)."""
+                unit_id: str | None, role: str | None, now_us: int,
+                provider_admin: bool = False) -> None:
+    """Create a user with a first membership (``unit_id`` and ``role``; none for a provider
+    admin, who needs none)."""
     if connection.execute(select(users.c.user_id).where(users.c.user_id == user_id)).first():
         raise AlreadyExists(f"user {user_id} exists already")
-    if not connection.execute(select(units.c.unit_id).where(units.c.unit_id == unit_id)).first():
+    if unit_id is not None and not unit_exists(connection, unit_id):
         raise NotFound(f"no unit {unit_id}")
     connection.execute(insert(users).values(user_id=user_id, display_name=display_name,
                                             password_hash=password_hash, disabled=False,
-                                            created_us=now_us))
+                                            created_us=now_us, provider_admin=provider_admin))
+    if unit_id is not None:
+        add_membership(connection, user_id, unit_id, role, now_us)
+
+
+def add_membership(connection: Connection, user_id: str, unit_id: str, role: str,
+                   now_us: int) -> None:
+    """Give a user a role in one more unit (or a new role in one of theirs)."""
+    if not unit_exists(connection, unit_id):
+        raise NotFound(f"no unit {unit_id}")
+    connection.execute(delete(memberships).where(memberships.c.user_id == user_id,
+                                                 memberships.c.unit_id == unit_id))
     connection.execute(insert(memberships).values(user_id=user_id, unit_id=unit_id, role=role,
                                                   created_us=now_us))
 
 
+def memberships_of(connection: Connection, user_id: str) -> tuple[tuple[str, str], ...]:
+    """The user's (unit ID, role) pairs, by unit ID."""
+    return tuple((row.unit_id, row.role) for row in connection.execute(
+        select(memberships.c.unit_id, memberships.c.role)
+        .where(memberships.c.user_id == user_id).order_by(memberships.c.unit_id)))
+
+
+def unit_exists(connection: Connection, unit_id: str) -> bool:
+    """Whether the unit exists."""
+    return connection.execute(select(units.c.unit_id).where(units.c.unit_id == unit_id)
+                              ).first() is not None
+
+
 def login_record(connection: Connection, user_id: str) -> LoginRecord | None:
-    """The user's password hash and membership, or ``None`` if there is no such user."""
+    """The user's password hash and memberships, or ``None`` if there is no such user."""
     row = connection.execute(
         select(users.c.user_id, users.c.password_hash, users.c.disabled,
-               memberships.c.unit_id, memberships.c.role)
-        .join(memberships, memberships.c.user_id == users.c.user_id)
-        .where(users.c.user_id == user_id)
-    ).first()
-    return LoginRecord(**row._mapping) if row else None
+               users.c.provider_admin).where(users.c.user_id == user_id)).first()
+    if row is None:
+        return None
+    return LoginRecord(**row._mapping, memberships=memberships_of(connection, user_id))
 
 
 def record_login(connection: Connection, token_hash: str, user_id: str, terminal_id: str,
@@ -96,13 +122,13 @@ def token_record(connection: Connection, token_hash: str) -> TokenRecord | None:
     """The API token's owner and validity, or ``None`` if no such token was issued."""
     row = connection.execute(
         select(api_tokens.c.user_id, api_tokens.c.terminal_id, api_tokens.c.expires_us,
-               api_tokens.c.revoked_us, users.c.disabled, memberships.c.unit_id,
-               memberships.c.role)
+               api_tokens.c.revoked_us, users.c.disabled, users.c.provider_admin)
         .join(users, users.c.user_id == api_tokens.c.user_id)
-        .join(memberships, memberships.c.user_id == api_tokens.c.user_id)
         .where(api_tokens.c.token_hash == token_hash)
     ).first()
-    return TokenRecord(**row._mapping) if row else None
+    if row is None:
+        return None
+    return TokenRecord(**row._mapping, memberships=memberships_of(connection, row.user_id))
 
 
 def revoke_token(connection: Connection, token_hash: str, now_us: int) -> bool:

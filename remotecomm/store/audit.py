@@ -15,7 +15,11 @@ TOKEN_REFUSED = "api-token-refused"
 
 # The one table of audit kinds: what each means.  docs/protocol.md's table is this one
 # (tests/store/test_audit_kinds.py checks it); append_audit takes no other kind.
+PERMISSION_DENIED = "permission-denied"
+
 AUDIT_KINDS = {
+    PERMISSION_DENIED: "an API call the caller's role does not allow (`endpoint`, `action`, "
+                       "`role`)",
     LOGIN_FAILED: "a login was refused (`reason`: unknown-user, wrong-password, disabled)",
     LOGIN_THROTTLED: "a login was refused by the throttle",
     TOKEN_REFUSED: "an API call's token was refused (`reason`: the error code)",

@@ -28,6 +28,8 @@ users = Table(
     Column("password_hash", String(255), nullable=False),
     Column("disabled", Boolean, nullable=False),
     Column("created_us", BigInteger, nullable=False),
+    # A provider admin administers every unit; memberships give everyone else their units.
+    Column("provider_admin", Boolean, nullable=False, server_default=false()),
 )
 
 memberships = Table(

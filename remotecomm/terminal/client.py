@@ -26,7 +26,8 @@ class ApiClient:
     """Calls the manager's API and turns every failure into a :class:`CliError`."""
 
     def __init__(self, reactor, base_url: str, ca_path: Path | None, terminal_id: str,
-                 token: str | None = None, timeout: float = 15.0, user_id: str | None = None):
+                 token: str | None = None, timeout: float = 15.0, user_id: str | None = None,
+                 unit_id: str | None = None):
         try:
             policy = https_policy(ca_path)
         except TLSSetupError as e:
@@ -39,12 +40,15 @@ class ApiClient:
         self.user_id = user_id  # who is logged in here (for queries about one's own)
         self._token = token
         self._timeout = timeout
+        self.unit_id = unit_id  # the unit calls act in (None: the user's only unit)
 
     def _headers(self) -> dict[bytes, list[bytes]]:
         headers = {b"accept": [b"application/json"],
                    b"x-remotecomm-terminal": [self._terminal_id.encode("ascii")]}
         if self._token is not None:
             headers[b"authorization"] = [b"Bearer " + self._token.encode("ascii")]
+        if self.unit_id is not None:
+            headers[b"x-remotecomm-unit"] = [self.unit_id.encode("ascii")]
         return headers
 
     async def get(self, path: str) -> dict[str, Any]:

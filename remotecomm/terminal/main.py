@@ -39,7 +39,7 @@ from remotecomm.command_line import (EXIT_APPROVAL_TIMEOUT, EXIT_DEVICE_NOT_FOUN
                                      EXIT_SESSION_EXISTS, EXIT_SESSION_LOST, EXIT_UNKNOWN_APP,
                                      EXIT_UNREACHABLE, EXIT_USAGE, CliError, identifier,
                                      read_password, report, table)
-from remotecomm.identifiers import APP_ID, DEVICE_ID, MAIL_ADDRESS, REQUEST_ID, USER_ID
+from remotecomm.identifiers import APP_ID, DEVICE_ID, MAIL_ADDRESS, REQUEST_ID, UNIT_ID, USER_ID
 from remotecomm.messages import text
 from remotecomm.relay.client import RelayClient, RelayClosed
 from remotecomm.terminal import maintain as maintenance
@@ -89,6 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
     login.add_argument("--user", type=str.lower, help="your user ID")
     login.add_argument("--password-stdin", action="store_true",
                        help="read the password from the first line of standard input")
+    login.add_argument("--unit", type=identifier(UNIT_ID, "unit ID"),
+                       help="the unit to act in, if you belong to several (remembered)")
+    unit = commands.add_parser("unit", help="show your units, or choose the one commands act "
+                                            "in (remembered)")
+    unit.add_argument("unit_id", nargs="?", type=identifier(UNIT_ID, "unit ID"))
     commands.add_parser("logout", help="revoke this terminal's API token")
     open_parser = commands.add_parser("open", help="ask a device for a session with one of "
                                                    "its apps and wait for the operator")
@@ -156,6 +161,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def choose_unit(state, unit_id: str) -> None:
+    """Make ``unit_id`` the unit commands act in, if the user belongs to it (a provider
+    admin may pick any: the server checks that it exists)."""
+    if not state.provider_admin and unit_id not in (state.units or []):
+        raise CliError(text("not-your-unit", unit_id=unit_id,
+                            units=", ".join(state.units or []) or "none"), EXIT_USAGE)
+    state.unit_id = unit_id
+
+
 async def _run_terminal(reactor, args: argparse.Namespace) -> list[str]:
     home = terminal_home()
     settings = load_settings(home, args.server, args.ca)
@@ -166,7 +180,7 @@ async def _run_terminal(reactor, args: argparse.Namespace) -> list[str]:
             raise CliError(text("not-logged-in"), EXIT_NOT_LOGGED_IN)
         return ApiClient(reactor, settings.server_url or state.server_url,
                          settings.ca_certificate, state.terminal_id, token=state.token,
-                         timeout=args.timeout, user_id=state.user_id)
+                         timeout=args.timeout, user_id=state.user_id, unit_id=state.unit_id)
 
     if args.command == "close":
         return await close_session(reactor, args.device_id, api_client)
@@ -190,9 +204,29 @@ async def _run_terminal(reactor, args: argparse.Namespace) -> list[str]:
         except (KeyError, ValueError, TypeError):
             raise CliError(f"the server at {settings.server_url} gave no token") from None
         state.server_url, state.user_id = settings.server_url, user_id
+        memberships = answer.get("memberships") if isinstance(answer.get("memberships"),
+                                                              list) else []
+        state.units = [str(m.get("unit_id")) for m in memberships if isinstance(m, dict)]
+        state.provider_admin = answer.get("provider_admin") is True
+        state.unit_id = answer.get("unit_id") if isinstance(answer.get("unit_id"), str) else None
+        if args.unit is not None:
+            choose_unit(state, args.unit)
         save_state(home, state)
-        return [text("logged-in", user_id=user_id, unit_id=answer.get("unit_id"),
-                     terminal_id=state.terminal_id, expires_at=answer.get("expires_at"))]
+        lines = [text("logged-in", user_id=user_id, unit_id=state.unit_id or "none chosen",
+                      terminal_id=state.terminal_id, expires_at=answer.get("expires_at"))]
+        if state.unit_id is None:
+            lines.append(text("choose-unit", units=", ".join(state.units) or "any"))
+        return lines
+
+    if args.command == "unit":
+        if state.token is None:
+            raise CliError(text("not-logged-in"), EXIT_NOT_LOGGED_IN)
+        if args.unit_id is not None:
+            choose_unit(state, args.unit_id)
+            save_state(home, state)
+        return [text("units", current=state.unit_id or "none chosen",
+                     units=", ".join(state.units or []) or "none",
+                     provider=" (provider admin: any unit)" if state.provider_admin else "")]
 
     client = api_client()
     if args.command == "logout":

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from remotecomm.command_line import EXIT_USAGE, CliError
 from remotecomm.config import ConfigError, ConfigFile
-from remotecomm.identifiers import TERMINAL_ID, is_valid
+from remotecomm.identifiers import TERMINAL_ID, UNIT_ID, is_valid
 
 SERVER_URL_PATTERN = r"https?://[^\s/?#]+/?"
 
@@ -72,6 +72,9 @@ class TerminalState:
     user_id: str | None = None
     token: str | None = None
     expires_at_us: int | None = None
+    unit_id: str | None = None          # the unit commands act in (None: the only one)
+    units: list[str] | None = None      # the units the user belongs to, as of the login
+    provider_admin: bool = False
 
 
 def new_terminal_id() -> str:
@@ -97,6 +100,10 @@ def load_state(home: Path) -> TerminalState:
         token=data.get("token") if isinstance(data.get("token"), str) else None,
         expires_at_us=data.get("expires_at_us") if isinstance(data.get("expires_at_us"), int)
         else None,
+        unit_id=data.get("unit_id") if is_valid(UNIT_ID, data.get("unit_id")) else None,
+        units=[u for u in data.get("units") or [] if is_valid(UNIT_ID, u)]
+        if isinstance(data.get("units"), list) else None,
+        provider_admin=data.get("provider_admin") is True,
     )
 
 

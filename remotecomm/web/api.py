@@ -17,14 +17,17 @@ from twisted.web import server
 
 from remotecomm.accounts.login import Accounts, Caller, Refused
 from remotecomm.accounts.passwords import MAX_PASSWORD_BYTES, HasherBusy
-from remotecomm.clock import iso_from_us
-from remotecomm.identifiers import APP_ID, DEVICE_ID, REQUEST_ID, TERMINAL_ID, USER_ID, is_valid
+from remotecomm.accounts.permissions import ACTIONS, ENDPOINTS, allowed
+from remotecomm.clock import iso_from_us, now_us
+from remotecomm.identifiers import (APP_ID, DEVICE_ID, REQUEST_ID, TERMINAL_ID, UNIT_ID, USER_ID,
+                                    is_valid)
 from remotecomm.json_http import ApiError, Route, Router, no_more_fields, read_json, take_str
 from remotecomm.maintenance.firmware import FirmwareImages
 from remotecomm.maintenance.service import JobService
 from remotecomm.reports.mail import ReportMailer
 from remotecomm.sessions.broker import SessionBroker, SessionError
 from remotecomm.sessions.collection import RecordCollector
+from remotecomm.store.audit import PERMISSION_DENIED, append_audit
 from remotecomm.store.devices import devices_of_unit
 from remotecomm.store.engine import Store, StoreBusy
 from remotecomm.web.answers import BUSY, with_iso_times
@@ -34,6 +37,7 @@ from remotecomm.web.reports_api import ReportRoutes, wants_csv
 log = Logger()
 
 TERMINAL_HEADER = b"x-remotecomm-terminal"
+UNIT_HEADER = b"x-remotecomm-unit"
 READINESS_TIMEOUT = 2.0
 
 _REFUSAL_STATUS = {
@@ -43,6 +47,7 @@ _REFUSAL_STATUS = {
     "token-expired": 401,
     "terminal-mismatch": 401,
     "too-many-attempts": 429,
+    "unit-not-found": 404,
 }
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
@@ -130,18 +135,52 @@ class Api:
         ])
 
     async def _caller(self, request: server.Request) -> tuple[Caller, str]:
+        """The logged-in caller, acting in the unit the request names (or their only
+        unit), allowed to do what the endpoint does (:mod:`remotecomm.accounts.permissions`:
+        the one place permissions are checked)."""
         token = _bearer_token(request)
         terminal = request.getHeader(TERMINAL_HEADER)
         terminal_id = terminal.decode("ascii", "replace") if terminal is not None else None
         if token is not None and terminal_id is None:
             raise ApiError(401, "missing-terminal-id",
                            "send the terminal ID in the X-Remotecomm-Terminal header")
+        named = request.getHeader(UNIT_HEADER)
+        unit_id = named.decode("ascii", "replace") if named is not None else None
+        if unit_id is not None and not is_valid(UNIT_ID, unit_id):
+            raise ApiError(404, "unit-not-found", f"no unit {unit_id!r}")
         try:
-            return await self._accounts.authenticate(token, terminal_id, _source(request)), token
+            caller = await self._accounts.authenticate(token, terminal_id, _source(request),
+                                                       unit_id)
         except Refused as refusal:
             raise _api_error(refusal) from None
         except StoreBusy:
             raise BUSY from None
+        await self._check_permission(request, caller)
+        return caller, token
+
+    async def _check_permission(self, request: server.Request, caller: Caller) -> None:
+        endpoint = getattr(request, "endpoint", None)
+        if endpoint not in ENDPOINTS:  # deny by default: every endpoint names its action
+            log.error("no permission rule for {endpoint}; refused", endpoint=endpoint)
+            raise ApiError(403, "forbidden", "this endpoint is not open to anyone")
+        action = ENDPOINTS[endpoint]
+        if not action:
+            return
+        if not allowed(caller.role, action):
+            try:
+                await self._store.run(append_audit, now_us(self._clock), PERMISSION_DENIED,
+                                      actor=caller.user_id, source_address=_source(request),
+                                      unit_id=caller.unit_id, endpoint=endpoint,
+                                      action=action, role=caller.role)
+            except StoreBusy:
+                raise BUSY from None
+            raise ApiError(403, "forbidden", f"a {caller.role} may not "
+                                             f"{ACTIONS[action].meaning}")
+        if ACTIONS[action].unit_scoped and caller.unit_id is None:
+            raise ApiError(400, "unit-required", "you act in several units: name one with "
+                                                 "the X-Remotecomm-Unit header (remotecomm "
+                                                 "login --unit UNIT)",
+                           units=[unit for unit, _ in caller.memberships])
 
     async def login(self, request: server.Request) -> tuple[int, dict]:
         """S101–S103: user ID, password and terminal ID in; an API token out."""
@@ -164,6 +203,9 @@ class Api:
             "user_id": issued.user_id,
             "unit_id": issued.unit_id,
             "terminal_id": issued.terminal_id,
+            "provider_admin": issued.provider_admin,
+            "memberships": [{"unit_id": unit, "role": role}
+                            for unit, role in issued.memberships],
         }
 
     async def logout(self, request: server.Request) -> tuple[int, dict]:
@@ -212,7 +254,7 @@ class Api:
         client = client_description(body.pop("client", None))
         no_more_fields(body)
         try:
-            accepted = await self._broker.request_session(caller, device_id, app_id, client)
+            accepted = await self._sessions().request_session(caller, device_id, app_id, client)
         except SessionError as e:
             raise ApiError(e.status, e.code, e.message, **e.extra) from None
         except StoreBusy:
@@ -231,7 +273,7 @@ class Api:
         caller, _ = await self._caller(request)
         if not is_valid(REQUEST_ID, request_id):
             raise ApiError(404, "session-not-found", "no such session request")
-        return 200, await self._session_call(self._broker.poll, caller, request_id)
+        return 200, await self._session_call(self._sessions().poll, caller, request_id)
 
     async def cancel_session(self, request: server.Request,
                              request_id: str) -> tuple[int, dict]:
@@ -239,7 +281,7 @@ class Api:
         caller, _ = await self._caller(request)
         if not is_valid(REQUEST_ID, request_id):
             raise ApiError(404, "session-not-found", "no such session request")
-        return 200, await self._session_call(self._broker.cancel, caller, request_id)
+        return 200, await self._session_call(self._sessions().cancel, caller, request_id)
 
     async def end_session(self, request: server.Request, request_id: str) -> tuple[int, dict]:
         """End a session from anywhere: its own user, or a unit admin of its unit."""
@@ -249,7 +291,7 @@ class Api:
         request.content.seek(0)
         if request.content.read(1):  # a body is optional, and then takes no fields
             no_more_fields(read_json(request))
-        answer = await self._session_call(self._broker.force_end, caller, request_id,
+        answer = await self._session_call(self._sessions().force_end, caller, request_id,
                                           _source(request))
         return (202 if "ending" in answer else 200), answer
 
@@ -264,7 +306,7 @@ class Api:
         caller, _ = await self._caller(request)
         filters = session_filters(request.args)
         try:
-            found = await self._broker.list_records(caller, **filters)
+            found = await self._sessions().list_records(caller, **filters)
         except StoreBusy:
             raise BUSY from None
         answer = {"unit_id": caller.unit_id,
@@ -289,6 +331,11 @@ class Api:
         except StoreBusy:
             raise BUSY from None
         return 200, dict(outcome.to_json(), unit_id=caller.unit_id)
+
+    def _sessions(self) -> SessionBroker:
+        if self._broker is None:
+            raise ApiError(503, "unavailable", "sessions are not served by this manager")
+        return self._broker
 
     async def _session_call(self, call, *args) -> dict:
         try:

@@ -94,11 +94,12 @@ class JobRoutes:
                 Route("/api/v1/firmware", post=self.upload, get=self.images),
                 Route("/api/v1/firmware-downloads/{job_id}", get=self.download)]
 
-    async def _call(self, call, *args):
+    async def _call(self, name: str, *args):
+        """The job service's method ``name`` with ``args``, its errors as API errors."""
         if self._jobs is None:
             raise ApiError(503, "unavailable", "maintenance is not available on this server")
         try:
-            return await call(*args)
+            return await getattr(self._jobs, name)(*args)
         except JobError as e:
             extra = {k: with_iso_times(v) if isinstance(v, dict) else v
                      for k, v in e.extra.items()}
@@ -136,21 +137,21 @@ class JobRoutes:
                            field="wait_online")
         if not is_valid(DEVICE_ID, device_id):
             raise ApiError(404, "device-not-found", f"no device {device_id} in your unit")
-        job = await self._call(self._jobs.create, caller, device_id, action, key, value,
+        job = await self._call("create", caller, device_id, action, key, value,
                                wait or None, image_id)
         return 202, with_iso_times(job)
 
     async def device_jobs(self, request: server.Request, device_id: str):
         """One device's jobs, newest first."""
         caller, _ = await self._caller(request)
-        found = await self._call(self._jobs.list, caller, device_id)
+        found = await self._call("list", caller, device_id)
         return 200, {"unit_id": caller.unit_id, "device_id": device_id,
                      "jobs": [with_iso_times(job) for job in found]}
 
     async def unit_jobs(self, request: server.Request):
         """The unit's jobs, newest first."""
         caller, _ = await self._caller(request)
-        found = await self._call(self._jobs.list, caller)
+        found = await self._call("list", caller)
         return 200, {"unit_id": caller.unit_id, "jobs": [with_iso_times(job) for job in found]}
 
     async def one(self, request: server.Request, job_id: str):
@@ -158,14 +159,14 @@ class JobRoutes:
         caller, _ = await self._caller(request)
         if not is_valid(JOB_ID, job_id):
             raise ApiError(404, "job-not-found", "no such job")
-        return 200, with_iso_times(await self._call(self._jobs.get, caller, job_id))
+        return 200, with_iso_times(await self._call("get", caller, job_id))
 
     async def cancel(self, request: server.Request, job_id: str):
         """Withdraw a queued job."""
         caller, _ = await self._caller(request)
         if not is_valid(JOB_ID, job_id):
             raise ApiError(404, "job-not-found", "no such job")
-        return 200, with_iso_times(await self._call(self._jobs.cancel, caller, job_id))
+        return 200, with_iso_times(await self._call("cancel", caller, job_id))
 
     def _firmware_images(self) -> FirmwareImages:
         if self._firmware is None:

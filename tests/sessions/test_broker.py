@@ -447,7 +447,7 @@ class ForceEndTests(BrokerTestCase):
     def test_refused_for_another_technician_and_another_unit(self):
         request_id = self.approved()
         error = self.failureResultOf(self.force_end(request_id, BOB), SessionError).value
-        self.assertEqual((error.status, error.code), (403, "not-allowed"))
+        self.assertEqual((error.status, error.code), (403, "forbidden"))
         error = self.failureResultOf(self.force_end(request_id, GINA), SessionError).value
         self.assertEqual((error.status, error.code), (404, "session-not-found"))
         self.assertEqual(self.row(request_id).state, "approved")

@@ -10,7 +10,7 @@ from sqlalchemy.exc import DatabaseError
 from twisted.internet import reactor
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from remotecomm.store.accounts import insert_unit, insert_user, login_record
+from remotecomm.store.accounts import insert_unit, login_record
 from remotecomm.store.audit import append_audit, audit_records
 from remotecomm.store.devices import devices_of_unit, insert_device
 from remotecomm.store.engine import (SchemaTooNew, Store, StoreBusy, current_revision,
@@ -44,13 +44,20 @@ class MigrationTests(SynchronousTestCase):
         self.assertEqual(current_revision(self.engine), "0001")
         with self.engine.begin() as connection:
             insert_unit(connection, "acme", "ACME", "Europe/Berlin", 1)
-            insert_user(connection, "alice", "Alice", "$argon2id$x", "acme", "technician", 2)
+            # Rows as the first schema had them (today's insert_user knows newer columns).
+            connection.exec_driver_sql(
+                "INSERT INTO users (user_id, display_name, password_hash, disabled, created_us)"
+                " VALUES ('alice', 'Alice', '$argon2id$x', 0, 2)")
+            connection.exec_driver_sql(
+                "INSERT INTO memberships (user_id, unit_id, role, created_us)"
+                " VALUES ('alice', 'acme', 'technician', 2)")
             insert_device(connection, "mfp-1", "acme", "MFP", "M1", 3)
             self.assertFalse(self.engine.dialect.has_table(connection, "sessions"))
         migrate(self.engine)
         self.assertEqual(current_revision(self.engine), head_revision())
         with self.engine.begin() as connection:
-            self.assertEqual(login_record(connection, "alice").unit_id, "acme")
+            self.assertEqual(login_record(connection, "alice").memberships,
+                             (("acme", "technician"),))
             self.assertEqual([d["device_id"] for d in devices_of_unit(connection, "acme")],
                              ["mfp-1"])
             self.assertEqual(connection.execute(select(sessions)).all(), [])

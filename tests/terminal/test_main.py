@@ -9,9 +9,10 @@ from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
 from remotecomm.admin import main as admin
-from remotecomm.command_line import CliError
+from remotecomm.command_line import EXIT_USAGE, CliError
 from remotecomm.terminal import main as cli
-from remotecomm.terminal.settings import load_settings, load_state, save_state
+from remotecomm.terminal.client import ApiClient
+from remotecomm.terminal.settings import TerminalState, load_settings, load_state, save_state
 
 
 class ArgumentTests(SynchronousTestCase):
@@ -337,3 +338,26 @@ class ReportOutputTests(SynchronousTestCase):
             cli._download_csv(Client(True), "/x", str(other))), cli.CliError)
         self.assertIn("broken off", str(failure.value))
         self.assertEqual(list(other.parent.glob(other.name + "*")), [])
+
+
+class UnitChoiceTests(SynchronousTestCase):
+    """The unit commands act in: one of the user's, remembered (any, for a provider admin)."""
+
+    def test_only_a_unit_of_ones_own_can_be_chosen(self):
+        state = TerminalState(terminal_id="t-" + "0" * 32, units=["acme", "globex"])
+        cli.choose_unit(state, "globex")
+        self.assertEqual(state.unit_id, "globex")
+        with self.assertRaises(CliError) as e:
+            cli.choose_unit(state, "initech")
+        self.assertEqual(e.exception.exit_code, EXIT_USAGE)
+        self.assertEqual(state.unit_id, "globex")
+        state.provider_admin = True
+        cli.choose_unit(state, "initech")
+        self.assertEqual(state.unit_id, "initech")
+
+    def test_the_client_names_the_unit_in_every_call(self):
+        client = ApiClient(None, "https://m", None, "t-" + "0" * 32, token="x" * 43,
+                           unit_id="acme")
+        self.assertEqual(client._headers()[b"x-remotecomm-unit"], [b"acme"])
+        client.unit_id = None
+        self.assertNotIn(b"x-remotecomm-unit", client._headers())

@@ -654,7 +654,7 @@ class ReportMailApiTests(ReportMailTestCase):
                 ("POST", "/api/v1/reports/send", {})):
             status, answer, _ = self.call(method, path, body, token=alice,
                                           terminal=OTHER_TERMINAL)
-            self.assertEqual((status, answer["code"]), (403, "not-allowed"), path)
+            self.assertEqual((status, answer["code"]), (403, "forbidden"), path)
         status, answer, _ = self.call("POST", "/api/v1/reports/recipients",
                                       {"address": "Ops@ACME.test"}, token=self.admin)
         self.assertEqual((status, answer), (201, {"address": "ops@acme.test", "added": True}))
