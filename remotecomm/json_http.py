@@ -243,6 +243,7 @@ class Router(Resource):
                 raise ApiError(405, "method-not-allowed", f"use {allowed} here",
                                headers={"Allow": allowed})
             request.endpoint = f"{method} {route.pattern}"  # for permission checks
+            request.route_params = params
             return route.handlers[method], params
         raise ApiError(404, "not-found", "no such resource")
 

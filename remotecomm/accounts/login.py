@@ -88,6 +88,7 @@ class Accounts:
                  clock: IReactorTime, token_lifetime: float):
         self._store = store
         self._hasher = hasher
+        self.hasher = hasher  # administration hashes new passwords with the same pool
         self._throttle = throttle
         self._clock = clock
         self._token_lifetime_us = seconds_to_us(token_lifetime)

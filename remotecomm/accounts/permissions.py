@@ -45,6 +45,15 @@ ACTIONS: dict[str, Action] = {
                                      "report now"),
     "jobs.run": Action(EVERYONE, "run, follow and withdraw maintenance jobs"),
     "firmware.upload": Action(EVERYONE, "upload and list firmware images"),
+    "units.create": Action((PROVIDER_ADMIN,), "create units", unit_scoped=False),
+    "units.list": Action(ADMINS, "list the units one administers", unit_scoped=False),
+    "units.manage": Action(ADMINS, "rename the unit or set its time zone"),
+    "users.list": Action(ADMINS, "list and show the unit's users"),
+    "users.manage": Action(ADMINS, "create the unit's users, set their roles, disable and "
+                                   "enable them, reset their passwords"),
+    "providers.manage": Action((PROVIDER_ADMIN,), "make users provider admins or no longer",
+                               unit_scoped=False),
+    "audit.read": Action(ADMINS, "read and export the unit's audit records"),
 }
 
 # Every endpoint for logged-in users → its action.  Endpoints absent here need no login
@@ -76,9 +85,24 @@ ENDPOINTS: dict[str, str] = {
     "DELETE /api/v1/jobs/{job_id}": "jobs.run",
     "POST /api/v1/firmware": "firmware.upload",
     "GET /api/v1/firmware": "firmware.upload",
+    "POST /api/v1/password": "",  # one's own password
+    "POST /api/v1/units": "units.create",
+    "GET /api/v1/units": "units.list",
+    "PATCH /api/v1/units/{unit_id}": "units.manage",
+    "GET /api/v1/users": "users.list",
+    "POST /api/v1/users": "users.manage",
+    "GET /api/v1/users/{user_id}": "users.list",
+    "PUT /api/v1/units/{unit_id}/users/{user_id}": "users.manage",
+    "DELETE /api/v1/units/{unit_id}/users/{user_id}": "users.manage",
+    "POST /api/v1/users/{user_id}/disable": "users.manage",
+    "POST /api/v1/users/{user_id}/enable": "users.manage",
+    "POST /api/v1/users/{user_id}/password": "users.manage",
+    "PUT /api/v1/users/{user_id}/provider-admin": "providers.manage",
+    "GET /api/v1/audit": "audit.read",
+    "GET /api/v1/audit.csv": "audit.read",
 }
 PUBLIC_ENDPOINTS = ("POST /api/v1/login", "GET /healthz", "GET /readyz",
-                    "GET /api/v1/firmware-downloads/{job_id}")
+                    "GET /api/v1/firmware-downloads/{job_id}", "POST /api/v1/password/set")
 
 
 def allowed(role: str, action: str) -> bool:

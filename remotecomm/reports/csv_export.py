@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 
 from remotecomm.reports.periods import local_iso
 from remotecomm.sessions.lifecycle import END_REASONS
@@ -107,4 +108,15 @@ def records_csv(records: list[dict], tz) -> bytes:
         seen = record.get("device") or {}
         row += [_cell(n, seen.get(n), tz) for n in _DEVICE_FIELDS]
         rows.append(row)
+    return _write(rows)
+
+
+def audit_csv(records: list[dict], tz) -> bytes:
+    """Audit records as CSV: time (in ``tz``), kind, actor, source address, unit, and the
+    details as JSON text."""
+    rows = [["at", "kind", "actor", "source_address", "unit_id", "detail"]]
+    for record in records:
+        rows.append([local_iso(record["at_us"], tz), record["kind"], record["actor"],
+                     record["source_address"], record["unit_id"],
+                     json.dumps(record["detail"], sort_keys=True)])
     return _write(rows)

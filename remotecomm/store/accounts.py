@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, delete, insert, select, update
 
-from remotecomm.store.schema import api_tokens, memberships, terminals, units, users
+from remotecomm.store.schema import (api_tokens, devices, memberships, password_tokens, terminals,
+                                     units, users)
 
 
 class AlreadyExists(Exception):
@@ -157,3 +158,113 @@ def set_user_disabled(connection: Connection, user_id: str, disabled: bool) -> N
                                 .values(disabled=disabled))
     if result.rowcount != 1:
         raise NotFound(f"no user {user_id}")
+
+
+# -- administration ------------------------------------------------------------------------
+
+def unit_rows(connection: Connection, unit_ids: tuple[str, ...] | None = None) -> list[dict]:
+    """Units (all, or those of ``unit_ids``), by ID, with how many users and devices."""
+    query = select(units).order_by(units.c.unit_id)
+    if unit_ids is not None:
+        query = query.where(units.c.unit_id.in_(unit_ids))
+    found = []
+    for row in connection.execute(query):
+        members = connection.execute(select(memberships.c.user_id).where(
+            memberships.c.unit_id == row.unit_id)).all()
+        device_count = connection.execute(select(devices.c.device_id).where(
+            devices.c.unit_id == row.unit_id, devices.c.revoked_us.is_(None))).all()
+        found.append({"unit_id": row.unit_id, "name": row.name, "time_zone": row.time_zone,
+                      "created_us": row.created_us, "users": len(members),
+                      "devices": len(device_count)})
+    return found
+
+
+def update_unit(connection: Connection, unit_id: str, changes: dict) -> None:
+    """Rename a unit or change its time zone."""
+    result = connection.execute(update(units).where(units.c.unit_id == unit_id)
+                                .values(**changes))
+    if result.rowcount != 1:
+        raise NotFound(f"no unit {unit_id}")
+
+
+def user_row(connection: Connection, user_id: str) -> dict | None:
+    """A user as an admin sees them (never the password hash)."""
+    row = connection.execute(select(users.c.user_id, users.c.display_name, users.c.disabled,
+                                    users.c.provider_admin, users.c.created_us)
+                             .where(users.c.user_id == user_id)).first()
+    if row is None:
+        return None
+    return {"user_id": row.user_id, "display_name": row.display_name,
+            "disabled": bool(row.disabled), "provider_admin": bool(row.provider_admin),
+            "created_us": row.created_us,
+            "memberships": [{"unit_id": unit, "role": role}
+                            for unit, role in memberships_of(connection, user_id)]}
+
+
+def users_of_unit(connection: Connection, unit_id: str) -> list[dict]:
+    """The unit's users, by ID."""
+    ids = connection.execute(select(memberships.c.user_id).where(
+        memberships.c.unit_id == unit_id).order_by(memberships.c.user_id)).scalars().all()
+    return [user_row(connection, user_id) for user_id in ids]
+
+
+def remove_membership(connection: Connection, user_id: str, unit_id: str) -> bool:
+    """Take a unit from a user; whether they had it."""
+    return connection.execute(delete(memberships).where(
+        memberships.c.user_id == user_id, memberships.c.unit_id == unit_id)).rowcount == 1
+
+
+def set_provider_admin(connection: Connection, user_id: str, provider_admin: bool) -> None:
+    """Make a user a provider admin, or no longer one."""
+    result = connection.execute(update(users).where(users.c.user_id == user_id)
+                                .values(provider_admin=provider_admin))
+    if result.rowcount != 1:
+        raise NotFound(f"no user {user_id}")
+
+
+def active_provider_admins(connection: Connection) -> list[str]:
+    """The provider admins who are not disabled."""
+    return list(connection.execute(select(users.c.user_id).where(
+        users.c.provider_admin.is_(True), users.c.disabled.is_(False))).scalars())
+
+
+def set_password_hash(connection: Connection, user_id: str, password_hash: str,
+                      now_us: int) -> int:
+    """Give a user a new password; their API tokens are revoked (how many were valid)."""
+    result = connection.execute(update(users).where(users.c.user_id == user_id)
+                                .values(password_hash=password_hash))
+    if result.rowcount != 1:
+        raise NotFound(f"no user {user_id}")
+    return revoke_user_tokens(connection, user_id, now_us)
+
+
+def revoke_user_tokens(connection: Connection, user_id: str, now_us: int) -> int:
+    """Revoke every valid API token of a user; how many."""
+    return connection.execute(update(api_tokens).where(
+        api_tokens.c.user_id == user_id, api_tokens.c.revoked_us.is_(None),
+        api_tokens.c.expires_us > now_us).values(revoked_us=now_us)).rowcount
+
+
+def password_hash_of(connection: Connection, user_id: str) -> str | None:
+    """The user's stored password hash (for a change of their own password)."""
+    return connection.execute(select(users.c.password_hash).where(
+        users.c.user_id == user_id)).scalar()
+
+
+def insert_password_token(connection: Connection, token_hash: str, user_id: str,
+                          now_us: int, expires_us: int) -> None:
+    """A one-time set-password token for a user (earlier ones stop working)."""
+    connection.execute(update(password_tokens).where(
+        password_tokens.c.user_id == user_id, password_tokens.c.used_us.is_(None))
+        .values(used_us=now_us))
+    connection.execute(insert(password_tokens).values(
+        token_hash=token_hash, user_id=user_id, created_us=now_us, expires_us=expires_us))
+
+
+def use_password_token(connection: Connection, token_hash: str, user_id: str,
+                       now_us: int) -> bool:
+    """Spend a set-password token of ``user_id`` that is still valid; whether it was."""
+    return connection.execute(update(password_tokens).where(
+        password_tokens.c.token_hash == token_hash, password_tokens.c.user_id == user_id,
+        password_tokens.c.used_us.is_(None), password_tokens.c.expires_us > now_us)
+        .values(used_us=now_us)).rowcount == 1

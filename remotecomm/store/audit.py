@@ -27,8 +27,20 @@ AUDIT_KINDS = {
     "approval-refused": "an operator's answer the manager could not take (e.g. a test "
                         "approver it does not allow)",
     "session-force-ended": "a unit admin ended a session of their unit",
-    "user-disabled": "`remotecomm-admin disable-user`",
-    "user-enabled": "`remotecomm-admin enable-user`",
+    "user-disabled": "a user was disabled (`remotecomm-admin disable-user`, or an admin "
+                     "through the API: `user_id`)",
+    "user-enabled": "a user was enabled again (likewise)",
+    "unit-created": "a provider admin created a unit (`name`, `time_zone`)",
+    "unit-changed": "an admin renamed a unit or changed its time zone",
+    "user-created": "an admin created a user in the unit (`user_id`, `role`, "
+                    "`set_password_token`: whether they got one instead of a password)",
+    "membership-set": "an admin gave a user a role in the unit (`user_id`, `role`)",
+    "membership-removed": "an admin took the unit from a user (`user_id`)",
+    "provider-admin-changed": "a provider admin made a user one, or no longer one",
+    "password-reset": "an admin reset a user's password (their tokens were revoked)",
+    "password-changed": "a user changed their own password",
+    "password-set": "a new user set their password with a one-time token",
+    "password-token-refused": "a set-password token was wrong, used or expired",
     "device-revoked": "`remotecomm-admin revoke-device`",
     "report-recipient-added": "a unit admin added a report recipient (`address`)",
     "report-recipient-removed": "a unit admin removed a report recipient (`address`)",
@@ -72,3 +84,21 @@ def audit_records(connection: Connection, kind: str | None = None) -> list[dict]
         query = query.where(audit.c.kind == kind)
     return [dict(row._mapping, detail=json.loads(row.detail))
             for row in connection.execute(query)]
+
+
+def unit_audit(connection: Connection, unit_id: str, kind: str | None = None,
+               actor: str | None = None, from_us: int | None = None, to_us: int | None = None,
+               before_id: int | None = None, limit: int = 100) -> list[dict]:
+    """A unit's audit records, newest first, filtered; ``before_id`` pages back."""
+    query = select(audit).where(audit.c.unit_id == unit_id)
+    for column, value in ((audit.c.kind, kind), (audit.c.actor, actor)):
+        if value is not None:
+            query = query.where(column == value)
+    if from_us is not None:
+        query = query.where(audit.c.at_us >= from_us)
+    if to_us is not None:
+        query = query.where(audit.c.at_us < to_us)
+    if before_id is not None:
+        query = query.where(audit.c.audit_id < before_id)
+    rows = connection.execute(query.order_by(audit.c.audit_id.desc()).limit(limit))
+    return [dict(row._mapping, detail=json.loads(row.detail)) for row in rows]

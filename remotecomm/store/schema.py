@@ -41,6 +41,17 @@ memberships = Table(
     CheckConstraint("role IN ('technician', 'unit-admin')", name="ck_memberships_role"),
 )
 
+# One-time tokens that let a new user set their own password (only the hash is kept).
+password_tokens = Table(
+    "password_tokens", metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("user_id", String(128), nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    Column("expires_us", BigInteger, nullable=False),
+    Column("used_us", BigInteger, nullable=True),
+)
+Index("ix_password_tokens_user", password_tokens.c.user_id)
+
 terminals = Table(
     "terminals", metadata,
     Column("terminal_id", String(64), primary_key=True),
@@ -323,5 +334,5 @@ Index("ix_audit_at", audit.c.at_us)
 __all__ = ["metadata", "units", "users", "memberships", "terminals", "api_tokens", "devices",
            "sessions", "relay_nodes", "session_connections", "session_device_reports", "audit",
            "scheduled_runs", "report_recipients", "report_schedules", "report_mailings", "jobs",
-           "firmware_images",
+           "firmware_images", "password_tokens",
            "ROLES", "SESSION_SIDES", "RELAY_NODE_STATES"]

@@ -15,6 +15,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.web import server
 
+from remotecomm.accounts.administration import AccountAdmin
 from remotecomm.accounts.login import Accounts, Caller, Refused
 from remotecomm.accounts.passwords import MAX_PASSWORD_BYTES, HasherBusy
 from remotecomm.accounts.permissions import ACTIONS, ENDPOINTS, allowed
@@ -30,6 +31,7 @@ from remotecomm.sessions.collection import RecordCollector
 from remotecomm.store.audit import PERMISSION_DENIED, append_audit
 from remotecomm.store.devices import devices_of_unit
 from remotecomm.store.engine import Store, StoreBusy
+from remotecomm.web.admin_api import AdminRoutes
 from remotecomm.web.answers import BUSY, with_iso_times
 from remotecomm.web.jobs_api import JobRoutes
 from remotecomm.web.reports_api import ReportRoutes, wants_csv
@@ -114,6 +116,8 @@ class Api:
         self._collector = collector
         self._reports = ReportRoutes(store, clock, self._caller, session_filters, mailer)
         self._jobs = JobRoutes(jobs, self._caller, firmware)
+        self._admin = AdminRoutes(AccountAdmin(store, accounts.hasher, clock), store, clock,
+                                  self._caller, _instant, _source)
         self._devices_link_up = devices_link_up
         self._extra_routes = list(extra_routes or [])
 
@@ -127,6 +131,7 @@ class Api:
             Route("/api/v1/sessions/collect", post=self.collect_records),
             *self._reports.routes(),
             *self._jobs.routes(),
+            *self._admin.routes(),
             Route("/api/v1/sessions/{request_id}", get=self.poll_session,
                   delete=self.cancel_session),
             Route("/api/v1/sessions/{request_id}/end", post=self.end_session),
@@ -146,6 +151,7 @@ class Api:
                            "send the terminal ID in the X-Remotecomm-Terminal header")
         named = request.getHeader(UNIT_HEADER)
         unit_id = named.decode("ascii", "replace") if named is not None else None
+        unit_id = getattr(request, "route_params", {}).get("unit_id", unit_id)  # the path's
         if unit_id is not None and not is_valid(UNIT_ID, unit_id):
             raise ApiError(404, "unit-not-found", f"no unit {unit_id!r}")
         try:

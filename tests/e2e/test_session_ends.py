@@ -87,17 +87,21 @@ class ManagerEndsTests(TestCase):
                           self.connections(request_id).items()},
                          {"device": "revoked", "terminal": "revoked"})
 
-        # Disabling the user ends their session within 5 s, and their API calls stop.
+        # Disabling the user (a unit admin, through the admin API) ends their session within
+        # 5 s, and their API calls stop.
         opening, request_id = await self.held_session()
-        code, output = await self.setup.admin("disable-user", "alice")
-        self.assertEqual(code, 0, output)
+        code, answer = await self.setup.api("POST", "/api/v1/users/alice/disable",
+                                            home=self.homes["adam"])
+        self.assertEqual((code, answer["disabled"]), (200, True))
         row = await self.ended_within(5)
         self.assertEqual((row["request_id"], row["end_reason"], row["end_detail"]),
                          (request_id, "revoked", "user disabled"))
         await opening.ended()
         code, answer = await self.setup.api("GET", "/api/v1/devices")
         self.assertEqual(code, 401)
-        self.assertEqual((await self.setup.admin("enable-user", "alice"))[0], 0)
+        code, answer = await self.setup.api("POST", "/api/v1/users/alice/enable",
+                                            home=self.homes["adam"])
+        self.assertEqual((code, answer["disabled"]), (200, False))
         await self.setup.login("alice")
 
         # Revoking the device ends its session within 5 s.
