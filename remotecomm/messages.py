@@ -13,6 +13,17 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "logged-in": "Logged in as {user_id} (unit {unit_id}) on terminal {terminal_id}; "
                      "the token expires at {expires_at}.",
         "logged-out": "Logged out.",
+        "set-password-token": "One-time token for {user_id} (valid 24 h, shown only now): "
+                              "{token}\n  They set their password with: remotecomm passwd "
+                              "--user {user_id} --token {token}",
+        "unit-created": "Unit {unit_id} created.",
+        "password-reset": "The password of {user_id} was reset; their tokens were revoked.",
+        "no-unit-chosen": "choose the unit first: remotecomm unit UNIT",
+        "audit-written": "Wrote the audit log to {path}.",
+        "current-password-prompt": "Current password: ",
+        "new-password-prompt": "New password: ",
+        "password-set": "Password set for {user_id}: log in with remotecomm login.",
+        "password-changed": "Password changed; log in again (your tokens were revoked).",
         "choose-unit": "You belong to several units ({units}): choose the one to act in with "
                        "`remotecomm unit UNIT`.",
         "units": "Acting in unit {current}; your units: {units}{provider}.",

@@ -255,12 +255,16 @@ class AccountAdmin:
         at = now_us(self._clock)
 
         def redeem(connection):
+            # Audited under the user's (first) unit, where its admins look.
+            units = account_rows.memberships_of(connection, user_id)
+            unit_id = units[0][0] if units else None
             if not account_rows.use_password_token(connection, token_hash(token), user_id, at):
                 append_audit(connection, at, "password-token-refused", actor=user_id,
-                             source_address=source)
+                             source_address=source, unit_id=unit_id)
                 return False
             account_rows.set_password_hash(connection, user_id, fresh, at)
-            append_audit(connection, at, "password-set", actor=user_id, source_address=source)
+            append_audit(connection, at, "password-set", actor=user_id, source_address=source,
+                         unit_id=unit_id)
             return True
 
         if not await self._store.run(redeem):

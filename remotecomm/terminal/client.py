@@ -59,6 +59,10 @@ class ApiClient:
         """DELETE ``path``; the answer's JSON object, or :class:`CliError`."""
         return await self._call("DELETE", path, None)
 
+    async def request(self, method: str, path: str, body: dict | None) -> dict[str, Any]:
+        """``method`` on ``path`` with ``body`` as JSON (PUT, PATCH …); the JSON answer."""
+        return await self._call(method, path, body)
+
     async def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """POST ``body`` as JSON to ``path`` and return the JSON answer."""
         return await self._call("POST", path, body)

@@ -42,7 +42,7 @@ from remotecomm.command_line import (EXIT_APPROVAL_TIMEOUT, EXIT_DEVICE_NOT_FOUN
 from remotecomm.identifiers import APP_ID, DEVICE_ID, MAIL_ADDRESS, REQUEST_ID, UNIT_ID, USER_ID
 from remotecomm.messages import text
 from remotecomm.relay.client import RelayClient, RelayClosed
-from remotecomm.terminal import maintain as maintenance
+from remotecomm.terminal import admin as administration, maintain as maintenance
 from remotecomm.terminal.client import ApiClient
 from remotecomm.terminal.local_port import (ACCESS_HEADER, LocalAccess, LocalPortFactory,
                                             session_label)
@@ -154,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
         recipient_actions.add_parser(action, help=f"{action} a recipient").add_argument(
             "address", type=identifier(MAIL_ADDRESS, "e-mail address"))
     maintenance.add_parsers(commands)
+    administration.add_parsers(commands)
     one = commands.add_parser("session", help="one session's whole record")
     one.add_argument("request_id", type=identifier(REQUEST_ID, "request ID"))
     one.add_argument("--json", action="store_true", help="print the answer as JSON")
@@ -228,7 +229,20 @@ async def _run_terminal(reactor, args: argparse.Namespace) -> list[str]:
                      units=", ".join(state.units or []) or "none",
                      provider=" (provider admin: any unit)" if state.provider_admin else "")]
 
+    if args.command == "passwd":
+        def client_for(logged_in: bool) -> ApiClient:
+            if logged_in:
+                return api_client()
+            if (settings.server_url or state.server_url) is None:
+                raise CliError(text("no-server", path=home / "terminal.toml"), EXIT_USAGE)
+            return ApiClient(reactor, settings.server_url or state.server_url,
+                             settings.ca_certificate, state.terminal_id, timeout=args.timeout)
+
+        return await administration.passwd(client_for, args)
+
     client = api_client()
+    if args.command == "admin":
+        return await administration.admin(client, args)
     if args.command == "logout":
         await client.post("/api/v1/logout", {})
         state.token = state.expires_at_us = None

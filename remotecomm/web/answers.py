@@ -16,7 +16,8 @@ def with_iso_times(answer: dict) -> dict:
     for key in [k for k in answer if k.endswith("_us") and isinstance(answer[k], int)
                 and not k.startswith(("duration", "idle"))]:
         stem = key[:-3]
-        answer[stem if stem.endswith("_at") else stem + "_at"] = iso_from_us(answer[key])
+        answer[stem if stem == "at" or stem.endswith("_at") else stem + "_at"] = \
+            iso_from_us(answer[key])
     for value in answer.values():
         if isinstance(value, dict):
             with_iso_times(value)

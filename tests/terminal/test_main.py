@@ -361,3 +361,20 @@ class UnitChoiceTests(SynchronousTestCase):
         self.assertEqual(client._headers()[b"x-remotecomm-unit"], [b"acme"])
         client.unit_id = None
         self.assertNotIn(b"x-remotecomm-unit", client._headers())
+
+
+class AdminDispatchTests(SynchronousTestCase):
+    """`remotecomm admin …`: bootstrapping on the server host, the rest over the API."""
+
+    def test_local_commands_go_to_the_server_hosts_tool(self):
+        from remotecomm import __main__ as dispatcher
+        from remotecomm.terminal.admin import API_COMMANDS, LOCAL_COMMANDS
+        self.assertEqual(dispatcher._LOCAL, LOCAL_COMMANDS)
+        for argv, local in ((["init"], True), (["--config", "x.toml", "init"], True),
+                            (["add-user", "bob", "--unit", "acme"], True),
+                            (["users"], False), (["user-disable", "bob"], False),
+                            (["audit", "--kind", "login-failed"], False)):
+            self.assertEqual(dispatcher._is_local(argv), local, argv)
+        self.assertEqual(set(API_COMMANDS) & set(LOCAL_COMMANDS), set())
+        parsed = cli.build_parser().parse_args(["admin", "user-role", "bob", "unit-admin"])
+        self.assertEqual((parsed.admin_command, parsed.role), ("user-role", "unit-admin"))
