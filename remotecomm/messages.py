@@ -17,6 +17,12 @@ CATALOGUE: dict[str, dict[str, str]] = {
                               "{token}\n  They set their password with: remotecomm passwd "
                               "--user {user_id} --token {token}",
         "unit-created": "Unit {unit_id} created.",
+        "device-registered": "Device {device_id} registered.",
+        "agent-config-saved": "Its agent config (with its XMPP password: keep it private) is "
+                              "in {path}; fill in its [apps] and copy the folder to the "
+                              "device.",
+        "device-moved": "Device {device_id} moved to unit {unit_id}.",
+        "device-revoked-api": "Device {device_id} revoked (its XMPP account: {account}).",
         "password-reset": "The password of {user_id} was reset; their tokens were revoked.",
         "no-unit-chosen": "choose the unit first: remotecomm unit UNIT",
         "audit-written": "Wrote the audit log to {path}.",

@@ -22,7 +22,7 @@ ROOT = Path(remotecomm.__file__).parent
 # remotecomm.server is the composition root (makeService): it may build anything.
 MANAGER_PACKAGES = ("remotecomm.sessions", "remotecomm.accounts", "remotecomm.web",
                     "remotecomm.store", "remotecomm.xmpp", "remotecomm.reports",
-                    "remotecomm.scheduling", "remotecomm.maintenance")
+                    "remotecomm.scheduling", "remotecomm.maintenance", "remotecomm.fleet")
 RELAY_SEAM = ("remotecomm.relay.gateway", "remotecomm.relay.gateway_http")
 SERVER_LIBRARIES = ("sqlalchemy", "alembic", "argon2", "wokkel", "prometheus_client")
 # What carries bytes between processes: XMPP, HTTP and WebSocket code, ours and libraries'.

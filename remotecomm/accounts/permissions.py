@@ -54,6 +54,7 @@ ACTIONS: dict[str, Action] = {
     "providers.manage": Action((PROVIDER_ADMIN,), "make users provider admins or no longer",
                                unit_scoped=False),
     "audit.read": Action(ADMINS, "read and export the unit's audit records"),
+    "devices.manage": Action(ADMINS, "register, move and revoke the unit's devices"),
 }
 
 # Every endpoint for logged-in users → its action.  Endpoints absent here need no login
@@ -98,6 +99,9 @@ ENDPOINTS: dict[str, str] = {
     "POST /api/v1/users/{user_id}/enable": "users.manage",
     "POST /api/v1/users/{user_id}/password": "users.manage",
     "PUT /api/v1/users/{user_id}/provider-admin": "providers.manage",
+    "POST /api/v1/devices": "devices.manage",
+    "POST /api/v1/devices/{device_id}/move": "devices.manage",
+    "DELETE /api/v1/devices/{device_id}": "devices.manage",
     "GET /api/v1/audit": "audit.read",
     "GET /api/v1/audit.csv": "audit.read",
 }

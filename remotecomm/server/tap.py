@@ -21,6 +21,7 @@ from remotecomm.accounts.passwords import PasswordHasherPool
 from remotecomm.accounts.throttle import LoginThrottle
 from remotecomm.clock import seconds_to_us
 from remotecomm.config import config_options
+from remotecomm.fleet.registry import DeviceRegistry
 from remotecomm.http_files import UploadRequest
 from remotecomm.json_http import Router, make_site
 from remotecomm.maintenance.firmware import FirmwareImages
@@ -52,6 +53,7 @@ from remotecomm.web.api import Api, Health
 from remotecomm.web.jobs_api import firmware_uploads
 from remotecomm.web.relay_api import RelayNodeClient, manager_routes
 from remotecomm.xmpp.component import build_component
+from remotecomm.xmpp.prosody import ProsodyTools
 from remotecomm.xmpp.stream import NotConnected
 
 log = Logger()
@@ -279,6 +281,11 @@ def _build_sessions(config: ServerConfig, reactor, root, readiness: dict,
     api = Api(manager.accounts, manager.store, reactor, readiness=readiness, broker=broker,
               extra_routes=extra_routes, notices=notices, collector=collector,
               mailer=manager.mailer, jobs=jobs, firmware=manager.firmware,
+              registry=DeviceRegistry(manager.store, reactor,
+                                      config.xmpp if config.xmpp.enabled else None,
+                                      config.tls.ca_certificate,
+                                      ProsodyTools(config.xmpp.prosody_dir / "prosody.cfg.lua",
+                                                   config.xmpp.prosodyctl)),
               devices_link_up=lambda: getattr(manager.devices, "link_up", False))
     return api.resource()
 

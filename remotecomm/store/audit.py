@@ -41,7 +41,11 @@ AUDIT_KINDS = {
     "password-changed": "a user changed their own password",
     "password-set": "a new user set their password with a one-time token",
     "password-token-refused": "a set-password token was wrong, used or expired",
-    "device-revoked": "`remotecomm-admin revoke-device`",
+    "device-revoked": "a device was revoked (`remotecomm-admin revoke-device`, or an admin "
+                      "through the API)",
+    "device-registered": "an admin registered a device in the unit (`device_id`, `name`, "
+                         "`model`)",
+    "device-moved": "an admin moved a device to another unit (`to_unit`)",
     "report-recipient-added": "a unit admin added a report recipient (`address`)",
     "report-recipient-removed": "a unit admin removed a report recipient (`address`)",
     "report-schedule-added": "a unit admin added a report schedule (`schedule`)",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, delete, insert, select, update
 
 from remotecomm.store.accounts import AlreadyExists, NotFound
 from remotecomm.store.schema import devices, units
@@ -85,3 +85,26 @@ def mark_silent_devices_offline(connection: Connection, silent_since_us: int,
         connection.execute(update(devices).where(devices.c.device_id.in_(silent))
                            .values(online=False))
     return silent
+
+
+def device_unit(connection: Connection, device_id: str) -> str | None:
+    """The unit of a device that is not revoked (``None``: no such device)."""
+    return connection.execute(select(devices.c.unit_id).where(
+        devices.c.device_id == device_id, devices.c.revoked_us.is_(None))).scalar()
+
+
+def delete_new_device(connection: Connection, device_id: str) -> None:
+    """Undo a registration whose XMPP account could not be made (the device never ran)."""
+    connection.execute(delete(devices).where(devices.c.device_id == device_id,
+                                             devices.c.last_seen_us.is_(None)))
+
+
+def move_device(connection: Connection, device_id: str, from_unit: str, to_unit: str) -> None:
+    """Move a device of ``from_unit`` to ``to_unit``."""
+    if not connection.execute(select(units.c.unit_id).where(units.c.unit_id == to_unit)).first():
+        raise NotFound(f"no unit {to_unit}")
+    result = connection.execute(update(devices).where(
+        devices.c.device_id == device_id, devices.c.unit_id == from_unit,
+        devices.c.revoked_us.is_(None)).values(unit_id=to_unit))
+    if result.rowcount != 1:
+        raise NotFound(f"no device {device_id} in unit {from_unit}")

@@ -8,7 +8,10 @@ a password the new user gets a one-time token, printed once with the command
 that redeems it), ``user-role USER technician|unit-admin|none``,
 ``user-disable USER``, ``user-enable USER``, ``user-password USER
 [--password-stdin]``, ``provider-admin USER on|off``.  The audit log: ``audit
-[--kind K] [--actor A] [--from] [--to] [--limit N] [--csv FILE]``.
+[--kind K] [--actor A] [--from] [--to] [--limit N] [--csv FILE]``.  Devices of
+the current unit: ``device-add DEVICE [--name] [--model] [--agent-dir DIR]``
+(writes the agent's config, shown this once, and the CA), ``device-move
+DEVICE UNIT``, ``device-revoke DEVICE``.
 
 What only the server host can do -- ``init``, the first provider admin, units,
 users and devices before anyone can log in -- stays with ``remotecomm-admin``
@@ -25,14 +28,15 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 from remotecomm.command_line import EXIT_USAGE, CliError, identifier, read_password, table
-from remotecomm.identifiers import UNIT_ID, USER_ID
+from remotecomm.identifiers import DEVICE_ID, UNIT_ID, USER_ID
 from remotecomm.messages import text
 
 # The subcommands that run on the server host (remotecomm-admin), not over the API.
 LOCAL_COMMANDS = ("init", "add-unit", "add-user", "add-device", "revoke-device",
                   "disable-user", "enable-user")
 API_COMMANDS = ("units", "unit-add", "unit-set", "users", "user", "user-add", "user-role",
-                "user-disable", "user-enable", "user-password", "provider-admin", "audit")
+                "user-disable", "user-enable", "user-password", "provider-admin", "audit",
+                "device-add", "device-move", "device-revoke")
 
 
 def add_parsers(commands) -> None:
@@ -69,6 +73,20 @@ def add_parsers(commands) -> None:
     provider = actions.add_parser("provider-admin", help="make a user a provider admin or not")
     provider.add_argument("user_id", type=identifier(USER_ID, "user ID"))
     provider.add_argument("state", choices=("on", "off"))
+    device_add = actions.add_parser("device-add", help="register a device in the current unit "
+                                                       "and write its agent config")
+    device_add.add_argument("device_id", type=identifier(DEVICE_ID, "device ID (lower case)"))
+    device_add.add_argument("--name")
+    device_add.add_argument("--model")
+    device_add.add_argument("--agent-dir", metavar="DIR",
+                            help="where to write device-agent.toml and ca.pem (default: "
+                                 "./DEVICE)")
+    device_move = actions.add_parser("device-move", help="move a device to another unit")
+    device_move.add_argument("device_id", type=identifier(DEVICE_ID, "device ID"))
+    device_move.add_argument("to_unit", type=identifier(UNIT_ID, "unit ID"))
+    device_revoke = actions.add_parser("device-revoke", help="revoke a device: its account "
+                                                             "goes, its sessions end")
+    device_revoke.add_argument("device_id", type=identifier(DEVICE_ID, "device ID"))
     audit = actions.add_parser("audit", help="the current unit's audit log")
     audit.add_argument("--kind")
     audit.add_argument("--actor")
@@ -164,9 +182,43 @@ async def admin(client, args) -> list[str]:
         answer = await client.request("PUT", f"/api/v1/users/{args.user_id}/provider-admin",
                                       {"provider_admin": args.state == "on"})
         lines = _user_lines(answer)
+    elif command == "device-add":
+        body = {"device_id": args.device_id, "name": args.name or args.device_id}
+        if args.model:
+            body["model"] = args.model
+        answer = await client.post("/api/v1/devices", body)
+        lines = [text("device-registered", device_id=args.device_id)]
+        if answer.get("agent_config"):
+            folder = Path(args.agent_dir or args.device_id)
+            write_agent_files(folder, str(answer["agent_config"]),
+                              str(answer.get("ca_certificate") or ""))
+            lines.append(text("agent-config-saved", path=folder / "device-agent.toml"))
+            answer = {k: v for k, v in answer.items() if k != "agent_config"}  # no password
+    elif command == "device-move":
+        answer = await client.post(f"/api/v1/devices/{args.device_id}/move",
+                                   {"unit_id": args.to_unit})
+        lines = [text("device-moved", device_id=args.device_id, unit_id=args.to_unit)]
+    elif command == "device-revoke":
+        answer = await client.delete(f"/api/v1/devices/{args.device_id}")
+        lines = [text("device-revoked-api", device_id=args.device_id,
+                      account=answer.get("xmpp_account", "?"))]
     else:
         return await _audit(client, args)
     return [json.dumps(answer, indent=2)] if args.json else lines
+
+
+def write_agent_files(folder: Path, agent_config: str, ca_certificate: str) -> None:
+    """The agent's config (it holds the device's XMPP password: owner-only) and the CA."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = folder / "device-agent.toml"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(agent_config)
+        (folder / "ca.pem").write_text(ca_certificate)
+    except OSError as e:
+        raise CliError(text("cannot-write", path=folder, reason=e.strerror or str(e)),
+                       EXIT_USAGE) from None
 
 
 def _no_unit():

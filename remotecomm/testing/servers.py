@@ -269,6 +269,8 @@ class ServerSetup:
         state = json.loads(((home or self.terminal_home) / "state.json").read_text())
         headers = {"Authorization": f"Bearer {state['token']}",
                    "X-Remotecomm-Terminal": state["terminal_id"]}
+        if state.get("unit_id"):
+            headers["X-Remotecomm-Unit"] = state["unit_id"]
         if body is not None:
             headers["Content-Type"] = "application/json"
         response = await http_client(self.reactor, self.ca).request(

@@ -19,7 +19,8 @@ from twisted.web import server
 from remotecomm.accounts.administration import AccountAdmin, AdminError
 from remotecomm.accounts.login import Caller
 from remotecomm.accounts.passwords import MAX_PASSWORD_BYTES, HasherBusy
-from remotecomm.identifiers import TOKEN, UNIT_ID, USER_ID, is_valid
+from remotecomm.fleet.registry import DeviceRegistry, FleetError
+from remotecomm.identifiers import DEVICE_ID, TOKEN, UNIT_ID, USER_ID, is_valid
 from remotecomm.json_http import ApiError, Download, Route, no_more_fields, read_json, take_str
 from remotecomm.reports.csv_export import audit_csv
 from remotecomm.reports.sessions import unit_zone
@@ -47,8 +48,10 @@ class AdminRoutes:
 
     def __init__(self, admin: AccountAdmin, store: Store, clock: IReactorTime,
                  caller: Callable[[server.Request], Awaitable[tuple[Caller, str]]],
-                 instant: Callable[[str, str], int], source: Callable[[server.Request], str]):
+                 instant: Callable[[str, str], int], source: Callable[[server.Request], str],
+                 registry: DeviceRegistry | None = None):
         self._admin = admin
+        self._registry = registry
         self._store = store
         self._clock = clock
         self._caller = caller
@@ -69,13 +72,15 @@ class AdminRoutes:
                 Route("/api/v1/users/{user_id}/provider-admin", put=self.provider_admin),
                 Route("/api/v1/password", post=self.change_own_password),
                 Route("/api/v1/password/set", post=self.set_password),
+                Route("/api/v1/devices/{device_id}/move", post=self.move_device),
+                Route("/api/v1/devices/{device_id}", delete=self.revoke_device),
                 Route("/api/v1/audit", get=self.audit),
                 Route("/api/v1/audit.csv", get=self.audit_csv)]
 
     async def _run(self, call, *args):
         try:
             return await call(*args)
-        except AdminError as e:
+        except (AdminError, FleetError) as e:
             raise ApiError(e.status, e.code, e.message) from None
         except (StoreBusy, HasherBusy):
             raise BUSY from None
@@ -230,6 +235,41 @@ class AdminRoutes:
         await self._run(self._admin.redeem_password_token, user_id, token, new,
                         self._source(request))
         return 200, {"status": "set"}
+
+    # -- devices -------------------------------------------------------------------------
+
+    def _devices(self) -> DeviceRegistry:
+        if self._registry is None:
+            raise ApiError(503, "unavailable", "devices are not administered by this manager")
+        return self._registry
+
+    async def register_device(self, request: server.Request):
+        """Register a device in the unit: its agent config (with its XMPP password) and the
+        CA certificate, in this answer only."""
+        caller, _ = await self._caller(request)
+        body = read_json(request)
+        device_id = take_str(body, "device_id", DEVICE_ID)
+        name = _text(body, "name", required=False) or device_id
+        model = _text(body, "model", required=False) or "unknown"
+        no_more_fields(body)
+        return 201, await self._run(self._devices().register, caller, device_id, name, model)
+
+    async def move_device(self, request: server.Request, device_id: str):
+        """Move a device of the unit to another unit the caller administers."""
+        caller, _ = await self._caller(request)
+        body = read_json(request)
+        to_unit = take_str(body, "unit_id", UNIT_ID)
+        no_more_fields(body)
+        if not is_valid(DEVICE_ID, device_id):
+            raise ApiError(404, "device-not-found", "no such device")
+        return 200, await self._run(self._devices().move, caller, device_id, to_unit)
+
+    async def revoke_device(self, request: server.Request, device_id: str):
+        """Revoke a device of the unit."""
+        caller, _ = await self._caller(request)
+        if not is_valid(DEVICE_ID, device_id):
+            raise ApiError(404, "device-not-found", "no such device")
+        return 200, await self._run(self._devices().revoke, caller, device_id)
 
     # -- the audit log -----------------------------------------------------------------
 

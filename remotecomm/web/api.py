@@ -20,6 +20,7 @@ from remotecomm.accounts.login import Accounts, Caller, Refused
 from remotecomm.accounts.passwords import MAX_PASSWORD_BYTES, HasherBusy
 from remotecomm.accounts.permissions import ACTIONS, ENDPOINTS, allowed
 from remotecomm.clock import iso_from_us, now_us
+from remotecomm.fleet.registry import DeviceRegistry
 from remotecomm.identifiers import (APP_ID, DEVICE_ID, REQUEST_ID, TERMINAL_ID, UNIT_ID, USER_ID,
                                     is_valid)
 from remotecomm.json_http import ApiError, Route, Router, no_more_fields, read_json, take_str
@@ -106,6 +107,7 @@ class Api:
                  notices: dict[str, Callable[[], object]] | None = None,
                  collector: RecordCollector | None = None, mailer: ReportMailer | None = None,
                  jobs: JobService | None = None, firmware: FirmwareImages | None = None,
+                 registry: DeviceRegistry | None = None,
                  devices_link_up: Callable[[], bool] = lambda: True):
         self._accounts = accounts
         self._store = store
@@ -117,7 +119,7 @@ class Api:
         self._reports = ReportRoutes(store, clock, self._caller, session_filters, mailer)
         self._jobs = JobRoutes(jobs, self._caller, firmware)
         self._admin = AdminRoutes(AccountAdmin(store, accounts.hasher, clock), store, clock,
-                                  self._caller, _instant, _source)
+                                  self._caller, _instant, _source, registry)
         self._devices_link_up = devices_link_up
         self._extra_routes = list(extra_routes or [])
 
@@ -126,7 +128,7 @@ class Api:
         return Router([
             Route("/api/v1/login", post=self.login),
             Route("/api/v1/logout", post=self.logout),
-            Route("/api/v1/devices", get=self.devices),
+            Route("/api/v1/devices", get=self.devices, post=self._admin.register_device),
             Route("/api/v1/sessions", post=self.request_session, get=self.list_sessions),
             Route("/api/v1/sessions/collect", post=self.collect_records),
             *self._reports.routes(),

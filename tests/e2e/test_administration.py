@@ -65,3 +65,15 @@ class AdministrationTests(TestCase):
         code, output = await self.setup.cli("admin", "audit", "--csv", str(csv_path))
         self.assertEqual(code, 0, output)
         self.assertIn(",user-created,pat,", csv_path.read_text())
+
+        # A device registered through the API: its agent connects with the config it got.
+        folder = self.setup.agent_dir("mfp-7")
+        code, output = await self.setup.cli("admin", "device-add", "mfp-7", "--name", "Lobby",
+                                            "--agent-dir", str(folder))
+        self.assertEqual(code, 0, output)
+        self.assertEqual(oct((folder / "device-agent.toml").stat().st_mode & 0o777), "0o600")
+        self.setup.start_agent("mfp-7")
+        await self.setup.wait_device("mfp-7", online=True)
+        code, output = await self.setup.cli("admin", "device-revoke", "mfp-7")
+        self.assertIn("its XMPP account: removed", output)
+        await self.setup.wait_device("mfp-7", online=None)

@@ -189,7 +189,7 @@ class RequestValidationTests(ApiTestCase):
 
     def test_unknown_route(self):
         """Unknown paths are 404 in JSON."""
-        for path in ("/", "/api", "/api/v1/nope", "/api/v1/devices/extra", "/%ff"):
+        for path in ("/", "/api", "/api/v1/nope", "/api/v1/devices/extra/x/y", "/%ff"):
             status, body, _ = self.call("GET", path)
             self.assertEqual((status, body["code"]), (404, "not-found"), path)
 

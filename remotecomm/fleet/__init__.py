@@ -1,0 +1,2 @@
+"""The manager's fleet administration: registering, moving, revoking devices and rotating
+their credentials."""

@@ -1,0 +1,134 @@
+"""Devices through the admin API: register, move, revoke (issue "Running the service").
+
+Registering creates the device's row, then its XMPP account with
+``prosodyctl`` (in a thread: it may take seconds); if the account cannot be
+made, the row is removed again -- nothing is left half-created -- and the
+call fails with ``503 xmpp-account-failed`` saying why.  ``prosodyctl
+register`` writes Prosody's store directly, so a device registered while
+Prosody is down is complete and connects once Prosody is back.  The answer
+carries the agent's config (with its XMPP password) and the CA certificate,
+shown this once: the manager keeps neither password nor config.
+
+Moving needs an admin of both units.  Revoking hides the device, removes its
+XMPP account and closes its connection; the broker's sweep ends its live
+sessions within seconds.  Every change is audited.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.threads import deferToThread
+from twisted.logger import Logger
+
+from remotecomm.accounts.login import Caller
+from remotecomm.accounts.permissions import PROVIDER_ADMIN, UNIT_ADMIN
+from remotecomm.clock import now_us
+from remotecomm.device.config import render_agent_config
+from remotecomm.store import devices as device_rows
+from remotecomm.store.accounts import AlreadyExists, NotFound
+from remotecomm.store.audit import append_audit
+from remotecomm.store.engine import Store
+from remotecomm.xmpp.prosody import ProsodyError, ProsodyTools
+
+log = Logger()
+
+
+class FleetError(Exception):
+    """A fleet request refused: HTTP status, stable code, message."""
+
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class DeviceRegistry:
+    """Registers, moves and revokes the devices of a unit."""
+
+    def __init__(self, store: Store, clock: IReactorTime, xmpp, ca_certificate: Path,
+                 tools: ProsodyTools | None = None, run_in_thread=deferToThread):
+        self._store = store
+        self._clock = clock
+        self._xmpp = xmpp  # the server's [xmpp] config (None: XMPP off)
+        self._ca = ca_certificate
+        self._tools = tools
+        self._in_thread = run_in_thread
+
+    async def _audited(self, caller: Caller, kind: str, unit_id: str, change, *args,
+                       **detail):
+        at = now_us(self._clock)
+
+        def run(connection):
+            result = change(connection, *args)
+            append_audit(connection, at, kind, actor=caller.user_id, unit_id=unit_id, **detail)
+            return result
+
+        try:
+            return await self._store.run(run)
+        except AlreadyExists as e:
+            raise FleetError(409, "already-exists", str(e)) from None
+        except NotFound as e:
+            raise FleetError(404, "device-not-found", str(e)) from None
+
+    async def register(self, caller: Caller, device_id: str, name: str, model: str) -> dict:
+        """A new device in the caller's unit: its agent config and CA, this once."""
+        await self._audited(caller, "device-registered", caller.unit_id,
+                            device_rows.insert_device, device_id, caller.unit_id, name, model,
+                            now_us(self._clock), device_id=device_id, name=name, model=model)
+        answer = {"device_id": device_id, "unit_id": caller.unit_id, "name": name,
+                  "model": model}
+        if self._xmpp is None or self._tools is None:
+            return answer
+        password = secrets.token_urlsafe(24)
+        try:
+            await self._in_thread(self._tools.register, device_id, self._xmpp.devices_domain,
+                                  password)
+        except ProsodyError as e:
+            await self._store.run(device_rows.delete_new_device, device_id)
+            log.warn("registering {device_id}: its XMPP account failed ({error}); the device "
+                     "was removed again", device_id=device_id, error=str(e))
+            raise FleetError(503, "xmpp-account-failed", f"the device's XMPP account could "
+                                                         f"not be made, so nothing was kept: "
+                                                         f"{e}") from None
+        answer["agent_config"] = render_agent_config(
+            device_id, f"tcp:{self._xmpp.public_host}:{self._xmpp.c2s_port}",
+            self._xmpp.devices_domain, password, "ca.pem", [self._xmpp.component_domain],
+            secrets.token_urlsafe(24))
+        answer["ca_certificate"] = self._ca.read_text()
+        log.info("device {device_id} registered in {unit_id} by {user_id}",
+                 device_id=device_id, unit_id=caller.unit_id, user_id=caller.user_id)
+        return answer
+
+    async def move(self, caller: Caller, device_id: str, to_unit: str) -> dict:
+        """Move a device of the caller's unit to another unit they administer."""
+        admin_there = caller.role == PROVIDER_ADMIN or (to_unit, UNIT_ADMIN) in \
+            caller.memberships
+        if not admin_there:
+            raise FleetError(404, "unit-not-found", f"no unit {to_unit} you administer")
+        await self._audited(caller, "device-moved", caller.unit_id, device_rows.move_device,
+                            device_id, caller.unit_id, to_unit, device_id=device_id,
+                            to_unit=to_unit)
+        return {"device_id": device_id, "unit_id": to_unit}
+
+    async def revoke(self, caller: Caller, device_id: str) -> dict:
+        """Revoke a device of the caller's unit: hidden, its XMPP account gone, its
+        connection closed, its sessions ended by the broker within seconds."""
+        await self._audited(caller, "device-revoked", caller.unit_id,
+                            device_rows.revoke_device, device_id, now_us(self._clock),
+                            device_id=device_id)
+        answer = {"device_id": device_id, "revoked": True, "xmpp_account": "kept"}
+        if self._xmpp is not None and self._tools is not None:
+            try:
+                await self._in_thread(self._tools.delete, device_id, self._xmpp.devices_domain)
+                await self._in_thread(self._tools.close_sessions, device_id,
+                                      self._xmpp.devices_domain)
+                answer["xmpp_account"] = "removed"
+            except ProsodyError as e:
+                log.error("{device_id} is revoked, but removing its XMPP account failed: "
+                          "{error}", device_id=device_id, error=str(e))
+                answer["xmpp_account"] = f"removal failed: {e}"
+        return answer

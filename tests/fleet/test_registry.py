@@ -1,0 +1,113 @@
+"""Tests for remotecomm.fleet.registry: devices registered, moved and revoked by admins, with
+prosodyctl faked (it is run for real end to end)."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from remotecomm.accounts.login import Caller
+from remotecomm.device.config import load_device_config
+from remotecomm.fleet.registry import DeviceRegistry, FleetError
+from remotecomm.store.accounts import insert_unit
+from remotecomm.store.audit import audit_records
+from remotecomm.store.devices import devices_of_unit
+from remotecomm.testing.fakes import migrated_inline_store
+from remotecomm.xmpp.prosody import ProsodyError
+
+UNA = Caller("una", "acme", "unit-admin", "t-1", (("acme", "unit-admin"),
+                                                 ("globex", "technician")))
+PAT = Caller("pat", "acme", "provider-admin", "t-2")
+
+
+@dataclass
+class Xmpp:
+    devices_domain: str = "devices.test"
+    component_domain: str = "rms.test"
+    public_host: str = "xmpp.test"
+    c2s_port: int = 5222
+
+
+class FakeTools:
+    def __init__(self):
+        self.accounts: dict[str, str] = {}
+        self.closed: list[str] = []
+        self.failing = False
+
+    def register(self, user, domain, password):
+        if self.failing:
+            raise ProsodyError("prosodyctl register failed (1): storage is read-only")
+        self.accounts[f"{user}@{domain}"] = password
+
+    def delete(self, user, domain):
+        self.accounts.pop(f"{user}@{domain}", None)
+
+    def close_sessions(self, user, domain):
+        self.closed.append(user)
+        return True
+
+
+class RegistryTests(SynchronousTestCase):
+    def setUp(self):
+        folder = Path(self.mktemp())
+        self.store = migrated_inline_store(folder / "manager.sqlite3")
+        self.addCleanup(self.store.engine.dispose)
+        for unit in ("acme", "globex", "initech"):
+            self.store.run_sync(insert_unit, unit, unit, "UTC", 0)
+        ca = folder / "ca.pem"
+        ca.write_text("-----BEGIN CERTIFICATE-----\n…\n")
+        self.tools = FakeTools()
+        self.registry = DeviceRegistry(self.store, Clock(), Xmpp(), ca, self.tools,
+                                       run_in_thread=maybeDeferred)
+
+    def wait(self, coroutine):
+        return self.successResultOf(Deferred.fromCoroutine(coroutine))
+
+    def refused(self, coroutine) -> FleetError:
+        return self.failureResultOf(Deferred.fromCoroutine(coroutine), FleetError).value
+
+    def test_registering_answers_a_config_the_agent_loads_once(self):
+        answer = self.wait(self.registry.register(UNA, "mfp-9", "Lobby", "MFP 9000"))
+        folder = Path(self.mktemp())
+        folder.mkdir()
+        (folder / "device-agent.toml").write_text(answer["agent_config"])
+        (folder / "ca.pem").write_text(answer["ca_certificate"])
+        config = load_device_config(folder / "device-agent.toml")
+        self.assertEqual((config.device_id, config.xmpp.password),
+                         ("mfp-9", self.tools.accounts["mfp-9@devices.test"]))
+        self.assertEqual([d["device_id"] for d in self.store.run_sync(devices_of_unit, "acme")],
+                         ["mfp-9"])
+        self.assertEqual(self.refused(self.registry.register(UNA, "mfp-9", "x", "y")).code,
+                         "already-exists")
+        kinds = [r["kind"] for r in self.store.run_sync(audit_records, None)]
+        self.assertEqual(kinds, ["device-registered"])
+
+    def test_a_failed_account_leaves_nothing_behind(self):
+        self.tools.failing = True
+        error = self.refused(self.registry.register(UNA, "mfp-9", "Lobby", "MFP"))
+        self.assertEqual((error.status, error.code), (503, "xmpp-account-failed"))
+        self.assertIn("read-only", error.message)
+        self.assertEqual(self.store.run_sync(devices_of_unit, "acme"), [])
+        self.tools.failing = False
+        self.wait(self.registry.register(UNA, "mfp-9", "Lobby", "MFP"))  # the ID is free
+
+    def test_moving_needs_an_admin_of_both_units(self):
+        self.wait(self.registry.register(UNA, "mfp-9", "Lobby", "MFP"))
+        for target in ("globex", "initech"):  # a technician there; nothing there
+            self.assertEqual(self.refused(self.registry.move(UNA, "mfp-9", target)).code,
+                             "unit-not-found")
+        self.assertEqual(self.wait(self.registry.move(PAT, "mfp-9", "initech"))["unit_id"],
+                         "initech")
+        self.assertEqual(self.refused(self.registry.move(PAT, "mfp-9", "globex")).code,
+                         "device-not-found")  # it is no longer acme's
+
+    def test_revoking_removes_the_account_and_closes_the_connection(self):
+        self.wait(self.registry.register(UNA, "mfp-9", "Lobby", "MFP"))
+        answer = self.wait(self.registry.revoke(UNA, "mfp-9"))
+        self.assertEqual(answer["xmpp_account"], "removed")
+        self.assertEqual((self.tools.accounts, self.tools.closed), ({}, ["mfp-9"]))
+        self.assertEqual(self.store.run_sync(devices_of_unit, "acme"), [])
+        self.assertEqual(self.refused(self.registry.revoke(UNA, "mfp-9")).code,
+                         "device-not-found")
