@@ -22,6 +22,8 @@ CATALOGUE: dict[str, dict[str, str]] = {
                               "in {path}; fill in its [apps] and copy the folder to the "
                               "device.",
         "device-moved": "Device {device_id} moved to unit {unit_id}.",
+        "device-rotated": "Device {device_id} saved new XMPP credentials (version {version}) "
+                          "and logs in with them now.",
         "device-revoked-api": "Device {device_id} revoked (its XMPP account: {account}).",
         "password-reset": "The password of {user_id} was reset; their tokens were revoked.",
         "no-unit-chosen": "choose the unit first: remotecomm unit UNIT",

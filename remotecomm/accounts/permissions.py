@@ -54,7 +54,8 @@ ACTIONS: dict[str, Action] = {
     "providers.manage": Action((PROVIDER_ADMIN,), "make users provider admins or no longer",
                                unit_scoped=False),
     "audit.read": Action(ADMINS, "read and export the unit's audit records"),
-    "devices.manage": Action(ADMINS, "register, move and revoke the unit's devices"),
+    "devices.manage": Action(ADMINS, "register, move, revoke the unit's devices and rotate "
+                                     "their credentials"),
 }
 
 # Every endpoint for logged-in users → its action.  Endpoints absent here need no login
@@ -102,6 +103,7 @@ ENDPOINTS: dict[str, str] = {
     "POST /api/v1/devices": "devices.manage",
     "POST /api/v1/devices/{device_id}/move": "devices.manage",
     "DELETE /api/v1/devices/{device_id}": "devices.manage",
+    "POST /api/v1/devices/{device_id}/rotate-credentials": "devices.manage",
     "GET /api/v1/audit": "audit.read",
     "GET /api/v1/audit.csv": "audit.read",
 }

@@ -26,8 +26,8 @@ from remotecomm.clock import now_us, seconds_to_us
 from remotecomm.device.history import History, kept_reports
 from remotecomm.maintenance.messages import JobRequest
 from remotecomm.sessions.messages import (ApprovalCancelled, ApprovalDecision, ApprovalRequest,
-                                          EndSession, KeptReports, MessageRefused, ReportRequest,
-                                          SessionReady, SessionReport)
+                                          Credentials, EndSession, KeptReports, MessageRefused,
+                                          ReportRequest, SessionReady, SessionReport)
 from remotecomm.xmpp.compat import subprotocols
 from remotecomm.xmpp.payloads import NS_DEVICE_PREFIX, PayloadError, decode, encode
 from remotecomm.xmpp.stream import NotConnected, reply_error, reply_result
@@ -216,11 +216,12 @@ class ManagerRequests(subprotocols.XMPPHandler):
     """The manager's requests to this device, accepted only from its configured components."""
 
     def __init__(self, approvals: Approvals, is_component: Callable[[str | None], str | None],
-                 jobs=None):
+                 jobs=None, credentials=None):
         super().__init__()
         self._approvals = approvals
         self._is_component = is_component
         self._jobs = jobs  # the agent's AgentJobs (maintenance), if it takes jobs
+        self._credentials = credentials  # AgentCredentials, if the manager may rotate them
 
     def connectionInitialized(self) -> None:
         self.xmlstream.addObserver('/iq[@type="set"]', self._on_request)
@@ -245,6 +246,8 @@ class ManagerRequests(subprotocols.XMPPHandler):
                 self._approvals.on_cancel(message)
             elif isinstance(message, JobRequest) and self._jobs is not None:
                 self._jobs.on_request(component, message)
+            elif isinstance(message, Credentials) and self._credentials is not None:
+                self._credentials.on_credentials(message)
             elif isinstance(message, ReportRequest):
                 reply_result(self.parent, iq, encode(self._approvals.kept_reports(message)))
                 return

@@ -14,6 +14,7 @@ from remotecomm import __version__
 from remotecomm.config import config_options
 from remotecomm.device.approvals import Approvals, ManagerRequests, decision_sender
 from remotecomm.device.config import DeviceAgentConfig, load_device_config
+from remotecomm.device.credentials import AgentCredentials
 from remotecomm.device.firmware import ImageFetcher
 from remotecomm.device.history import History
 from remotecomm.device.jobs import AgentJobs
@@ -63,8 +64,11 @@ def build_service(config: DeviceAgentConfig, reactor, links=None) -> MultiServic
     config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     root = MultiService()
 
-    factory = client.XMPPClientFactory(JID(config.jid), config.xmpp.password,
+    credentials = AgentCredentials(config.data_dir / "credentials.json", config.xmpp.password)
+    factory = client.XMPPClientFactory(JID(config.jid), credentials.password,
                                        configurationForTLS=_tls_options(config))
+    credentials.on_change = lambda password: setattr(factory.authenticator, "password",
+                                                     password)
     stream = XmppStream(factory, reactor)
     hello = Hello(agent_version=__version__, envelope_version=max(ENVELOPE_VERSIONS),
                   apps=tuple(sorted(config.apps)))
@@ -105,7 +109,7 @@ def build_service(config: DeviceAgentConfig, reactor, links=None) -> MultiServic
             stream.xmlstream.transport.loseConnection()
 
     jobs.on_restart = restart_links
-    ManagerRequests(approvals, link.is_component, jobs).setHandlerParent(stream)
+    ManagerRequests(approvals, link.is_component, jobs, credentials).setHandlerParent(stream)
     UnknownIqHandler().setHandlerParent(stream)
     if config.test_approver is not None:
         log.warn("TEST APPROVER ACTIVE: every session request is answered YES at once as "
@@ -128,12 +132,24 @@ def build_service(config: DeviceAgentConfig, reactor, links=None) -> MultiServic
     connector.setName("xmpp")
     connector.setServiceParent(root)
 
+    fallbacks = {"left": 1}  # after a refused login: the other known password, once
+
     def initialized(xs) -> None:
         connector.initialized()
+        fallbacks["left"] = 1
         log.info("connected to XMPP as {jid}", jid=config.jid)
 
     def initialization_failed(failure) -> None:
-        if failure.check(sasl.SASLError):
+        other = credentials.other_password(factory.authenticator.password)
+        if failure.check(sasl.SASLError) and other is not None and fallbacks["left"] > 0:
+            # A rotation the XMPP server never got (or got before we saved it): the other
+            # known password, once, soon.
+            fallbacks["left"] -= 1
+            log.warn("the XMPP server refused the password of {jid}; trying the other known "
+                     "one", jid=config.jid)
+            factory.authenticator.password = other
+            connector.hold_off(RESTART_DOWN)
+        elif failure.check(sasl.SASLError):
             log.error("the XMPP server refused the password of {jid}; next attempt in "
                       "{delay:g} s", jid=config.jid, delay=AUTH_FAILURE_BACKOFF,
                       event="xmpp-auth-failed")

@@ -11,7 +11,13 @@ shown this once: the manager keeps neither password nor config.
 
 Moving needs an admin of both units.  Revoking hides the device, removes its
 XMPP account and closes its connection; the broker's sweep ends its live
-sessions within seconds.  Every change is audited.
+sessions within seconds.
+
+Rotating its credentials: the new password goes to the agent over XMPP
+(versioned); the agent saves it and answers; only then is the account's
+password changed and the old connection closed, and the agent logs in with
+the new one.  An offline device cannot be rotated (``409 device-offline``);
+one that refuses leaves everything as it was.  Every change is audited.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from remotecomm.accounts.login import Caller
 from remotecomm.accounts.permissions import PROVIDER_ADMIN, UNIT_ADMIN
 from remotecomm.clock import now_us
 from remotecomm.device.config import render_agent_config
+from remotecomm.sessions.messages import Credentials
 from remotecomm.store import devices as device_rows
 from remotecomm.store.accounts import AlreadyExists, NotFound
 from remotecomm.store.audit import append_audit
@@ -50,7 +57,9 @@ class DeviceRegistry:
     """Registers, moves and revokes the devices of a unit."""
 
     def __init__(self, store: Store, clock: IReactorTime, xmpp, ca_certificate: Path,
-                 tools: ProsodyTools | None = None, run_in_thread=deferToThread):
+                 tools: ProsodyTools | None = None, run_in_thread=deferToThread,
+                 devices=None):
+        self._devices = devices  # is_reachable(device_id), send(device_id, message)
         self._store = store
         self._clock = clock
         self._xmpp = xmpp  # the server's [xmpp] config (None: XMPP off)
@@ -132,3 +141,49 @@ class DeviceRegistry:
                           "{error}", device_id=device_id, error=str(e))
                 answer["xmpp_account"] = f"removal failed: {e}"
         return answer
+
+    async def rotate(self, caller: Caller, device_id: str) -> dict:
+        """New XMPP credentials for a device of the caller's unit, saved by its agent first."""
+        if await self._store.run(device_rows.device_unit, device_id) != caller.unit_id:
+            raise FleetError(404, "device-not-found", f"no device {device_id} in your unit")
+        if self._xmpp is None or self._tools is None or self._devices is None:
+            raise FleetError(503, "unavailable", "XMPP is off on this manager")
+        if not self._devices.is_reachable(device_id):
+            raise FleetError(409, "device-offline", f"{device_id} is offline: its agent must "
+                                                    f"save new credentials before they change")
+        version = await self._store.run(device_rows.credentials_version, device_id) + 1
+        password = secrets.token_urlsafe(24)
+        try:
+            await self._devices.send(device_id, Credentials(version, password))
+        except Exception as e:
+            condition = getattr(e, "condition", None)
+            if condition is None or condition in ("service-unavailable",
+                                                  "remote-server-timeout"):
+                raise FleetError(409, "device-offline", f"{device_id} did not take the new "
+                                                        f"credentials; nothing changed") from None
+            raise FleetError(502, "device-refused", f"{device_id} refused the new "
+                                                    f"credentials ({condition}); nothing "
+                                                    f"changed") from None
+        try:
+            await self._in_thread(self._tools.register, device_id, self._xmpp.devices_domain,
+                                  password)
+        except ProsodyError as e:
+            log.error("{device_id} saved credentials {version}, but the XMPP server kept the "
+                      "old password: {error}", device_id=device_id, version=version,
+                      error=str(e))
+            raise FleetError(503, "xmpp-password-failed", f"the device saved the new "
+                                                          f"credentials but the XMPP server "
+                                                          f"kept the old password (the agent "
+                                                          f"falls back to it): {e}") from None
+        await self._audited(caller, "device-credentials-rotated", caller.unit_id,
+                            device_rows.set_credentials_version, device_id, version,
+                            device_id=device_id, version=version)
+        try:
+            await self._in_thread(self._tools.close_sessions, device_id,
+                                  self._xmpp.devices_domain)
+        except ProsodyError as e:
+            log.warn("could not close the old connection of {device_id}: {error}",
+                     device_id=device_id, error=str(e))
+        log.info("credentials of {device_id} rotated to version {version} by {user_id}",
+                 device_id=device_id, version=version, user_id=caller.user_id)
+        return {"device_id": device_id, "credentials_version": version}

@@ -285,7 +285,8 @@ def _build_sessions(config: ServerConfig, reactor, root, readiness: dict,
                                       config.xmpp if config.xmpp.enabled else None,
                                       config.tls.ca_certificate,
                                       ProsodyTools(config.xmpp.prosody_dir / "prosody.cfg.lua",
-                                                   config.xmpp.prosodyctl)),
+                                                   config.xmpp.prosodyctl),
+                                      devices=manager.devices),
               devices_link_up=lambda: getattr(manager.devices, "link_up", False))
     return api.resource()
 

@@ -194,6 +194,16 @@ class SessionReady:
 
 
 @dataclass(frozen=True)
+class Credentials:
+    """New XMPP credentials for the device (a rotation): ``version`` counts up from 1.  The
+    device saves them before it answers; only then does the manager change the account's
+    password and close the old connection."""
+
+    version: int
+    password: str
+
+
+@dataclass(frozen=True)
 class EndSession:
     """S265: the manager asks the device to end its side of a session."""
 

@@ -46,6 +46,8 @@ AUDIT_KINDS = {
     "device-registered": "an admin registered a device in the unit (`device_id`, `name`, "
                          "`model`)",
     "device-moved": "an admin moved a device to another unit (`to_unit`)",
+    "device-credentials-rotated": "an admin rotated a device's XMPP credentials (`version`; "
+                                  "never the password)",
     "report-recipient-added": "a unit admin added a report recipient (`address`)",
     "report-recipient-removed": "a unit admin removed a report recipient (`address`)",
     "report-schedule-added": "a unit admin added a report schedule (`schedule`)",

@@ -108,3 +108,15 @@ def move_device(connection: Connection, device_id: str, from_unit: str, to_unit:
         devices.c.revoked_us.is_(None)).values(unit_id=to_unit))
     if result.rowcount != 1:
         raise NotFound(f"no device {device_id} in unit {from_unit}")
+
+
+def credentials_version(connection: Connection, device_id: str) -> int:
+    """How many times the device's credentials were rotated."""
+    return connection.execute(select(devices.c.credentials_version).where(
+        devices.c.device_id == device_id)).scalar() or 0
+
+
+def set_credentials_version(connection: Connection, device_id: str, version: int) -> None:
+    """Record a rotation."""
+    connection.execute(update(devices).where(devices.c.device_id == device_id)
+                       .values(credentials_version=version))

@@ -91,6 +91,8 @@ devices = Table(
     # The settings the device declared in its last hello (JSON list of specs), versioned.
     Column("settings", Text, nullable=False, server_default="[]"),
     Column("settings_version", Integer, nullable=True),
+    # How many times its XMPP credentials were rotated (0: as registered).
+    Column("credentials_version", Integer, nullable=False, server_default="0"),
 )
 Index("ix_devices_unit", devices.c.unit_id)
 

@@ -11,7 +11,7 @@ that redeems it), ``user-role USER technician|unit-admin|none``,
 [--kind K] [--actor A] [--from] [--to] [--limit N] [--csv FILE]``.  Devices of
 the current unit: ``device-add DEVICE [--name] [--model] [--agent-dir DIR]``
 (writes the agent's config, shown this once, and the CA), ``device-move
-DEVICE UNIT``, ``device-revoke DEVICE``.
+DEVICE UNIT``, ``device-revoke DEVICE``, ``device-rotate DEVICE``.
 
 What only the server host can do -- ``init``, the first provider admin, units,
 users and devices before anyone can log in -- stays with ``remotecomm-admin``
@@ -36,7 +36,7 @@ LOCAL_COMMANDS = ("init", "add-unit", "add-user", "add-device", "revoke-device",
                   "disable-user", "enable-user")
 API_COMMANDS = ("units", "unit-add", "unit-set", "users", "user", "user-add", "user-role",
                 "user-disable", "user-enable", "user-password", "provider-admin", "audit",
-                "device-add", "device-move", "device-revoke")
+                "device-add", "device-move", "device-revoke", "device-rotate")
 
 
 def add_parsers(commands) -> None:
@@ -87,6 +87,9 @@ def add_parsers(commands) -> None:
     device_revoke = actions.add_parser("device-revoke", help="revoke a device: its account "
                                                              "goes, its sessions end")
     device_revoke.add_argument("device_id", type=identifier(DEVICE_ID, "device ID"))
+    device_rotate = actions.add_parser("device-rotate", help="new XMPP credentials for a "
+                                                             "device (it must be online)")
+    device_rotate.add_argument("device_id", type=identifier(DEVICE_ID, "device ID"))
     audit = actions.add_parser("audit", help="the current unit's audit log")
     audit.add_argument("--kind")
     audit.add_argument("--actor")
@@ -202,6 +205,10 @@ async def admin(client, args) -> list[str]:
         answer = await client.delete(f"/api/v1/devices/{args.device_id}")
         lines = [text("device-revoked-api", device_id=args.device_id,
                       account=answer.get("xmpp_account", "?"))]
+    elif command == "device-rotate":
+        answer = await client.post(f"/api/v1/devices/{args.device_id}/rotate-credentials", {})
+        lines = [text("device-rotated", device_id=args.device_id,
+                      version=answer.get("credentials_version", "?"))]
     else:
         return await _audit(client, args)
     return [json.dumps(answer, indent=2)] if args.json else lines

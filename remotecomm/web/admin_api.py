@@ -74,6 +74,8 @@ class AdminRoutes:
                 Route("/api/v1/password/set", post=self.set_password),
                 Route("/api/v1/devices/{device_id}/move", post=self.move_device),
                 Route("/api/v1/devices/{device_id}", delete=self.revoke_device),
+                Route("/api/v1/devices/{device_id}/rotate-credentials",
+                      post=self.rotate_credentials),
                 Route("/api/v1/audit", get=self.audit),
                 Route("/api/v1/audit.csv", get=self.audit_csv)]
 
@@ -270,6 +272,13 @@ class AdminRoutes:
         if not is_valid(DEVICE_ID, device_id):
             raise ApiError(404, "device-not-found", "no such device")
         return 200, await self._run(self._devices().revoke, caller, device_id)
+
+    async def rotate_credentials(self, request: server.Request, device_id: str):
+        """New XMPP credentials for a device of the unit (its agent saves them first)."""
+        caller, _ = await self._caller(request)
+        if not is_valid(DEVICE_ID, device_id):
+            raise ApiError(404, "device-not-found", "no such device")
+        return 200, await self._run(self._devices().rotate, caller, device_id)
 
     # -- the audit log -----------------------------------------------------------------
 

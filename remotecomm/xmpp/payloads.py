@@ -26,9 +26,10 @@ from remotecomm.maintenance.messages import (ACTIONS, ERROR_CODES, MAX_RESULT_BY
                                              PROGRESS_PHASES, JobProgress, JobRequest, JobResult)
 from remotecomm.sessions.messages import (ENVELOPE_VERSIONS, MAX_APPS, MAX_REPORTS_ASKED,
                                           MAX_SETTINGS, MAX_VALUE_LENGTH, ApprovalCancelled,
-                                          ApprovalDecision, ApprovalRequest, EndSession, Hello,
-                                          KeptReports, MessageRefused, ReportRequest, SessionReady,
-                                          SessionReport, SettingError, SettingSpec)
+                                          ApprovalDecision, ApprovalRequest, Credentials,
+                                          EndSession, Hello, KeptReports, MessageRefused,
+                                          ReportRequest, SessionReady, SessionReport, SettingError,
+                                          SettingSpec)
 
 NS_DEVICE = "urn:remotecomm:device:1"
 NS_DEVICE_PREFIX = "urn:remotecomm:device:"
@@ -271,6 +272,9 @@ _PAYLOADS: dict[type, tuple[str, tuple[_Attribute, ...]]] = {
         _Attribute("app_version", "app-version", _NAME, "optional-text"),
         _Attribute("firmware_version", "firmware-version", _VERSION_TEXT, "optional-text"),
         _Attribute("errors", "errors", r"\d{1,9}", "optional-instant"))),
+    Credentials: ("credentials", (
+        _Attribute("version", "version", r"[1-9]\d{0,8}", "instant"),
+        _Attribute("password", "password", r"[A-Za-z0-9_-]{16,128}"))),
     ReportRequest: ("report-request", (
         _Attribute("request_ids", "request-ids", REQUEST_ID, "id-list"),)),
     JobRequest: ("job-request", (

@@ -10,6 +10,7 @@ from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
 from remotecomm.admin import commands as local_admin
+from remotecomm.testing.processes import sleep
 from remotecomm.testing.servers import PASSWORD, ServerSetup
 
 NEW_PASSWORD = "ivan's own long passphrase"
@@ -72,7 +73,19 @@ class AdministrationTests(TestCase):
                                             "--agent-dir", str(folder))
         self.assertEqual(code, 0, output)
         self.assertEqual(oct((folder / "device-agent.toml").stat().st_mode & 0o777), "0o600")
-        self.setup.start_agent("mfp-7")
+        agent = self.setup.start_agent("mfp-7")
+        await self.setup.wait_device("mfp-7", online=True)
+        # Its credentials rotated: the agent saves them, is kicked, and logs in with them.
+        code, output = await self.setup.cli("admin", "device-rotate", "mfp-7")
+        self.assertEqual(code, 0, output)
+        saved = json.loads((folder / "data" / "credentials.json").read_text())
+        self.assertEqual(saved["version"], 1)
+        for _ in range(100):
+            if agent.output.count("connected to XMPP as") >= 2:
+                break
+            await sleep(reactor, 0.1)
+        self.assertEqual(agent.output.count("connected to XMPP as"), 2, agent.output[-2000:])
+        self.assertNotIn(saved["password"], agent.output)
         await self.setup.wait_device("mfp-7", online=True)
         code, output = await self.setup.cli("admin", "device-revoke", "mfp-7")
         self.assertIn("its XMPP account: removed", output)

@@ -1,12 +1,14 @@
 """Tests for remotecomm.fleet.registry: devices registered, moved and revoked by admins, with
 prosodyctl faked (it is run for real end to end)."""
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.words.protocols.jabber.error import StanzaError
 
 from remotecomm.accounts.login import Caller
 from remotecomm.device.config import load_device_config
@@ -49,7 +51,9 @@ class FakeTools:
         return True
 
 
-class RegistryTests(SynchronousTestCase):
+class RegistryTestCase(SynchronousTestCase):
+    """A registry on a real SQLite store with prosodyctl faked."""
+
     def setUp(self):
         folder = Path(self.mktemp())
         self.store = migrated_inline_store(folder / "manager.sqlite3")
@@ -67,6 +71,9 @@ class RegistryTests(SynchronousTestCase):
 
     def refused(self, coroutine) -> FleetError:
         return self.failureResultOf(Deferred.fromCoroutine(coroutine), FleetError).value
+
+
+class RegistryTests(RegistryTestCase):
 
     def test_registering_answers_a_config_the_agent_loads_once(self):
         answer = self.wait(self.registry.register(UNA, "mfp-9", "Lobby", "MFP 9000"))
@@ -110,4 +117,53 @@ class RegistryTests(SynchronousTestCase):
         self.assertEqual((self.tools.accounts, self.tools.closed), ({}, ["mfp-9"]))
         self.assertEqual(self.store.run_sync(devices_of_unit, "acme"), [])
         self.assertEqual(self.refused(self.registry.revoke(UNA, "mfp-9")).code,
+                         "device-not-found")
+
+
+class FakeDevices:
+    def __init__(self):
+        self.online = {"mfp-9"}
+        self.sent = []
+        self.refusal = None
+
+    def is_reachable(self, device_id):
+        return device_id in self.online
+
+    def send(self, device_id, message):
+        self.sent.append(message)
+        if self.refusal is not None:
+            return fail(self.refusal)
+        return succeed(None)
+
+
+class RotationTests(RegistryTestCase):
+    def setUp(self):
+        super().setUp()
+        self.devices = FakeDevices()
+        self.registry._devices = self.devices
+        self.wait(self.registry.register(UNA, "mfp-9", "Lobby", "MFP"))
+
+    def test_the_agent_saves_first_then_the_password_changes_and_it_is_kicked(self):
+        answer = self.wait(self.registry.rotate(UNA, "mfp-9"))
+        self.assertEqual(answer["credentials_version"], 1)
+        (sent,) = self.devices.sent
+        self.assertEqual((sent.version, self.tools.accounts["mfp-9@devices.test"]),
+                         (1, sent.password))
+        self.assertEqual(self.tools.closed, ["mfp-9"])
+        self.assertEqual(self.wait(self.registry.rotate(UNA, "mfp-9"))["credentials_version"], 2)
+        audited = [r for r in self.store.run_sync(audit_records, "device-credentials-rotated")]
+        self.assertEqual([r["detail"]["version"] for r in audited], [1, 2])
+        self.assertNotIn(sent.password, json.dumps([r["detail"] for r in audited]))
+
+    def test_an_offline_or_refusing_device_keeps_its_password(self):
+        before = dict(self.tools.accounts)
+        self.devices.online = set()
+        self.assertEqual(self.refused(self.registry.rotate(UNA, "mfp-9")).code,
+                         "device-offline")
+        self.devices.online = {"mfp-9"}
+        self.devices.refusal = StanzaError("not-allowed")
+        self.assertEqual(self.refused(self.registry.rotate(UNA, "mfp-9")).code,
+                         "device-refused")
+        self.assertEqual((self.tools.accounts, self.tools.closed), (before, []))
+        self.assertEqual(self.refused(self.registry.rotate(PAT, "gx-1")).code,
                          "device-not-found")
