@@ -108,9 +108,11 @@ def _error_of(status: int, answer: dict) -> gw.GatewayError:
     return gw.PeerUnavailable(f"the peer answered {status} {code}: {message}")
 
 
-def serve(prefix: str, calls: tuple[Call, ...], target, secret: str) -> list[Route]:
+def serve(prefix: str, calls: tuple[Call, ...], target, secret: str,
+          on_refused=None) -> list[Route]:
     """Routes that answer each call in ``calls`` by calling ``target`` (an implementation
-    of the matching interface), for callers that present ``secret``."""
+    of the matching interface), for callers that present ``secret``; ``on_refused(request)``
+    hears of every caller that did not (the manager audits them)."""
     expected = secret.encode("ascii")
 
     def route(call: Call) -> Route:
@@ -118,6 +120,8 @@ def serve(prefix: str, calls: tuple[Call, ...], target, secret: str) -> list[Rou
             header = request.getHeader(b"authorization") or b""
             scheme, _, value = header.partition(b" ")
             if scheme.lower() != b"bearer" or not hmac.compare_digest(value.strip(), expected):
+                if on_refused is not None:
+                    await on_refused(request)
                 raise ApiError(401, "unauthenticated", "this API is for the deployment's "
                                                        "own servers")
             body = read_json(request)

@@ -118,7 +118,8 @@ def build_service(config: ServerConfig, reactor, role: str = "both") -> MultiSer
         relay = _build_relay(config, reactor, root, readiness, gateway)
         notices["dead_letters"] = lambda: relay.outbox.dead
     if manager is not None:
-        routes = manager_routes(manager.for_relay, secret) if role == "manager" else []
+        routes = (manager_routes(manager.for_relay, secret, manager.store, reactor)
+                  if role == "manager" else [])
         api_resource = _build_sessions(config, reactor, root, readiness, manager, routes,
                                        notices)
     else:

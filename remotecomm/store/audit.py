@@ -23,6 +23,8 @@ AUDIT_KINDS = {
     LOGIN_FAILED: "a login was refused (`reason`: unknown-user, wrong-password, disabled)",
     LOGIN_THROTTLED: "a login was refused by the throttle",
     TOKEN_REFUSED: "an API call's token was refused (`reason`: the error code)",
+    "relay-api-refused": "a caller without the relay API's secret (`path`; one record per "
+                         "source address a minute)",
     "relay-admission-refused": "the relay refused a side (refusal code, side, session)",
     "approval-refused": "an operator's answer the manager could not take (e.g. a test "
                         "approver it does not allow)",

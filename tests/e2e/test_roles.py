@@ -128,6 +128,10 @@ class RoleSplitTests(TestCase):
                                          json={"key": "x"}, headers=headers)
             self.assertEqual(response.code, 401)
             self.assertEqual((await response.json())["code"], "unauthenticated")
+        # Audited, once a minute per address (the second refusal adds no record).
+        refused = rows(self.setup.folder / "data" / "manager.sqlite3",
+                       "SELECT source_address FROM audit WHERE kind = 'relay-api-refused'")
+        self.assertEqual(refused, [{"source_address": "127.0.0.1"}])
 
     async def wait_until(self, check, seconds: float, what: str):
         started = reactor.seconds()
