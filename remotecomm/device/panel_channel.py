@@ -17,6 +17,10 @@ takes operators' answers from nowhere else.
 ``POST /v1/sessions/{request_id}/end``
     ``{"operator": "<who pressed it>"}`` → ``200 {"status": "ending"}``
     (S291); ``404 unknown-session``.
+``POST /v1/panel-logins/failed``
+    ``{"operator": "<the name typed>"}`` → ``200 {"status": "sent"}`` (or
+    ``"dropped"`` past 10 a minute): a failed login at the panel, which the
+    agent reports to the manager (audited under the device's unit).
 ``PUT /v1/device``
     ``{"firmware_version": "4.2.1", "settings": [{name, kind, minimum,
     maximum, choices, max_length}], "settings_version": 1}`` → ``200
@@ -74,8 +78,10 @@ class PanelChannel:
 
     def __init__(self, approvals: Approvals, secret: str, links=None,
                  on_description=lambda firmware_version, settings, settings_version: None,
-                 jobs: AgentJobs | None = None):
+                 jobs: AgentJobs | None = None,
+                 on_login_failed=lambda operator: True):
         self._approvals = approvals
+        self._on_login_failed = on_login_failed  # tell the manager; False: over the bound
         self._secret = secret.encode("utf-8")
         self._links = links  # the agent's RelayLinks: the sessions running on this device
         self._on_description = on_description
@@ -89,6 +95,7 @@ class PanelChannel:
             Route("/v1/sessions", get=self.list_sessions),
             Route("/v1/sessions/{request_id}/end", post=self.end_session),
             Route("/v1/device", put=self.describe_device),
+            Route("/v1/panel-logins/failed", post=self.login_failed),
             Route("/v1/jobs", get=self.list_jobs),
             Route("/v1/jobs/{job_id}", post=self.job_done),
             Route("/v1/jobs/{job_id}/image", get=self.job_image),
@@ -168,6 +175,16 @@ class PanelChannel:
             settings.append(spec)
         self._on_description(version, tuple(settings), settings_version)
         return 200, {"status": "noted"}
+
+    async def login_failed(self, request: server.Request) -> tuple[int, dict]:
+        """Someone failed to log in at the panel: the manager audits it."""
+        self._authenticate(request)
+        body = read_json(request)
+        operator = take_str(body, "operator", r"[^\x00-\x1f\x7f]{1,200}", max_length=200)
+        no_more_fields(body)
+        if not self._on_login_failed(operator):
+            return 200, {"status": "dropped"}  # more than the bound this minute: logged only
+        return 200, {"status": "sent"}
 
     async def list_jobs(self, request: server.Request) -> tuple[int, dict]:
         """Maintenance jobs waiting for the device."""

@@ -11,6 +11,7 @@ from twisted.words.protocols.jabber import client, sasl, xmlstream
 from twisted.words.protocols.jabber.jid import JID
 
 from remotecomm import __version__
+from remotecomm.clock import now_us
 from remotecomm.config import config_options
 from remotecomm.device.approvals import Approvals, ManagerRequests, decision_sender
 from remotecomm.device.config import DeviceAgentConfig, load_device_config
@@ -23,7 +24,7 @@ from remotecomm.device.panel_channel import PanelChannel
 from remotecomm.device.relay_link import RelayLinks
 from remotecomm.json_http import make_site
 from remotecomm.relay import envelope as env
-from remotecomm.sessions.messages import ENVELOPE_VERSIONS, Hello
+from remotecomm.sessions.messages import ENVELOPE_VERSIONS, Hello, PanelLoginFailed
 from remotecomm.tls import TLSSetupError, load_ca
 from remotecomm.unix_sockets import prepare_socket_folder
 from remotecomm.xmpp.stream import UnknownIqHandler, XmppConnector, XmppStream, on_stream_error
@@ -45,6 +46,29 @@ def _tls_options(config: DeviceAgentConfig):
     except TLSSetupError as e:
         raise SystemExit(f"device-agent: {e}") from None
     return ssl.optionsForClientTLS(config.xmpp.domain, trustRoot=ca)
+
+
+PANEL_LOGIN_REPORTS_PER_MINUTE = 10
+
+
+def panel_login_reporter(clock, components: tuple[str, ...], send):
+    """Reports failed panel logins to the manager: at most
+    :data:`PANEL_LOGIN_REPORTS_PER_MINUTE` a minute (a flood is logged, not forwarded)."""
+    sent: list[float] = []
+
+    def report(operator: str) -> bool:
+        now = clock.seconds()
+        sent[:] = [at for at in sent if now - at < 60]
+        if len(sent) >= PANEL_LOGIN_REPORTS_PER_MINUTE:
+            log.warn("failed panel login as {operator!r} not reported: over {bound} a minute",
+                     operator=operator, bound=PANEL_LOGIN_REPORTS_PER_MINUTE)
+            return False
+        sent.append(now)
+        for component in components:
+            send(component, PanelLoginFailed(operator[:200], now_us(clock)))
+        return True
+
+    return report
 
 
 def connect_xmpp(reactor, config: DeviceAgentConfig, factory) -> XmppConnector:
@@ -120,7 +144,10 @@ def build_service(config: DeviceAgentConfig, reactor, links=None) -> MultiServic
         if config.panel.socket.exists():
             config.panel.socket.unlink()  # left over from an earlier run
         channel = PanelChannel(approvals, config.panel.secret, links,
-                               on_description=described, jobs=jobs)
+                               on_description=described, jobs=jobs,
+                               on_login_failed=panel_login_reporter(
+                                   reactor, config.xmpp.components,
+                                   decision_sender(stream, reactor)))
         panel_service = StreamServerEndpointService(
             UNIXServerEndpoint(reactor, str(config.panel.socket), mode=0o600, wantPID=False),
             make_site(channel.resource()))

@@ -33,7 +33,7 @@ from remotecomm.accounts.login import Caller
 from remotecomm.accounts.permissions import PROVIDER_ADMIN, UNIT_ADMIN
 from remotecomm.clock import now_us
 from remotecomm.device.config import render_agent_config
-from remotecomm.sessions.messages import Credentials
+from remotecomm.sessions.messages import Credentials, PanelLoginFailed
 from remotecomm.store import devices as device_rows
 from remotecomm.store.accounts import AlreadyExists, NotFound
 from remotecomm.store.audit import append_audit
@@ -187,3 +187,20 @@ class DeviceRegistry:
         log.info("credentials of {device_id} rotated to version {version} by {user_id}",
                  device_id=device_id, version=version, user_id=caller.user_id)
         return {"device_id": device_id, "credentials_version": version}
+
+
+def panel_login_audit(store: Store, clock: IReactorTime):
+    """The handler of devices' :class:`~remotecomm.sessions.messages.PanelLoginFailed`
+    reports: each is audited under the device's unit (``panel-login-failed``)."""
+    async def record(device_id: str, message: PanelLoginFailed, source: str) -> None:
+        def audit(connection):
+            unit_id = device_rows.device_unit(connection, device_id)
+            append_audit(connection, now_us(clock), "panel-login-failed",
+                         actor=message.operator, unit_id=unit_id, device_id=device_id,
+                         device_at_us=message.at_us)
+
+        await store.run(audit)
+        log.info("failed panel login at {device_id} as {operator!r}", device_id=device_id,
+                 operator=message.operator)
+
+    return record

@@ -21,7 +21,7 @@ from remotecomm.accounts.passwords import PasswordHasherPool
 from remotecomm.accounts.throttle import LoginThrottle
 from remotecomm.clock import seconds_to_us
 from remotecomm.config import config_options
-from remotecomm.fleet.registry import DeviceRegistry
+from remotecomm.fleet.registry import DeviceRegistry, panel_login_audit
 from remotecomm.http_files import UploadRequest
 from remotecomm.json_http import Router, make_site
 from remotecomm.maintenance.firmware import FirmwareImages
@@ -44,7 +44,7 @@ from remotecomm.services import SequentialMultiService, StartStopService, exit_a
 from remotecomm.sessions.broker import SessionBroker
 from remotecomm.sessions.collection import RecordCollector
 from remotecomm.sessions.lifecycle import SessionPolicy
-from remotecomm.sessions.messages import ApprovalDecision, SessionReport
+from remotecomm.sessions.messages import ApprovalDecision, PanelLoginFailed, SessionReport
 from remotecomm.sessions.relay_api import ManagerForRelay
 from remotecomm.sessions.relays import RelayDirectory
 from remotecomm.store.engine import SchemaTooNew, Store, migrate, open_sqlite
@@ -269,6 +269,8 @@ def _build_sessions(config: ServerConfig, reactor, root, readiness: dict,
         manager.component.requests.register(SessionReport, broker.on_session_report)
         manager.component.requests.register(JobResult, jobs.on_result)
         manager.component.requests.register(JobProgress, jobs.on_progress)
+        manager.component.requests.register(PanelLoginFailed,
+                                            panel_login_audit(manager.store, reactor))
 
         def device_returned(device_id: str) -> None:
             _log_errors(collector.device_returned(device_id), "collecting at a hello")

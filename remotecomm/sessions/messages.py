@@ -204,6 +204,16 @@ class Credentials:
 
 
 @dataclass(frozen=True)
+class PanelLoginFailed:
+    """Someone failed to log in at the device's panel as ``operator`` (the name they
+    typed) at ``at_us`` (the device's clock); the manager audits it under the device's
+    unit."""
+
+    operator: str
+    at_us: int
+
+
+@dataclass(frozen=True)
 class EndSession:
     """S265: the manager asks the device to end its side of a session."""
 

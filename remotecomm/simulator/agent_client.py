@@ -76,6 +76,10 @@ class AgentChannelClient:
         """Report a job's outcome."""
         await self._call("POST", f"/v1/jobs/{job_id}", outcome)
 
+    async def panel_login_failed(self, operator: str) -> None:
+        """Tell the agent someone failed to log in at the panel (it tells the manager)."""
+        await self._call("POST", "/v1/panel-logins/failed", {"operator": operator[:200]})
+
     async def job_progress(self, job_id: str, percent: int) -> None:
         """Report how far a firmware install is."""
         await self._call("POST", f"/v1/jobs/{job_id}/progress", {"percent": percent})

@@ -256,6 +256,11 @@ class Panel(Resource):
         ok = await deferToThread(self._verify, stored, password)
         if not ok:
             log.info("panel login refused for {operator}", operator=operator)
+            try:
+                await self._agent.panel_login_failed(operator or "(none)")
+            except (AgentUnavailable, AgentRefused) as e:
+                log.warn("could not report the failed login to the agent: {error}",
+                         error=str(e))
             request.setResponseCode(401)
             return _page(self._device_name, self._login_form(
                 session, '<p class="note">Operator or password is wrong.</p>'))

@@ -47,6 +47,8 @@ AUDIT_KINDS = {
                       "through the API)",
     "device-registered": "an admin registered a device in the unit (`device_id`, `name`, "
                          "`model`)",
+    "panel-login-failed": "someone failed to log in at a device's panel (`actor`: the name "
+                          "typed; `device_id`); reported by its agent, at most 10 a minute",
     "device-moved": "an admin moved a device to another unit (`to_unit`)",
     "device-credentials-rotated": "an admin rotated a device's XMPP credentials (`version`; "
                                   "never the password)",

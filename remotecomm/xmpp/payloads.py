@@ -28,8 +28,8 @@ from remotecomm.sessions.messages import (ENVELOPE_VERSIONS, MAX_APPS, MAX_REPOR
                                           MAX_SETTINGS, MAX_VALUE_LENGTH, ApprovalCancelled,
                                           ApprovalDecision, ApprovalRequest, Credentials,
                                           EndSession, Hello, KeptReports, MessageRefused,
-                                          ReportRequest, SessionReady, SessionReport, SettingError,
-                                          SettingSpec)
+                                          PanelLoginFailed, ReportRequest, SessionReady,
+                                          SessionReport, SettingError, SettingSpec)
 
 NS_DEVICE = "urn:remotecomm:device:1"
 NS_DEVICE_PREFIX = "urn:remotecomm:device:"
@@ -275,6 +275,9 @@ _PAYLOADS: dict[type, tuple[str, tuple[_Attribute, ...]]] = {
     Credentials: ("credentials", (
         _Attribute("version", "version", r"[1-9]\d{0,8}", "instant"),
         _Attribute("password", "password", r"[A-Za-z0-9_-]{16,128}"))),
+    PanelLoginFailed: ("panel-login-failed", (
+        _Attribute("operator", "operator", _NAME),
+        _Attribute("at_us", "at-us", _INSTANT, "instant"))),
     ReportRequest: ("report-request", (
         _Attribute("request_ids", "request-ids", REQUEST_ID, "id-list"),)),
     JobRequest: ("job-request", (

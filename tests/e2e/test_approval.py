@@ -63,11 +63,17 @@ class PanelApprovalTests(ApprovalTestCase):
         """YES: the CLI reports approval, the session row names the operator, the device
         history too, and the terminal token was handed out exactly once."""
         opening = self.setup.cli_process("open", "mfp-1", "web-server")
+        # A wrong password first: the agent reports it, the manager audits it under acme.
+        self.assertEqual(await self.panel.login(OPERATOR, "not the password"), 401)
         self.assertEqual(await self.panel.login(OPERATOR, OPERATOR_PASSWORD), 303)
         request_id = await self.panel.wait_for_request()
         self.assertEqual(await self.panel.answer(request_id, "yes"), 303)
         await opening.wait_for_output("Session with mfp-1 is open")
         self.assertIn("Waiting for approval on mfp-1", opening.output)
+        with sqlite3.connect(self.setup.folder / "data" / "manager.sqlite3") as db:
+            failed = db.execute("SELECT actor, unit_id FROM audit WHERE kind = "
+                                "'panel-login-failed'").fetchall()
+        self.assertEqual(failed, [(OPERATOR, "acme")])
         self.assertIn("Approved by olga on mfp-1.", opening.output)
         # The terminal is told "open" once it is in; "active" needs the device too.
         for _ in range(100):

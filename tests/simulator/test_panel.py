@@ -25,6 +25,7 @@ class FakeAgent:
         self.running = []
         self.ended = []
         self.answers = []
+        self.failed_logins = []
         self.refuse = None
 
     def approvals(self):
@@ -35,6 +36,10 @@ class FakeAgent:
 
     def end(self, request_id, operator):
         self.ended.append((request_id, operator))
+        return succeed(None)
+
+    def panel_login_failed(self, operator):
+        self.failed_logins.append(operator)
         return succeed(None)
 
     def answer(self, request_id, approve, operator):
@@ -81,6 +86,7 @@ class PanelTests(SynchronousTestCase):
         """A wrong password is 401 and no session."""
         self.assertEqual(self.drive(self.user.login("olga", "wrong")), 401)
         self.assertEqual(self.drive(self.user.login("nobody", "panel password 1")), 401)
+        self.assertEqual(self.agent.failed_logins, ["olga", "nobody"])  # for the manager's audit
 
     def test_yes_without_login_is_403(self):
         """Pressing YES without being logged in is refused; nothing reaches the agent."""
