@@ -32,6 +32,8 @@ AUDIT_KINDS = {
     "user-disabled": "a user was disabled (`remotecomm-admin disable-user`, or an admin "
                      "through the API: `user_id`)",
     "user-enabled": "a user was enabled again (likewise)",
+    "admin-refused": "an admin call the rules refused (`call`, `code`: e.g. "
+                     "last-provider-admin, already-exists, user-not-found)",
     "unit-created": "a provider admin created a unit (`name`, `time_zone`)",
     "unit-changed": "an admin renamed a unit or changed its time zone",
     "user-created": "an admin created a user in the unit (`user_id`, `role`, "

@@ -67,11 +67,14 @@ class AdministrationTests(TestCase):
         self.assertEqual(code, 0, output)
         self.assertIn(",user-created,pat,", csv_path.read_text())
 
-        # A device registered through the API: its agent connects with the config it got.
+        # A device registered through the API while Prosody is down (prosodyctl writes its
+        # store): its agent connects with the config it got once Prosody is back.
+        await self.setup.stop_prosody()
         folder = self.setup.agent_dir("mfp-7")
         code, output = await self.setup.cli("admin", "device-add", "mfp-7", "--name", "Lobby",
                                             "--agent-dir", str(folder))
         self.assertEqual(code, 0, output)
+        await self.setup.start_prosody()
         self.assertEqual(oct((folder / "device-agent.toml").stat().st_mode & 0o777), "0o600")
         agent = self.setup.start_agent("mfp-7")
         await self.setup.wait_device("mfp-7", online=True)

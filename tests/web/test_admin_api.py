@@ -95,6 +95,9 @@ class AdminApiTests(ApiTestCase):
         status, body = self.admin("PUT", "/api/v1/users/pat/provider-admin",
                                   {"provider_admin": False}, unit=None)
         self.assertEqual((status, body["code"]), (409, "last-provider-admin"))
+        (refused,) = self.audit("admin-refused")
+        self.assertEqual((refused["actor"], refused["detail"]["code"]),
+                         ("pat", "last-provider-admin"))
         self.admin("PUT", "/api/v1/users/una/provider-admin", {"provider_admin": True},
                    unit=None)
         status, body = self.admin("PUT", "/api/v1/users/pat/provider-admin",
