@@ -6,8 +6,8 @@ from twisted.application.internet import TimerService
 from twisted.internet.defer import ensureDeferred
 from twisted.logger import Logger
 
-from remotecomm.clock import now_us
-from remotecomm.store.accounts import purge_tokens
+from remotecomm.clock import now_us, seconds_to_us
+from remotecomm.store.accounts import purge_login_failures, purge_tokens
 from remotecomm.store.engine import Store
 
 log = Logger()
@@ -25,10 +25,19 @@ async def purge_dead_tokens(store: Store, clock) -> int:
     return count
 
 
-def token_purge_service(store: Store, clock) -> TimerService:
-    """A service that purges dead API tokens at start and every hour."""
+async def purge_old_login_failures(store: Store, clock, window: float) -> int:
+    """Forget failed logins the throttle no longer counts; how many."""
+    return await store.run(purge_login_failures, now_us(clock) - seconds_to_us(window))
+
+
+def token_purge_service(store: Store, clock, failure_window: float = 900.0) -> TimerService:
+    """A service that purges dead API tokens and old failed logins at start and every hour."""
+    async def both():
+        await purge_dead_tokens(store, clock)
+        await purge_old_login_failures(store, clock, failure_window)
+
     def purge():
-        return ensureDeferred(purge_dead_tokens(store, clock)).addErrback(
+        return ensureDeferred(both()).addErrback(
             lambda f: log.failure("purging API tokens failed", f))
     service = TimerService(PURGE_INTERVAL, purge)
     service.clock = clock

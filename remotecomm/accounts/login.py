@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from remotecomm.accounts.passwords import PasswordHasherPool
@@ -96,7 +97,7 @@ class Accounts:
     async def login(self, user_id: str, password: str, terminal_id: str,
                     source_address: str) -> IssuedToken:
         """Check the password and issue an API token bound to ``terminal_id``."""
-        retry_after = self._throttle.retry_after(user_id, source_address)
+        retry_after, delay = await self._throttle.check(user_id, source_address)
         if retry_after is not None:
             await self._store.run(append_audit, now_us(self._clock), LOGIN_THROTTLED,
                                   actor=user_id, source_address=source_address,
@@ -104,10 +105,12 @@ class Accounts:
             raise Refused("too-many-attempts", "too many failed logins; try again later",
                           retry_after=retry_after)
 
+        if delay:  # this account failed often lately: every attempt waits (never locked)
+            await deferLater(self._clock, delay, lambda: None)
         record = await self._store.run(account_queries.login_record, user_id)
         matches = await self._hasher.verify(record.password_hash if record else None, password)
         if not matches or record.disabled:
-            self._throttle.record_failure(user_id, source_address)
+            await self._throttle.record_failure(user_id, source_address)
             reason = ("unknown-user" if record is None else
                       "disabled" if matches else "wrong-password")
             units = record.memberships if record else ()
@@ -119,7 +122,7 @@ class Accounts:
                      user_id=user_id, source_address=source_address)
             raise INVALID_CREDENTIALS
 
-        self._throttle.record_success(user_id)
+        await self._throttle.record_success(user_id, source_address)
         token = new_token()
         issued_us = now_us(self._clock)
         expires_us = issued_us + self._token_lifetime_us

@@ -1,78 +1,70 @@
-"""Throttling failed logins per account and per source address.
+"""Throttling failed logins, in the store: it survives restarts and every manager shares it.
 
-After ``limit`` failures within ``window`` seconds, further attempts for
-that account (or from that address) are refused until the oldest failure
-leaves the window.  Unknown accounts are throttled exactly like known ones,
-so the throttle does not tell which user IDs exist.  Memory is bounded: the
-least recently failing keys are forgotten first.
+Three counts over a window (default 15 minutes):
+
+* **per account and address**: after ``per_account`` failures (default 5)
+  the account may not try again *from that address* until the oldest leaves
+  the window (``429 too-many-attempts``);
+* **per address**: after ``per_address`` failures (default 20, any
+  accounts) nothing may try from that address;
+* **per account**, from any address: past ``per_account`` failures each
+  attempt for the account waits first, 0.5 s doubling per further failure,
+  at most :data:`MAX_DELAY` -- guessing slows down, but the account is never
+  locked: its owner, from another address, logs in with the right password
+  (a little later).
+
+Unknown accounts are counted exactly like known ones, so the throttle does
+not tell which user IDs exist.  A successful login forgives the account's
+failures from that address only.  Failures older than the window are purged
+with the dead tokens (:mod:`remotecomm.accounts.housekeeping`).
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
-
 from twisted.internet.interfaces import IReactorTime
 
+from remotecomm.clock import now_us, seconds_to_us
+from remotecomm.store import accounts as account_rows
+from remotecomm.store.engine import Store
 
-class _FailureWindows:
-    def __init__(self, limit: int, window: float, max_keys: int):
-        self.limit = limit
-        self.window = window
-        self.max_keys = max_keys
-        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
-
-    def _prune(self, key: str, now: float) -> deque[float] | None:
-        times = self._failures.get(key)
-        if times is None:
-            return None
-        while times and times[0] <= now - self.window:
-            times.popleft()
-        if not times:
-            del self._failures[key]
-            return None
-        return times
-
-    def retry_after(self, key: str, now: float) -> float | None:
-        times = self._prune(key, now)
-        if times is None or len(times) < self.limit:
-            return None
-        return times[0] + self.window - now
-
-    def fail(self, key: str, now: float) -> None:
-        times = self._prune(key, now)
-        if times is None:
-            times = self._failures[key] = deque(maxlen=self.limit)
-        times.append(now)
-        self._failures.move_to_end(key)
-        while len(self._failures) > self.max_keys:
-            self._failures.popitem(last=False)
-
-    def forget(self, key: str) -> None:
-        self._failures.pop(key, None)
+MAX_DELAY = 8.0
+FIRST_DELAY = 0.5
 
 
 class LoginThrottle:
-    """Counts failed logins per account and per address against a clock."""
+    """Failed logins per (account, address), per address and per account, in the store."""
 
-    def __init__(self, clock: IReactorTime, per_account: int, per_address: int,
-                 window: float, max_keys: int = 10_000):
+    def __init__(self, store: Store, clock: IReactorTime, per_account: int, per_address: int,
+                 window: float):
+        self._store = store
         self._clock = clock
-        self._accounts = _FailureWindows(per_account, window, max_keys)
-        self._addresses = _FailureWindows(per_address, window, max_keys)
+        self.per_account = per_account
+        self.per_address = per_address
+        self.window = window
 
-    def retry_after(self, account: str, address: str) -> float | None:
-        """Seconds until this account may try again from this address, or ``None`` if it may now."""
-        now = self._clock.seconds()
-        waits = [w for w in (self._accounts.retry_after(account, now),
-                             self._addresses.retry_after(address, now)) if w is not None]
-        return max(waits) if waits else None
+    async def check(self, account: str, address: str) -> tuple[float | None, float]:
+        """``(retry_after, delay)``: seconds until this account may try from this address
+        (``None``: it may now), and how long this attempt waits first."""
+        now = now_us(self._clock)
+        counts = await self._store.run(account_rows.login_failure_counts, account, address,
+                                       now - seconds_to_us(self.window))
+        waits = []
+        if counts.pair >= self.per_account:
+            waits.append(counts.oldest_pair_us)
+        if counts.address >= self.per_address:
+            waits.append(counts.oldest_address_us)
+        if waits:
+            window_end = min(waits) + seconds_to_us(self.window)
+            return max((window_end - now) / 1_000_000, 1.0), 0.0
+        beyond = counts.account - self.per_account
+        delay = 0.0 if beyond < 0 else min(FIRST_DELAY * 2 ** beyond, MAX_DELAY)
+        return None, delay
 
-    def record_failure(self, account: str, address: str) -> None:
-        """Count one failed attempt against both the account and the address."""
-        now = self._clock.seconds()
-        self._accounts.fail(account, now)
-        self._addresses.fail(address, now)
+    async def record_failure(self, account: str, address: str) -> None:
+        """Count one failed attempt."""
+        await self._store.run(account_rows.add_login_failure, account, address,
+                              now_us(self._clock))
 
-    def record_success(self, account: str) -> None:
-        """A successful login clears the account's failures (not the address's)."""
-        self._accounts.forget(account)
+    async def record_success(self, account: str, address: str) -> None:
+        """The account logged in from ``address``: its failures from there are forgiven."""
+        await self._store.run(account_rows.clear_login_failures, account, address)

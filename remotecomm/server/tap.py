@@ -202,13 +202,13 @@ def _build_manager(config: ServerConfig, reactor, root, readiness: dict,
         _refuse_to_start(f"{config.database}: {e}")
     store = Store(engine, reactor)
     hasher = PasswordHasherPool(reactor, config.accounts.password_hash)
-    throttle = LoginThrottle(reactor, config.accounts.failures_per_account,
+    throttle = LoginThrottle(store, reactor, config.accounts.failures_per_account,
                              config.accounts.failures_per_address,
                              config.accounts.failure_window)
     accounts = Accounts(store, hasher, throttle, reactor, config.accounts.api_token_lifetime)
     StartStopService("store", store.start, store.stop).setServiceParent(root)
     StartStopService("password-hashing", hasher.start, hasher.stop).setServiceParent(root)
-    token_purge_service(store, reactor).setServiceParent(root)
+    token_purge_service(store, reactor, config.accounts.failure_window).setServiceParent(root)
     readiness["store"] = store.check
     devices = Unreachable()
     component = None

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 
-from remotecomm.store.schema import (api_tokens, devices, memberships, password_tokens, terminals,
-                                     units, users)
+from remotecomm.store.schema import (api_tokens, devices, login_failures, memberships,
+                                     password_tokens, terminals, units, users)
 
 
 class AlreadyExists(Exception):
@@ -268,3 +268,51 @@ def use_password_token(connection: Connection, token_hash: str, user_id: str,
         password_tokens.c.token_hash == token_hash, password_tokens.c.user_id == user_id,
         password_tokens.c.used_us.is_(None), password_tokens.c.expires_us > now_us)
         .values(used_us=now_us)).rowcount == 1
+
+
+# -- the login throttle --------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class FailureCounts:
+    """Failed logins since a moment: of the account from this address, from this address
+    (any account), of the account (any address), with the oldest of the first two."""
+
+    pair: int
+    address: int
+    account: int
+    oldest_pair_us: int | None
+    oldest_address_us: int | None
+
+
+def login_failure_counts(connection: Connection, account: str, address: str,
+                         since_us: int) -> FailureCounts:
+    """How many logins failed after ``since_us``, counted three ways."""
+    recent = login_failures.c.at_us > since_us
+
+    def count(*where):
+        return connection.execute(select(func.count(), func.min(login_failures.c.at_us))
+                                  .where(recent, *where)).one()
+
+    pair = count(login_failures.c.account == account, login_failures.c.address == address)
+    by_address = count(login_failures.c.address == address)
+    by_account = count(login_failures.c.account == account)
+    return FailureCounts(pair[0], by_address[0], by_account[0], pair[1], by_address[1])
+
+
+def add_login_failure(connection: Connection, account: str, address: str, at_us: int) -> None:
+    """Count one failed login."""
+    connection.execute(insert(login_failures).values(account=account[:200],
+                                                     address=address[:64], at_us=at_us))
+
+
+def clear_login_failures(connection: Connection, account: str, address: str) -> None:
+    """The account logged in from this address: its failures from there are forgiven (not
+    the address's with other accounts, nor the account's from elsewhere)."""
+    connection.execute(delete(login_failures).where(login_failures.c.account == account,
+                                                    login_failures.c.address == address))
+
+
+def purge_login_failures(connection: Connection, before_us: int) -> int:
+    """Forget failures older than the throttle's window; how many."""
+    return connection.execute(delete(login_failures).where(
+        login_failures.c.at_us < before_us)).rowcount

@@ -52,6 +52,18 @@ password_tokens = Table(
 )
 Index("ix_password_tokens_user", password_tokens.c.user_id)
 
+# Failed logins within the throttle's window (older ones are purged): per account, per
+# address, per pair, for every manager.
+login_failures = Table(
+    "login_failures", metadata,
+    Column("failure_id", Integer, primary_key=True, autoincrement=True),
+    Column("account", String(200), nullable=False),
+    Column("address", String(64), nullable=False),
+    Column("at_us", BigInteger, nullable=False),
+)
+Index("ix_login_failures_account", login_failures.c.account, login_failures.c.at_us)
+Index("ix_login_failures_address", login_failures.c.address, login_failures.c.at_us)
+
 terminals = Table(
     "terminals", metadata,
     Column("terminal_id", String(64), primary_key=True),
@@ -336,5 +348,5 @@ Index("ix_audit_at", audit.c.at_us)
 __all__ = ["metadata", "units", "users", "memberships", "terminals", "api_tokens", "devices",
            "sessions", "relay_nodes", "session_connections", "session_device_reports", "audit",
            "scheduled_runs", "report_recipients", "report_schedules", "report_mailings", "jobs",
-           "firmware_images", "password_tokens",
+           "firmware_images", "password_tokens", "login_failures",
            "ROLES", "SESSION_SIDES", "RELAY_NODE_STATES"]

@@ -43,7 +43,8 @@ class ApiTestCase(SynchronousTestCase):
         self.store.run_sync(insert_device, "mfp-2", "acme", "Back office", "MFP 9000", 0)
         self.store.run_sync(insert_device, "gx-1", "globex", "Globex MFP", "MFP 100", 0)
         self.hasher = InlinePasswordHasher()
-        self.throttle = LoginThrottle(self.clock, per_account=3, per_address=10, window=60)
+        self.throttle = LoginThrottle(self.store, self.clock, per_account=3, per_address=10,
+                                      window=60)
         self.accounts = Accounts(self.store, self.hasher, self.throttle, self.clock,
                                  self.token_lifetime)
         self.checks = {"store": self.store.check}
