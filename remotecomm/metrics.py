@@ -37,6 +37,9 @@ class RelayCollector:
         yield CounterMetricFamily("remotecomm_relay_refusals",
                                   "Connections refused at the handshake or the token check",
                                   core.refusals)
+        yield CounterMetricFamily("remotecomm_relay_refusals_shed",
+                                  "Connections turned away unexamined: their address had too "
+                                  "many refused joins", core.refusals_shed)
         yield CounterMetricFamily("remotecomm_relay_frames",
                                   "Envelope frames forwarded", core.frames_forwarded)
         forwarded = CounterMetricFamily("remotecomm_relay_bytes",

@@ -33,6 +33,7 @@ Frames are held only while ``waiting`` and forwarded only while ``paired``.
 
 from __future__ import annotations
 
+from collections import OrderedDict, deque
 from typing import Callable
 
 from twisted.internet.defer import Deferred, TimeoutError as DeferTimeout, ensureDeferred
@@ -160,6 +161,51 @@ class _Session:
         return True
 
 
+REFUSALS_PER_SOURCE = 10   # refused joins from one address within the window, then shed
+REFUSAL_WINDOW = 60.0
+MAX_REFUSING_SOURCES = 10_000
+
+
+class RefusalCounter:
+    """Refused joins per source address within a window (bounded memory: the addresses
+    that refused least recently are forgotten first)."""
+
+    def __init__(self, clock: IReactorTime, limit: int = REFUSALS_PER_SOURCE,
+                 window: float = REFUSAL_WINDOW, max_sources: int = MAX_REFUSING_SOURCES):
+        self._clock = clock
+        self.limit = limit
+        self.window = window
+        self.max_sources = max_sources
+        self._times: OrderedDict[str, deque] = OrderedDict()
+
+    def _recent(self, source: str) -> deque | None:
+        times = self._times.get(source)
+        if times is None:
+            return None
+        now = self._clock.seconds()
+        while times and times[0] <= now - self.window:
+            times.popleft()
+        if not times:
+            del self._times[source]
+            return None
+        return times
+
+    def note(self, source: str) -> None:
+        """One more refusal from ``source``."""
+        times = self._recent(source)
+        if times is None:
+            times = self._times[source] = deque(maxlen=self.limit)
+        times.append(self._clock.seconds())
+        self._times.move_to_end(source)
+        while len(self._times) > self.max_sources:
+            self._times.popitem(last=False)
+
+    def over(self, source: str) -> bool:
+        """Whether ``source`` had its fill of refusals within the window."""
+        times = self._recent(source)
+        return times is not None and len(times) >= self.limit
+
+
 class RelayCore:
     """Maps session IDs to their two sides, and everything that happens between them."""
 
@@ -180,6 +226,8 @@ class RelayCore:
         self.frames_forwarded = 0
         self.bytes_forwarded = {"device": 0, "terminal": 0}  # by the side they came from
         self.refusals = 0
+        self.refusals_shed = 0  # connections turned away unexamined: their address guessed
+        self._refused_by_source = RefusalCounter(clock)
         self.on_admitted: Callable[[float], None] = lambda seconds: None
 
     # -- joining ----------------------------------------------------------------------
@@ -190,11 +238,21 @@ class RelayCore:
         connection.close(close_code, reason)
         self.refused_before_upgrade(audit_code, session_id, side, source)
 
+    def shed(self, source: str) -> bool:
+        """Whether a new connection from ``source`` is turned away before its handshake is
+        examined: it was refused :data:`REFUSALS_PER_SOURCE` times within the window
+        (guessing is slowed to that rate; nothing more reaches the manager or the audit)."""
+        if self._refused_by_source.over(source):
+            self.refusals_shed += 1
+            return True
+        return False
+
     def refused_before_upgrade(self, audit_code: str, session_id: str | None, side: str,
                                source: str) -> None:
         """A side refused before it became a WebSocket at all (a browser's Origin: the HTTP
         handshake was answered 403): counted and audited like every refusal."""
         self.refusals += 1
+        self._refused_by_source.note(source)
         log.info("{side} refused at the handshake: {code}", side=side, code=audit_code)
         self._audit(Refusal(code=audit_code, session_id=session_id, side=side,
                             source_address=source))
@@ -216,6 +274,7 @@ class RelayCore:
         if not looks_like_token(token):
             # Not one of ours: refused here, so that it never reaches the manager.
             self.refusals += 1
+            self._refused_by_source.note(source)
             log.info("{side} refused for session {session_id}: wrong-token", side=side,
                      session_id=session_id)
             connection.close(CLOSE_TOKEN_REFUSED, ADMISSION_REFUSED)
@@ -232,6 +291,7 @@ class RelayCore:
             admission = await d
         except AdmissionRefused as e:
             self.refusals += 1
+            self._refused_by_source.note(source)
             log.info("{side} refused for session {session_id}: {code}", side=side,
                      session_id=session_id, code=e.code)
             connection.close(CLOSE_TOKEN_REFUSED, ADMISSION_REFUSED)

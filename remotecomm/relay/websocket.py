@@ -157,6 +157,13 @@ class RelayEndpointResource(WebSocketResource):
             request.setHeader(b"content-type", b"text/plain; charset=utf-8")
             request.setHeader(b"connection", b"close")
             return b"send the session ID and token only in their X-Remotecomm-* headers\n"
+        source = getattr(request.getClientAddress(), "host", "unknown")
+        if self._core.shed(source):
+            request.setResponseCode(429)
+            request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+            request.setHeader(b"retry-after", b"60")
+            request.setHeader(b"connection", b"close")
+            return b"too many refused joins from this address; try again later\n"
         if request.getHeader(b"origin") is not None:
             session = (request.getHeader(SESSION_HEADER.encode()) or b"").decode(
                 "ascii", "replace")

@@ -37,6 +37,9 @@ from remotecomm.store.engine import Store
 log = Logger()
 
 ADMISSION_REFUSED = "relay-admission-refused"
+# Audit rows for refused admissions, per minute, over all relays and sources; past the
+# bound refusals are counted, and one row at the next refusal says how many went unwritten.
+MAX_REFUSAL_ROWS_PER_MINUTE = 60
 _TOKEN_COLUMN = {"device": "device_token_hash", "terminal": "terminal_token_hash"}
 
 
@@ -135,6 +138,9 @@ class ManagerForRelay:
         self._clock = clock
         self._devices = devices
         self._relays = relays
+        self._refusal_minute = -1
+        self._refusal_rows = 0
+        self._refusals_unwritten = 0
 
     async def heartbeat(self, beat: Heartbeat) -> None:
         """A relay node is alive: the node table and its live counters."""
@@ -154,11 +160,30 @@ class ManagerForRelay:
             raise
 
     async def record_refusal(self, refusal: Refusal) -> None:
-        """Audit a refused admission (never the token)."""
-        await self._store.run(append_audit, now_us(self._clock), ADMISSION_REFUSED,
-                              source_address=refusal.source_address,
-                              session_id=refusal.session_id, side=refusal.side,
-                              reason=refusal.code)
+        """Audit a refused admission (never the token), under the session's unit when the
+        session is known; at most :data:`MAX_REFUSAL_ROWS_PER_MINUTE` rows a minute (a
+        flood is counted, and summed up in the next row written)."""
+        at = now_us(self._clock)
+        minute = at // 60_000_000
+        if minute != self._refusal_minute:
+            self._refusal_minute, self._refusal_rows = minute, 0
+        if self._refusal_rows >= MAX_REFUSAL_ROWS_PER_MINUTE:
+            self._refusals_unwritten += 1
+            return
+        self._refusal_rows += 1
+        unwritten, self._refusals_unwritten = self._refusals_unwritten, 0
+
+        def audit(connection):
+            row = (session_rows.load_session_by_session_id(connection, refusal.session_id)
+                   if refusal.session_id else None)
+            extra = {"unwritten_before": unwritten} if unwritten else {}
+            append_audit(connection, at, ADMISSION_REFUSED,
+                         source_address=refusal.source_address,
+                         unit_id=row.unit_id if row is not None else None,
+                         session_id=refusal.session_id, side=refusal.side,
+                         reason=refusal.code, **extra)
+
+        await self._store.run(audit)
 
     async def file_log(self, entry: SessionLog) -> None:
         """File one session log (once per key); ``LogRejected`` if it names nothing known."""

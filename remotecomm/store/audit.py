@@ -25,7 +25,9 @@ AUDIT_KINDS = {
     TOKEN_REFUSED: "an API call's token was refused (`reason`: the error code)",
     "relay-api-refused": "a caller without the relay API's secret (`path`; one record per "
                          "source address a minute)",
-    "relay-admission-refused": "the relay refused a side (refusal code, side, session)",
+    "relay-admission-refused": "the relay refused a side (refusal code, side, session; under "
+                               "the session's unit when it exists); at most 60 rows a "
+                               "minute, `unwritten_before` counts those left out",
     "approval-refused": "an operator's answer the manager could not take (e.g. a test "
                         "approver it does not allow)",
     "session-force-ended": "a unit admin ended a session of their unit",

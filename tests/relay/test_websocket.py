@@ -176,6 +176,27 @@ class EndpointTests(TestCase):
         self.assertEqual(self.manager.refusals[0].session_id, SESSION_ID)
         self.assertEqual(self.core.refusals, 2)
 
+    async def test_a_guessing_address_is_shed_before_the_handshake(self):
+        """Hardening, issue 18 #2: after 10 refused joins from one address within a minute,
+        its next connections are answered 429 before anything is examined: nothing more
+        reaches the manager or its audit."""
+        for _ in range(rc.REFUSALS_PER_SOURCE):
+            closed = await raw_connect(self.url + "/device", [env.SUBPROTOCOL],
+                                       {"X-Remotecomm-Session": SESSION_ID,
+                                        "X-Remotecomm-Token": "w" * 43})
+            self.assertEqual(closed[0], rc.CLOSE_TOKEN_REFUSED)
+        asked = len(self.manager.refusals)
+        response = await http_client(reactor).get(
+            self.url.replace("ws://", "http://") + "/device", timeout=5, headers={
+                "Upgrade": "websocket", "Connection": "Upgrade",
+                "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version": "13",
+                "Sec-WebSocket-Protocol": env.SUBPROTOCOL,
+                "X-Remotecomm-Session": SESSION_ID, "X-Remotecomm-Token": DEVICE_TOKEN})
+        self.assertEqual((response.code, response.headers.getRawHeaders("retry-after")),
+                         (429, ["60"]))
+        await response.content()
+        self.assertEqual((len(self.manager.refusals), self.core.refusals_shed), (asked, 1))
+
     async def test_unknown_subprotocol_version_is_refused(self):
         """A client speaking envelope version 2 is closed with 4426."""
         closed = await raw_connect(self.url + "/device", ["remotecomm.envelope.2"],

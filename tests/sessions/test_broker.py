@@ -416,6 +416,19 @@ class ForceEndTests(BrokerTestCase):
         self.clock.advance(0)
         return accepted.request_id
 
+    def test_a_refused_join_of_a_known_session_is_audited_under_its_unit(self):
+        """Hardening, issue 18 #2: the audit files a refusal where the unit's admins look."""
+        from remotecomm.relay.gateway import AdmissionRefused, JoinRequest
+        from remotecomm.sessions.relay_api import ManagerForRelay
+        request_id = self.approved()
+        session_id = self.row(request_id).session_id
+        manager = ManagerForRelay(self.store, self.clock, self.devices)
+        self.failureResultOf(Deferred.fromCoroutine(manager.authenticate(JoinRequest(
+            session_id=session_id, side="device", token_hash="0" * 64,
+            source_address="198.51.100.7"))), AdmissionRefused)
+        [record] = self.store.run_sync(audit_records, "relay-admission-refused")
+        self.assertEqual((record["unit_id"], record["detail"]["reason"]), ("acme", "wrong-token"))
+
     def test_a_unit_admin_ends_a_running_session_through_its_relay(self):
         request_id = self.approved()
         self.store.run_sync(lambda c: c.execute(sessions.update().values(state="active")))
