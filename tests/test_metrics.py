@@ -10,7 +10,7 @@ from remotecomm.metrics import MetricsResource, manager_registry, relay_registry
 
 def fake_core():
     return SimpleNamespace(sessions={"s": 1}, connection_count=lambda: 2, setups=3, refusals=1,
-                           frames_forwarded=40, bytes_forwarded={"device": 500, "terminal": 700},
+                           refusals_shed=4, frames_forwarded=40, bytes_forwarded={"device": 500, "terminal": 700},
                            on_admitted=None)
 
 
@@ -38,6 +38,7 @@ class MetricsTests(SynchronousTestCase):
             "text/plain; version="))
         for line in ("remotecomm_relay_sessions_open 1.0", "remotecomm_relay_connections 2.0",
                      "remotecomm_relay_setups_total 3.0", "remotecomm_relay_refusals_total 1.0",
+                     "remotecomm_relay_refusals_shed_total 4.0",
                      "remotecomm_relay_frames_total 40.0",
                      'remotecomm_relay_bytes_total{from_side="device"} 500.0',
                      'remotecomm_relay_bytes_total{from_side="terminal"} 700.0',
