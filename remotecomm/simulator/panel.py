@@ -20,6 +20,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 from twisted.web import server
@@ -109,6 +110,12 @@ class Panel(Resource):
         self._agent = agent
         self._hasher = PasswordHasher()
         self._sessions = PanelSessions(clock)
+        self._failures = LoginFailures(clock)
+        weak = sorted(name for name, stored in operators.items()
+                      if _weakly_hashed(self._hasher, stored))
+        if weak:
+            log.warn("operators {names} have password hashes weaker than argon2id's defaults "
+                     "(64 MiB, 3 passes): hash them again for a real device", names=weak)
 
     # -- plumbing ---------------------------------------------------------------------
 
@@ -252,9 +259,22 @@ class Panel(Resource):
             return self._forbid(request, "The form expired; open the panel again.")
         operator = self._field(request, "operator").strip().lower()
         password = self._field(request, "password")
+        source = getattr(request.getClientAddress(), "host", "unknown")
+        retry_after, delay = self._failures.check(operator, source)
+        if retry_after is not None:
+            log.info("panel login for {operator} from {source} throttled", operator=operator,
+                     source=source)
+            request.setResponseCode(429)
+            request.setHeader(b"retry-after", b"%d" % max(1, int(retry_after)))
+            return _page(self._device_name, self._login_form(
+                session, f'<p class="note">Too many wrong passwords: try again in '
+                         f'{max(1, int(retry_after) // 60 + 1)} minute(s).</p>'))
+        if delay:
+            await deferLater(self._clock, delay, lambda: None)
         stored = self._operators.get(operator)
         ok = await deferToThread(self._verify, stored, password)
         if not ok:
+            self._failures.failed(operator, source)
             log.info("panel login refused for {operator}", operator=operator)
             try:
                 await self._agent.panel_login_failed(operator or "(none)")
@@ -264,6 +284,7 @@ class Panel(Resource):
             request.setResponseCode(401)
             return _page(self._device_name, self._login_form(
                 session, '<p class="note">Operator or password is wrong.</p>'))
+        self._failures.succeeded(operator, source)
         old_key = request.getCookie(COOKIE).decode("ascii", "replace")
         self._sessions.drop(old_key)  # a new session on login (no fixation)
         key, fresh = self._sessions.new()
@@ -272,7 +293,7 @@ class Panel(Resource):
         log.info("operator {operator} logged in at the panel", operator=operator)
         return self._redirect_home(request)
 
-    def _verify(self, stored: str | None, password: str) -> bool:
+    def _verify(self, stored: str | None, password: str) -> bool:  # in a thread
         try:
             if stored is None:
                 self._hasher.hash(password)  # same cost for unknown operators
@@ -323,3 +344,55 @@ class Panel(Resource):
             key = request.getCookie(COOKIE).decode("ascii", "replace")
             self._sessions.drop(key)
         return self._redirect_home(request)
+
+
+def _weakly_hashed(hasher: PasswordHasher, stored: str) -> bool:
+    try:
+        return hasher.check_needs_rehash(stored)
+    except (InvalidHashError, ValueError):
+        return True
+
+
+class LoginFailures:
+    """Wrong panel passwords, as a device keeps them (in memory): 5 for one operator from one
+    address stop that pair, 20 from one address stop the address, for 15 minutes; past 5
+    for an operator from anywhere each attempt waits (0.5 s, doubling, at most 8 s) -- the
+    operator is slowed, never locked out."""
+
+    PER_OPERATOR, PER_ADDRESS, WINDOW, MAX_DELAY, MAX_KEYS = 5, 20, 900.0, 8.0, 10_000
+
+    def __init__(self, clock: IReactorTime):
+        self._clock = clock
+        self._times: dict[tuple[str, str], list[float]] = {}
+
+    def _recent(self, key: tuple[str, str]) -> list[float]:
+        now = self._clock.seconds()
+        times = [t for t in self._times.get(key, ()) if t > now - self.WINDOW]
+        if times:
+            self._times[key] = times
+        else:
+            self._times.pop(key, None)
+        return times
+
+    def check(self, operator: str, source: str) -> tuple[float | None, float]:
+        """(seconds until this pair may try, or None; how long this attempt waits)."""
+        now = self._clock.seconds()
+        pair = self._recent(("pair", f"{operator}\0{source}"))
+        address = self._recent(("address", source))
+        for times, limit in ((pair, self.PER_OPERATOR), (address, self.PER_ADDRESS)):
+            if len(times) >= limit:
+                return times[-limit] + self.WINDOW - now, 0.0
+        beyond = len(self._recent(("operator", operator))) - self.PER_OPERATOR
+        return None, 0.0 if beyond < 0 else min(0.5 * 2 ** beyond, self.MAX_DELAY)
+
+    def failed(self, operator: str, source: str) -> None:
+        if len(self._times) > self.MAX_KEYS:
+            self._times.clear()  # a flood of names: start over rather than grow
+        now = self._clock.seconds()
+        for key in (("pair", f"{operator}\0{source}"), ("address", source),
+                    ("operator", operator)):
+            self._times.setdefault(key, []).append(now)
+            del self._times[key][:-self.PER_ADDRESS]
+
+    def succeeded(self, operator: str, source: str) -> None:
+        self._times.pop(("pair", f"{operator}\0{source}"), None)

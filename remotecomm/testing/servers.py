@@ -47,6 +47,7 @@ class ServerSetup:
         # 3 s of silence, so that tests of a lost relay stay short.
         relay_timing = "[relay]\nlost_after = '3s'\n"
         self.config = self.folder / "remotecomm.toml"
+        self.cheap_hashing = cheap_hashing
         self.config.write_text(
             "[server]\n"
             f"data_dir = '{self.folder / 'data'}'\n"
@@ -192,7 +193,9 @@ class ServerSetup:
         agent_config = load_device_config(self.agent_dir(device_id) / "device-agent.toml")
         port = port or free_port()
         app_ports = app_ports or {"web-server": free_port(), "remote-panel": free_port()}
-        hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+        # Tests hash cheaply; the demo as a real device would (argon2id's defaults).
+        hasher = (PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+                  if self.cheap_hashing else PasswordHasher())
         path = self.agent_dir(device_id) / "mfp-simulator.toml"
         path.write_text(render_simulator_config(
             f"{device_id} (simulated)", "MFP 9000", port, agent_config.panel.socket,

@@ -88,6 +88,12 @@ class PanelTests(SynchronousTestCase):
         self.assertEqual(self.drive(self.user.login("nobody", "panel password 1")), 401)
         self.assertEqual(self.agent.failed_logins, ["olga", "nobody"])  # for the manager's audit
 
+    def test_five_wrong_passwords_stop_that_operator_from_that_address(self):
+        for _ in range(5):
+            self.assertEqual(self.drive(self.user.login("olga", "wrong")), 401)
+        self.assertEqual(self.drive(self.user.login("olga", "panel password 1")), 429)
+        self.assertEqual(len(self.agent.failed_logins), 5)  # the throttled try is not one
+
     def test_yes_without_login_is_403(self):
         """Pressing YES without being logged in is refused; nothing reaches the agent."""
         self.drive(self.user.get())
@@ -155,3 +161,21 @@ class PanelTests(SynchronousTestCase):
         code, _ = self.drive(self.user.post("/end-session", {"request_id": "r" * 22,
                                                              "csrf": "forged"}))
         self.assertEqual(code, 403)
+
+
+class PanelThrottleTests(SynchronousTestCase):
+    """Hardening, issue 18 #9: the panel's operator login is throttled like the manager's."""
+
+    def test_a_guesser_is_stopped_the_operator_elsewhere_only_slowed(self):
+        from remotecomm.simulator.panel import LoginFailures
+        clock = Clock()
+        failures = LoginFailures(clock)
+        for _ in range(5):
+            self.assertIsNone(failures.check("olga", "10.0.0.66")[0])
+            failures.failed("olga", "10.0.0.66")
+        retry_after, _ = failures.check("olga", "10.0.0.66")
+        self.assertEqual(retry_after, 900)
+        self.assertEqual(failures.check("olga", "192.0.2.1"), (None, 0.5))
+        failures.succeeded("olga", "192.0.2.1")
+        clock.advance(901)
+        self.assertEqual(failures.check("olga", "10.0.0.66"), (None, 0.0))
