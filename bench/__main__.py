@@ -181,20 +181,30 @@ async def main(reactor, args) -> None:
           flush=True)
     results = sc.Results()
     started_at = time.monotonic()
-    baselines = await run_baselines(reactor, folder, results, args.quick, args.setups,
-                                    0 if args.quick else args.idle)
     try:
-        await run_ours(reactor, folder, results, tls=False, quick=args.quick,
-                       setups=args.setups, idle=0 if args.quick else args.idle,
-                       started=baselines)
-        if not args.no_tls:
-            await run_ours(reactor, folder, results, tls=True, quick=args.quick,
-                           setups=args.setups, idle=0, started=baselines)
+        baselines = await run_baselines(reactor, folder, results, args.quick, args.setups,
+                                        0 if args.quick else args.idle)
+        try:
+            await run_ours(reactor, folder, results, tls=False, quick=args.quick,
+                           setups=args.setups, idle=0 if args.quick else args.idle,
+                           started=baselines)
+            if not args.no_tls:
+                await run_ours(reactor, folder, results, tls=True, quick=args.quick,
+                               setups=args.setups, idle=0, started=baselines)
+        finally:
+            for baseline in baselines.values():
+                await baseline.stop()
+        report_scenario.report_speed(results, folder, quick=args.quick)
+    except BaseException:
+        if not args.keep:
+            print(f"the benchmark failed; run it again with --keep to keep its work folder "
+                  f"(process logs) at {folder}", flush=True)
+        raise
     finally:
-        for baseline in baselines.values():
-            await baseline.stop()
-    report_scenario.report_speed(results, folder, quick=args.quick)
-    shutil.rmtree(folder, ignore_errors=True)  # kept (with its process logs) on failure
+        if args.keep:
+            print(f"work folder kept: {folder}", flush=True)
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
     added_over_direct_websocket(results)
     meta["seconds"] = round(time.monotonic() - started_at, 1)
     meta["notes"] = results.notes
@@ -223,6 +233,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--idle", type=int, default=10000,
                         help="idle paired sessions in scenario 5 (default 10000; 0 skips)")
     parser.add_argument("--no-tls", action="store_true", help="skip the TLS pass")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the work folder (process logs, ~200 MB) in the temp "
+                             "directory; without it nothing is left there")
     parser.add_argument("--report", metavar="RESULTS_JSON",
                         help="only redraw the table and chart of an earlier run into --out")
     args = parser.parse_args(argv)

@@ -50,6 +50,9 @@ class SmokeTests(TestCase):
                                                    "--no-tls", "--out", str(out)],
                                          cwd=str(REPO), timeout=27)
         self.assertEqual(code, 0, output[-3000:])
+        # Its work folder is gone (kept only with --keep).
+        work = output.split("work in ")[1].split()[0].rstrip(",")
+        self.assertFalse(Path(work).exists(), work)
         results = json.loads((out / "results.json").read_text())
         paths = {(r["scenario"], r["path"]) for r in results["rows"]}
         for scenario in ("1-bulk", "2-round-trip"):
