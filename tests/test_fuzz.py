@@ -43,7 +43,8 @@ from remotecomm.xmpp.payloads import NS_DEVICE, PAYLOAD_NAMES, PayloadError, dec
 from tests.web.test_api import TERMINAL, ApiTestCase
 
 # 120 examples per target in the suite; REMOTECOMM_FUZZ_EXAMPLES=2000 for a longer run.
-BUDGET = settings(max_examples=int(os.environ.get("REMOTECOMM_FUZZ_EXAMPLES", "120")), deadline=None,
+BUDGET = settings(max_examples=int(os.environ.get("REMOTECOMM_FUZZ_EXAMPLES", "120")),
+                  deadline=None,
                   suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 json_values = st.recursive(
