@@ -162,6 +162,7 @@ class _Session:
 
 
 REFUSALS_PER_SOURCE = 10   # refused joins from one address within the window, then shed
+CONNECTIONS_PER_SOURCE = 500  # WebSockets open at once from one address (a NAT holds many)
 REFUSAL_WINDOW = 60.0
 MAX_REFUSING_SOURCES = 10_000
 
@@ -228,6 +229,7 @@ class RelayCore:
         self.refusals = 0
         self.refusals_shed = 0  # connections turned away unexamined: their address guessed
         self._refused_by_source = RefusalCounter(clock)
+        self._open_by_source: dict[str, int] = {}
         self.on_admitted: Callable[[float], None] = lambda seconds: None
 
     # -- joining ----------------------------------------------------------------------
@@ -241,11 +243,25 @@ class RelayCore:
     def shed(self, source: str) -> bool:
         """Whether a new connection from ``source`` is turned away before its handshake is
         examined: it was refused :data:`REFUSALS_PER_SOURCE` times within the window
-        (guessing is slowed to that rate; nothing more reaches the manager or the audit)."""
-        if self._refused_by_source.over(source):
+        (guessing is slowed to that rate; nothing more reaches the manager or the audit),
+        or it holds :data:`CONNECTIONS_PER_SOURCE` open already."""
+        if self._refused_by_source.over(source) or \
+                self._open_by_source.get(source, 0) >= CONNECTIONS_PER_SOURCE:
             self.refusals_shed += 1
             return True
         return False
+
+    def source_opened(self, source: str) -> None:
+        """A WebSocket from ``source`` opened (counted until it closes)."""
+        self._open_by_source[source] = self._open_by_source.get(source, 0) + 1
+
+    def source_closed(self, source: str) -> None:
+        """A WebSocket from ``source`` closed."""
+        left = self._open_by_source.get(source, 0) - 1
+        if left > 0:
+            self._open_by_source[source] = left
+        else:
+            self._open_by_source.pop(source, None)
 
     def refused_before_upgrade(self, audit_code: str, session_id: str | None, side: str,
                                source: str) -> None:

@@ -67,6 +67,8 @@ class RelayServerProtocol(WebSocketServerProtocol):
     def onOpen(self):
         no_delay(self.transport)
         source = getattr(self.transport.getPeer(), "host", "unknown")
+        self._source = source
+        self.core.source_opened(source)
         if self._refusal is not None:
             code, audit_code, reason = self._refusal
             self.core.refuse(self, code, audit_code, reason, self._session_id, self.side, source)
@@ -88,6 +90,9 @@ class RelayServerProtocol(WebSocketServerProtocol):
         super().onAutoPingTimeout()
 
     def onClose(self, wasClean: bool, code, reason):
+        if getattr(self, "_source", None) is not None:
+            self.core.source_closed(self._source)
+            self._source = None
         # A normal end request: the side itself closed, cleanly, with 1000.
         normal_request = (wasClean and not getattr(self, "closedByMe", True)
                           and getattr(self, "remoteCloseCode", None) == CLOSE_NORMAL)
@@ -163,7 +168,8 @@ class RelayEndpointResource(WebSocketResource):
             request.setHeader(b"content-type", b"text/plain; charset=utf-8")
             request.setHeader(b"retry-after", b"60")
             request.setHeader(b"connection", b"close")
-            return b"too many refused joins from this address; try again later\n"
+            return (b"too many refused joins or open connections from this address; "
+                    b"try again later\n")
         if request.getHeader(b"origin") is not None:
             session = (request.getHeader(SESSION_HEADER.encode()) or b"").decode(
                 "ascii", "replace")

@@ -72,6 +72,8 @@ class SessionsConfig:
     max_lifetime: float
     idle_timeout: float
     allow_test_approver: bool
+    max_open_per_user: int = 10
+    max_open_per_device: int = 4
 
 
 @dataclass(frozen=True)
@@ -231,6 +233,10 @@ def load_server_config(path: str | Path) -> ServerConfig:
                                                    maximum=12 * 3600),
         idle_timeout=sessions_section.get_duration("idle_timeout", 900, minimum=10,
                                                    maximum=12 * 3600),
+        max_open_per_user=sessions_section.get_int("max_open_per_user", 10, minimum=1,
+                                                   maximum=1000),
+        max_open_per_device=sessions_section.get_int("max_open_per_device", 4, minimum=1,
+                                                     maximum=100),
         allow_test_approver=sessions_section.get_bool("allow_test_approver", False),
     )
     sessions_section.finish()

@@ -339,7 +339,9 @@ def session_policy(sessions: SessionsConfig) -> SessionPolicy:
     return SessionPolicy(approval_timeout_us=seconds_to_us(sessions.approval_timeout),
                          join_window_us=seconds_to_us(sessions.join_window),
                          max_lifetime_us=seconds_to_us(sessions.max_lifetime),
-                         idle_timeout_us=seconds_to_us(sessions.idle_timeout))
+                         idle_timeout_us=seconds_to_us(sessions.idle_timeout),
+                         max_open_per_user=sessions.max_open_per_user,
+                         max_open_per_device=sessions.max_open_per_device)
 
 
 class Unreachable:

@@ -243,11 +243,21 @@ class SessionBroker:
             await self._store.run(rows.insert_session, session,
                                   unit_id=caller.unit_id, user_id=caller.user_id,
                                   terminal_id=caller.terminal_id, device_id=device_id,
-                                  app_id=app_id, **(client or {}))
+                                  app_id=app_id, limits=(self._policy.max_open_per_user,
+                                                         self._policy.max_open_per_device),
+                                  **(client or {}))
         except session_queries.Conflict as e:
             raise SessionError(409, "session-exists",
                                f"a session between {device_id} and this terminal has not "
                                f"ended yet", request_id=str(e)) from None
+        except session_queries.TooMany as e:
+            if e.args[0] == "user":
+                raise SessionError(429, "too-many-sessions",
+                                   f"you have {self._policy.max_open_per_user} sessions open; "
+                                   f"end one first") from None
+            raise SessionError(429, "device-busy", f"{device_id} has "
+                                                   f"{self._policy.max_open_per_device} "
+                                                   f"sessions open; try later") from None
         self._arm(session)
         names = await self._store.run(session_queries.display_names, caller.user_id,
                                       caller.unit_id)

@@ -74,12 +74,15 @@ class InvalidTransition(Exception):
 
 @dataclass(frozen=True)
 class SessionPolicy:
-    """The timing rules of sessions (from ``[sessions]``), in microseconds."""
+    """The rules of sessions (from ``[sessions]``): timing in microseconds, and how many may
+    be open at once per user and per device."""
 
     approval_timeout_us: int
     join_window_us: int
     max_lifetime_us: int
     idle_timeout_us: int
+    max_open_per_user: int = 10     # sessions not yet ended, per user (any terminal)
+    max_open_per_device: int = 4    # … per device (any user)
 
     def __post_init__(self) -> None:
         if not 0 < self.max_lifetime_us <= MAX_LIFETIME_CEILING_US:

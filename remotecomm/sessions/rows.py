@@ -29,17 +29,20 @@ TERMINAL_FIELDS = ("client_name", "client_version", "os_name", "os_version")
 
 
 def insert_session(connection: Connection, session: Session, *, unit_id: str, user_id: str,
-                   terminal_id: str, device_id: str, app_id: str, **terminal: str) -> None:
+                   terminal_id: str, device_id: str, app_id: str,
+                   limits: tuple[int | None, int | None] = (None, None),
+                   **terminal: str) -> None:
     """Create the row of a new request, stamped with who asked for what (and what the
     terminal said of itself: :data:`TERMINAL_FIELDS`); raises
-    :class:`~remotecomm.store.sessions.Conflict` while the pair has an open session."""
+    :class:`~remotecomm.store.sessions.Conflict` while the pair has an open session, and
+    :class:`~remotecomm.store.sessions.TooMany` past ``limits`` (per user, per device)."""
     unknown = set(terminal) - set(TERMINAL_FIELDS)
     if unknown:
         raise ValueError(f"unknown terminal fields {sorted(unknown)}")
     session_rows.insert_session(connection, dict(
         asdict(session), unit_id=unit_id, user_id=user_id, terminal_id=terminal_id,
         device_id=device_id, app_id=app_id, terminal_token_delivered=False, **terminal),
-        OPEN_STATES)
+        OPEN_STATES, *limits)
 
 
 def load(connection: Connection, request_id: str) -> Session | None:

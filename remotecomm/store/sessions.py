@@ -21,6 +21,10 @@ class Conflict(Exception):
     """The session changed under us (another event moved it first)."""
 
 
+class TooMany(Exception):
+    """A bound on open sessions was reached: ``args[0]`` says whose (``user``, ``device``)."""
+
+
 def open_session_between(connection: Connection, device_id: str, terminal_id: str,
                          open_states: Iterable[str]) -> str | None:
     """The request ID of a session between this device and terminal in ``open_states``."""
@@ -40,13 +44,23 @@ def device_for_request(connection: Connection, device_id: str, unit_id: str) -> 
     return dict(row._mapping) if row else None
 
 
-def insert_session(connection: Connection, values: dict, open_states: Iterable[str]) -> None:
+def insert_session(connection: Connection, values: dict, open_states: Iterable[str],
+                   max_per_user: int | None = None, max_per_device: int | None = None) -> None:
     """Create the row of a new request, unless its device and terminal already have a
-    session in ``open_states`` (then :class:`Conflict` names that session)."""
+    session in ``open_states`` (then :class:`Conflict` names that session), or its user or
+    device has as many open as allowed (:class:`TooMany`)."""
+    states = tuple(open_states)
     existing = open_session_between(connection, values["device_id"], values["terminal_id"],
-                                    open_states)
+                                    states)
     if existing is not None:
         raise Conflict(existing)
+    for whose, column, bound in (("user", sessions.c.user_id, max_per_user),
+                                 ("device", sessions.c.device_id, max_per_device)):
+        if bound is not None and connection.execute(
+                select(func.count()).select_from(sessions).where(
+                    column == values[column.name], sessions.c.state.in_(states))
+        ).scalar() >= bound:
+            raise TooMany(whose)
     connection.execute(insert(sessions).values(**values))
 
 

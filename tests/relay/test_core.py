@@ -419,3 +419,30 @@ class EndTests(CoreTestCase):
         self.assertEqual({r.end_reason for r in self.records().values()}, {"shutdown"})
         late = self.join("device")
         self.assertEqual(late.closed_with[0], rc.CLOSE_SHUTDOWN)
+
+
+class SourceLimitTests(CoreTestCase):
+    """Hardening, issue 18 (resource limits): per source address, refused joins within a
+    minute and WebSockets open at once are bounded; past either, connections are shed."""
+
+    def test_open_connections_per_address_at_the_bound(self):
+        self.patch(rc, "CONNECTIONS_PER_SOURCE", 2)
+        for _ in range(2):
+            self.assertFalse(self.core.shed("203.0.113.5"))
+            self.core.source_opened("203.0.113.5")
+        self.assertTrue(self.core.shed("203.0.113.5"))
+        self.assertFalse(self.core.shed("203.0.113.6"))
+        self.core.source_closed("203.0.113.5")
+        self.assertFalse(self.core.shed("203.0.113.5"))
+
+    def test_refused_joins_per_address_within_a_minute(self):
+        counter = rc.RefusalCounter(self.clock, limit=3, window=60, max_sources=2)
+        for _ in range(3):
+            self.assertFalse(counter.over("198.51.100.1"))
+            counter.note("198.51.100.1")
+        self.assertTrue(counter.over("198.51.100.1"))
+        self.clock.advance(61)
+        self.assertFalse(counter.over("198.51.100.1"))
+        for n in range(5):  # memory stays bounded
+            counter.note(f"198.51.100.{10 + n}")
+        self.assertLessEqual(len(counter._times), 2)

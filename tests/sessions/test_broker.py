@@ -543,3 +543,23 @@ class SessionReportTests(BrokerTestCase):
         failure = self.failureResultOf(self.report(accepted.request_id, session_id, "mfp-2"),
                                        MessageRefused)
         self.assertEqual(failure.value.code, "not-found")
+
+
+class OpenSessionLimitTests(BrokerTestCase):
+    """Hardening, issue 18 (resource limits): open sessions per user and per device are
+    bounded, each with its own answer, tested at the bound."""
+
+    def test_per_user_and_per_device_bounds(self):
+        from dataclasses import replace
+        self.broker._policy = replace(POLICY, max_open_per_user=2, max_open_per_device=1)
+        terminals = [Caller("alice", "acme", "technician", f"t-{n:032x}") for n in range(3)]
+        self.request("mfp-1", caller=terminals[0])
+        error = self.refused("mfp-1", caller=terminals[1])  # another terminal, same device
+        self.assertEqual((error.status, error.code), (429, "device-busy"))
+        self.request("mfp-2", caller=terminals[1])
+        self.store.run_sync(insert_device, "mfp-3", "acme", "mfp-3", "M", 0)
+        self.store.run_sync(set_device_presence, "mfp-3", True, 0)
+        self.store.run_sync(record_hello, "mfp-3", "0.1.0", 1, ["web-server"], 0)
+        self.devices.reachable.add("mfp-3")
+        error = self.refused("mfp-3", caller=terminals[2])
+        self.assertEqual((error.status, error.code), (429, "too-many-sessions"))
