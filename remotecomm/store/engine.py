@@ -17,30 +17,45 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.exc import OperationalError
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.threads import deferToThreadPool
+from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 T = TypeVar("T")
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_S = 10
+UNAVAILABLE_BACKOFF_S = 5.0
 
 
 class StoreBusy(Exception):
     """Too many transactions are already waiting for the store."""
 
 
+class StoreUnavailable(StoreBusy):
+    """The database did not answer: locked by another connection past the busy timeout, or
+    gone.  Callers answer it as they answer :class:`StoreBusy` (``503``, try again)."""
+
+
+def _unavailable(error: OperationalError) -> bool:
+    message = str(error.orig).lower()
+    return any(sign in message for sign in ("database is locked", "unable to open",
+                                            "disk i/o error", "database is busy"))
+
+
 class SchemaTooNew(Exception):
     """The database was migrated by a newer remotecomm than this one."""
 
 
-def open_sqlite(path: Path, pool_size: int = 1) -> Engine:
+def open_sqlite(path: Path, pool_size: int = 1,
+                busy_timeout: float = SQLITE_BUSY_TIMEOUT_S) -> Engine:
     """An engine on a SQLite file in WAL mode, with a busy timeout and foreign keys on."""
     path.parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(
         f"sqlite:///{path}",
-        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False},
+        connect_args={"timeout": busy_timeout, "check_same_thread": False},
         pool_size=pool_size, max_overflow=0,
     )
 
@@ -48,7 +63,7 @@ def open_sqlite(path: Path, pool_size: int = 1) -> Engine:
     def _on_connect(dbapi_connection, _record):
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.close()
@@ -101,6 +116,10 @@ class Store:
         self._pool = ThreadPool(minthreads=threads, maxthreads=threads, name="remotecomm-store")
         self._max_waiting = max_waiting
         self._waiting = 0
+        # After the database did not answer, transactions fail at once for a few seconds
+        # (only the readiness probe tries it again), instead of each waiting out the
+        # busy timeout on the store's thread.
+        self.unavailable_until: float | None = None
 
     def start(self) -> None:
         """Start the thread pool."""
@@ -113,12 +132,22 @@ class Store:
 
     def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Deferred[T]:
         """Run ``fn(connection, *args, **kwargs)`` in one transaction, off the reactor."""
+        return self._run(fn, args, kwargs, probe=False)
+
+    def _run(self, fn, args, kwargs, probe: bool) -> Deferred:
         if self._waiting >= self._max_waiting:
             return fail(StoreBusy(f"{self._waiting} transactions already waiting"))
+        if not probe and self.unavailable_until is not None and \
+                self._reactor.seconds() < self.unavailable_until:
+            return fail(StoreUnavailable("the database did not answer a moment ago"))
         self._waiting += 1
 
         def done(result):
             self._waiting -= 1
+            if isinstance(result, Failure) and result.check(StoreUnavailable):
+                self.unavailable_until = self._reactor.seconds() + UNAVAILABLE_BACKOFF_S
+            elif not isinstance(result, Failure):
+                self.unavailable_until = None
             return result
 
         d = deferToThreadPool(self._reactor, self._pool, self.run_sync, fn, *args, **kwargs)
@@ -126,11 +155,19 @@ class Store:
         return d
 
     def run_sync(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run a transaction function on this thread (admin commands, the pool's threads)."""
-        with self.engine.begin() as connection:
-            return fn(connection, *args, **kwargs)
+        """Run a transaction function on this thread (admin commands, the pool's threads);
+        a database that does not answer raises :class:`StoreUnavailable`."""
+        try:
+            with self.engine.begin() as connection:
+                return fn(connection, *args, **kwargs)
+        except OperationalError as e:
+            if _unavailable(e):
+                raise StoreUnavailable(f"the database did not answer: {e.orig}") from None
+            raise
 
     def check(self) -> Deferred[bool]:
-        """Whether the database answers a trivial query (for ``/readyz``)."""
-        return self.run(lambda connection: connection.execute(text("SELECT 1")).scalar() == 1)
+        """Whether the database answers a trivial query (for ``/readyz``; it probes even
+        while transactions fail fast after the database did not answer)."""
+        return self._run(lambda connection: connection.execute(text("SELECT 1")).scalar() == 1,
+                         (), {}, probe=True)
 
