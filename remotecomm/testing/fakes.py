@@ -28,6 +28,9 @@ class InlineStore(Store):
         except Exception:
             return fail()
 
+    def check(self) -> Deferred:
+        return self.run(lambda connection: connection.exec_driver_sql("SELECT 1").scalar() == 1)
+
 
 def migrated_inline_store(path: Path) -> InlineStore:
     """A fresh database at ``path``, migrated to the newest schema."""
