@@ -13,6 +13,9 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "logged-in": "Logged in as {user_id} (unit {unit_id}) on terminal {terminal_id}; "
                      "the token expires at {expires_at}.",
         "logged-out": "Logged out.",
+        "now": "now",
+        "session-goes-on": "Your session with {device_id} goes on (logging out ends no "
+                           "session): `remotecomm close {device_id}` ends it.",
         "set-password-token": "One-time token for {user_id} (valid 24 h, shown only now): "
                               "{token}\n  They set their password with: remotecomm passwd "
                               "--user {user_id} --token {token}",

@@ -23,6 +23,7 @@ import os
 import platform
 import signal
 import sys
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
@@ -247,7 +248,10 @@ async def _run_terminal(reactor, args: argparse.Namespace) -> list[str]:
         await client.post("/api/v1/logout", {})
         state.token = state.expires_at_us = None
         save_state(home, state)
-        return [text("logged-out")]
+        # Logging out ends no session: each `open` keeps its own until it is closed.
+        running = sorted(p.stem for p in (home / "sessions").glob("*.json"))
+        return [text("logged-out")] + [text("session-goes-on", device_id=device_id)
+                                       for device_id in running]
 
     if args.command == "open":
         return await open_session(reactor, client, args.device_id, args.app_id, args.port)
@@ -709,17 +713,30 @@ def format_devices(answer: dict) -> list[str]:
     unit_id = answer.get("unit_id", "?")
     if not devices:
         return [text("no-devices", unit_id=unit_id)]
-    rows = [("DEVICE", "NAME", "MODEL", "STATE", "LAST SEEN (UTC)")]
+    rows = [("DEVICE", "NAME", "MODEL", "STATE", "LAST SEEN")]
     for device in devices:
+        online = device.get("online")
         rows.append((
             str(device.get("device_id", "?")),
             str(device.get("name", "")),
             str(device.get("model", "")),
-            text("online") if device.get("online") else
+            text("online") if online else
             text("unknown") if device.get("state") == "unknown" else text("offline"),
-            str(device.get("last_seen_at") or text("never")).replace("T", " ").rstrip("Z"),
+            text("now") if online else local_time(device.get("last_seen_at")),
         ))
     return [text("devices-header", unit_id=unit_id)] + table(rows)
+
+
+def local_time(iso: str | None) -> str:
+    """An ISO 8601 UTC instant in this computer's time zone, with its offset
+    (``2026-12-01 06:40 +0100``); ``never`` without one."""
+    if not iso:
+        return text("never")
+    try:
+        moment = datetime.fromisoformat(str(iso).replace("Z", "+00:00"))
+    except ValueError:
+        return str(iso)
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M %z")
 
 
 def main(argv: list[str] | None = None) -> None:

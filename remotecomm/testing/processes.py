@@ -64,11 +64,13 @@ def sleep(reactor, seconds: float) -> defer.Deferred:
 
 
 class _Collector(protocol.ProcessProtocol):
-    def __init__(self, stdin: bytes | None):
+    def __init__(self, stdin: bytes | None, log_path: Path | None = None):
         self.stdin = stdin
         self.output = bytearray()
         self.ended: defer.Deferred = defer.Deferred()
         self.exit_code: int | None = None
+        # The output also goes to a log file as it arrives (so it can be followed).
+        self._log = open(log_path, "ab", buffering=0) if log_path else None  # noqa: SIM115
 
     def connectionMade(self) -> None:
         if self.stdin is not None:
@@ -77,6 +79,8 @@ class _Collector(protocol.ProcessProtocol):
 
     def outReceived(self, data: bytes) -> None:
         self.output += data
+        if self._log is not None:
+            self._log.write(data)
 
     errReceived = outReceived
 
@@ -84,6 +88,8 @@ class _Collector(protocol.ProcessProtocol):
         value = reason.value
         # A process killed by a signal has no exit code: report minus the signal.
         self.exit_code = value.exitCode if value.exitCode is not None else -(value.signal or 0)
+        if self._log is not None:
+            self._log.close()
         self.ended.callback(self.exit_code)
 
 
@@ -117,9 +123,10 @@ class ChildProcess:
     """A long-running child process whose output a test watches."""
 
     def __init__(self, reactor, argv: list[str], *, cwd: Path, env: dict[str, str] | None = None,
-                 name: str | None = None):
+                 name: str | None = None, log_path: Path | None = None):
         self._reactor = reactor
-        self._collector = _Collector(None)
+        self.log_path = log_path
+        self._collector = _Collector(None, log_path)
         executable = argv[0] if os.sep in argv[0] else str(VENV_BIN / argv[0])
         self.plugin = name or argv[0]
         self._transport = reactor.spawnProcess(self._collector, executable,
@@ -200,6 +207,6 @@ class ServerProcess(ChildProcess):
     """A ``twistd -n`` subprocess of one of our plugins."""
 
     def __init__(self, reactor, plugin: str, plugin_args: list[str], *, cwd: Path,
-                 env: dict[str, str] | None = None):
+                 env: dict[str, str] | None = None, log_path: Path | None = None):
         super().__init__(reactor, ["twistd", "-n", "--pidfile=", plugin, *plugin_args],
-                         cwd=cwd, env=env, name=plugin)
+                         cwd=cwd, env=env, name=plugin, log_path=log_path)

@@ -125,7 +125,8 @@ class ServerSetup:
         role = ["--role", "manager"] if self.separate_relay else []
         self.server = ServerProcess(self.reactor, "remotecomm",
                                     ["--config", str(self.config), *role],
-                                    cwd=self.folder, env=env)
+                                    cwd=self.folder, env=env,
+                                    log_path=self.folder / "server.log")
         await self.server.wait_ready(self.url + "/readyz", self.ca)
         return self.server
 
@@ -157,7 +158,7 @@ class ServerSetup:
         """Start ``twistd remotecomm --role relay``; wait until its ``/readyz`` answers."""
         self.relay = ServerProcess(self.reactor, "remotecomm",
                                    ["--config", str(self.relay_config()), "--role", "relay"],
-                                   cwd=self.folder)
+                                   cwd=self.folder, log_path=self.folder / "relay.log")
         await self.relay.wait_ready(f"https://127.0.0.1:{self.relay_port}/readyz", self.ca)
         return self.relay
 
@@ -166,7 +167,7 @@ class ServerSetup:
         folder = self.agent_dir(device_id)
         agent = ServerProcess(self.reactor, "device-agent",
                               ["--config", str(config or folder / "device-agent.toml")],
-                              cwd=folder)
+                              cwd=folder, log_path=self.folder / f"agent-{device_id}.log")
         self.agents[device_id] = agent
         return agent
 
@@ -203,7 +204,8 @@ class ServerSetup:
             {name: hasher.hash(password) for name, password in operators.items()},
             app_ports["web-server"], app_ports["remote-panel"]))
         simulator = ServerProcess(self.reactor, "mfp-simulator", ["--config", str(path)],
-                                  cwd=self.agent_dir(device_id))
+                                  cwd=self.agent_dir(device_id),
+                                  log_path=self.folder / f"simulator-{device_id}.log")
         self.simulators[device_id] = simulator
         return simulator, f"http://127.0.0.1:{port}"
 
@@ -213,7 +215,8 @@ class ServerSetup:
         return {app: f"http://127.0.0.1:{port}" for app, port in app_ports.items()}
 
     async def stop(self) -> None:
-        """Stop every process this setup started; keep their output in ``*.log`` files here."""
+        """Stop every process this setup started; their output is in ``*.log`` files here
+        (written as it arrives; the CLI's at the end)."""
         processes = {f"cli-{n}": p for n, p in enumerate(self.clis)}
         processes.update({f"simulator-{d}": p for d, p in self.simulators.items()})
         processes.update({f"agent-{d}": p for d, p in self.agents.items()})
@@ -225,7 +228,8 @@ class ServerSetup:
             await process.stop()
         await self.stop_prosody()
         for name, process in processes.items():
-            (self.folder / f"{name}.log").write_text(process.output)
+            if process.log_path is None:
+                (self.folder / f"{name}.log").write_text(process.output)
         self._remove_socket_folders()
 
     def _remove_socket_folders(self) -> None:

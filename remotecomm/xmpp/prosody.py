@@ -207,6 +207,14 @@ class ProsodyProcess(protocol.ProcessProtocol):
         if kill.active():
             kill.cancel()
 
+    def ended(self) -> defer.Deferred:
+        """Fires when this run of Prosody has exited."""
+        d = defer.Deferred()
+        if self._ended is None:
+            return d
+        self._ended.addBoth(lambda result: (d.callback(None), result)[1])
+        return d
+
     def _kill(self) -> None:
         try:
             self.transport.signalProcess("KILL")

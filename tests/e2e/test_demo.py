@@ -1,7 +1,9 @@
 """End to end: the demo command starts everything, a session works, Ctrl-C stops it all."""
 
 import json
+import os
 import random
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -38,6 +40,8 @@ class DemoTests(TestCase):
                                cwd=Path.cwd(), name="demo")
         self.addCleanup(process.stop)
         await process.wait_for_output("remotecomm demo is ready.", timeout=20)
+        self.assertIn(f"tail -f {folder}/*.log", process.output)
+        self.assertIn("serving tcp:", (folder / "server.log").read_text())  # as it runs
         env = {"REMOTECOMM_HOME": str(folder / "terminal"),
                "REMOTECOMM_SERVER": f"https://127.0.0.1:{ports['https']}",
                "REMOTECOMM_CA": str(folder / "data" / "tls" / "ca.pem")}
@@ -70,6 +74,34 @@ class DemoTests(TestCase):
         left = subprocess.run(["pgrep", "-f", str(folder)], capture_output=True, text=True)
         self.assertEqual(left.stdout.strip(), "", "processes left running")
         self.assertEqual(demo.busy_ports(ports), [])
+
+    async def test_a_dead_child_comes_back_and_the_folder_is_kept(self):
+        """One rule for every child: reported with its last lines, started again.  The next
+        run keeps the folder (the technician stays logged in) unless --fresh."""
+        folder = Path(self.mktemp()).absolute()
+        base = free_base_port()
+        argv = [sys.executable, "-m", "remotecomm.demo", "--dir", str(folder), "--base-port",
+                str(base)]
+        process = ChildProcess(reactor, argv, cwd=Path.cwd(), name="demo")
+        self.addCleanup(process.stop)
+        await process.wait_for_output("remotecomm demo is ready.", timeout=20)
+        self.assertIn("Setting up a fresh demo", process.output)
+        agent = subprocess.run(["pgrep", "-f", f"{folder}/data/devices/.*device-agent.toml"],
+                               capture_output=True, text=True).stdout.split()
+        self.assertEqual(len(agent), 1, agent)
+        os.kill(int(agent[0]), signal.SIGKILL)
+        await process.wait_for_output("demo: device agent stopped", timeout=5)
+        await process.wait_for_output("demo: device agent is back", timeout=5)
+        self.assertIn("its last lines:\n    20", process.output)  # whole lines, timestamps
+        process.signal("INT")
+        self.assertEqual(await process.ended(), 0, process.output)
+
+        again = ChildProcess(reactor, argv, cwd=Path.cwd(), name="demo-again")
+        self.addCleanup(again.stop)
+        await again.wait_for_output("remotecomm demo is ready.", timeout=20)
+        self.assertIn("kept from last time", again.output)
+        again.signal("INT")
+        self.assertEqual(await again.ended(), 0, again.output)
 
     def test_busy_ports_are_refused(self):
         """A port already in use is reported instead of half-starting."""

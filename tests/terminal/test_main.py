@@ -3,6 +3,7 @@ terminal files."""
 
 import io
 import os
+import time
 from pathlib import Path
 
 from twisted.internet.defer import Deferred
@@ -106,18 +107,34 @@ class DeviceTableTests(SynchronousTestCase):
     """`remotecomm devices` prints a readable table."""
 
     def test_table(self):
-        """Columns line up; offline devices never seen say so."""
+        """Columns line up; an online device is seen "now", an offline one when it was
+        last (in this computer's zone, with the offset), or never."""
+        before = os.environ.get("TZ")
+        os.environ["TZ"] = "Europe/Berlin"
+        time.tzset()
+
+        def restore():
+            if before is None:
+                os.environ.pop("TZ", None)
+            else:
+                os.environ["TZ"] = before
+            time.tzset()
+
+        self.addCleanup(restore)
         lines = cli.format_devices({"unit_id": "acme", "devices": [
             {"device_id": "mfp-1", "name": "Front desk", "model": "MFP 9000", "online": True,
              "last_seen_at": "2026-11-26T12:00:00Z"},
             {"device_id": "mfp-22", "name": "Back", "model": "M", "online": False,
              "last_seen_at": None},
+            {"device_id": "mfp-3", "name": "Lab", "model": "M", "online": False,
+             "last_seen_at": "2026-11-26T12:00:00Z"},
         ]})
         self.assertEqual(lines, [
             "Devices of unit acme:",
-            "DEVICE  NAME        MODEL     STATE    LAST SEEN (UTC)",
-            "mfp-1   Front desk  MFP 9000  online   2026-11-26 12:00:00",
+            "DEVICE  NAME        MODEL     STATE    LAST SEEN",
+            "mfp-1   Front desk  MFP 9000  online   now",
             "mfp-22  Back        M         offline  never",
+            "mfp-3   Lab         M         offline  2026-11-26 13:00 +0100",
         ])
 
     def test_empty_unit(self):
