@@ -57,8 +57,11 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "password-empty": "no password given",
         "waiting": "Waiting for approval on {device_id}… (an operator must press YES on its "
                    "panel before {deadline} UTC)",
-        "approved": "Approved by {operator} on {device_id}. Session {session_id} is ready at "
-                    "{relay_url}; join before {join_deadline} UTC.",
+        "approved": "Approved by {operator} on {device_id}; connecting the session …",
+        "waiting-countdown": "Waiting for an operator of {device_id} to press YES: {left} left "
+                             "(Ctrl-C withdraws the request)",
+        "session-ended-after": "Session with {device_id} ended after {duration}; {sent} sent, "
+                               "{received} received.",
         "refused": "Refused by {operator} on {device_id}.",
         "refused-test-approver": "Refused: {device_id} answered with its test approver, which "
                                  "this server does not allow.",
@@ -135,6 +138,9 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "local-device-refused": "The device refused or broke off this request: {reason}",
         "local-malformed": "Malformed request.",
         "session-ended": "Session with {device_id} ended.",
+        "session-ended-by-device-after": "Session with {device_id} ended by the device's "
+                                         "operator after {duration}; {sent} sent, {received} "
+                                         "received.",
         "session-ended-by-device": "Session with {device_id} ended by the device's operator.",
         "session-ended-by-manager": "The session with {device_id} was ended by the server: "
                                     "{reason}.",

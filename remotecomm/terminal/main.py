@@ -326,6 +326,7 @@ async def open_session(reactor, client: ApiClient, device_id: str, app_id: str,
     deadline_us = int(accepted.get("approval_deadline_us", 0))
     print(text("waiting", device_id=device_id, deadline=_clock_time(deadline_us)), flush=True)
     give_up = reactor.seconds() + max(0.0, deadline_us / 1e6 - reactor.seconds()) + POLL_GRACE
+    countdown = Countdown(sys.stderr, device_id, deadline_us / 1e6, reactor.seconds)
     interrupted: Deferred = Deferred()
 
     def interrupt(signum, frame) -> None:
@@ -339,13 +340,16 @@ async def open_session(reactor, client: ApiClient, device_id: str, app_id: str,
             state = answer.get("state")
             if state not in ("pending", "allocating"):
                 break
+            countdown.show()
             if reactor.seconds() > give_up:
                 raise CliError(text("approval-timeout", device_id=device_id),
                                EXIT_APPROVAL_TIMEOUT)
             await _or_interrupted(deferLater(reactor, POLL_INTERVAL, lambda: None), interrupted)
     except _Interrupted:
+        countdown.close()
         await _cancel(client, request_id, device_id)
     finally:
+        countdown.close()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     fields = {"device_id": device_id, "operator": answer.get("operator", "?"),
@@ -363,6 +367,34 @@ async def open_session(reactor, client: ApiClient, device_id: str, app_id: str,
     if reason in _OUTCOME_EXITS:
         raise CliError(text(reason, **fields), _OUTCOME_EXITS[reason])
     raise CliError(text("failed", **fields))
+
+
+class Countdown:
+    """The time left to the operator's deadline, redrawn in place on a terminal (a pipe
+    gets only the waiting line printed before)."""
+
+    def __init__(self, stream, device_id: str, deadline: float, now):
+        self._stream = stream
+        self._device_id = device_id
+        self._deadline = deadline
+        self._now = now
+        self._drawn = False
+        self.enabled = bool(getattr(stream, "isatty", lambda: False)())
+
+    def show(self) -> None:
+        if not self.enabled:
+            return
+        left = max(0, int(self._deadline - self._now()))
+        self._stream.write("\r\x1b[K" + text("waiting-countdown", device_id=self._device_id,
+                                              left=f"{left // 60}:{left % 60:02d}"))
+        self._stream.flush()
+        self._drawn = True
+
+    def close(self) -> None:
+        if self._drawn:
+            self._stream.write("\r\x1b[K")
+            self._stream.flush()
+            self._drawn = False
 
 
 class _Interrupted(Exception):
@@ -402,9 +434,19 @@ async def hold_session(reactor, ca_certificate, device_id: str, answer: dict,
     """S203–S214, S231–S243 and S261–S273: join the relay as the terminal, serve the
     session on the local port, hold it, end it."""
     session_id, app_id = str(answer["session_id"]), str(answer.get("app_id", ""))
-    streams = TerminalStreams(lambda message: relay.send(message), session_id, app_id)
+    traffic = {"sent": 0, "received": 0}
+
+    def send(message: bytes) -> None:
+        traffic["sent"] += len(message)
+        relay.send(message)
+
+    def received(message: bytes) -> None:
+        traffic["received"] += len(message)
+        streams.message(message)
+
+    streams = TerminalStreams(send, session_id, app_id)
     relay = RelayClient(reactor, str(answer["relay_url"]), "terminal", session_id,
-                        str(answer["terminal_token"]), ca_certificate, streams.message)
+                        str(answer["terminal_token"]), ca_certificate, received)
     try:
         await relay.connect()
     except RelayClosed as e:
@@ -431,6 +473,7 @@ async def hold_session(reactor, ca_certificate, device_id: str, answer: dict,
                    "local_port": access.port, "access_header": ACCESS_HEADER.decode(),
                    "access_secret": access.secret}, out)
     print(text("session-open", device_id=device_id, session_id=session_id), flush=True)
+    opened_at = reactor.seconds()
     print(text("local-browser", url=access.bootstrap_url), flush=True)
     print(text("local-script", url=access.base_url, header=ACCESS_HEADER.decode(),
                secret=access.secret), flush=True)
@@ -448,18 +491,40 @@ async def hold_session(reactor, ca_certificate, device_id: str, answer: dict,
         site.close_all()
         await listening.stopListening()
         marker.unlink(missing_ok=True)
+    summary = {"device_id": device_id, "duration": spoken_duration(reactor.seconds() - opened_at),
+               "sent": size_text(traffic["sent"]), "received": size_text(traffic["received"])}
     if ended.clean and ended.code == 1000:
-        return [text("session-ended", device_id=device_id)]
+        return [text("session-ended-after", **summary)]
     if ended.clean and ended.code == 4001:
         reason = str(ended.reason)
         if reason.startswith("ended-by-device"):
-            return [text("session-ended-by-device", device_id=device_id)]
+            return [text("session-ended-by-device-after", **summary)]
         if reason.endswith("(normal)"):  # its user ended it elsewhere
-            return [text("session-ended", device_id=device_id)]
+            return [text("session-ended-after", **summary)]
         raise CliError(text("session-ended-by-manager", device_id=device_id, reason=reason),
                        EXIT_SESSION_LOST)
     raise CliError(text("session-lost", device_id=device_id, reason=str(ended) or "dropped"),
                    EXIT_SESSION_LOST)
+
+
+def spoken_duration(seconds: float) -> str:
+    """``4 min 12 s``, ``1 h 3 min``, ``9 s``."""
+    whole = int(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes} min"
+    return f"{minutes} min {secs} s" if minutes else f"{secs} s"
+
+
+def size_text(count: int) -> str:
+    """``70.2 MB``, ``512 bytes`` (decimal units, as a transfer shows them)."""
+    if count < 1000:
+        return f"{count} bytes"
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if count >= size:
+            return f"{count / size:.1f} {unit}"
+    return f"{count} bytes"
 
 
 def session_marker(home: Path, device_id: str) -> Path:

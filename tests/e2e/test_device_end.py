@@ -51,7 +51,8 @@ class DeviceEndTests(LocalPortTestCase):
         self.assertIn("web configuration pages", card)
         await browser.click(f"#end-{request_id}")
         self.assertEqual(await self.opening.ended(), 0)
-        self.assertIn("Session with mfp-1 ended by the device's operator.", self.opening.output)
+        self.assertIn("Session with mfp-1 ended by the device's operator after",
+                      self.opening.output)
         for _ in range(50):
             (row,) = self.rows("SELECT state, end_reason FROM sessions")
             if row["state"] == "ended":

@@ -94,7 +94,7 @@ class PanelRelayTests(RelayTestCase):
         code, output = await self.setup.cli("close", "mfp-1")
         self.assertEqual(code, 0, output)
         self.assertEqual(await opening.ended(), 0, opening.output)
-        self.assertIn("Session with mfp-1 ended.", opening.output)
+        self.assertIn("Session with mfp-1 ended after", opening.output)
         await self.wait_for_end()
         self.assertEnded("normal", True)
         metrics = await self.setup.metrics()

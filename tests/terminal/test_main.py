@@ -395,3 +395,32 @@ class AdminDispatchTests(SynchronousTestCase):
         self.assertEqual(set(API_COMMANDS) & set(LOCAL_COMMANDS), set())
         parsed = cli.build_parser().parse_args(["admin", "user-role", "bob", "unit-admin"])
         self.assertEqual((parsed.admin_command, parsed.role), ("user-role", "unit-admin"))
+
+
+class SessionWordsTests(SynchronousTestCase):
+    """What `open` says while waiting and at the end, as people read it."""
+
+    def test_durations_and_sizes(self):
+        self.assertEqual([cli.spoken_duration(s) for s in (9.7, 252, 3780)],
+                         ["9 s", "4 min 12 s", "1 h 3 min"])
+        self.assertEqual([cli.size_text(n) for n in (512, 70_200_000, 1_500)],
+                         ["512 bytes", "70.2 MB", "1.5 kB"])
+
+    def test_the_countdown_redraws_on_a_terminal_only(self):
+        class Terminal(io.StringIO):
+            def isatty(self):
+                return True
+
+        now = [100.0]
+        screen = Terminal()
+        countdown = cli.Countdown(screen, "mfp-1", 202.0, lambda: now[0])
+        countdown.show()
+        now[0] = 161.0
+        countdown.show()
+        countdown.close()
+        drawn = screen.getvalue().split("\r\x1b[K")
+        self.assertIn("1:42 left", drawn[1])
+        self.assertIn("0:41 left", drawn[2])
+        pipe = io.StringIO()
+        cli.Countdown(pipe, "mfp-1", 202.0, lambda: 100.0).show()
+        self.assertEqual(pipe.getvalue(), "")
