@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import signal
 import socket
@@ -242,12 +243,15 @@ def main(argv: list[str] | None = None) -> None:
     """``python -m remotecomm.demo [--dir DIR] [--base-port PORT]``."""
     parser = argparse.ArgumentParser(prog="scripts/demo",
                                      description="Run the whole product on this machine.")
-    parser.add_argument("--dir", default="demo-data",
-                        help="the demo's folder, kept between runs (default demo-data)")
+    parser.add_argument("--dir", default=os.environ.get("REMOTECOMM_DEMO_DIR", "demo-data"),
+                        help="the demo's folder, kept between runs (default demo-data, or "
+                             "REMOTECOMM_DEMO_DIR)")
     parser.add_argument("--fresh", action="store_true",
                         help="start over: remove the folder (database, logins) first")
-    parser.add_argument("--base-port", type=int, default=18443,
-                        help="first of seven ports on 127.0.0.1 (default 18443)")
+    parser.add_argument("--base-port", type=int,
+                        default=int(os.environ.get("REMOTECOMM_DEMO_BASE_PORT", "18443")),
+                        help="first of seven ports on 127.0.0.1 (default 18443, or "
+                             "REMOTECOMM_DEMO_BASE_PORT)")
     args = parser.parse_args(argv)
     if not 1024 <= args.base_port <= 65535 - len(PORT_NAMES):
         parser.error("--base-port must be between 1024 and 65528")
