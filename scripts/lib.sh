@@ -53,3 +53,17 @@ ensure_venv() {
         --config-settings editable_mode=compat -e '.[server,device,simulator,test]'
     echo "$want" > "$stamp"
 }
+
+# sslyze scans our TLS listener in the tests; its pins (cryptography among them) clash with
+# ours, so it lives in its own virtualenv.
+SSLYZE_VERSION=6.3.1
+ensure_sslyze_venv() {
+    local stamp=.venv-sslyze/.installed
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$SSLYZE_VERSION" ]; then
+        return
+    fi
+    echo "preparing .venv-sslyze (sslyze $SSLYZE_VERSION, for the TLS scan test)"
+    [ -x .venv-sslyze/bin/python ] || python3 -m venv .venv-sslyze
+    .venv-sslyze/bin/python -m pip install -q "sslyze==$SSLYZE_VERSION"
+    echo "$SSLYZE_VERSION" > "$stamp"
+}

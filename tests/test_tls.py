@@ -1,11 +1,13 @@
 """Tests for remotecomm.tls: certificates and the listener's TLS profiles."""
 
 import datetime
+import json
 import socket
 import ssl
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
 from twisted.internet import reactor
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.protocol import Factory, Protocol
@@ -13,7 +15,9 @@ from twisted.internet.threads import deferToThread
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from remotecomm.tls import TLSSetupError, create_ca, issue_certificate, server_tls_options
+from remotecomm.testing.processes import run_command
+from remotecomm.tls import (INTERMEDIATE_CIPHERS, TLSSetupError, create_ca, issue_certificate,
+                            server_tls_options)
 
 def make_pki(folder: Path) -> dict[str, Path]:
     paths = {name: folder / name for name in ("ca.pem", "ca.key", "server.pem", "server.key")}
@@ -116,3 +120,54 @@ class ProfileTests(TestCase):
         result = await self.handshake(port, maximum=ssl.TLSVersion.TLSv1_2,
                                       ciphers="ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA")
         self.assertIsInstance(result, (ssl.SSLError, ConnectionError))
+
+
+SSLYZE = Path(__file__).resolve().parents[1] / ".venv-sslyze" / "bin" / "python"
+
+
+class ScanTests(TestCase):
+    """sslyze (in its own virtualenv: its pins clash with ours; scripts/test makes it) scans
+    the listener: only the profile's protocol versions, ciphers and groups are accepted."""
+
+    timeout = 60
+    listen = ProfileTests.listen
+
+    def setUp(self):
+        self.paths = make_pki(Path(self.mktemp()))
+
+    async def scan(self, port: int) -> dict:
+        if not SSLYZE.exists():
+            self.fail(f"{SSLYZE} is missing: scripts/test sets it up")
+        code, output = await run_command(reactor, [
+            str(SSLYZE), "-m", "sslyze", "--json_out=-", "--sslv2", "--sslv3",
+            "--tlsv1", "--tlsv1_1", "--tlsv1_2", "--tlsv1_3", "--elliptic_curves",
+            f"127.0.0.1:{port}"], timeout=50)
+        self.assertEqual(code, 0, output[-2000:])
+        (server,) = json.loads(output[output.index("{"):])["server_scan_results"]
+        return server["scan_result"]
+
+    @staticmethod
+    def accepted(result: dict, name: str) -> list[str]:
+        return sorted(suite["cipher_suite"]["openssl_name"]
+                      for suite in result[name]["result"]["accepted_cipher_suites"])
+
+    async def test_modern_and_intermediate_as_sslyze_sees_them(self):
+        for profile, versions in (("modern", {"tls_1_3_cipher_suites"}),
+                                  ("intermediate", {"tls_1_2_cipher_suites",
+                                                    "tls_1_3_cipher_suites"})):
+            result = await self.scan(await self.listen(profile))
+            offered = {name for name in ("ssl_2_0_cipher_suites", "ssl_3_0_cipher_suites",
+                                         "tls_1_0_cipher_suites", "tls_1_1_cipher_suites",
+                                         "tls_1_2_cipher_suites", "tls_1_3_cipher_suites")
+                       if self.accepted(result, name)}
+            self.assertEqual(offered, versions, profile)
+            if "tls_1_2_cipher_suites" in versions:
+                # Of the profile's suites, those that fit our certificate's key.
+                key = x509.load_pem_x509_certificate(
+                    self.paths["server.pem"].read_bytes()).public_key()
+                kind = "ECDSA" if isinstance(key, ec.EllipticCurvePublicKey) else "RSA"
+                fitting = sorted(s for s in INTERMEDIATE_CIPHERS.split(":") if f"-{kind}-" in s)
+                self.assertEqual(self.accepted(result, "tls_1_2_cipher_suites"), fitting)
+            groups = result["elliptic_curves"]["result"]["supported_curves"]
+            self.assertEqual(sorted(g["name"] for g in groups),
+                             sorted(["X25519", "secp256r1", "secp384r1"]), profile)
