@@ -184,17 +184,23 @@ class RelayEndpointResource(WebSocketResource):
         return super().render(request)
 
 
+def relay_protocol_options() -> dict:
+    """The relay's WebSocket options, explicit limits included (the conformance test runs
+    the same ones)."""
+    return dict(maxFramePayloadSize=MAX_MESSAGE, maxMessagePayloadSize=MAX_MESSAGE,
+                openHandshakeTimeout=OPEN_HANDSHAKE_TIMEOUT, closeHandshakeTimeout=2,
+                autoPingInterval=HEARTBEAT_INTERVAL, autoPingTimeout=HEARTBEAT_TIMEOUT,
+                maxConnections=MAX_CONNECTIONS,
+                perMessageCompressionAccept=lambda offers: None,
+                requireMaskedClientFrames=True, failByDrop=False)
+
+
 def relay_factory(core: RelayCore, side: str) -> WebSocketServerFactory:
     """The autobahn factory of one side's endpoint, with explicit limits."""
     factory = WebSocketServerFactory()
     factory.protocol = type(f"Relay{side.title()}Protocol", (RelayServerProtocol,),
                             {"core": core, "side": side})
-    factory.setProtocolOptions(
-        maxFramePayloadSize=MAX_MESSAGE, maxMessagePayloadSize=MAX_MESSAGE,
-        openHandshakeTimeout=OPEN_HANDSHAKE_TIMEOUT, closeHandshakeTimeout=2,
-        autoPingInterval=HEARTBEAT_INTERVAL, autoPingTimeout=HEARTBEAT_TIMEOUT,
-        maxConnections=MAX_CONNECTIONS, perMessageCompressionAccept=lambda offers: None,
-        requireMaskedClientFrames=True, failByDrop=False)
+    factory.setProtocolOptions(**relay_protocol_options())
     return factory
 
 
