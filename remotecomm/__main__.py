@@ -12,6 +12,7 @@ never imports server code.
 
 from __future__ import annotations
 
+import os
 import sys
 
 # remotecomm-admin's own commands (kept in step with remotecomm.terminal.admin.LOCAL_COMMANDS,
@@ -26,9 +27,15 @@ def _is_local(argv: list[str]) -> bool:
         (bool(words) and words[0] in _LOCAL) or not argv or argv[0] in ("-h", "--help")
 
 
+# PYTHON_ARGCOMPLETE_OK: this command answers bash's completion requests itself.
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``remotecomm`` (and ``python -m remotecomm``)."""
     argv = sys.argv[1:] if argv is None else argv
+    if os.environ.get("_ARGCOMPLETE"):  # bash asks for completions (argcomplete): answer, exit
+        import argcomplete
+
+        from remotecomm.terminal.main import build_parser
+        argcomplete.autocomplete(build_parser())
     if argv[:1] == ["admin"] and _is_local(argv[1:]):
         try:
             from remotecomm.admin.main import main as admin_main

@@ -13,8 +13,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.internet import reactor
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from remotecomm.testing.processes import run_command
 
 SERVER_ONLY = ("sqlalchemy", "alembic", "argon2", "wokkel")
 MANAGER_PACKAGES = ("remotecomm.store", "remotecomm.accounts", "remotecomm.server",
@@ -79,3 +83,21 @@ class StartupTests(SynchronousTestCase):
                    if not line.startswith("import time:")]
         self.assertEqual(len(message), 1, message)
         self.assertIn("remotecomm[server]", message[0])
+
+
+class CompletionTests(TestCase):
+    """Bash completion through argcomplete: `eval "$(register-python-argcomplete remotecomm)"`
+    once, then Tab completes commands and options."""
+
+    timeout = 20
+
+    async def test_tab_completes_commands_and_options(self):
+        answers = Path(self.mktemp())
+        for line, expected in (("remotecomm mai", "maintain"),
+                               ("remotecomm admin user-d", "user-disable"),
+                               ("remotecomm devices --j", "--json")):
+            code, output = await run_command(reactor, ["remotecomm"], env={
+                "_ARGCOMPLETE": "1", "COMP_LINE": line, "COMP_POINT": str(len(line)),
+                "_ARGCOMPLETE_STDOUT_FILENAME": str(answers)})
+            self.assertEqual(code, 0, output)
+            self.assertIn(expected, answers.read_text().split(), line)
