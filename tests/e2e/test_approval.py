@@ -74,7 +74,7 @@ class PanelApprovalTests(ApprovalTestCase):
             failed = db.execute("SELECT actor, unit_id FROM audit WHERE kind = "
                                 "'panel-login-failed'").fetchall()
         self.assertEqual(failed, [(OPERATOR, "acme")])
-        self.assertIn("Approved by olga on mfp-1.", opening.output)
+        self.assertIn("Approved by olga on mfp-1;", opening.output)
         # The terminal is told "open" once it is in; "active" needs the device too.
         for _ in range(100):
             row = self.session_row()

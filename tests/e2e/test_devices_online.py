@@ -33,7 +33,7 @@ class DevicePresenceTests(TestCase):
         await self.setup.wait_device("mfp-1", online=True)
         code, output = await self.setup.cli("devices")
         self.assertEqual(code, 0, output)
-        self.assertRegex(output, r"mfp-1 .* online +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
+        self.assertRegex(output, r"mfp-1 .* online +now")
         await agent.stop()
         took = await self.setup.wait_device("mfp-1", online=False, timeout=10)
         self.assertLess(took, 10)
