@@ -16,6 +16,7 @@ from twisted.web.client import Agent, HTTPConnectionPool
 from remotecomm.http_files import (StreamedUpload, UploadError, UploadRequest, requested_range,
                                    serve_file)
 from remotecomm.json_http import ANSWERED, ApiError, Route, Router, make_site
+from remotecomm.testing.http import raw_exchange
 from remotecomm.web.jobs_api import firmware_uploads
 
 DATA = bytes(range(256)) * 64  # 16 KiB
@@ -77,25 +78,7 @@ class FilesOverHttpTests(TestCase):
 
     async def raw(self, data: bytes) -> bytes:
         """Send raw bytes; all that came back before the server closed."""
-        received, closed = [], Deferred()
-
-        class Raw(Protocol):
-            def connectionMade(self):
-                self.transport.write(data)
-
-            def dataReceived(self, chunk):
-                received.append(chunk)
-
-            def connectionLost(self, reason):
-                closed.callback(None)
-
-        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", self.port.getHost().port)
-        protocol = await endpoint.connect(Factory.forProtocol(Raw))
-        timeout = reactor.callLater(5, protocol.transport.abortConnection)
-        await closed
-        if timeout.active():
-            timeout.cancel()
-        return b"".join(received)
+        return await raw_exchange(reactor, self.port.getHost().port, data)
 
     async def test_an_upload_is_hashed_on_its_way_to_disk(self):
         response = await self.http.post(self.url + "/api/v1/firmware", data=DATA,

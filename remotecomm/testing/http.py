@@ -6,6 +6,7 @@ import hashlib
 from pathlib import Path
 
 import treq
+from twisted.internet import defer, protocol
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.task import TaskDone, TaskFailed, TaskStopped, cooperate, deferLater
 from twisted.web.client import Agent, HTTPConnectionPool
@@ -115,3 +116,27 @@ class PatternBody:
             self._task.stop()
         except (TaskDone, TaskStopped, TaskFailed):
             pass
+
+
+async def raw_exchange(reactor, port: int, data: bytes, timeout: float = 5) -> bytes:
+    """Send ``data`` as it is to 127.0.0.1:``port`` (a request head, part of a body …) and
+    return all that came back before the server closed (aborted after ``timeout``)."""
+    received, closed = [], defer.Deferred()
+
+    class Raw(protocol.Protocol):
+        def connectionMade(self):
+            self.transport.write(data)
+
+        def dataReceived(self, chunk):
+            received.append(chunk)
+
+        def connectionLost(self, reason):
+            closed.callback(None)
+
+    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port)
+    connected = await endpoint.connect(protocol.Factory.forProtocol(Raw))
+    abort = reactor.callLater(timeout, connected.transport.abortConnection)
+    await closed
+    if abort.active():
+        abort.cancel()
+    return b"".join(received)

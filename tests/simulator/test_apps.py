@@ -6,17 +6,16 @@ from pathlib import Path
 
 from treq.client import HTTPClient
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 
-from remotecomm.simulator.device_state import DeviceState, StateError
-from remotecomm.simulator import firmware
 from remotecomm.http_files import MultipartFile, StreamedUpload, UploadError
+from remotecomm.simulator import firmware
+from remotecomm.simulator.device_state import DeviceState, StateError
 from remotecomm.simulator.remote_panel import remote_panel_site
 from remotecomm.simulator.web_server import web_server_site
+from remotecomm.testing.http import raw_exchange
 
 
 class DeviceStateTests(SynchronousTestCase):
@@ -159,27 +158,8 @@ class AppTests(TestCase):
     async def raw_exchange(self, head: bytes, body_chunks: list[bytes]) -> bytes:
         """Send a request head and some body, without ending it; what came back before the
         server closed (nothing more is sent after the first answer)."""
-        received, closed = [], Deferred()
-
-        class Raw(Protocol):
-            def connectionMade(self):
-                self.transport.write(head)
-                for chunk in body_chunks:
-                    self.transport.write(chunk)
-
-            def dataReceived(self, data):
-                received.append(data)
-
-            def connectionLost(self, reason):
-                closed.callback(None)
-
-        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", self.web.getHost().port)
-        protocol = await endpoint.connect(Factory.forProtocol(Raw))
-        timeout = reactor.callLater(5, protocol.transport.abortConnection)
-        await closed
-        if timeout.active():
-            timeout.cancel()
-        return b"".join(received)
+        return await raw_exchange(reactor, self.web.getHost().port,
+                                  head + b"".join(body_chunks))
 
     async def test_an_oversized_image_is_refused_before_its_body_is_read(self):
         """Hardening, issue 18 #9: 413 from Content-Length alone (the 300 MB body is never
