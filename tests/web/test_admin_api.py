@@ -2,7 +2,7 @@
 passwords and the audit log through the REST API (StubTreq, a real SQLite file)."""
 
 from remotecomm.accounts.passwords import make_hasher
-from remotecomm.store.accounts import insert_user
+from remotecomm.store.accounts import add_membership, insert_user
 from remotecomm.testing.fakes import CHEAP_HASHING
 from tests.web.test_api import PASSWORD, ApiTestCase
 
@@ -95,9 +95,13 @@ class AdminApiTests(ApiTestCase):
         status, body = self.admin("PUT", "/api/v1/users/pat/provider-admin",
                                   {"provider_admin": False}, unit=None)
         self.assertEqual((status, body["code"]), (409, "last-provider-admin"))
-        (refused,) = self.audit("admin-refused")
+        refused = self.audit("admin-refused")[0]
         self.assertEqual((refused["actor"], refused["detail"]["code"]),
                          ("pat", "last-provider-admin"))
+        # Disabling yourself as the last provider admin is refused too.
+        self.store.run_sync(add_membership, "pat", "acme", "unit-admin", 0)
+        status, body = self.admin("POST", "/api/v1/users/pat/disable")
+        self.assertEqual((status, body["code"]), (409, "last-provider-admin"))
         self.admin("PUT", "/api/v1/users/una/provider-admin", {"provider_admin": True},
                    unit=None)
         status, body = self.admin("PUT", "/api/v1/users/pat/provider-admin",
