@@ -20,6 +20,7 @@ from remotecomm.accounts.login import Caller
 from remotecomm.accounts.passwords import PasswordRuleError, check_new_password
 from remotecomm.accounts.permissions import MEMBERSHIP_ROLES, PROVIDER_ADMIN
 from remotecomm.clock import now_us, seconds_to_us
+from remotecomm.service_errors import ServiceError
 from remotecomm.store import accounts as account_rows
 from remotecomm.store.audit import append_audit
 from remotecomm.store.engine import Store
@@ -30,14 +31,8 @@ log = Logger()
 SET_PASSWORD_LIFETIME = 24 * 3600.0
 
 
-class AdminError(Exception):
-    """An administration request refused: HTTP status, stable code, message."""
-
-    def __init__(self, status: int, code: str, message: str):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
+class AdminError(ServiceError):
+    """An administration request refused."""
 
 
 def _check_time_zone(time_zone: str) -> None:

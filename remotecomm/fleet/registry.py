@@ -33,6 +33,7 @@ from remotecomm.accounts.login import Caller
 from remotecomm.accounts.permissions import PROVIDER_ADMIN, UNIT_ADMIN
 from remotecomm.clock import now_us
 from remotecomm.device.config import render_agent_config
+from remotecomm.service_errors import ServiceError
 from remotecomm.sessions.messages import Credentials, PanelLoginFailed
 from remotecomm.store import devices as device_rows
 from remotecomm.store.accounts import AlreadyExists, NotFound
@@ -43,14 +44,8 @@ from remotecomm.xmpp.prosody import ProsodyError, ProsodyTools
 log = Logger()
 
 
-class FleetError(Exception):
-    """A fleet request refused: HTTP status, stable code, message."""
-
-    def __init__(self, status: int, code: str, message: str):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
+class FleetError(ServiceError):
+    """A fleet request refused."""
 
 
 class DeviceRegistry:

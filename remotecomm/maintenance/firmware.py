@@ -26,6 +26,7 @@ from twisted.logger import Logger
 from remotecomm.accounts.login import Caller
 from remotecomm.clock import now_us
 from remotecomm.maintenance import lifecycle as jl
+from remotecomm.service_errors import ServiceError
 from remotecomm.store import firmware as firmware_rows
 from remotecomm.store.audit import append_audit
 from remotecomm.store.engine import Store
@@ -38,14 +39,8 @@ DOWNLOAD_REFUSED = "firmware-download-refused"
 DOWNLOAD_PATH = "/api/v1/firmware-downloads/"
 
 
-class DownloadRefused(Exception):
-    """A download the manager does not serve: HTTP status, stable code, message."""
-
-    def __init__(self, status: int, code: str, message: str):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
+class DownloadRefused(ServiceError):
+    """A download the manager does not serve."""
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from remotecomm.clock import now_us, seconds_to_us
 from remotecomm.maintenance import lifecycle as jl
 from remotecomm.maintenance.messages import (ANSWER_WITHIN_S, JobProgress, JobRequest, JobResult,
                                              parameters_error)
+from remotecomm.service_errors import ServiceError
 from remotecomm.sessions.messages import MessageRefused, SettingSpec
 from remotecomm.store import firmware as firmware_rows, jobs as job_rows
 from remotecomm.store.audit import append_audit
@@ -40,15 +41,8 @@ JOB_FINISHED = "job-finished"
 _LIFECYCLE_FIELDS = tuple(jl.Job.__dataclass_fields__)
 
 
-class JobError(Exception):
-    """A job request refused: HTTP status, stable code, message, extra fields."""
-
-    def __init__(self, status: int, code: str, message: str, **extra):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.extra = extra
+class JobError(ServiceError):
+    """A job request refused."""
 
 
 def job_from_row(row) -> jl.Job:

@@ -24,6 +24,7 @@ from remotecomm.accounts.login import Caller
 from remotecomm.accounts.permissions import allowed
 from remotecomm.clock import now_us
 from remotecomm.relay.gateway import AllocationRequest, EndOrder
+from remotecomm.service_errors import ServiceError
 from remotecomm.sessions import lifecycle as lc, records, rows
 from remotecomm.sessions.messages import (ApprovalCancelled, ApprovalDecision, ApprovalRequest,
                                           EndSession, MessageRefused, SessionReady, SessionReport)
@@ -51,15 +52,8 @@ def new_request_id() -> str:
             return candidate
 
 
-class SessionError(Exception):
-    """A session request or poll refused: HTTP status, stable code, message, extra fields."""
-
-    def __init__(self, status: int, code: str, message: str, **extra):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.extra = extra
+class SessionError(ServiceError):
+    """A session request or poll refused."""
 
 
 @dataclass(frozen=True)
