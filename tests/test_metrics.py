@@ -10,7 +10,8 @@ from remotecomm.metrics import MetricsResource, manager_registry, relay_registry
 
 def fake_core():
     return SimpleNamespace(sessions={"s": 1}, connection_count=lambda: 2, setups=3, refusals=1,
-                           refusals_shed=4, frames_forwarded=40, bytes_forwarded={"device": 500, "terminal": 700},
+                           refusals_shed=4, frames_forwarded=40,
+                           bytes_forwarded={"device": 500, "terminal": 700},
                            on_admitted=None)
 
 

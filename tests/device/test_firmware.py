@@ -179,8 +179,9 @@ class AgentFirmwareJobTests(TestCase):
                                         "size": len(IMAGE), "version": "4.3.0"})
         code, body = await self.call("GET", job["image"]["path"])
         self.assertEqual((code, body), (200, IMAGE))
-        self.assertEqual((await self.call("POST", f"/v1/jobs/{JOB}/progress", {"percent": 40}))[0], 200)
-        self.assertEqual((await self.call("POST", f"/v1/jobs/{JOB}/progress", {"percent": 101}))[0], 400)
+        progress = f"/v1/jobs/{JOB}/progress"
+        self.assertEqual((await self.call("POST", progress, {"percent": 40}))[0], 200)
+        self.assertEqual((await self.call("POST", progress, {"percent": 101}))[0], 400)
         self.assertEqual(self.sent[-1], JobProgress(JOB, "install", 40))
         self.assertEqual((await self.call("POST", f"/v1/jobs/{JOB}", {
             "outcome": "done", "result": {"version": "4.3.0"}}))[0], 200)
