@@ -22,7 +22,7 @@ from remotecomm.accounts.permissions import MEMBERSHIP_ROLES, PROVIDER_ADMIN
 from remotecomm.clock import now_us, seconds_to_us
 from remotecomm.service_errors import ServiceError
 from remotecomm.store import accounts as account_rows
-from remotecomm.store.audit import append_audit
+from remotecomm.store.audit import append_audit, audited
 from remotecomm.store.engine import Store
 from remotecomm.tokens import new_token, token_hash
 
@@ -60,15 +60,10 @@ class AccountAdmin:
 
     async def _audited(self, caller: Caller, kind: str, unit_id: str | None, change,
                        *args, **detail):
-        at = now_us(self._clock)
-
-        def run(connection):
-            result = change(connection, *args)
-            append_audit(connection, at, kind, actor=caller.user_id, unit_id=unit_id, **detail)
-            return result
-
+        run = audited(change, now_us(self._clock), kind, actor=caller.user_id, unit_id=unit_id,
+                      **detail)
         try:
-            return await self._store.run(run)
+            return await self._store.run(run, *args)
         except account_rows.AlreadyExists as e:
             raise AdminError(409, "already-exists", str(e)) from None
         except account_rows.NotFound as e:

@@ -37,7 +37,7 @@ from remotecomm.service_errors import ServiceError
 from remotecomm.sessions.messages import Credentials, PanelLoginFailed
 from remotecomm.store import devices as device_rows
 from remotecomm.store.accounts import AlreadyExists, NotFound
-from remotecomm.store.audit import append_audit
+from remotecomm.store.audit import append_audit, audited
 from remotecomm.store.engine import Store
 from remotecomm.xmpp.prosody import ProsodyError, ProsodyTools
 
@@ -64,15 +64,10 @@ class DeviceRegistry:
 
     async def _audited(self, caller: Caller, kind: str, unit_id: str, change, *args,
                        **detail):
-        at = now_us(self._clock)
-
-        def run(connection):
-            result = change(connection, *args)
-            append_audit(connection, at, kind, actor=caller.user_id, unit_id=unit_id, **detail)
-            return result
-
+        run = audited(change, now_us(self._clock), kind, actor=caller.user_id, unit_id=unit_id,
+                      **detail)
         try:
-            return await self._store.run(run)
+            return await self._store.run(run, *args)
         except AlreadyExists as e:
             raise FleetError(409, "already-exists", str(e)) from None
         except NotFound as e:

@@ -80,6 +80,18 @@ def audit_kinds_table() -> str:
     return "\n".join(rows) + "\n"
 
 
+def audited(change, at_us: int, kind: str, *, actor: str | None = None,
+            unit_id: str | None = None, **detail: object):
+    """A transaction function: ``change(connection, *args)``, then its audit record, in
+    the same transaction."""
+    def run(connection: Connection, *args):
+        result = change(connection, *args)
+        append_audit(connection, at_us, kind, actor=actor, unit_id=unit_id, **detail)
+        return result
+
+    return run
+
+
 def append_audit(connection: Connection, at_us: int, kind: str, *, actor: str | None = None,
                  source_address: str | None = None, unit_id: str | None = None,
                  **detail: object) -> None:

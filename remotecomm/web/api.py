@@ -117,7 +117,7 @@ class Api:
         self._broker = broker
         self._collector = collector
         self._reports = ReportRoutes(store, clock, self._caller, session_filters, mailer)
-        self._jobs = JobRoutes(jobs, self._caller, firmware)
+        self._jobs = JobRoutes(jobs, self._caller, firmware, _source)
         self._admin = AdminRoutes(AccountAdmin(store, accounts.hasher, clock), store, clock,
                                   self._caller, _instant, _source, registry)
         self._devices_link_up = devices_link_up

@@ -71,19 +71,17 @@ def _download_token(request: server.Request) -> str | None:
     return token if scheme.lower() == b"bearer" and is_valid(TOKEN, token) else None
 
 
-def _source(request: server.Request) -> str | None:
-    return getattr(request.getClientAddress(), "host", None)
-
-
 class JobRoutes:
     """Maintenance jobs for the caller's unit."""
 
     def __init__(self, jobs: JobService | None,
                  caller: Callable[[server.Request], Awaitable[tuple[Caller, str]]],
-                 firmware: FirmwareImages | None = None):
+                 firmware: FirmwareImages | None = None,
+                 source: Callable[[server.Request], str] = lambda request: "unknown"):
         self._jobs = jobs
         self._caller = caller
         self._firmware = firmware
+        self._source = source
 
     def routes(self) -> list[Route]:
         """The routes to add to the API's router."""
@@ -210,7 +208,7 @@ class JobRoutes:
         if not is_valid(JOB_ID, job_id):
             raise ApiError(404, "not-found", "no such download")
         try:
-            found = await images.open_download(job_id, token, _source(request))
+            found = await images.open_download(job_id, token, self._source(request))
         except DownloadRefused as e:
             raise ApiError(e.status, e.code, e.message) from None
         except StoreBusy:
