@@ -291,6 +291,8 @@ def decision_sender(stream, clock: IReactorTime) -> Callable[[str, object], Defe
         log.error("the {what} could not be delivered", what=what)
 
     def start(component: str, message) -> Deferred:
-        return ensureDeferred(send(component, message))
+        return ensureDeferred(send(component, message)).addErrback(
+            lambda failure: log.failure("sending {what} failed", failure,
+                                        what=type(message).__name__))
 
     return start

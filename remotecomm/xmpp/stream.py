@@ -65,7 +65,8 @@ class XmppStream(subprotocols.StreamManager):
                    timeout: float | None = None) -> defer.Deferred:
         """Send an IQ with ``payload`` to ``to``; fires with the result IQ.
 
-        Fails with :class:`NotConnected` at once when the stream is down, with
+        Fails with :class:`NotConnected` at once when the stream is down (or when it goes
+        down before the answer), with
         a ``StanzaError`` on an error answer, and with ``TimeoutError`` when
         no answer arrives in time.
         """
@@ -114,7 +115,12 @@ class XmppStream(subprotocols.StreamManager):
         self._expected_senders = {}
         if not hasattr(reason, "trap"):
             reason = Failure(ConnectionLost())
+        # IQs still waiting for an answer fail as NotConnected, as request_iq promises (the
+        # base class would fail them with the stream's own reason, e.g. ConnectionLost).
+        waiting, self._iqDeferreds = self._iqDeferreds, {}
         super()._disconnected(reason)
+        for d in waiting.values():
+            d.errback(NotConnected("the XMPP stream went down before the answer came"))
 
 
 def reply_error(stream: XmppStream, iq: domish.Element, condition: str, text: str,

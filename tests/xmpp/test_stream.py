@@ -73,11 +73,12 @@ class StreamTests(SynchronousTestCase):
         self.failureResultOf(d, xmlstream.TimeoutError)
 
     def test_pending_requests_fail_when_the_stream_drops(self):
-        """A lost connection fails what was waiting, and later requests are refused."""
+        """A lost connection fails what was waiting as NotConnected (what senders retry on),
+        and later requests are refused."""
         self.connection.connect()
         d = self.stream.request_iq("peer.test", payload())
         self.connection.disconnect()
-        self.failureResultOf(d)
+        self.failureResultOf(d, NotConnected)
         self.assertEqual(self.clock.getDelayedCalls(), [])
         self.failureResultOf(self.stream.request_iq("peer.test", payload()), NotConnected)
 
