@@ -12,7 +12,7 @@ from dataclasses import asdict
 
 from sqlalchemy import Connection
 
-from remotecomm.sessions.lifecycle import OPEN_STATES, Session
+from remotecomm.sessions.lifecycle import ENDED, OPEN_STATES, Session
 from remotecomm.store import sessions as session_rows
 
 _LIFECYCLE_FIELDS = tuple(Session.__dataclass_fields__)
@@ -57,6 +57,9 @@ def save_session(connection: Connection, before: Session, after: Session, **extr
                if getattr(after, field) != getattr(before, field)}
     changes.update(extra)
     session_rows.update_session(connection, before.request_id, before.state, changes)
+    if after.state == ENDED and before.state != ENDED:
+        session_rows.close_unstarted_connections(connection, after.request_id,
+                                                 after.ended_us, after.end_reason)
 
 
 def open_session_rows(connection: Connection) -> list:

@@ -181,6 +181,8 @@ def mark_device_notified(connection: Connection, request_id: str, at_us: int) ->
 
 # -- connection records: one per side that joined through the relay -----------------------
 
+UNSTARTED_DETAIL = "admitted, but the relay never established this side"
+
 def connection_records(connection: Connection, request_id: str) -> dict:
     """The connection records of a session, by side."""
     return {row.side: row for row in connection.execute(
@@ -194,6 +196,19 @@ def insert_connection_record(connection: Connection, request_id: str, side: str,
         request_id=request_id, side=side, party_id=party_id, started_us=None,
         ended_us=None, ended_normally=None, end_reason=None, bytes_from_side=0,
         bytes_to_side=0, started_log_key=None, ended_log_key=None))
+
+
+def close_unstarted_connections(connection: Connection, request_id: str, at_us: int,
+                                reason: str) -> None:
+    """The session ended: a side admitted (its token used) whose started log never came
+    (the relay stopped before it was established) is closed with the session's reason;
+    a started log filed late still fills it in."""
+    connection.execute(update(session_connections).where(
+        session_connections.c.request_id == request_id,
+        session_connections.c.started_log_key.is_(None),
+        session_connections.c.ended_us.is_(None))
+        .values(ended_us=at_us, ended_normally=False, end_reason=reason,
+                end_detail=UNSTARTED_DETAIL))
 
 
 def record_connection_started(connection: Connection, request_id: str, side: str,

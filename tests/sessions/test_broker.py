@@ -16,7 +16,8 @@ from remotecomm.store.accounts import insert_unit, insert_user, set_user_disable
 from remotecomm.store.audit import audit_records
 from remotecomm.store.devices import insert_device, record_hello, revoke_device, set_device_presence
 from remotecomm.store.schema import sessions
-from remotecomm.store.sessions import load_session
+from remotecomm.store.sessions import (UNSTARTED_DETAIL, connection_records,
+                                       insert_connection_record, load_session)
 from remotecomm.testing.fakes import migrated_inline_store
 from remotecomm.testing.relay import local_directory, standalone_node
 from remotecomm.testing.xmpp import parse
@@ -282,6 +283,19 @@ class DeadlineTests(BrokerTestCase):
         self.clock.advance(60)
         row = self.row(accepted.request_id)
         self.assertEqual((row.state, row.end_reason), ("ended", "expired"))
+
+    def test_a_side_admitted_but_never_started_is_closed_with_the_session(self):
+        """The relay died between admitting a side and its started log: when the session
+        ends, that side's record ends too (no log keys: there were no logs)."""
+        accepted = self.request()
+        self.successResultOf(self.decide(accepted.request_id))
+        self.clock.advance(0)
+        self.store.run_sync(insert_connection_record, accepted.request_id, "device", "mfp-1")
+        self.clock.advance(60)
+        record = self.store.run_sync(connection_records, accepted.request_id)["device"]
+        self.assertEqual((record.ended_us, record.ended_normally, record.end_reason,
+                          record.end_detail, record.started_log_key, record.ended_log_key),
+                         ((T0 + 60) * S, False, "expired", UNSTARTED_DETAIL, None, None))
 
     def test_restart_rearms_stored_deadlines(self):
         """A new broker over the same store ends the old request at its stored deadline."""
