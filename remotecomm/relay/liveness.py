@@ -12,6 +12,8 @@ hear from for long enough counts as lost and its sessions end.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from twisted.internet.defer import ensureDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
@@ -26,11 +28,15 @@ HEARTBEAT_INTERVAL = 5.0
 
 
 class HeartbeatSender:
-    """Sends the node's heartbeats; a failure is logged once per outage, not per beat."""
+    """Sends the node's heartbeats; a failure is logged once per outage, not per beat, and
+    ``on_manager_back`` is called when a heartbeat gets through after one failed (the log
+    outbox then retries at once)."""
 
     def __init__(self, node: RelayNode, manager: IManagerForRelay, clock: IReactorTime,
-                 api_url: str, interval: float = HEARTBEAT_INTERVAL):
+                 api_url: str, interval: float = HEARTBEAT_INTERVAL,
+                 on_manager_back: Callable[[], None] = lambda: None):
         self._node = node
+        self._on_manager_back = on_manager_back
         self._manager = manager
         self._api_url = api_url
         self._interval = interval
@@ -77,7 +83,8 @@ class HeartbeatSender:
                                                                       counter.bytes_to_side)
             if self._failing:
                 log.info("the manager hears relay node {node} again", node=beat.relay_node)
-            self._failing = False
+                self._failing = False
+                self._on_manager_back()
 
         def failed(failure) -> None:
             if not self._failing:

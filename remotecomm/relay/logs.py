@@ -3,11 +3,13 @@
 The relay writes each log -- "device side started", "terminal side ended"
 and so on -- to its own store together with the connection record, then
 pushes it to the manager with an idempotency key (``session:side:kind``),
-in order, and resends it until the manager acknowledges.  A log the manager
-rejects for good (``LogRejected``: it names no session the manager knows)
-moves to the ``dead_letters`` table with the reason and never blocks the
-logs after it.  The manager files each key once, so duplicates are harmless.  At start the relay writes
-"relay-restart" end logs for every connection its store still shows open.
+in order, and resends it until the manager acknowledges (with a backoff that
+:meth:`LogOutbox.retry_now` cuts short once the manager answers heartbeats
+again).  A log the manager rejects for good (``LogRejected``: it names no
+session the manager knows) moves to the ``dead_letters`` table with the
+reason and never blocks the logs after it.  The manager files each key once,
+so duplicates are harmless.  At start the relay writes "relay-restart" end
+logs for every connection its store still shows open.
 
 Writes are group-committed: logs that arrive while a write is under way go
 into the next transaction together, so a burst of thousands of session ends
@@ -137,6 +139,7 @@ class LogOutbox:
         self._node = node
         self._sending: Deferred | None = None
         self._again = False
+        self._retry_pause: Deferred | None = None
         self._to_write: list[tuple[SessionLog, Deferred]] = []
         self._writing = False
         self.filed = 0
@@ -270,11 +273,30 @@ class LogOutbox:
                     log.warn("log {key} not filed ({error}); retrying in {delay} s",
                              key=entry.key, error=repr(e), delay=delay,
                              request_id=entry.request_id)
-                    await deferLater(self._clock, delay, lambda: None)
+                    await self._pause(delay)
                     break
                 attempt = 0
                 filed.append(entry.key)
             await self._acked(filed)
+
+    def _pause(self, delay: float) -> Deferred:
+        """Wait ``delay`` seconds before the next attempt, or less if :meth:`retry_now`."""
+        pause = self._retry_pause = Deferred()
+        timer = self._clock.callLater(delay, self.retry_now)
+
+        def over(result):
+            if timer.active():
+                timer.cancel()
+            self._retry_pause = None
+            return result
+
+        return pause.addBoth(over)
+
+    def retry_now(self) -> None:
+        """The manager answers again (a heartbeat got through): push what is pending now
+        instead of at the end of the backoff."""
+        if self._retry_pause is not None and not self._retry_pause.called:
+            self._retry_pause.callback(None)
 
     async def _acked(self, keys: list[str]) -> None:
         """Mark filed logs acknowledged, in one transaction (a crash before it only means

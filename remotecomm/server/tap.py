@@ -328,7 +328,8 @@ def _build_relay(config: ServerConfig, reactor, root, readiness: dict,
     readiness["relay-store"] = relay_store.check
     node = RelayNode(relay_core, config.relay.node, config.relay.public_url)
     heartbeats = HeartbeatSender(node, gateway, reactor, config.relay.api_url,
-                                 config.relay.heartbeat_interval)
+                                 config.relay.heartbeat_interval,
+                                 on_manager_back=outbox.retry_now)
     StartStopService("relay-heartbeat", heartbeats.start, heartbeats.stop).setServiceParent(root)
     return _RelayParts(resource=relay_resource(relay_core), core=relay_core, outbox=outbox,
                        node=node)

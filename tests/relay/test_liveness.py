@@ -32,8 +32,11 @@ class HeartbeatTests(SynchronousTestCase):
         self.core = RelayCore(self.clock, self.manager, MemoryLogs())
         self.addCleanup(self.core.shutdown)
         self.node = RelayNode(self.core, "relay-3", "wss://relay-3.test/relay")
+        self.manager_back = []
         self.sender = HeartbeatSender(self.node, self.manager, self.clock,
-                                      "https://relay-3.test", interval=5)
+                                      "https://relay-3.test", interval=5,
+                                      on_manager_back=lambda: self.manager_back.append(
+                                          self.clock.seconds()))
         self.addCleanup(self.sender.stop)
 
     def test_beats_at_start_and_every_interval(self):
@@ -72,3 +75,13 @@ class HeartbeatTests(SynchronousTestCase):
         self.manager.down = False
         self.clock.advance(5)
         self.assertEqual(len(self.manager.beats), 1)
+
+    def test_the_first_beat_after_an_outage_says_the_manager_is_back(self):
+        self.sender.start()
+        self.manager.down = True
+        self.clock.advance(5)
+        self.clock.advance(5)
+        self.manager.down = False
+        self.clock.advance(5)
+        self.clock.advance(5)
+        self.assertEqual(self.manager_back, [15])

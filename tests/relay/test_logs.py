@@ -92,6 +92,19 @@ class OutboxTests(SynchronousTestCase):
         self.assertEqual(self.manager.calls, [key("device", "started")] * 4)
         self.assertEqual(self.store.run_sync(pending_logs), [])
 
+    def test_retry_now_ends_the_backoff(self):
+        """When the manager answers again, pending logs go at once, not after the backoff."""
+        self.manager.failures = 4
+        self.successResultOf(started(self.outbox))
+        for delay in (0.5, 1, 2):
+            self.clock.advance(delay)
+        self.assertEqual(self.manager.filed, {})  # now waiting 5 s
+        self.outbox.retry_now()
+        self.assertEqual(list(self.manager.filed), [key("device", "started")])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.outbox.retry_now()  # nothing pending: nothing happens
+        self.assertEqual(len(self.manager.calls), 5)
+
     def test_order_is_kept(self):
         """Logs are filed in the order they were written."""
         self.manager.failures = 1
