@@ -215,6 +215,10 @@ class ProsodyProcess(protocol.ProcessProtocol):
         self._ended.addBoth(lambda result: (d.callback(None), result)[1])
         return d
 
+    def kill(self) -> None:
+        """SIGKILL this run of Prosody (fault tests); :meth:`ended` fires when it is gone."""
+        self._kill()
+
     def _kill(self) -> None:
         try:
             self.transport.signalProcess("KILL")
