@@ -157,7 +157,12 @@ sessions = Table(
     Column("device_reported", Boolean, nullable=False, server_default=false()),
 )
 Index("ix_sessions_state", sessions.c.state)
-Index("ix_sessions_device_terminal", sessions.c.device_id, sessions.c.terminal_id)
+# The checks at every request: one open session per device and terminal, and how many the
+# user and the device have open.
+Index("ix_sessions_device_terminal", sessions.c.device_id, sessions.c.terminal_id,
+      sessions.c.state)
+Index("ix_sessions_user_state", sessions.c.user_id, sessions.c.state)
+Index("ix_sessions_device_state", sessions.c.device_id, sessions.c.state)
 Index("ix_sessions_unit_requested", sessions.c.unit_id, sessions.c.requested_us)
 
 Index("ix_sessions_relay_node_state", sessions.c.relay_node, sessions.c.state)
