@@ -234,9 +234,9 @@ def load_server_config(path: str | Path) -> ServerConfig:
         idle_timeout=sessions_section.get_duration("idle_timeout", 900, minimum=10,
                                                    maximum=12 * 3600),
         max_open_per_user=sessions_section.get_int("max_open_per_user", 10, minimum=1,
-                                                   maximum=1000),
+                                                   maximum=100_000),
         max_open_per_device=sessions_section.get_int("max_open_per_device", 4, minimum=1,
-                                                     maximum=100),
+                                                     maximum=10_000),
         allow_test_approver=sessions_section.get_bool("allow_test_approver", False),
     )
     sessions_section.finish()
