@@ -4,6 +4,7 @@ Run it with ``scripts/bench`` (which installs the baselines first)::
 
     scripts/bench                  # the full run (at most 15 minutes), into bench-results/
     scripts/bench --quick          # the smoke version (seconds): one session, one baseline
+    scripts/bench --compare OLD/results.json   # each ratio before and after
 
 It starts the shipped ``twistd remotecomm`` with its normal configuration,
 changing only what a scenario names: plain WebSockets for the ratios, then
@@ -19,8 +20,8 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -30,8 +31,7 @@ from pathlib import Path
 from twisted.internet.defer import ensureDeferred
 from twisted.internet.task import react
 
-from bench import baselines as bl
-from bench import report, reports as report_scenario, scenarios as sc
+from bench import baselines as bl, report, reports as report_scenario, scenarios as sc
 from bench.system import BenchSystem, raise_fd_limit
 from remotecomm.testing.processes import free_port, sleep
 
@@ -89,6 +89,9 @@ async def run_baselines(reactor, folder: Path, results: sc.Results, quick: bool,
     wanted = [bl.DirectTcp()] if quick else [
         bl.DirectTcp(), bl.DirectWebSocket(), bl.Socat(), bl.TransitRelay(False),
         bl.TransitRelay(True), bl.Websockify()]
+    if not quick:
+        print("machine limit: iperf3", flush=True)
+        await sc.machine_limit(results, reactor)
     for baseline in wanted:
         print(f"baseline: {baseline.name}", flush=True)
         await baseline.start(reactor, folder)
@@ -208,16 +211,22 @@ async def main(reactor, args) -> None:
     added_over_direct_websocket(results)
     meta["seconds"] = round(time.monotonic() - started_at, 1)
     meta["notes"] = results.notes
-    write_outputs(out, results.as_json(), meta)
+    write_outputs(out, results.as_json(), meta, args.compare)
 
 
-def write_outputs(out: Path, rows: list[dict], meta: dict) -> None:
+def write_outputs(out: Path, rows: list[dict], meta: dict, compare: str | None = None) -> None:
     """results.json, table.md and chart.png in ``out``; the table printed."""
     report.write_json(out / "results.json", rows, meta)
     table = report.markdown_table(rows)
     (out / "table.md").write_text(table)
     charted = report.draw_chart(out / "chart.png", rows)
     print(table)
+    if compare:
+        before = json.loads(Path(compare).read_text())
+        comparison = report.compare_table(before["rows"], rows)
+        (out / "compare.md").write_text(comparison)
+        print(f"before ({compare}, {before['meta'].get('date', '?')}) and after:\n"
+              + comparison)
     print(f"wrote {out / 'results.json'}, {out / 'table.md'}"
           + (f", {out / 'chart.png'}" if charted else " (no chart: matplotlib is missing)")
           + f" ({meta.get('seconds', '?')} s of measuring)", flush=True)
@@ -238,6 +247,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
                              "directory; without it nothing is left there")
     parser.add_argument("--report", metavar="RESULTS_JSON",
                         help="only redraw the table and chart of an earlier run into --out")
+    parser.add_argument("--compare", metavar="OLD_JSON",
+                        help="print each ratio before (an earlier results.json) and after, "
+                             "also as compare.md")
     args = parser.parse_args(argv)
     if args.quick:
         args.setups = 0
@@ -254,7 +266,7 @@ def redraw(args: argparse.Namespace) -> None:
     added_over_direct_websocket(results)
     out = Path(args.out).absolute()
     out.mkdir(parents=True, exist_ok=True)
-    write_outputs(out, results.as_json(), earlier["meta"])
+    write_outputs(out, results.as_json(), earlier["meta"], args.compare)
 
 
 if __name__ == "__main__":

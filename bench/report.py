@@ -45,9 +45,40 @@ def _cell(value: float) -> str:
     return f"{value:.2f}"
 
 
+def _spread(row: dict) -> str:
+    """`` ±N %``: half the range of a repeated measurement, relative to its median."""
+    runs = (row.get("extra") or {}).get("runs") or []
+    if len(runs) < 2 or not row["value"]:
+        return ""
+    return f" ±{50 * (max(runs) - min(runs)) / abs(row['value']):.0f}%"
+
+
+def compare_table(old_rows: list[dict], new_rows: list[dict]) -> str:
+    """Each ratio (ours ÷ a baseline) and each of our own numbers before and after, for
+    the cases both runs measured."""
+    before = {(r["scenario"], r["case"], r["metric"], r["baseline"]): r["ratio"]
+              for r in ratios(old_rows)}
+    lines = ["| scenario | case | against | before | after |", "|---|---|---|---|---|"]
+    for r in ratios(new_rows):
+        key = (r["scenario"], r["case"], r["metric"], r["baseline"])
+        if key in before:
+            lines.append(f"| {r['scenario']} | {r['case']} | {r['baseline']} | "
+                         f"{before[key]:.2f}× | {r['ratio']:.2f}× |")
+    old_values = {(r["scenario"], r["case"], r["metric"], r["path"]): r for r in old_rows}
+    for row in new_rows:
+        if row["path"] not in (OURS, OURS_TLS):
+            continue
+        old = old_values.get((row["scenario"], row["case"], row["metric"], row["path"]))
+        if old is not None:
+            lines.append(f"| {row['scenario']} | {row['case']} | {row['path']} itself | "
+                         f"{_cell(old['value'])} {row['unit']} | "
+                         f"{_cell(row['value'])} {row['unit']} |")
+    return "\n".join(lines) + "\n"
+
+
 def markdown_table(rows: list[dict]) -> str:
     """One Markdown table per scenario: our numbers (plain, TLS) and each baseline's, with
-    ours ÷ baseline in parentheses."""
+    ours ÷ baseline in parentheses (medians of repeated runs with ``±`` half their range)."""
     grouped = groups(rows)
     scenarios = list(OrderedDict.fromkeys(key[0] for key in grouped))
     lines = []
@@ -62,15 +93,17 @@ def markdown_table(rows: list[dict]) -> str:
             paths = grouped[key]
             any_row = next(iter(paths.values()))
             mine = paths.get(OURS)
-            cells = [_cell(paths[p]["value"]) if p in paths else "–" for p in (OURS, OURS_TLS)]
+            cells = [_cell(paths[p]["value"]) + _spread(paths[p]) if p in paths else "–"
+                     for p in (OURS, OURS_TLS)]
             for baseline in baselines:
                 row = paths.get(baseline)
                 if row is None:
                     cells.append("–")
                 elif mine is not None and row["value"]:
-                    cells.append(f"{_cell(row['value'])} ({mine['value'] / row['value']:.2f}×)")
+                    cells.append(f"{_cell(row['value'])}{_spread(row)} "
+                                 f"({mine['value'] / row['value']:.2f}×)")
                 else:
-                    cells.append(_cell(row["value"]))
+                    cells.append(_cell(row["value"]) + _spread(row))
             better = "↑" if any_row["higher_is_better"] else "↓"
             lines.append(f"| {key[1]} | {any_row['unit']} {better} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

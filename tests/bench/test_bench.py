@@ -39,6 +39,24 @@ class ReportTests(SynchronousTestCase):
         self.assertIn("| 1 MiB up | MB/s ↑ | 300 | – | 1,200 (0.25×) |", table)
 
 
+    def test_repeated_runs_show_their_median_and_spread(self):
+        from bench.scenarios import Results
+        results = Results()
+        results.add_repeated("1-bulk", "1 MiB up", "remotecomm", "throughput", [330, 300, 270],
+                             "MB/s")
+        rows = results.as_json() + [row("socat", 1200)]
+        self.assertEqual(rows[0]["value"], 300)
+        self.assertIn("| 1 MiB up | MB/s ↑ | 300 ±10% | – | 1,200 (0.25×) |",
+                      report.markdown_table(rows))
+
+    def test_compare_shows_each_ratio_before_and_after(self):
+        before = [row("remotecomm", 300), row("socat", 1200)]
+        after = [row("remotecomm", 600), row("socat", 1200)]
+        table = report.compare_table(before, after)
+        self.assertIn("| 1-bulk | 1 MiB up | socat | 0.25× | 0.50× |", table)
+        self.assertIn("| 1-bulk | 1 MiB up | remotecomm itself | 300 MB/s | 600 MB/s |", table)
+
+
 class SmokeTests(TestCase):
     """``python -m bench --quick``: one real session, one baseline, no ratio asserted."""
 
