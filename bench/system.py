@@ -95,11 +95,13 @@ class BenchSystem:
         self.device_ids = [f"bench-{i:04d}" for i in range(1, devices + 1)]
         self.terminal_ids = [f"bench-terminal-{i:04d}" for i in range(1, terminals + 1)]
         self.real_device = real_device
-        # One bench user holds every session of scenarios 4 and 5 (thousands at once): the
-        # per-user and per-device limits are raised for it, nothing else.
+        # One bench user holds every session of scenarios 4 and 5 (thousands at once, from
+        # eight loopback addresses): the per-user, per-device and per-address limits are
+        # raised for it, nothing else.
         self.setup = ServerSetup(reactor, folder, tls=tls, extra_config=(
             "[sessions]\nallow_test_approver = true\n"
-            "max_open_per_user = 100000\nmax_open_per_device = 10000\n"))
+            "max_open_per_user = 100000\nmax_open_per_device = 10000\n"
+            "[relay]\nmax_connections_per_address = 100000\n"))
         self.tokens: dict[str, str] = {}
         self.links: dict[str, BenchLinks] = {}
         self._device_services = []

@@ -211,8 +211,10 @@ class RelayCore:
     """Maps session IDs to their two sides, and everything that happens between them."""
 
     def __init__(self, clock: IReactorTime, gateway: IManagerForRelay, outbox: ISessionLogs, *,
-                 end_grace: float = END_GRACE):
+                 end_grace: float = END_GRACE,
+                 connections_per_source: int = CONNECTIONS_PER_SOURCE):
         self._clock = clock
+        self._connections_per_source = connections_per_source
         self._gateway = gateway
         self._outbox = outbox
         self._end_grace = end_grace
@@ -244,9 +246,10 @@ class RelayCore:
         """Whether a new connection from ``source`` is turned away before its handshake is
         examined: it was refused :data:`REFUSALS_PER_SOURCE` times within the window
         (guessing is slowed to that rate; nothing more reaches the manager or the audit),
-        or it holds :data:`CONNECTIONS_PER_SOURCE` open already."""
+        or it holds as many open as allowed already (``[relay] max_connections_per_address``,
+        :data:`CONNECTIONS_PER_SOURCE` by default)."""
         if self._refused_by_source.over(source) or \
-                self._open_by_source.get(source, 0) >= CONNECTIONS_PER_SOURCE:
+                self._open_by_source.get(source, 0) >= self._connections_per_source:
             self.refusals_shed += 1
             return True
         return False

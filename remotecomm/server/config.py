@@ -89,6 +89,7 @@ class RelayConfig:
     api_secret_file: Path   # the shared secret of the relay ↔ manager API
     heartbeat_interval: float  # how often this relay node tells the manager it is alive
     lost_after: float       # manager: a node silent this long is lost, its sessions end
+    max_connections_per_address: int = 500  # WebSockets open at once from one address
 
 
 @dataclass(frozen=True)
@@ -257,6 +258,8 @@ def load_server_config(path: str | Path) -> ServerConfig:
         heartbeat_interval=relay_section.get_duration("heartbeat_interval", 5, minimum=0.2,
                                                       maximum=60),
         lost_after=relay_section.get_duration("lost_after", 30, minimum=1, maximum=3600),
+        max_connections_per_address=relay_section.get_int(
+            "max_connections_per_address", 500, minimum=1, maximum=1_000_000),
     )
     relay_section.finish()
 

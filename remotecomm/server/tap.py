@@ -323,7 +323,8 @@ def _build_relay(config: ServerConfig, reactor, root, readiness: dict,
     relay_store = open_relay_store(config.relay.database, reactor)
     StartStopService("relay-store", relay_store.start, relay_store.stop).setServiceParent(root)
     outbox = LogOutbox(relay_store, gateway, reactor, config.relay.node)
-    relay_core = RelayCore(reactor, gateway, outbox)
+    relay_core = RelayCore(reactor, gateway, outbox,
+                           connections_per_source=config.relay.max_connections_per_address)
     RelayService(relay_core, outbox).setServiceParent(root)
     readiness["relay-store"] = relay_store.check
     node = RelayNode(relay_core, config.relay.node, config.relay.public_url)

@@ -426,7 +426,9 @@ class SourceLimitTests(CoreTestCase):
     minute and WebSockets open at once are bounded; past either, connections are shed."""
 
     def test_open_connections_per_address_at_the_bound(self):
-        self.patch(rc, "CONNECTIONS_PER_SOURCE", 2)
+        """The bound is ``[relay] max_connections_per_address`` (500 by default)."""
+        self.assertEqual(rc.RelayCore(self.clock, None, None)._connections_per_source, 500)
+        self.core = rc.RelayCore(self.clock, self.manager, self.outbox, connections_per_source=2)
         for _ in range(2):
             self.assertFalse(self.core.shed("203.0.113.5"))
             self.core.source_opened("203.0.113.5")
