@@ -14,7 +14,7 @@ from remotecomm.relay import core as rc, envelope as env
 from remotecomm.relay.client import RelayClient, RelayClosed
 from remotecomm.relay.gateway import Admission, AdmissionRefused
 from remotecomm.relay.logs import RELAY_MIGRATIONS, LogOutbox
-from remotecomm.relay.websocket import SiteRoot, relay_resource
+from remotecomm.relay.websocket import HANDSHAKE_ATTRIBUTES, SiteRoot, relay_resource
 from remotecomm.store.engine import Store, migrate, open_sqlite
 from remotecomm.testing.http import http_client
 from remotecomm.tokens import token_hash
@@ -91,6 +91,11 @@ class EndpointTests(TestCase):
         await device.connect()
         device.send(env.encode_hello({"from": "device"}))
         await terminal.connect()
+        # Once open, the relay's protocols keep nothing of the handshake (memory per idle
+        # session), and everything below still works.
+        for protocol in self.core._by_connection:
+            for name in HANDSHAKE_ATTRIBUTES:
+                self.assertFalse(hasattr(protocol, name), name)
         request = env.encode_open(1, "web-server", SESSION_ID, b"GET / HTTP/1.1\r\n\r\n")
         terminal.send(request)
         big = env.encode_data(1, b"x" * 700_000)
