@@ -3,7 +3,8 @@
 The relay writes each log -- "device side started", "terminal side ended"
 and so on -- to its own store together with the connection record, then
 pushes it to the manager with an idempotency key (``session:side:kind``),
-in order, and resends it until the manager acknowledges (with a backoff that
+each side's logs in order and up to :data:`FILE_AT_ONCE` of different sides
+at once, and resends it until the manager acknowledges (with a backoff that
 :meth:`LogOutbox.retry_now` cuts short once the manager answers heartbeats
 again).  A log the manager rejects for good (``LogRejected``: it names no
 session the manager knows) moves to the ``dead_letters`` table with the
@@ -24,7 +25,7 @@ import json
 from pathlib import Path
 
 from sqlalchemy import Connection, func, insert, select, update
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
@@ -40,6 +41,7 @@ log = Logger()
 
 RELAY_MIGRATIONS = Path(__file__).parent / "migrations"
 BATCH = 100
+FILE_AT_ONCE = 32        # logs sent to the manager together (each of a different side)
 RETRY_DELAYS = (0.5, 1, 2, 5, 10, 30)
 MAX_GROUP = 500          # logs in one group commit
 WRITE_RETRY_CAP = 2.0    # seconds between attempts to write to a busy store
@@ -129,6 +131,18 @@ def count_attempt(connection: Connection, key: str) -> None:
 
 
 @implementer(ISessionLogs)
+def _one_per_side(logs: list[SessionLog]) -> list[SessionLog]:
+    """The oldest pending log of each session side, in outbox order."""
+    seen: set[tuple[str, str]] = set()
+    first = []
+    for entry in logs:
+        side = (entry.session_id, entry.side)
+        if side not in seen:
+            seen.add(side)
+            first.append(entry)
+    return first
+
+
 class LogOutbox:
     """Durable logs for the manager: written, then pushed in order until acknowledged."""
 
@@ -249,35 +263,40 @@ class LogOutbox:
             self.pending = len(logs)
             if not logs:
                 return
+            batch = _one_per_side(logs)[:FILE_AT_ONCE]
+            # Sent together, so that the manager files them in one commit; a side's logs
+            # stay in order (only its oldest pending one is in a batch).
+            outcomes = await DeferredList(
+                [ensureDeferred(self._gateway.file_log(entry)) for entry in batch],
+                consumeErrors=True)
             filed: list[str] = []
-            for entry in logs:
-                try:
-                    await self._gateway.file_log(entry)
-                except LogRejected as e:
+            failure = None
+            for entry, (ok, result) in zip(batch, outcomes):
+                if ok:
+                    filed.append(entry.key)
+                elif result.check(LogRejected):
                     # The manager will never file it: keep it aside, go on with the rest.
-                    await self._acked(filed)
-                    filed = []
-                    await self._store.run(bury, entry.key, e.reason, now_us(self._clock))
+                    await self._store.run(bury, entry.key, result.value.reason,
+                                          now_us(self._clock))
                     self.dead += 1
                     self.pending = max(0, self.pending - 1)
                     log.error("log {key} rejected by the manager ({reason}); kept in the dead "
-                              "letters", key=entry.key, reason=e.reason,
+                              "letters", key=entry.key, reason=result.value.reason,
                               request_id=entry.request_id)
-                    continue
-                except Exception as e:
-                    await self._acked(filed)
-                    filed = []
+                else:
                     await self._store.run(count_attempt, entry.key)
-                    delay = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)]
-                    attempt += 1
-                    log.warn("log {key} not filed ({error}); retrying in {delay} s",
-                             key=entry.key, error=repr(e), delay=delay,
-                             request_id=entry.request_id)
-                    await self._pause(delay)
-                    break
-                attempt = 0
-                filed.append(entry.key)
+                    failure = failure or (entry, result)
             await self._acked(filed)
+            if failure is not None:
+                entry, result = failure
+                delay = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)]
+                attempt += 1
+                log.warn("log {key} not filed ({error}); retrying in {delay} s",
+                         key=entry.key, error=repr(result.value), delay=delay,
+                         request_id=entry.request_id)
+                await self._pause(delay)
+            else:
+                attempt = 0
 
     def _pause(self, delay: float) -> Deferred:
         """Wait ``delay`` seconds before the next attempt, or less if :meth:`retry_now`."""

@@ -152,7 +152,8 @@ class ManagerForRelay:
         """Confirm a joining side's token; raises ``AdmissionRefused`` (audited)."""
         at = now_us(self._clock)
         try:
-            return await self._store.run(_authenticate, request, at)
+            # Joins come in bursts: their checks share commits (Store.run_grouped).
+            return await self._store.run_grouped(_authenticate, request, at)
         except AdmissionRefused as e:
             await self.record_refusal(Refusal(code=e.code, session_id=request.session_id,
                                               side=request.side,
@@ -187,7 +188,7 @@ class ManagerForRelay:
 
     async def file_log(self, entry: SessionLog) -> None:
         """File one session log (once per key); ``LogRejected`` if it names nothing known."""
-        state = await self._store.run(_file_log, entry, now_us(self._clock))
+        state = await self._store.run_grouped(_file_log, entry, now_us(self._clock))
         if state == "duplicate":
             log.info("{kind} log of the {side} side of {request_id} was filed already "
                      "({key})", kind=entry.kind, side=entry.side,

@@ -9,6 +9,7 @@ and fires its Deferred after the commit.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
@@ -120,6 +121,9 @@ class Store:
         # (only the readiness probe tries it again), instead of each waiting out the
         # busy timeout on the store's thread.
         self.unavailable_until: float | None = None
+        self._group: list[tuple[Callable, tuple, Deferred]] = []
+        self._group_lock = threading.Lock()
+        self._group_scheduled = False
 
     def start(self) -> None:
         """Start the thread pool."""
@@ -153,6 +157,64 @@ class Store:
         d = deferToThreadPool(self._reactor, self._pool, self.run_sync, fn, *args, **kwargs)
         d.addBoth(done)
         return d
+
+    def run_grouped(self, fn: Callable[..., T], *args: Any) -> Deferred[T]:
+        """Like :meth:`run`, for short writes that come in bursts (a relay's token checks and
+        session logs): the calls that arrive while the store's thread is busy share one
+        transaction, so one commit -- one fsync -- serves them all, and each caller hears
+        of its result only once it is committed.  If one of them raises, the shared
+        transaction is rolled back and each is run again in its own, so a refusal or an
+        error never takes the others' writes with it."""
+        if self._waiting >= self._max_waiting:
+            return fail(StoreBusy(f"{self._waiting} transactions already waiting"))
+        if self.unavailable_until is not None and \
+                self._reactor.seconds() < self.unavailable_until:
+            return fail(StoreUnavailable("the database did not answer a moment ago"))
+        self._waiting += 1
+        answer: Deferred = Deferred()
+        with self._group_lock:
+            self._group.append((fn, args, answer))
+            start = not self._group_scheduled
+            self._group_scheduled = True
+        if start:
+            deferToThreadPool(self._reactor, self._pool, self._run_group).addCallback(
+                self._deliver_group)
+        return answer
+
+    def _run_group(self) -> list[tuple[Deferred, object]]:
+        """On the store's thread: take every call queued so far and run them."""
+        with self._group_lock:
+            group, self._group = self._group, []
+            self._group_scheduled = False
+        try:
+            with self.engine.begin() as connection:
+                results = [fn(connection, *args) for fn, args, _ in group]
+            return [(answer, result) for (_, _, answer), result in zip(group, results)]
+        except OperationalError as e:
+            if _unavailable(e):
+                failure = Failure(StoreUnavailable(f"the database did not answer: {e.orig}"))
+                return [(answer, failure) for _, _, answer in group]
+        except Exception:
+            if len(group) == 1:
+                return [(group[0][2], Failure())]
+        outcomes = []
+        for fn, args, answer in group:
+            try:
+                outcomes.append((answer, self.run_sync(fn, *args)))
+            except Exception:
+                outcomes.append((answer, Failure()))
+        return outcomes
+
+    def _deliver_group(self, outcomes: list[tuple[Deferred, object]]) -> None:
+        for answer, result in outcomes:
+            self._waiting -= 1
+            if isinstance(result, Failure):
+                if result.check(StoreUnavailable):
+                    self.unavailable_until = self._reactor.seconds() + UNAVAILABLE_BACKOFF_S
+                answer.errback(result)
+            else:
+                self.unavailable_until = None
+                answer.callback(result)
 
     def run_sync(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a transaction function on this thread (admin commands, the pool's threads);

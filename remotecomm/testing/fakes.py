@@ -28,6 +28,9 @@ class InlineStore(Store):
         except Exception:
             return fail()
 
+    def run_grouped(self, fn, *args) -> Deferred:
+        return self.run(fn, *args)
+
     def check(self) -> Deferred:
         return self.run(lambda connection: connection.exec_driver_sql("SELECT 1").scalar() == 1)
 

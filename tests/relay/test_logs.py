@@ -105,6 +105,28 @@ class OutboxTests(SynchronousTestCase):
         self.outbox.retry_now()  # nothing pending: nothing happens
         self.assertEqual(len(self.manager.calls), 5)
 
+    def test_logs_of_different_sides_go_together_and_each_sides_in_order(self):
+        """Pending logs of different sides are sent at once (the manager commits them
+        together); a side's end log waits until its started log was filed."""
+        answers = {}
+
+        class SlowManager:
+            def file_log(self, entry):
+                answers[entry.key] = Deferred()
+                return answers[entry.key]
+
+        self.manager = SlowManager()
+        outbox = self.make_outbox()
+        started(outbox, "device", sid(1))
+        ended(outbox, "device", sid(1))
+        started(outbox, "device", sid(2))
+        self.assertEqual(list(answers), [key("device", "started", 1)])
+        answers.pop(key("device", "started", 1)).callback(None)
+        self.assertEqual(list(answers), [key("device", "ended", 1), key("device", "started", 2)])
+        for answer in list(answers.values()):
+            answer.callback(None)
+        self.assertEqual(self.store.run_sync(pending_logs), [])
+
     def test_order_is_kept(self):
         """Logs are filed in the order they were written."""
         self.manager.failures = 1

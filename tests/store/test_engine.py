@@ -5,7 +5,7 @@ from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import event, insert, select, text, update
 from sqlalchemy.exc import DatabaseError
 from twisted.internet import reactor
 from twisted.trial.unittest import SynchronousTestCase, TestCase
@@ -160,3 +160,51 @@ class StoreTests(TestCase):
     async def test_check_answers_true(self):
         """The readiness check runs a trivial query."""
         self.assertTrue(await self.store.check())
+
+
+class GroupedTransactionTests(TestCase):
+    """Store.run_grouped: calls that queue up share one commit; a failure stays its own."""
+
+    def setUp(self):
+        engine = open_sqlite(Path(self.mktemp()) / "manager.sqlite3")
+        migrate(engine)
+        self.commits = []
+        event.listen(engine, "commit", lambda connection: self.commits.append(1))
+        self.store = Store(engine, reactor)
+        self.store.start()
+        self.addCleanup(self.store.stop)
+
+    def units(self):
+        return self.store.run(lambda c: sorted(r[0] for r in c.execute(
+            text("SELECT unit_id FROM units"))))
+
+    async def test_calls_queued_behind_a_busy_store_share_one_commit(self):
+        release = threading.Event()
+        blocking = self.store.run(lambda connection: release.wait(5))
+        grouped = [self.store.run_grouped(insert_unit, f"unit-{n}", "U", "UTC", n)
+                   for n in range(10)]
+        self.commits.clear()
+        release.set()
+        await blocking
+        for call in grouped:
+            self.assertIsNone(await call)
+        self.assertEqual(len(self.commits), 2)  # the blocking transaction's, and the group's
+        self.assertEqual(len(await self.units()), 10)
+
+    async def test_a_call_that_raises_gets_its_error_and_the_others_commit(self):
+        def half_done(connection):
+            insert_unit(connection, "broken", "B", "UTC", 1)
+            raise ValueError("boom")
+
+        release = threading.Event()
+        blocking = self.store.run(lambda connection: release.wait(5))
+        first = self.store.run_grouped(insert_unit, "acme", "A", "UTC", 1)
+        failing = self.store.run_grouped(half_done)
+        last = self.store.run_grouped(insert_unit, "globex", "G", "UTC", 1)
+        release.set()
+        await blocking
+        await first
+        with self.assertRaises(ValueError):
+            await failing
+        await last
+        self.assertEqual(await self.units(), ["acme", "globex"])
