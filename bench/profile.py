@@ -16,6 +16,7 @@ The profiles in ``docs/performance.md`` come from here.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -80,6 +81,7 @@ class Sampler:
         self.processes = [subprocess.Popen(
             [str(PY_SPY), "record", "--format", "raw", "--rate", str(rate),
              "--duration", str(int(seconds)), "--nonblocking", "--pid", str(pid),
+             *(["--idle"] if os.environ.get("REMOTECOMM_PROFILE_IDLE") else []),
              "--output", str(self.outputs[name])],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for name, pid in pids.items()]
 
@@ -104,9 +106,12 @@ async def profile(reactor, load: str, seconds: float, top: int, folder: Path) ->
         await system.start({app: f"http://127.0.0.1:{port}" for app, port in app_ports.items()})
         if load == "setup":
             sessions = await system.prepare(setups)
-            sampler = Sampler(folder, {"server": system.server_pid}, seconds)
-            await timed_concurrently(len(sessions), 32, lambda i: system.join(sessions[i]))
-            return sampler.report(top)
+            sampler = Sampler(folder, {"server": system.server_pid, "bench": os.getpid()},
+                              seconds)
+            rate, _, _ = await timed_concurrently(
+                len(sessions), 32, lambda i: system.join(
+                    sessions[i], bind=(sc.ADDRESSES[i % 8], sc.ADDRESSES[(i + 4) % 8])))
+            return f"setup: {rate:.0f} sessions/s while sampled\n{sampler.report(top)}"
         real = sc.RealSession(system, "mfp-real", app_ports)
         await real.start()
         await real.upload_firmware(64 * 1024)
@@ -129,6 +134,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("load", choices=LOADS)
     parser.add_argument("--seconds", type=float, default=8, help="how long to sample (8)")
     parser.add_argument("--top", type=int, default=15, help="functions per list (15)")
+    parser.add_argument("--keep", metavar="DIR", help="also keep py-spy's raw stacks in DIR")
     args = parser.parse_args(argv)
     if not PY_SPY.exists():
         parser.error(f"py-spy is missing ({PY_SPY}); scripts/bench --profile installs it")
@@ -137,6 +143,10 @@ def main(argv: list[str]) -> None:
     async def go(reactor):
         try:
             print(await profile(reactor, args.load, args.seconds, args.top, folder))
+            if args.keep:
+                Path(args.keep).mkdir(parents=True, exist_ok=True)
+                for raw in folder.glob("*.txt"):
+                    shutil.copy(raw, Path(args.keep) / raw.name)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
