@@ -11,10 +11,29 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from sqlalchemy import Connection, func, insert, or_, select, update
+from sqlalchemy import Connection, bindparam, func, insert, or_, select, update
 
 from remotecomm.store.schema import (devices, session_connections, session_device_reports, sessions,
                                      units, users)
+
+
+# The statements of every token check and session log (several per session set-up) are
+# built once: building a statement cost about twice what running it does.
+_SESSION = select(sessions).where(sessions.c.request_id == bindparam("_request_id"))
+_SESSION_BY_SESSION_ID = select(sessions).where(
+    sessions.c.session_id == bindparam("_session_id"))
+_UPDATE_SESSION = update(sessions).where(sessions.c.request_id == bindparam("_request_id"),
+                                         sessions.c.state == bindparam("_state"))
+_UPDATE_TRAFFIC = update(sessions).where(sessions.c.request_id == bindparam("_request_id"))
+_CONNECTIONS = select(session_connections).where(
+    session_connections.c.request_id == bindparam("_request_id"))
+_INSERT_CONNECTION = insert(session_connections)
+_UPDATE_CONNECTION = update(session_connections).where(
+    session_connections.c.request_id == bindparam("_request_id"),
+    session_connections.c.side == bindparam("_side"))
+_DEVICE_REVOKED = select(devices.c.revoked_us).where(
+    devices.c.device_id == bindparam("_device_id"))
+_USER_DISABLED = select(users.c.disabled).where(users.c.user_id == bindparam("_user_id"))
 
 
 class Conflict(Exception):
@@ -66,20 +85,19 @@ def insert_session(connection: Connection, values: dict, open_states: Iterable[s
 
 def load_session(connection: Connection, request_id: str):
     """The whole row of a session, or ``None``."""
-    return connection.execute(select(sessions).where(sessions.c.request_id == request_id)).first()
+    return connection.execute(_SESSION, {"_request_id": request_id}).first()
 
 
 def load_session_by_session_id(connection: Connection, session_id: str):
     """The whole row of the session the relay knows as ``session_id``, or ``None``."""
-    return connection.execute(select(sessions).where(sessions.c.session_id == session_id)).first()
+    return connection.execute(_SESSION_BY_SESSION_ID, {"_session_id": session_id}).first()
 
 
 def update_session(connection: Connection, request_id: str, expected_state: str,
                    changes: dict) -> None:
     """Write ``changes`` if the row is still in ``expected_state``; else :class:`Conflict`."""
-    result = connection.execute(
-        update(sessions).where(sessions.c.request_id == request_id,
-                               sessions.c.state == expected_state).values(**changes))
+    result = connection.execute(_UPDATE_SESSION, {"_request_id": request_id,
+                                                  "_state": expected_state, **changes})
     if result.rowcount != 1:
         raise Conflict(request_id)
 
@@ -93,8 +111,7 @@ def record_session_traffic(connection: Connection, request_id: str, *,
                   bytes_to_device=bytes_to_device, bytes_from_device=bytes_from_device)
     if started_us is not None:
         values["counted_at_us"] = started_us
-    connection.execute(update(sessions).where(sessions.c.request_id == request_id)
-                       .values(**values))
+    connection.execute(_UPDATE_TRAFFIC, {"_request_id": request_id, **values})
 
 
 def deliver_terminal_token(connection: Connection, request_id: str, token_hash: str,
@@ -129,11 +146,10 @@ def sessions_of_revoked_parties(connection: Connection, states: Iterable[str]) -
 def party_revoked(connection: Connection, device_id: str, user_id: str) -> str | None:
     """``"device revoked"`` or ``"user disabled"`` when one of the session's parties may no
     longer take part; else ``None``."""
-    revoked = connection.execute(select(devices.c.revoked_us)
-                                 .where(devices.c.device_id == device_id)).scalar()
+    revoked = connection.execute(_DEVICE_REVOKED, {"_device_id": device_id}).scalar()
     if revoked is not None:
         return "device revoked"
-    if connection.execute(select(users.c.disabled).where(users.c.user_id == user_id)).scalar():
+    if connection.execute(_USER_DISABLED, {"_user_id": user_id}).scalar():
         return "user disabled"
     return None
 
@@ -185,14 +201,14 @@ UNSTARTED_DETAIL = "admitted, but the relay never established this side"
 
 def connection_records(connection: Connection, request_id: str) -> dict:
     """The connection records of a session, by side."""
-    return {row.side: row for row in connection.execute(
-        select(session_connections).where(session_connections.c.request_id == request_id))}
+    return {row.side: row for row in connection.execute(_CONNECTIONS,
+                                                        {"_request_id": request_id})}
 
 
 def insert_connection_record(connection: Connection, request_id: str, side: str,
                              party_id: str) -> None:
     """A side was admitted (its token is now used)."""
-    connection.execute(insert(session_connections).values(
+    connection.execute(_INSERT_CONNECTION, dict(
         request_id=request_id, side=side, party_id=party_id, started_us=None,
         ended_us=None, ended_normally=None, end_reason=None, bytes_from_side=0,
         bytes_to_side=0, started_log_key=None, ended_log_key=None))
@@ -214,9 +230,8 @@ def close_unstarted_connections(connection: Connection, request_id: str, at_us: 
 def record_connection_started(connection: Connection, request_id: str, side: str,
                               at_us: int, key: str) -> None:
     """File a side's started log."""
-    connection.execute(update(session_connections).where(
-        session_connections.c.request_id == request_id, session_connections.c.side == side)
-        .values(started_us=at_us, started_log_key=key))
+    connection.execute(_UPDATE_CONNECTION, dict(_request_id=request_id, _side=side,
+                                                started_us=at_us, started_log_key=key))
 
 
 def record_connection_ended(connection: Connection, request_id: str, side: str, *,
@@ -224,11 +239,10 @@ def record_connection_ended(connection: Connection, request_id: str, side: str, 
                             bytes_to_side: int, key: str, refused_frames: int | None = None,
                             detail: str | None = None) -> None:
     """File a side's end log (``refused_frames`` and ``detail``: what went wrong on it)."""
-    connection.execute(update(session_connections).where(
-        session_connections.c.request_id == request_id, session_connections.c.side == side)
-        .values(ended_us=at_us, ended_normally=normal, end_reason=reason,
-                bytes_from_side=bytes_from_side, bytes_to_side=bytes_to_side,
-                ended_log_key=key, refused_frames=refused_frames, end_detail=detail))
+    connection.execute(_UPDATE_CONNECTION, dict(
+        _request_id=request_id, _side=side, ended_us=at_us, ended_normally=normal,
+        end_reason=reason, bytes_from_side=bytes_from_side, bytes_to_side=bytes_to_side,
+        ended_log_key=key, refused_frames=refused_frames, end_detail=detail))
 
 
 # -- what devices reported (S313) -----------------------------------------------------------
