@@ -22,10 +22,12 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, wrapClientTLS
 from twisted.logger import Logger
 
 from remotecomm.relay import envelope as env
+from remotecomm.relay.autobahn_logging import format_debug_lazily
 from remotecomm.tcp import no_delay
 from remotecomm.tls import load_ca
 
 log = Logger()
+format_debug_lazily()
 
 MAX_MESSAGE = env.MAX_FRAME + env.MAX_HEAD
 CONNECT_TIMEOUT = 10

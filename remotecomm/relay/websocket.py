@@ -22,11 +22,13 @@ from zope.interface import implementer
 
 from remotecomm.identifiers import SESSION_ID, is_valid
 from remotecomm.relay import envelope as env
+from remotecomm.relay.autobahn_logging import format_debug_lazily
 from remotecomm.relay.core import (CLOSE_BAD_FRAME, CLOSE_BAD_HANDSHAKE, CLOSE_NORMAL,
                                    CLOSE_VERSION, IRelayConnection, RelayCore)
 from remotecomm.tcp import no_delay
 
 log = Logger()
+format_debug_lazily()
 
 SESSION_HEADER = "x-remotecomm-session"
 TOKEN_HEADER = "x-remotecomm-token"
