@@ -120,7 +120,7 @@ async def profile(reactor, load: str, seconds: float, top: int, folder: Path) ->
         sampler = Sampler(folder, {"server": system.server_pid, "agent": real.agent.pid,
                                    "cli": real.cli.pid, "simulator": real.simulator.pid},
                           seconds)
-        measured = await sc.wrk(reactor, url + target, 10, seconds, headers)
+        measured = await sc.wrk(reactor, url + target, 10, int(seconds), headers)
         report = sampler.report(top)
         await real.stop()
         return f"{load}: {measured['rate']:.0f} requests/s while sampled\n{report}"

@@ -1,32 +1,37 @@
-"""autobahn's per-connection debug message, formatted only when something reads it.
+"""autobahn's debug-log values, formatted only when something reads them.
 
-At every connection autobahn builds a debug message of its ~40 protocol
-options with :func:`pprint.pformat` -- before it knows whether anything logs
-at debug level.  That formatting was a quarter of a bench client's CPU during
-set-ups and several per cent of the relay's (``scripts/bench --profile
-setup``).  :func:`format_debug_lazily` makes the value handed to the logger
-format itself when a debug observer reads it, so the message is unchanged
-and costs nothing otherwise.  Both the relay and :mod:`remotecomm.relay.client`
-call it on import.
+autobahn's WebSocket protocol builds the values of its debug messages before
+it knows whether anything logs at debug level: at every connection a
+pretty-printed list of its ~40 options (:func:`pprint.pformat`), and at every
+message it sends three highlighted strings (``hltype``, ``hlval``).  That was
+a quarter of a bench client's CPU during set-ups and several per cent of the
+relay's per message (``scripts/bench --profile``).  :func:`format_debug_lazily`
+hands the logger values that format themselves when a debug observer reads
+them: the messages are unchanged and cost nothing otherwise.  The relay and
+:mod:`remotecomm.relay.client` call it on import.
 """
 
 from __future__ import annotations
 
 import pprint
 
+from autobahn import util
 from autobahn.websocket import protocol as _protocol
 
 
-class LazyPformat:
-    """``pprint.pformat(value)``, computed when formatted or converted to text."""
+class Lazy:
+    """``module.name(*args, **kwargs)``, called when formatted or converted to text."""
 
-    __slots__ = ("_value",)
+    __slots__ = ("_module", "_name", "_args", "_kwargs")
 
-    def __init__(self, value, *args, **kwargs):
-        self._value = value
+    def __init__(self, module, name: str, args: tuple, kwargs: dict):
+        self._module = module
+        self._name = name
+        self._args = args
+        self._kwargs = kwargs
 
     def __str__(self) -> str:
-        return pprint.pformat(self._value)
+        return str(getattr(self._module, self._name)(*self._args, **self._kwargs))
 
     __repr__ = __str__
 
@@ -34,14 +39,26 @@ class LazyPformat:
         return format(str(self), spec)
 
 
+def _lazily(module, name: str):
+    def wrapper(*args, **kwargs):
+        return Lazy(module, name, args, kwargs)
+    wrapper.lazy = True
+    return wrapper
+
+
 def _timings_text(timings) -> str:
     return pprint.pformat(timings._timings)
 
 
 def format_debug_lazily() -> None:
-    """Make autobahn's WebSocket protocol module format its debug values lazily (once)."""
-    if _protocol.pformat is LazyPformat:
+    """Make autobahn's WebSocket protocol module format its debug values lazily (once).
+
+    In that module ``pformat``, ``hltype`` and ``hlval`` only make debug-log values, except
+    ``str(Timings)``, which keeps returning text.
+    """
+    if getattr(_protocol.pformat, "lazy", False):
         return
-    _protocol.pformat = LazyPformat
-    # Its one use of pformat whose result must be text (``str(Timings)``).
+    _protocol.pformat = _lazily(pprint, "pformat")
+    _protocol.hltype = _lazily(util, "hltype")
+    _protocol.hlval = _lazily(util, "hlval")
     _protocol.Timings.__str__ = _timings_text
