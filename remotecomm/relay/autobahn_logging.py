@@ -3,7 +3,7 @@
 autobahn's WebSocket protocol builds the values of its debug messages before
 it knows whether anything logs at debug level: at every connection a
 pretty-printed list of its ~40 options (:func:`pprint.pformat`), and at every
-message it sends three highlighted strings (``hltype``, ``hlval``).  That was
+read and every send three highlighted strings (``hltype``, ``hlval``).  That was
 a quarter of a bench client's CPU during set-ups and several per cent of the
 relay's per message (``scripts/bench --profile``).  :func:`format_debug_lazily`
 hands the logger values that format themselves when a debug observer reads
@@ -16,6 +16,7 @@ from __future__ import annotations
 import pprint
 
 from autobahn import util
+from autobahn.twisted import websocket as _twisted_websocket
 from autobahn.websocket import protocol as _protocol
 
 
@@ -53,7 +54,8 @@ def _timings_text(timings) -> str:
 def format_debug_lazily() -> None:
     """Make autobahn's WebSocket protocol module format its debug values lazily (once).
 
-    In that module ``pformat``, ``hltype`` and ``hlval`` only make debug-log values, except
+    In its protocol module and its Twisted adapter ``pformat``, ``hltype`` and ``hlval``
+    only make debug-log values (at every connection, read and send), except
     ``str(Timings)``, which keeps returning text.
     """
     if getattr(_protocol.pformat, "lazy", False):
@@ -61,4 +63,6 @@ def format_debug_lazily() -> None:
     _protocol.pformat = _lazily(pprint, "pformat")
     _protocol.hltype = _lazily(util, "hltype")
     _protocol.hlval = _lazily(util, "hlval")
+    _twisted_websocket.hltype = _lazily(util, "hltype")
+    _twisted_websocket.hlval = _lazily(util, "hlval")
     _protocol.Timings.__str__ = _timings_text
