@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
@@ -54,18 +54,27 @@ def open_relay_store(path: Path, reactor) -> Store:
     return Store(engine, reactor)
 
 
+# Built once: every admitted side writes these (building a statement cost about twice
+# running it).
+_LOG_EXISTS = select(log_outbox.c.seq).where(log_outbox.c.log_key == bindparam("_key"))
+_INSERT_LOG = insert(log_outbox)
+_INSERT_CONNECTION = insert(relay_connections)
+_CLOSE_CONNECTION = update(relay_connections).where(
+    relay_connections.c.session_id == bindparam("_session_id"),
+    relay_connections.c.side == bindparam("_side"),
+    relay_connections.c.ended_us.is_(None))
+
+
 def _enqueue(connection: Connection, entry: SessionLog) -> None:
-    exists = connection.execute(select(log_outbox.c.seq)
-                                .where(log_outbox.c.log_key == entry.key)).first()
-    if exists is None:
-        connection.execute(insert(log_outbox).values(
+    if connection.execute(_LOG_EXISTS, {"_key": entry.key}).first() is None:
+        connection.execute(_INSERT_LOG, dict(
             log_key=entry.key, body=json.dumps(entry.to_json(), sort_keys=True),
             created_us=entry.at_us, attempts=0, acked_us=None))
 
 
 def record_started(connection: Connection, entry: SessionLog) -> None:
     """The connection record and its started log, in one transaction."""
-    connection.execute(insert(relay_connections).values(
+    connection.execute(_INSERT_CONNECTION, dict(
         session_id=entry.session_id, side=entry.side, request_id=entry.request_id,
         party_id=entry.party_id, started_us=entry.at_us, ended_us=None,
         ended_normally=None, end_reason=None, bytes_from_side=0, bytes_to_side=0))
@@ -74,13 +83,10 @@ def record_started(connection: Connection, entry: SessionLog) -> None:
 
 def record_ended(connection: Connection, entry: SessionLog) -> None:
     """Close the connection record and queue its end log, in one transaction."""
-    connection.execute(
-        update(relay_connections).where(relay_connections.c.session_id == entry.session_id,
-                                        relay_connections.c.side == entry.side,
-                                        relay_connections.c.ended_us.is_(None))
-        .values(ended_us=entry.at_us, ended_normally=entry.normal,
-                end_reason=entry.reason, bytes_from_side=entry.bytes_from_side,
-                bytes_to_side=entry.bytes_to_side))
+    connection.execute(_CLOSE_CONNECTION, dict(
+        _session_id=entry.session_id, _side=entry.side, ended_us=entry.at_us,
+        ended_normally=entry.normal, end_reason=entry.reason,
+        bytes_from_side=entry.bytes_from_side, bytes_to_side=entry.bytes_to_side))
     _enqueue(connection, entry)
 
 
