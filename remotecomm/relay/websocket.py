@@ -12,6 +12,8 @@ timeouts, heartbeats, no compression.
 
 from __future__ import annotations
 
+import struct
+
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionRequest
@@ -37,6 +39,10 @@ OPEN_HANDSHAKE_TIMEOUT = 5
 HEARTBEAT_INTERVAL = 20
 HEARTBEAT_TIMEOUT = 10
 MAX_CONNECTIONS = 20_000
+# Headers of an unmasked, final, binary WebSocket frame (RFC 6455, 5.2) by payload length.
+_SHORT_HEADER = [bytes((0x82, length)) for length in range(126)]
+_MEDIUM_HEADER = struct.Struct("!BBH")
+_LONG_HEADER = struct.Struct("!BBQ")
 # What autobahn's server protocol keeps of the opening handshake and reads only until the
 # connection is open (checked against autobahn's code by tests/relay/test_websocket.py).
 HANDSHAKE_ATTRIBUTES = ("http_headers", "http_request_data", "http_status_line",
@@ -124,7 +130,20 @@ class RelayServerProtocol(WebSocketServerProtocol):
     # -- IRelayConnection ----------------------------------------------------------
 
     def send(self, message: bytes) -> None:
-        self.sendMessage(message, isBinary=True)
+        """Forward one envelope frame as one unmasked binary WebSocket frame: its header
+        and the payload go to the transport as they are (autobahn's ``sendMessage`` would
+        copy the payload behind the header first and check again what the receiving side
+        checked).  Nothing goes out once this side started closing."""
+        if self.state != self.STATE_OPEN:
+            return
+        length = len(message)
+        if length <= 125:
+            header = _SHORT_HEADER[length]
+        elif length <= 0xFFFF:
+            header = _MEDIUM_HEADER.pack(0x82, 126, length)
+        else:
+            header = _LONG_HEADER.pack(0x82, 127, length)
+        self.transport.writeSequence((header, message))
 
     def close(self, code: int, reason: str) -> None:
         self.sendClose(code, reason.encode("utf-8")[:120].decode("utf-8", "ignore"))

@@ -6,7 +6,8 @@ from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientPr
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
-from twisted.trial.unittest import TestCase
+from twisted.internet.testing import StringTransport
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.resource import Resource
 
 from remotecomm.json_http import make_site
@@ -14,7 +15,8 @@ from remotecomm.relay import core as rc, envelope as env
 from remotecomm.relay.client import RelayClient, RelayClosed
 from remotecomm.relay.gateway import Admission, AdmissionRefused
 from remotecomm.relay.logs import RELAY_MIGRATIONS, LogOutbox
-from remotecomm.relay.websocket import HANDSHAKE_ATTRIBUTES, SiteRoot, relay_resource
+from remotecomm.relay.websocket import (HANDSHAKE_ATTRIBUTES, RelayServerProtocol, SiteRoot,
+                                        relay_resource)
 from remotecomm.store.engine import Store, migrate, open_sqlite
 from remotecomm.testing.http import http_client
 from remotecomm.tokens import token_hash
@@ -255,3 +257,27 @@ async def raw_connect(url, protocols, headers):
     parts = urlsplit(url)
     await TCP4ClientEndpoint(reactor, parts.hostname, parts.port).connect(factory)
     return await closed
+
+
+class ForwardedFrameTests(SynchronousTestCase):
+    """The relay writes forwarded frames itself: RFC 6455 headers at every length class."""
+
+    def sent(self, length: int) -> bytes:
+        protocol = RelayServerProtocol.__new__(RelayServerProtocol)
+        protocol.state = RelayServerProtocol.STATE_OPEN
+        protocol.transport = StringTransport()
+        protocol.send(b"x" * length)
+        return protocol.transport.value()
+
+    def test_headers_by_payload_length(self):
+        for length, header in ((0, b"\x82\x00"), (125, b"\x82\x7d"),
+                               (126, b"\x82\x7e\x00\x7e"), (65535, b"\x82\x7e\xff\xff"),
+                               (65536, b"\x82\x7f" + (65536).to_bytes(8, "big"))):
+            self.assertEqual(self.sent(length), header + b"x" * length, length)
+
+    def test_nothing_is_sent_once_closing(self):
+        protocol = RelayServerProtocol.__new__(RelayServerProtocol)
+        protocol.state = RelayServerProtocol.STATE_CLOSING
+        protocol.transport = StringTransport()
+        protocol.send(b"late")
+        self.assertEqual(protocol.transport.value(), b"")
