@@ -16,7 +16,6 @@ from sqlalchemy import Connection, bindparam, func, insert, or_, select, update
 from remotecomm.store.schema import (devices, session_connections, session_device_reports, sessions,
                                      units, users)
 
-
 # The statements of every token check and session log (several per session set-up) are
 # built once: building a statement cost about twice what running it does.
 _SESSION = select(sessions).where(sessions.c.request_id == bindparam("_request_id"))
