@@ -2,7 +2,7 @@
 
 Run it with ``scripts/bench`` (which installs the baselines first)::
 
-    scripts/bench                  # the full run (at most 15 minutes), into bench-results/
+    scripts/bench                  # the full run (about 13 minutes, at most 20), into bench-results/
     scripts/bench --quick          # the smoke version (seconds): one session, one baseline
     scripts/bench --compare OLD/results.json   # each ratio before and after
 
