@@ -76,12 +76,13 @@ def _short(frame: str) -> str:
 class Sampler:
     """``py-spy record`` of several processes at once, for ``seconds``."""
 
-    def __init__(self, folder: Path, pids: dict[str, int], seconds: float, rate: int = 200):
+    def __init__(self, folder: Path, pids: dict[str, int], seconds: float, idle: bool,
+                 rate: int = 200):
         self.outputs = {name: folder / f"{name}.txt" for name in pids}
         self.processes = [subprocess.Popen(
             [str(PY_SPY), "record", "--format", "raw", "--rate", str(rate),
              "--duration", str(int(seconds)), "--nonblocking", "--pid", str(pid),
-             *(["--idle"] if os.environ.get("REMOTECOMM_PROFILE_IDLE") else []),
+             *(["--idle"] if idle else []),
              "--output", str(self.outputs[name])],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for name, pid in pids.items()]
 
@@ -95,7 +96,8 @@ class Sampler:
         return "\n".join(lines)
 
 
-async def profile(reactor, load: str, seconds: float, top: int, folder: Path) -> str:
+async def profile(reactor, load: str, seconds: float, top: int, folder: Path,
+                  idle: bool = False) -> str:
     app_ports = {"web-server": free_port(), "remote-panel": free_port()}
     setups = 300 if load == "setup" else 0
     # As the benchmark spreads scenario 4's sessions: 7 bench devices, 43 terminals.
@@ -107,7 +109,7 @@ async def profile(reactor, load: str, seconds: float, top: int, folder: Path) ->
         if load == "setup":
             sessions = await system.prepare(setups)
             sampler = Sampler(folder, {"server": system.server_pid, "bench": os.getpid()},
-                              seconds)
+                              seconds, idle)
             rate, _, _ = await timed_concurrently(
                 len(sessions), 32, lambda i: system.join(
                     sessions[i], bind=(sc.ADDRESSES[i % 8], sc.ADDRESSES[(i + 4) % 8])))
@@ -119,7 +121,7 @@ async def profile(reactor, load: str, seconds: float, top: int, folder: Path) ->
         target = "/api/status" if load == "http-small" else "/firmware/image"
         sampler = Sampler(folder, {"server": system.server_pid, "agent": real.agent.pid,
                                    "cli": real.cli.pid, "simulator": real.simulator.pid},
-                          seconds)
+                          seconds, idle)
         measured = await sc.wrk(reactor, url + target, 10, int(seconds), headers)
         report = sampler.report(top)
         await real.stop()
@@ -135,6 +137,9 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--seconds", type=float, default=8, help="how long to sample (8)")
     parser.add_argument("--top", type=int, default=15, help="functions per list (15)")
     parser.add_argument("--keep", metavar="DIR", help="also keep py-spy's raw stacks in DIR")
+    parser.add_argument("--idle", action="store_true",
+                        help="sample waiting threads too (where time goes when no process "
+                             "is busy)")
     args = parser.parse_args(argv)
     if not PY_SPY.exists():
         parser.error(f"py-spy is missing ({PY_SPY}); scripts/bench --profile installs it")
@@ -142,7 +147,8 @@ def main(argv: list[str]) -> None:
 
     async def go(reactor):
         try:
-            print(await profile(reactor, args.load, args.seconds, args.top, folder))
+            print(await profile(reactor, args.load, args.seconds, args.top, folder,
+                                args.idle))
             if args.keep:
                 Path(args.keep).mkdir(parents=True, exist_ok=True)
                 for raw in folder.glob("*.txt"):

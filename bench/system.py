@@ -24,7 +24,7 @@ from bench.ends import EnvelopeEnd
 from remotecomm.device.config import load_device_config
 from remotecomm.device.tap import build_service as build_device
 from remotecomm.relay.client import RelayClient
-from remotecomm.testing.http import http_client
+from remotecomm.testing.http import call_api, http_client
 from remotecomm.testing.processes import sleep
 from remotecomm.testing.servers import PASSWORD, ServerSetup
 from remotecomm.xmpp.payloads import SessionReady
@@ -154,12 +154,9 @@ class BenchSystem:
         await self.setup.stop()
 
     async def _api(self, terminal_id: str, method: str, path: str, body=None):
-        http = http_client(self.reactor, self.ca)
-        headers = {"Authorization": f"Bearer {self.tokens[terminal_id]}",
-                   "X-Remotecomm-Terminal": terminal_id}
-        response = await http.request(method, self.setup.url + path, headers=headers,
-                                      json=body, timeout=20)
-        return response.code, await response.json()
+        return await call_api(http_client(self.reactor, self.ca), self.setup.url, method, path,
+                              terminal_id=terminal_id, token=self.tokens[terminal_id],
+                              body=body, timeout=20)
 
     async def prepare(self, count: int, concurrency: int = 16) -> list[Session]:
         """``count`` approved sessions over distinct (device, terminal) pairs."""

@@ -139,24 +139,33 @@ class Store:
         return self._run(fn, args, kwargs, probe=False)
 
     def _run(self, fn, args, kwargs, probe: bool) -> Deferred:
+        refused = self._refusal(probe)
+        if refused is not None:
+            return refused
+        d = deferToThreadPool(self._reactor, self._pool, self.run_sync, fn, *args, **kwargs)
+        d.addBoth(self._settled)
+        return d
+
+    def _refusal(self, probe: bool) -> Deferred | None:
+        """A call refused at once (too many waiting, or the database did not answer a moment
+        ago, unless ``probe``); ``None``: it may go ahead, and counts as waiting."""
         if self._waiting >= self._max_waiting:
             return fail(StoreBusy(f"{self._waiting} transactions already waiting"))
         if not probe and self.unavailable_until is not None and \
                 self._reactor.seconds() < self.unavailable_until:
             return fail(StoreUnavailable("the database did not answer a moment ago"))
         self._waiting += 1
+        return None
 
-        def done(result):
-            self._waiting -= 1
-            if isinstance(result, Failure) and result.check(StoreUnavailable):
-                self.unavailable_until = self._reactor.seconds() + UNAVAILABLE_BACKOFF_S
-            elif not isinstance(result, Failure):
-                self.unavailable_until = None
-            return result
-
-        d = deferToThreadPool(self._reactor, self._pool, self.run_sync, fn, *args, **kwargs)
-        d.addBoth(done)
-        return d
+    def _settled(self, result):
+        """A call is over: one fewer waiting; whether the database answered decides whether
+        the next calls fail fast for a while."""
+        self._waiting -= 1
+        if isinstance(result, Failure) and result.check(StoreUnavailable):
+            self.unavailable_until = self._reactor.seconds() + UNAVAILABLE_BACKOFF_S
+        elif not isinstance(result, Failure):
+            self.unavailable_until = None
+        return result
 
     def run_grouped(self, fn: Callable[..., T], *args: Any) -> Deferred[T]:
         """Like :meth:`run`, for short writes that come in bursts (a relay's token checks and
@@ -165,12 +174,9 @@ class Store:
         of its result only once it is committed.  If one of them raises, the shared
         transaction is rolled back and each is run again in its own, so a refusal or an
         error never takes the others' writes with it."""
-        if self._waiting >= self._max_waiting:
-            return fail(StoreBusy(f"{self._waiting} transactions already waiting"))
-        if self.unavailable_until is not None and \
-                self._reactor.seconds() < self.unavailable_until:
-            return fail(StoreUnavailable("the database did not answer a moment ago"))
-        self._waiting += 1
+        refused = self._refusal(probe=False)
+        if refused is not None:
+            return refused
         answer: Deferred = Deferred()
         with self._group_lock:
             self._group.append((fn, args, answer))
@@ -187,16 +193,16 @@ class Store:
             group, self._group = self._group, []
             self._group_scheduled = False
         try:
-            with self.engine.begin() as connection:
-                results = [fn(connection, *args) for fn, args, _ in group]
-            return [(answer, result) for (_, _, answer), result in zip(group, results)]
-        except OperationalError as e:
-            if _unavailable(e):
-                failure = Failure(StoreUnavailable(f"the database did not answer: {e.orig}"))
-                return [(answer, failure) for _, _, answer in group]
+            results = self.run_sync(
+                lambda connection: [fn(connection, *args) for fn, args, _ in group])
+        except StoreUnavailable:
+            failure = Failure()
+            return [(answer, failure) for _, _, answer in group]
         except Exception:
             if len(group) == 1:
                 return [(group[0][2], Failure())]
+        else:
+            return [(answer, result) for (_, _, answer), result in zip(group, results)]
         outcomes = []
         for fn, args, answer in group:
             try:
@@ -207,13 +213,10 @@ class Store:
 
     def _deliver_group(self, outcomes: list[tuple[Deferred, object]]) -> None:
         for answer, result in outcomes:
-            self._waiting -= 1
+            result = self._settled(result)
             if isinstance(result, Failure):
-                if result.check(StoreUnavailable):
-                    self.unavailable_until = self._reactor.seconds() + UNAVAILABLE_BACKOFF_S
                 answer.errback(result)
             else:
-                self.unavailable_until = None
                 answer.callback(result)
 
     def run_sync(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import treq
@@ -21,6 +22,23 @@ def http_client(reactor, ca_certificate: Path | None = None) -> treq.client.HTTP
     policy = https_policy(ca_certificate or None)
     pool = HTTPConnectionPool(reactor, persistent=False)
     return treq.client.HTTPClient(Agent(reactor, contextFactory=policy, pool=pool))
+
+
+async def call_api(http: treq.client.HTTPClient, base_url: str, method: str, path: str, *,
+                   terminal_id: str, token: str | None = None, unit_id: str | None = None,
+                   body: dict | None = None, timeout: float = 5) -> tuple[int, dict]:
+    """One call of the manager's REST API as a terminal: its status and JSON answer (raises
+    when the manager does not answer within ``timeout``)."""
+    headers = {"X-Remotecomm-Terminal": terminal_id}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    if unit_id:
+        headers["X-Remotecomm-Unit"] = unit_id
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+    response = await http.request(method, base_url + path, headers=headers, timeout=timeout,
+                                  data=json.dumps(body).encode() if body is not None else None)
+    return response.code, json.loads(await response.content())
 
 
 class LocalPortClient:

@@ -17,7 +17,7 @@ from remotecomm.admin import commands as admin
 from remotecomm.device.config import load_device_config
 from remotecomm.server.config import ServerConfig, load_server_config
 from remotecomm.simulator.config import render_simulator_config
-from remotecomm.testing.http import http_client
+from remotecomm.testing.http import call_api, http_client
 from remotecomm.testing.processes import ChildProcess, ServerProcess, free_port, run_command, sleep
 from remotecomm.unix_sockets import remove_private_socket_folder
 from remotecomm.xmpp.prosody import ProsodyProcess, admin_socket_path, settings_for
@@ -274,16 +274,9 @@ class ServerSetup:
         """Call the REST API as the logged-in terminal (or the one at ``home``); status and
         JSON answer."""
         state = json.loads(((home or self.terminal_home) / "state.json").read_text())
-        headers = {"Authorization": f"Bearer {state['token']}",
-                   "X-Remotecomm-Terminal": state["terminal_id"]}
-        if state.get("unit_id"):
-            headers["X-Remotecomm-Unit"] = state["unit_id"]
-        if body is not None:
-            headers["Content-Type"] = "application/json"
-        response = await http_client(self.reactor, self.ca).request(
-            method, self.url + path, headers=headers, timeout=5,
-            data=json.dumps(body).encode() if body is not None else None)
-        return response.code, json.loads(await response.content())
+        return await call_api(http_client(self.reactor, self.ca), self.url, method, path,
+                              terminal_id=state["terminal_id"], token=state["token"],
+                              unit_id=state.get("unit_id"), body=body)
 
     async def device_list(self) -> dict[str, dict]:
         """The logged-in terminal's device list from the REST API, by device ID."""

@@ -43,7 +43,7 @@ from remotecomm.relay import envelope as env
 from remotecomm.relay.client import RelayClient
 from remotecomm.sessions.lifecycle import END_REASONS
 from remotecomm.store.sessions import UNSTARTED_DETAIL
-from remotecomm.testing.http import http_client
+from remotecomm.testing.http import call_api, http_client
 from remotecomm.testing.processes import sleep
 from remotecomm.testing.servers import PASSWORD, ServerSetup
 
@@ -153,15 +153,9 @@ class _Terminal:
 
     async def call(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
         """One REST call (raises if the manager does not answer)."""
-        headers = {"X-Remotecomm-Terminal": self.terminal_id}
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
-        if body is not None:
-            headers["Content-Type"] = "application/json"
-        response = await self.soak.http.request(
-            method, self.soak.setup.url + path, headers=headers, timeout=CALL_TIMEOUT,
-            data=json.dumps(body).encode() if body is not None else None)
-        return response.code, json.loads(await response.content())
+        return await call_api(self.soak.http, self.soak.setup.url, method, path,
+                              terminal_id=self.terminal_id, token=self.token, body=body,
+                              timeout=CALL_TIMEOUT)
 
     async def login(self) -> None:
         code, answer = await self.call("POST", "/api/v1/login", {
