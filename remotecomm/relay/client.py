@@ -23,6 +23,7 @@ from twisted.logger import Logger
 
 from remotecomm.relay import envelope as env
 from remotecomm.relay.autobahn_logging import format_debug_lazily
+from remotecomm.relay.frames import EnvelopeFrameReading, client_frame
 from remotecomm.tcp import no_delay
 from remotecomm.tls import load_ca
 
@@ -60,8 +61,9 @@ def relay_endpoint(reactor, url: str, ca_certificate: Path | None,
     return wrapClientTLS(ssl.optionsForClientTLS(parts.hostname, trustRoot=trust), endpoint)
 
 
-class _Protocol(WebSocketClientProtocol):
+class _Protocol(EnvelopeFrameReading, WebSocketClientProtocol):
     client: "RelayClient"
+    masked_frames = False  # the relay's frames to its clients are unmasked (RFC 6455)
 
     def onOpen(self):
         self.client._opened(self)
@@ -142,9 +144,13 @@ class RelayClient:
         return self._protocol.transport if self._protocol is not None else None
 
     def send(self, message: bytes) -> None:
-        """Send one envelope frame."""
-        if self._protocol is not None:
-            self._protocol.sendMessage(message, isBinary=True)
+        """Send one envelope frame (dropped once the connection is closing: ``closed``
+        says how it ended)."""
+        protocol = self._protocol
+        if protocol is not None and protocol.state == protocol.STATE_OPEN:
+            if len(message) > MAX_MESSAGE:
+                raise ValueError(f"an envelope frame of {len(message)} bytes is over the limit")
+            protocol.transport.writeSequence(client_frame(message))
 
     def end(self) -> Deferred:
         """End this side normally (close code 1000); fires with how it closed."""

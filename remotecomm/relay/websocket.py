@@ -12,8 +12,6 @@ timeouts, heartbeats, no compression.
 
 from __future__ import annotations
 
-import struct
-
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionRequest
@@ -27,6 +25,7 @@ from remotecomm.relay import envelope as env
 from remotecomm.relay.autobahn_logging import format_debug_lazily
 from remotecomm.relay.core import (CLOSE_BAD_FRAME, CLOSE_BAD_HANDSHAKE, CLOSE_NORMAL,
                                    CLOSE_VERSION, IRelayConnection, RelayCore)
+from remotecomm.relay.frames import EnvelopeFrameReading, server_frame
 from remotecomm.tcp import no_delay
 
 log = Logger()
@@ -39,10 +38,6 @@ OPEN_HANDSHAKE_TIMEOUT = 5
 HEARTBEAT_INTERVAL = 20
 HEARTBEAT_TIMEOUT = 10
 MAX_CONNECTIONS = 20_000
-# Headers of an unmasked, final, binary WebSocket frame (RFC 6455, 5.2) by payload length.
-_SHORT_HEADER = [bytes((0x82, length)) for length in range(126)]
-_MEDIUM_HEADER = struct.Struct("!BBH")
-_LONG_HEADER = struct.Struct("!BBQ")
 # What autobahn's server protocol keeps of the opening handshake and reads only until the
 # connection is open (checked against autobahn's code by tests/relay/test_websocket.py).
 HANDSHAKE_ATTRIBUTES = ("http_headers", "http_request_data", "http_status_line",
@@ -52,8 +47,9 @@ HANDSHAKE_ATTRIBUTES = ("http_headers", "http_request_data", "http_status_line",
 
 
 @implementer(IRelayConnection)
-class RelayServerProtocol(WebSocketServerProtocol):
-    """One side's WebSocket: parses the handshake, then hands everything to the core."""
+class RelayServerProtocol(EnvelopeFrameReading, WebSocketServerProtocol):
+    """One side's WebSocket: parses the handshake, then hands everything to the core
+    (envelope frames read by :class:`EnvelopeFrameReading`, the rest by autobahn)."""
 
     core: RelayCore
     side: str
@@ -134,16 +130,8 @@ class RelayServerProtocol(WebSocketServerProtocol):
         and the payload go to the transport as they are (autobahn's ``sendMessage`` would
         copy the payload behind the header first and check again what the receiving side
         checked).  Nothing goes out once this side started closing."""
-        if self.state != self.STATE_OPEN:
-            return
-        length = len(message)
-        if length <= 125:
-            header = _SHORT_HEADER[length]
-        elif length <= 0xFFFF:
-            header = _MEDIUM_HEADER.pack(0x82, 126, length)
-        else:
-            header = _LONG_HEADER.pack(0x82, 127, length)
-        self.transport.writeSequence((header, message))
+        if self.state == self.STATE_OPEN:
+            self.transport.writeSequence(server_frame(message))
 
     def close(self, code: int, reason: str) -> None:
         self.sendClose(code, reason.encode("utf-8")[:120].decode("utf-8", "ignore"))
@@ -161,8 +149,7 @@ class RelayServerProtocol(WebSocketServerProtocol):
         self.transport.registerProducer(_PartnerReading(partner.transport), True)
 
     def established(self) -> None:
-        self.sendMessage(env.encode_hello({"from": "relay", "established": True}),
-                         isBinary=True)
+        self.send(env.encode_hello({"from": "relay", "established": True}))
 
 
 @implementer(IPushProducer)
@@ -255,16 +242,20 @@ def relay_resource(core: RelayCore) -> Resource:
 
 
 class SiteRoot(Resource):
-    """The site's root: ``/relay/…`` to the relay endpoints, every other path to the API."""
+    """The site's root: ``/relay/…`` to the relay endpoints, ``/portal…`` to the portal (a
+    manager's), every other path to the API."""
 
-    def __init__(self, api: Resource, relay: Resource):
+    def __init__(self, api: Resource, relay: Resource, portal: Resource | None = None):
         super().__init__()
         self._api = api
         self._relay = relay
+        self._portal = portal
 
     def getChildWithDefault(self, name: bytes, request):
         if name == b"relay":
             return self._relay
+        if name == b"portal" and self._portal is not None:
+            return self._portal
         return self._api
 
     def render(self, request):

@@ -3,8 +3,8 @@ TestSuite's cases in a modern runner; a pinned test dependency).
 
 The relay's admission needs our headers, which a conformance client does not send, so the
 cases run against autobahn's server protocol with the relay's production options
-(``relay_protocol_options``) behind a test echo factory -- what every relay connection is
-after admission.  Excluded, as intended: the compression cases (12.*, 13.*: the relay
+(``relay_protocol_options``) and its frame reading (``EnvelopeFrameReading``) behind a test
+echo factory -- what every relay connection is after admission.  Excluded, as intended: the compression cases (12.*, 13.*: the relay
 refuses permessage-deflate) and the 9.x cases whose messages exceed the relay's cap
 (``MAX_MESSAGE``, one envelope frame: 4 MiB and up; they are closed with 1009, see
 ``tests/relay/test_websocket.py``).  The other 9.x cases run: their messages fit.
@@ -18,13 +18,14 @@ from twisted.internet import reactor
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.trial.unittest import TestCase
 
+from remotecomm.relay.frames import EnvelopeFrameReading
 from remotecomm.relay.websocket import MAX_MESSAGE, relay_protocol_options
 from remotecomm.testing.processes import VENV_BIN, run_command, sleep
 
 OVER_THE_CAP = ("9.1.4", "9.1.5", "9.1.6", "9.2.4", "9.2.5", "9.2.6", "9.3.*", "9.4.*")
 
 
-class _Echo(WebSocketServerProtocol):
+class _Echo(EnvelopeFrameReading, WebSocketServerProtocol):
     def onMessage(self, payload, isBinary):
         self.sendMessage(payload, isBinary)
 
