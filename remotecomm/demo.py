@@ -84,6 +84,8 @@ its header, e.g. with curl). `remotecomm open {DEVICE} remote-panel` mirrors the
 device's touch screen instead.
 
 Then `remotecomm close {DEVICE}` (or Ctrl-C on `open`) ends the session.
+Portal (the web UI): https://127.0.0.1:{ports['https']}/portal/   # {USER} / {USER_PASSWORD}
+  (the browser must trust {folder}/data/tls/ca.pem, the demo's own CA)
 Metrics: http://127.0.0.1:{ports['metrics']}/metrics
 Logs, as they are written:  tail -f {folder}/*.log
 Ctrl-C here stops everything (the folder stays: `scripts/demo --fresh` starts over).

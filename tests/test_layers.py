@@ -22,7 +22,8 @@ ROOT = Path(remotecomm.__file__).parent
 # remotecomm.server is the composition root (makeService): it may build anything.
 MANAGER_PACKAGES = ("remotecomm.sessions", "remotecomm.accounts", "remotecomm.web",
                     "remotecomm.store", "remotecomm.xmpp", "remotecomm.reports",
-                    "remotecomm.scheduling", "remotecomm.maintenance", "remotecomm.fleet")
+                    "remotecomm.scheduling", "remotecomm.maintenance", "remotecomm.fleet",
+                    "remotecomm.portal")
 RELAY_SEAM = ("remotecomm.relay.gateway", "remotecomm.relay.gateway_http")
 SERVER_LIBRARIES = ("sqlalchemy", "alembic", "argon2", "wokkel", "prometheus_client")
 # What carries bytes between processes: XMPP, HTTP and WebSocket code, ours and libraries'.
@@ -63,10 +64,14 @@ RULES = (
          ("remotecomm.store",),
          TRANSPORTS + ("remotecomm.sessions", "remotecomm.accounts", "remotecomm.server"),
          transitive=True),
+    Rule("the portal is a client of the manager's services, as the REST API is: it imports "
+         "no store code and not the REST routes",
+         ("remotecomm.portal",),
+         ("remotecomm.store", "sqlalchemy", "alembic", "remotecomm.web", "remotecomm.server")),
     Rule("accounts import nothing from the server, the web or sessions",
          ("remotecomm.accounts",),
          ("remotecomm.server", "remotecomm.web", "remotecomm.sessions", "remotecomm.xmpp",
-          "remotecomm.relay")),
+          "remotecomm.relay", "remotecomm.portal")),
     # -- two programs, two packages ------------------------------------------------------
     Rule("the technician's command imports no manager, store, accounts or admin code, and "
          "none of their libraries",

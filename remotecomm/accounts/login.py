@@ -14,11 +14,12 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from remotecomm.accounts.passwords import PasswordHasherPool
-from remotecomm.accounts.permissions import PROVIDER_ADMIN, TECHNICIAN, UNIT_ADMIN
+from remotecomm.accounts.permissions import ACTIONS, PROVIDER_ADMIN, TECHNICIAN, UNIT_ADMIN, allowed
 from remotecomm.accounts.throttle import LoginThrottle
 from remotecomm.clock import now_us, seconds_to_us
 from remotecomm.store import accounts as account_queries
-from remotecomm.store.audit import LOGIN_FAILED, LOGIN_THROTTLED, TOKEN_REFUSED, append_audit
+from remotecomm.store.audit import (LOGIN_FAILED, LOGIN_THROTTLED, PERMISSION_DENIED, TOKEN_REFUSED,
+                                    append_audit)
 from remotecomm.store.engine import Store
 from remotecomm.tokens import looks_like_token, new_token, token_hash
 
@@ -167,6 +168,19 @@ class Accounts:
                               unit_id=units[0][0] if len(units) == 1 else None,
                               terminal_id=terminal_id, reason=refusal.code)
         raise refusal
+
+    async def require(self, caller: Caller, action: str, endpoint: str,
+                      source_address: str) -> None:
+        """Let the caller go on if their role may do ``action``; otherwise audit the refusal
+        and raise :class:`Refused` ``forbidden``.  The one permission check of the API and
+        the portal (:mod:`remotecomm.accounts.permissions` says who may)."""
+        if allowed(caller.role, action):
+            return
+        await self._store.run(append_audit, now_us(self._clock), PERMISSION_DENIED,
+                              actor=caller.user_id, source_address=source_address,
+                              unit_id=caller.unit_id, endpoint=endpoint, action=action,
+                              role=caller.role)
+        raise Refused("forbidden", f"a {caller.role} may not {ACTIONS[action].meaning}")
 
     async def logout(self, caller_token: str) -> None:
         """Revoke an API token (after :meth:`authenticate` accepted it)."""

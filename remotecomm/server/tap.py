@@ -21,6 +21,7 @@ from remotecomm.accounts.passwords import PasswordHasherPool
 from remotecomm.accounts.throttle import LoginThrottle
 from remotecomm.clock import seconds_to_us
 from remotecomm.config import config_options
+from remotecomm.fleet.listing import FleetListing
 from remotecomm.fleet.registry import DeviceRegistry, panel_login_audit
 from remotecomm.http_files import UploadRequest
 from remotecomm.json_http import Router, make_site
@@ -28,6 +29,7 @@ from remotecomm.maintenance.firmware import FirmwareImages
 from remotecomm.maintenance.messages import JobProgress, JobResult
 from remotecomm.maintenance.service import JobService
 from remotecomm.metrics import MetricsResource, manager_registry, relay_registry
+from remotecomm.portal.resource import Portal
 from remotecomm.relay.core import RelayCore
 from remotecomm.relay.gateway_http import read_api_secret
 from remotecomm.relay.liveness import HeartbeatSender
@@ -122,10 +124,14 @@ def build_service(config: ServerConfig, reactor, role: str = "both") -> MultiSer
                   if role == "manager" else [])
         api_resource = _build_sessions(config, reactor, root, readiness, manager, routes,
                                        notices)
+        portal = Portal(manager.accounts, FleetListing(
+            manager.store, lambda: getattr(manager.devices, "link_up", False)), reactor)
     else:
+        portal = None
         api_resource = Router(Health(readiness, reactor, notices).routes()
                               + relay_node_routes(relay.node, secret))
-    factory = make_site(SiteRoot(api_resource, relay.resource if relay else NoResource()))
+    factory = make_site(SiteRoot(api_resource, relay.resource if relay else NoResource(),
+                                 portal))
     if manager is not None:
         factory.requestFactory = UploadRequest
         factory.upload_for = firmware_uploads(manager.firmware.incoming)

@@ -24,6 +24,8 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
+from remotecomm.service_errors import ServiceError
+
 T = TypeVar("T")
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -31,8 +33,16 @@ SQLITE_BUSY_TIMEOUT_S = 10
 UNAVAILABLE_BACKOFF_S = 5.0
 
 
-class StoreBusy(Exception):
-    """Too many transactions are already waiting for the store."""
+class StoreBusy(ServiceError):
+    """Too many transactions are already waiting for the store (a service refusal like any
+    other: ``503 busy``, try again shortly)."""
+
+    def __init__(self, detail: str = ""):
+        super().__init__(503, "busy", "the server is busy; try again shortly")
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return self.detail or self.message
 
 
 class StoreUnavailable(StoreBusy):

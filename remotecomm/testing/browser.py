@@ -10,10 +10,16 @@ and events, each wait bounded.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import shutil
 import tempfile
 from collections import deque
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from twisted.internet import error
 from twisted.internet.defer import Deferred
@@ -23,6 +29,14 @@ CHROMIUM = "chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--disable-quic", "--log-level=3", "--remote-debugging-pipe"]
+
+
+def spki_fingerprint(certificate: Path) -> str:
+    """Base64 of the SHA-256 of a PEM certificate's public key (SubjectPublicKeyInfo), as
+    Chromium's ``--ignore-certificate-errors-spki-list`` takes it."""
+    loaded = x509.load_pem_x509_certificate(certificate.read_bytes())
+    key = loaded.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(hashlib.sha256(key).digest()).decode("ascii")
 
 
 class BrowserError(RuntimeError):
@@ -51,9 +65,15 @@ class _Pipe(ProcessProtocol):
 class Browser:
     """One headless Chromium with one page."""
 
-    def __init__(self, reactor, timeout: float = 10.0):
+    def __init__(self, reactor, timeout: float = 10.0, trusted_certificate: Path | None = None):
         self._reactor = reactor
         self._timeout = timeout
+        self._flags = list(FLAGS)
+        if trusted_certificate is not None:
+            # Trust this one server certificate (our dev CA's), as a person who installed
+            # the CA would; every other certificate error still fails.
+            self._flags.append(f"--ignore-certificate-errors-spki-list="
+                               f"{spki_fingerprint(trusted_certificate)}")
         self._next_id = 1
         self._answers: dict[int, Deferred] = {}
         self._events: deque = deque(maxlen=500)
@@ -70,7 +90,8 @@ class Browser:
         if executable is None:
             raise BrowserError("Debian's chromium is not installed (scripts/test installs it)")
         self._process = self._reactor.spawnProcess(
-            self._pipe, executable, [executable, *FLAGS, f"--user-data-dir={self._profile}"],
+            self._pipe, executable, [executable, *self._flags,
+                                     f"--user-data-dir={self._profile}"],
             env=None, childFDs={0: "w", 1: "r", 2: "r", 3: "w", 4: "r"})
         target = await self.call("Target.createTarget", {"url": "about:blank"}, page=False)
         attached = await self.call("Target.attachToTarget",
@@ -116,13 +137,25 @@ class Browser:
         """Click the element at its centre with the mouse, as a person would, and wait for
         the page that follows to load."""
         box = await self.evaluate(
-            f"(() => {{ const r = document.querySelector({json.dumps(selector)})"
-            f".getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; }})()")
+            f"(() => {{ const e = document.querySelector({json.dumps(selector)}); "
+            # The first box: a link wrapped over two lines has nothing at its overall centre.
+            f"const r = e.getClientRects()[0] || e.getBoundingClientRect(); "
+            f"return [r.x + r.width / 2, r.y + r.height / 2]; }})()")
         loaded = self.next_event("Page.loadEventFired")
         for kind in ("mousePressed", "mouseReleased"):
             await self.call("Input.dispatchMouseEvent", {
                 "type": kind, "x": box[0], "y": box[1], "button": "left", "clickCount": 1})
         await loaded
+
+    async def screenshot(self, path: Path) -> None:
+        """Save what the page shows now as a PNG at ``path``."""
+        shot = await self.call("Page.captureScreenshot", {"format": "png"})
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(base64.b64decode(shot["data"]))
+
+    def events(self, method: str) -> list[dict]:
+        """The params of the ``method`` events seen so far (the last 500 events)."""
+        return [e.get("params", {}) for e in self._events if e.get("method") == method]
 
     def _received(self, message: dict) -> None:
         if "id" in message:

@@ -18,8 +18,9 @@ from twisted.web import server
 from remotecomm.accounts.administration import AccountAdmin
 from remotecomm.accounts.login import Accounts, Caller, Refused
 from remotecomm.accounts.passwords import MAX_PASSWORD_BYTES, HasherBusy
-from remotecomm.accounts.permissions import ACTIONS, ENDPOINTS, allowed
-from remotecomm.clock import iso_from_us, now_us
+from remotecomm.accounts.permissions import ACTIONS, ENDPOINTS
+from remotecomm.clock import iso_from_us
+from remotecomm.fleet.listing import FleetListing
 from remotecomm.fleet.registry import DeviceRegistry
 from remotecomm.identifiers import (APP_ID, DEVICE_ID, REQUEST_ID, TERMINAL_ID, UNIT_ID, USER_ID,
                                     is_valid)
@@ -29,8 +30,6 @@ from remotecomm.maintenance.service import JobService
 from remotecomm.reports.mail import ReportMailer
 from remotecomm.sessions.broker import SessionBroker, SessionError
 from remotecomm.sessions.collection import RecordCollector
-from remotecomm.store.audit import PERMISSION_DENIED, append_audit
-from remotecomm.store.devices import devices_of_unit
 from remotecomm.store.engine import Store, StoreBusy
 from remotecomm.web.admin_api import AdminRoutes
 from remotecomm.web.answers import BUSY, with_iso_times
@@ -50,6 +49,7 @@ _REFUSAL_STATUS = {
     "token-expired": 401,
     "terminal-mismatch": 401,
     "too-many-attempts": 429,
+    "forbidden": 403,
     "unit-not-found": 404,
 }
 
@@ -120,7 +120,7 @@ class Api:
         self._jobs = JobRoutes(jobs, self._caller, firmware, _source)
         self._admin = AdminRoutes(AccountAdmin(store, accounts.hasher, clock), store, clock,
                                   self._caller, _instant, _source, registry)
-        self._devices_link_up = devices_link_up
+        self._fleet = FleetListing(store, devices_link_up)
         self._extra_routes = list(extra_routes or [])
 
     def resource(self) -> Router:
@@ -174,16 +174,12 @@ class Api:
         action = ENDPOINTS[endpoint]
         if not action:
             return
-        if not allowed(caller.role, action):
-            try:
-                await self._store.run(append_audit, now_us(self._clock), PERMISSION_DENIED,
-                                      actor=caller.user_id, source_address=_source(request),
-                                      unit_id=caller.unit_id, endpoint=endpoint,
-                                      action=action, role=caller.role)
-            except StoreBusy:
-                raise BUSY from None
-            raise ApiError(403, "forbidden", f"a {caller.role} may not "
-                                             f"{ACTIONS[action].meaning}")
+        try:
+            await self._accounts.require(caller, action, endpoint, _source(request))
+        except Refused as refusal:
+            raise _api_error(refusal) from None
+        except StoreBusy:
+            raise BUSY from None
         if ACTIONS[action].unit_scoped and caller.unit_id is None:
             raise ApiError(400, "unit-required", "you act in several units: name one with "
                                                  "the X-Remotecomm-Unit header (remotecomm "
@@ -229,29 +225,9 @@ class Api:
         agents last said of them."""
         caller, _ = await self._caller(request)
         try:
-            rows = await self._store.run(devices_of_unit, caller.unit_id)
+            return 200, await self._fleet.devices(caller.unit_id)
         except StoreBusy:
             raise BUSY from None
-        # With the manager's own link to the XMPP server down, nobody knows who is online.
-        known = self._devices_link_up()
-        return 200, {
-            "unit_id": caller.unit_id,
-            "presence_known": known,
-            "devices": [{
-                "device_id": row["device_id"],
-                "name": row["name"],
-                "model": row["model"],
-                "online": bool(row["online"]) if known else None,
-                "state": ("online" if row["online"] else "offline") if known else "unknown",
-                "last_seen_at": iso_from_us(row["last_seen_us"]),
-                "last_seen_us": row["last_seen_us"],
-                # What its last hello said: versions, apps, the settings jobs may touch.
-                "agent_version": row["agent_version"],
-                "firmware_version": row["firmware_version"],
-                "apps": row["apps"],
-                "settings": row["settings"],
-            } for row in rows],
-        }
 
     async def request_session(self, request: server.Request) -> tuple[int, dict]:
         """S141: ask a device of the caller's unit for a session with one of its apps."""

@@ -1,0 +1,251 @@
+"""``/portal``: the portal's pages, served by the manager.
+
+Pages call the same in-process services as the REST routes (accounts,
+fleet listing, …) and add no rule of their own: who may see or do what is
+:mod:`remotecomm.accounts.permissions`, checked by the same function as the
+API's.  GET pages never change anything; every POST carries a CSRF token
+(the login form a nonce from its own cookie) and, if the browser says where
+it came from, comes from this origin.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Awaitable, Callable
+
+from twisted.internet.defer import ensureDeferred
+from twisted.logger import Logger
+from twisted.web import resource, server
+
+from remotecomm.accounts.login import Accounts, Caller, Refused
+from remotecomm.clock import now_us
+from remotecomm.fleet.listing import FleetListing
+from remotecomm.identifiers import DEVICE_ID, UNIT_ID, USER_ID, is_valid
+from remotecomm.messages import text
+from remotecomm.portal import pages
+from remotecomm.portal.security import (LOGIN_COOKIE, LOGIN_NONCE_LIFETIME, SESSION_COOKIE,
+                                        PortalSession, new_login_nonce, new_terminal_id, read_form,
+                                        same, same_origin, security_headers, set_cookie)
+from remotecomm.service_errors import ServiceError
+
+log = Logger()
+
+STATIC = Path(__file__).parent / "static"
+STATIC_FILES = {"portal.css": b"text/css; charset=utf-8"}
+
+
+class _Redirect(Exception):
+    def __init__(self, location: str):
+        super().__init__(location)
+        self.location = location
+
+
+class Portal(resource.Resource):
+    """The portal's one resource: reads the path itself and answers every request."""
+
+    isLeaf = True
+
+    def __init__(self, accounts: Accounts, fleet: FleetListing, clock):
+        super().__init__()
+        self._accounts = accounts
+        self._fleet = fleet
+        self._clock = clock
+        # (method, first path segment) → the page and how many more segments it takes
+        self._pages: dict[tuple[bytes, str], tuple[Callable[..., Awaitable], int]] = {
+            (b"GET", ""): (self.devices, 0),
+            (b"GET", "login"): (self.login_form, 0),
+            (b"POST", "login"): (self.login, 0),
+            (b"POST", "logout"): (self.logout, 0),
+            (b"GET", "units"): (self.units, 0),
+            (b"POST", "unit"): (self.choose_unit, 0),
+            (b"GET", "devices"): (self.device, 1),
+        }
+
+    def render(self, request: server.Request):
+        security_headers(request)
+        segments = [s.decode("utf-8", "replace") for s in request.postpath]
+        if not segments:  # /portal itself
+            return self._redirect(request, "/portal/")
+        if segments[0] == "static" and len(segments) == 2 and segments[1] in STATIC_FILES:
+            request.setHeader(b"content-type", STATIC_FILES[segments[1]])
+            request.setHeader(b"cache-control", b"max-age=3600")
+            return (STATIC / segments[1]).read_bytes()
+        handler, arguments = self._pages.get((request.method, segments[0]), (None, 0))
+        if handler is None or len(segments) - 1 != arguments:
+            known = handler is None and any(name == segments[0] for _, name in self._pages)
+            return self._fail(request, 405 if known else 404, text("portal-not-found"))
+        ensureDeferred(self._answer(request, handler, segments[1:]))
+        return server.NOT_DONE_YET
+
+    async def _answer(self, request, handler, rest: list[str]) -> None:
+        try:
+            if request.method == b"POST" and not same_origin(request):
+                raise ServiceError(403, "cross-origin", text("portal-cross-origin"))
+            page = await handler(request, *rest)
+        except _Redirect as redirect:
+            self._redirect(request, redirect.location)
+            self._finish(request, b"")
+            return
+        except ServiceError as e:
+            page = pages.error_page(None, e.status, e.message)
+            request.setResponseCode(e.status)
+        except Exception:
+            log.failure("portal page {path} failed", path=request.path)
+            page = pages.error_page(None, 500, text("portal-failed"))
+            request.setResponseCode(500)
+        self._finish(request, await pages.render(page))
+
+    def _finish(self, request, body: bytes) -> None:
+        if request.finished or request._disconnected:
+            return
+        if body:
+            request.setHeader(b"content-type", b"text/html; charset=utf-8")
+        request.write(body)
+        request.finish()
+
+    def _redirect(self, request, location: str) -> bytes:
+        request.setResponseCode(303)
+        request.setHeader(b"location", location.encode("utf-8"))
+        return b""
+
+    def _fail(self, request, status: int, message: str):
+        request.setResponseCode(status)
+        ensureDeferred(self._write_page(request, pages.error_page(None, status, message)))
+        return server.NOT_DONE_YET
+
+    async def _write_page(self, request, page) -> None:
+        self._finish(request, await pages.render(page))
+
+    # -- who is looking ---------------------------------------------------------------
+
+    def _source(self, request) -> str:
+        return getattr(request.getClientAddress(), "host", None) or "unknown"
+
+    async def _caller(self, request, session: PortalSession,
+                      unit_id: str | None) -> Caller:
+        """The user a session stands for, acting in ``unit_id``; an ended session (expired,
+        logged out, user disabled) goes back to the login page."""
+        try:
+            return await self._accounts.authenticate(session.token, session.terminal_id,
+                                                     self._source(request), unit_id)
+        except Refused as refusal:
+            if refusal.code == "unit-not-found":
+                raise ServiceError(404, "unit-not-found", refusal.message) from None
+            set_cookie(request, SESSION_COOKIE, b"", 0)
+            raise _Redirect("/portal/login?ended=1") from None
+
+    async def _viewer(self, request, action: str | None = None, endpoint: str = "",
+                      in_unit: bool = True) -> tuple[Caller, pages.Viewer]:
+        """The logged-in user of this browser, acting in the session's unit (``in_unit``),
+        allowed to do ``action``; without a valid session, off to the login page."""
+        session = PortalSession.decode(request.getCookie(SESSION_COOKIE))
+        if session is None:
+            raise _Redirect("/portal/login")
+        caller = await self._caller(request, session, session.unit_id if in_unit else None)
+        viewer = pages.Viewer(caller.user_id, caller.unit_id, caller.role, caller.memberships,
+                              session.csrf)
+        if action is not None:
+            if caller.unit_id is None:
+                raise _Redirect("/portal/units")
+            try:
+                await self._accounts.require(caller, action, endpoint, self._source(request))
+            except Refused as refusal:
+                raise ServiceError(403, refusal.code, refusal.message) from None
+        return caller, viewer
+
+    async def _checked_form(self, request) -> tuple[dict, PortalSession]:
+        form = read_form(request)
+        session = PortalSession.decode(request.getCookie(SESSION_COOKIE))
+        if session is None:
+            raise _Redirect("/portal/login")
+        if not same(form.pop("csrf", None), session.csrf):
+            raise ServiceError(403, "bad-csrf-token", text("portal-bad-csrf"))
+        return form, session
+
+    # -- pages ------------------------------------------------------------------------
+
+    async def login_form(self, request):
+        nonce = new_login_nonce()
+        set_cookie(request, LOGIN_COOKIE, nonce.encode(), LOGIN_NONCE_LIFETIME,
+                   path=b"/portal/login")
+        ended = request.args.get(b"ended") == [b"1"]
+        return pages.login_page(nonce, text("portal-session-ended") if ended else None)
+
+    async def login(self, request):
+        form = read_form(request)
+        nonce = (request.getCookie(LOGIN_COOKIE) or b"").decode("ascii", "replace")
+        if not nonce or not same(form.get("nonce"), nonce):
+            raise _Redirect("/portal/login")  # an old or foreign form: show a fresh one
+        user_id = form.get("user_id", "").strip().lower()
+        password = form.get("password", "")
+        fresh = new_login_nonce()
+        set_cookie(request, LOGIN_COOKIE, fresh.encode(), LOGIN_NONCE_LIFETIME,
+                   path=b"/portal/login")
+        if not is_valid(USER_ID, user_id) or not password:
+            request.setResponseCode(400)
+            return pages.login_page(fresh, text("portal-login-incomplete"), user_id[:128])
+        try:
+            issued = await self._accounts.login(user_id, password, new_terminal_id(),
+                                                self._source(request))
+        except Refused as refusal:
+            request.setResponseCode(429 if refusal.code == "too-many-attempts" else 401)
+            return pages.login_page(fresh, refusal.message, user_id)
+        session = PortalSession(issued.terminal_id, issued.unit_id,
+                                issued.expires_us // 1_000_000, issued.token)
+        set_cookie(request, SESSION_COOKIE, session.encode(), self._lifetime(session))
+        set_cookie(request, LOGIN_COOKIE, b"", 0, path=b"/portal/login")
+        raise _Redirect("/portal/" if issued.unit_id is not None else "/portal/units")
+
+    async def logout(self, request):
+        _, session = await self._checked_form(request)
+        try:
+            await self._accounts.authenticate(session.token, session.terminal_id,
+                                              self._source(request))
+            await self._accounts.logout(session.token)
+        except Refused:
+            pass  # already expired or revoked: nothing left to end
+        set_cookie(request, SESSION_COOKIE, b"", 0)
+        raise _Redirect("/portal/login")
+
+    def _lifetime(self, session: PortalSession) -> int:
+        """Seconds until the session's token expires: the cookie goes with it."""
+        return session.expires_s - now_us(self._clock) // 1_000_000
+
+    async def units(self, request):
+        _, viewer = await self._viewer(request, in_unit=False)
+        return pages.units_page(viewer)
+
+    async def choose_unit(self, request):
+        form, session = await self._checked_form(request)
+        unit_id = form.get("unit_id", "")
+        if not is_valid(UNIT_ID, unit_id):
+            raise ServiceError(404, "unit-not-found", text("portal-no-such-unit"))
+        await self._caller(request, session, unit_id)  # one of theirs (or refused)
+        chosen = PortalSession(session.terminal_id, unit_id, session.expires_s, session.token)
+        set_cookie(request, SESSION_COOKIE, chosen.encode(), self._lifetime(chosen))
+        raise _Redirect("/portal/")
+
+    async def devices(self, request):
+        _, viewer = await self._viewer(request, "devices.list", "GET /portal/")
+        fleet = await self._fleet.devices(viewer.unit_id)
+        query = _arg(request, b"q")[:100]
+        state = _arg(request, b"state") or "all"
+        if state not in ("all", "online", "offline"):
+            state = "all"
+        return pages.devices_page(viewer, fleet, query, state)
+
+    async def device(self, request, device_id: str):
+        _, viewer = await self._viewer(request, "devices.list", "GET /portal/devices/{id}")
+        if not is_valid(DEVICE_ID, device_id):
+            raise ServiceError(404, "device-not-found", text("portal-no-such-device"))
+        fleet = await self._fleet.devices(viewer.unit_id)
+        found = [d for d in fleet["devices"] if d["device_id"] == device_id]
+        if not found:
+            raise ServiceError(404, "device-not-found", text("portal-no-such-device"))
+        return pages.device_page(viewer, found[0])
+
+
+def _arg(request, name: bytes) -> str:
+    values = request.args.get(name) or [b""]
+    return values[0].decode("utf-8", "replace")
+

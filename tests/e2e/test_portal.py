@@ -1,0 +1,109 @@
+"""End to end: the portal in headless Chromium, served by a real ``twistd remotecomm`` over
+TLS (Chromium trusts the server's certificate by its key, as a person who installed the
+dev CA would).  Screenshots of the pages go to ``_trial_temp/portal-screenshots`` for a
+person to look at."""
+
+import json
+from pathlib import Path
+
+from twisted.internet import reactor
+from twisted.trial.unittest import TestCase
+
+from remotecomm.admin import commands as admin
+from remotecomm.testing.browser import Browser
+from remotecomm.testing.http import http_client
+from remotecomm.testing.servers import PASSWORD, ServerSetup
+
+HOSTILE = "<img src=x onerror=alert(1)>"
+SCREENSHOTS = Path("portal-screenshots").absolute()
+
+
+class PortalInChromiumTests(TestCase):
+    """Log in, see the fleet, look at one device, log out: as a person at a browser."""
+
+    timeout = 30
+
+    async def setUp(self):
+        self.setup = ServerSetup(reactor, Path(self.mktemp()))
+        self.addCleanup(self.setup.stop)
+        self.setup.provision({"acme": {"users": ["alice"], "devices": ["mfp-1"]},
+                              "globex": {"users": ["gina"], "devices": ["gx-1"]}})
+        config = self.setup.server_config()
+        admin.add_device(config, reactor, "mfp-2", "acme", HOSTILE, "<b>MFP</b>")
+        await self.setup.start()
+        self.browser = Browser(reactor, trusted_certificate=config.tls.certificate)
+        self.addCleanup(lambda: (self.setup.folder / "chromium.log").write_text(
+            self.browser.output))
+        self.addCleanup(self.browser.stop)
+        await self.browser.start()
+
+    async def text_of(self, selector: str) -> str:
+        return await self.browser.evaluate(
+            f"document.querySelector({json.dumps(selector)}).textContent")
+
+    async def test_log_in_see_the_fleet_and_a_device_log_out(self):
+        # On the wire first: the policy and the login cookie's flags.
+        response = await http_client(reactor, self.setup.ca).get(
+            self.setup.url + "/portal/login")
+        await response.content()
+        policy = response.headers.getRawHeaders("content-security-policy")[0]
+        self.assertIn("frame-ancestors 'none'", policy)
+        self.assertIn("default-src 'none'", policy)
+        self.assertNotIn("unsafe", policy)
+        self.assertEqual(response.headers.getRawHeaders("strict-transport-security"),
+                         ["max-age=31536000"])
+        nonce = response.headers.getRawHeaders("set-cookie")[0]
+        for flag in ("secure", "httponly", "samesite=strict", "path=/portal/login"):
+            self.assertIn(flag, nonce.lower())
+
+        browser = self.browser
+        await browser.call("Emulation.setDeviceMetricsOverride", {
+            "width": 1280, "height": 800, "deviceScaleFactor": 1, "mobile": False})
+        await browser.navigate(self.setup.url + "/portal/")
+        self.assertEqual(await browser.evaluate("location.pathname"), "/portal/login")
+        await browser.screenshot(SCREENSHOTS / "login.png")
+        await browser.evaluate("document.getElementById('user_id').value = 'alice'")
+        await browser.evaluate(f"document.getElementById('password').value = "
+                               f"{json.dumps(PASSWORD)}")
+        await browser.click("#login")
+        self.assertEqual(await browser.evaluate("location.pathname"), "/portal/")
+        self.assertEqual(await self.text_of("h1"), "Devices of unit acme")
+        rows = await browser.evaluate(
+            "[...document.querySelectorAll('#devices tbody tr')].map(r => r.dataset.device)")
+        self.assertEqual(rows, ["mfp-1", "mfp-2"])  # globex's gx-1 is not shown
+
+        # Device-reported text is text: no element made of it, no script run from it.
+        self.assertEqual(await self.text_of("tr[data-device='mfp-2'] td a"), HOSTILE)
+        self.assertEqual(await browser.evaluate("document.querySelectorAll('img').length"), 0)
+        self.assertEqual(await browser.evaluate("document.querySelectorAll('b').length"), 0)
+        self.assertEqual(browser.events("Page.javascriptDialogOpening"), [])
+        await browser.screenshot(SCREENSHOTS / "devices.png")
+
+        # The session cookie: HttpOnly (no script sees it), Secure, SameSite=Strict.
+        self.assertEqual(await browser.evaluate("document.cookie"), "")
+        cookies = (await browser.call("Network.getCookies",
+                                      {"urls": [self.setup.url + "/portal/"]}))["cookies"]
+        session = next(c for c in cookies if c["name"] == "remotecomm_portal")
+        self.assertEqual((session["httpOnly"], session["secure"], session["sameSite"],
+                          session["path"]), (True, True, "Strict", "/portal"))
+
+        await browser.click("tr[data-device='mfp-2'] td a")
+        self.assertEqual(await browser.evaluate("document.title"), f"{HOSTILE} · remotecomm")
+        self.assertEqual(await browser.evaluate("document.querySelectorAll('img').length"), 0)
+        await browser.screenshot(SCREENSHOTS / "device.png")
+
+        # A phone's width: one column, nothing wider than the screen.
+        await browser.call("Emulation.setDeviceMetricsOverride", {
+            "width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": True})
+        await browser.navigate(self.setup.url + "/portal/devices/mfp-1")
+        self.assertLessEqual(await browser.evaluate(
+            "document.documentElement.scrollWidth"), 390)
+        await browser.screenshot(SCREENSHOTS / "device-phone.png")
+        await browser.call("Emulation.setDeviceMetricsOverride", {
+            "width": 1280, "height": 800, "deviceScaleFactor": 1, "mobile": False})
+
+        await browser.click("header form.logout button")
+        self.assertEqual(await browser.evaluate("location.pathname"), "/portal/login")
+        await browser.navigate(self.setup.url + "/portal/")
+        self.assertEqual(await browser.evaluate("location.pathname"), "/portal/login")
+        self.assertEqual(browser.events("Page.javascriptDialogOpening"), [])

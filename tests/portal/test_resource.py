@@ -1,0 +1,259 @@
+"""Tests for remotecomm.portal: the portal's pages in memory (StubTreq), on a real SQLite
+file with the same accounts as the REST API."""
+
+import re
+from http.cookies import SimpleCookie
+from pathlib import Path
+from urllib.parse import urlencode
+
+from treq.testing import StubTreq
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.resource import Resource
+
+from remotecomm.accounts.login import Accounts
+from remotecomm.accounts.passwords import make_hasher
+from remotecomm.accounts.throttle import LoginThrottle
+from remotecomm.fleet.listing import FleetListing
+from remotecomm.portal.resource import Portal
+from remotecomm.portal.security import PortalSession
+from remotecomm.store.accounts import add_membership, insert_unit, insert_user, set_user_disabled
+from remotecomm.store.audit import audit_records
+from remotecomm.store.devices import insert_device
+from remotecomm.testing.fakes import CHEAP_HASHING, InlinePasswordHasher, migrated_inline_store
+
+PASSWORD = "correct horse battery"
+BASE = "https://manager.test"
+HOSTILE = "<img src=x onerror=alert(1)>"
+
+
+class PortalTestCase(SynchronousTestCase):
+    """A portal on a real SQLite file, with inline store and hasher, a Clock, and a
+    browser-like cookie jar."""
+
+    token_lifetime = 3600
+
+    def setUp(self):
+        self.clock = Clock()
+        self.clock.advance(1_800_000_000)
+        self.store = migrated_inline_store(Path(self.mktemp()) / "manager.sqlite3")
+        self.addCleanup(self.store.engine.dispose)
+        password_hash = make_hasher(CHEAP_HASHING).hash(PASSWORD)
+        for unit in ("acme", "globex"):
+            self.store.run_sync(insert_unit, unit, unit.title(), "Europe/Berlin", 0)
+        self.store.run_sync(insert_user, "alice", "Alice", password_hash, "acme", "technician", 0)
+        self.store.run_sync(insert_user, "carl", "Carl", password_hash, "acme", "unit-admin", 0)
+        self.store.run_sync(add_membership, "carl", "globex", "technician", 0)
+        self.store.run_sync(insert_device, "mfp-1", "acme", "Front desk", "MFP 9000", 0)
+        self.store.run_sync(insert_device, "mfp-2", "acme", HOSTILE, "<b>MFP</b>", 0)
+        self.store.run_sync(insert_device, "gx-1", "globex", "Globex MFP", "MFP 100", 0)
+        accounts = Accounts(self.store, InlinePasswordHasher(),
+                            LoginThrottle(self.store, self.clock, per_account=3,
+                                          per_address=10, window=60),
+                            self.clock, self.token_lifetime)
+        root = Resource()
+        root.putChild(b"portal", Portal(accounts, FleetListing(self.store), self.clock))
+        self.http = StubTreq(root)
+        self.cookies: dict[str, str] = {}
+
+    def request(self, method, path, form=None, *, headers=None):
+        """One request with the jar's cookies; its status, headers and text.  Set-Cookie
+        answers go into the jar (an empty value or Max-Age 0 removes one)."""
+        headers = dict(headers or {})
+        if self.cookies:
+            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        data = None
+        if form is not None:
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+            data = urlencode(form).encode()
+        response = self.successResultOf(self.http.request(
+            method, BASE + path, data=data, headers=headers, allow_redirects=False))
+        body = self.successResultOf(response.content()).decode("utf-8")
+        for line in response.headers.getRawHeaders("set-cookie") or []:
+            cookie = SimpleCookie()
+            cookie.load(line)
+            for name, morsel in cookie.items():
+                if morsel.value and morsel["max-age"] != "0":
+                    self.cookies[name] = morsel.value
+                else:
+                    self.cookies.pop(name, None)
+        return response.code, response.headers, body
+
+    def log_in(self, user_id="alice", password=PASSWORD):
+        self.request("GET", "/portal/login")
+        nonce = re.search(r'name="nonce" value="([^"]+)"', self.request(
+            "GET", "/portal/login")[2]).group(1)
+        return self.request("POST", "/portal/login",
+                            {"nonce": nonce, "user_id": user_id, "password": password})
+
+    def csrf(self) -> str:
+        return PortalSession.decode(self.cookies["remotecomm_portal"].encode()).csrf
+
+
+class LoginTests(PortalTestCase):
+    def test_every_answer_carries_a_strict_policy(self):
+        status, headers, body = self.request("GET", "/portal/login")
+        self.assertEqual(status, 200)
+        policy = headers.getRawHeaders("content-security-policy")[0]
+        for part in ("default-src 'none'", "frame-ancestors 'none'", "form-action 'self'",
+                     "script-src 'self'", "base-uri 'none'"):
+            self.assertIn(part, policy)
+        self.assertNotIn("unsafe-inline", policy)
+        self.assertEqual(headers.getRawHeaders("x-frame-options"), ["DENY"])
+        self.assertEqual(headers.getRawHeaders("x-content-type-options"), ["nosniff"])
+        self.assertEqual(headers.getRawHeaders("cache-control"), ["no-store"])
+        self.assertTrue(body.startswith("<!DOCTYPE html>"))
+        self.assertNotIn("<script", body)
+        self.assertNotIn("style=", body)
+
+    def test_a_login_sets_a_strict_session_cookie_and_opens_the_fleet(self):
+        status, headers, _ = self.log_in()
+        self.assertEqual((status, headers.getRawHeaders("location")), (303, ["/portal/"]))
+        line = next(c for c in headers.getRawHeaders("set-cookie")
+                    if c.startswith("remotecomm_portal="))
+        for flag in ("HttpOnly", "Secure", "SameSite=Strict", "Path=/portal",
+                     f"Max-Age={self.token_lifetime}"):
+            self.assertIn(flag.lower(), line.lower())
+        status, _, body = self.request("GET", "/portal/")
+        self.assertEqual(status, 200)
+        self.assertIn("Devices of unit acme", body)
+        self.assertIn("Front desk", body)
+        self.assertNotIn("Globex", body)
+
+    def test_the_login_is_audited_and_throttled_as_the_apis(self):
+        status, _, body = self.log_in(password="wrong horse")
+        self.assertEqual(status, 401)
+        self.assertIn("user ID or password is wrong", body)
+        self.assertNotIn("remotecomm_portal", self.cookies)
+        failed = self.store.run_sync(audit_records, "login-failed")
+        self.assertEqual(failed[-1]["actor"], "alice")
+        self.assertTrue(failed[-1]["detail"]["terminal_id"].startswith("portal-"))
+        for _ in range(3):
+            status, _, body = self.log_in(password="wrong horse")
+        self.assertEqual(status, 429)
+
+    def test_a_login_form_without_its_nonce_is_shown_again(self):
+        self.request("GET", "/portal/login")
+        status, headers, _ = self.request("POST", "/portal/login", {
+            "nonce": "forged", "user_id": "alice", "password": PASSWORD})
+        self.assertEqual((status, headers.getRawHeaders("location")), (303, ["/portal/login"]))
+        self.assertNotIn("remotecomm_portal", self.cookies)
+
+    def test_pages_without_a_session_go_to_the_login(self):
+        for path in ("/portal/", "/portal/devices/mfp-1", "/portal/units"):
+            status, headers, _ = self.request("GET", path)
+            self.assertEqual((status, headers.getRawHeaders("location")),
+                             (303, ["/portal/login"]), path)
+        self.cookies["remotecomm_portal"] = "not-a-session"
+        self.assertEqual(self.request("GET", "/portal/")[0], 303)
+
+    def test_an_expired_session_ends_with_a_note(self):
+        self.log_in()
+        self.clock.advance(self.token_lifetime + 1)
+        status, headers, _ = self.request("GET", "/portal/")
+        self.assertEqual(headers.getRawHeaders("location"), ["/portal/login?ended=1"])
+        self.assertNotIn("remotecomm_portal", self.cookies)
+        self.assertIn("Your session has ended", self.request("GET", "/portal/login?ended=1")[2])
+
+    def test_a_disabled_user_loses_the_session(self):
+        self.log_in()
+        self.store.run_sync(set_user_disabled, "alice", True)
+        self.assertEqual(self.request("GET", "/portal/")[1].getRawHeaders("location"),
+                         ["/portal/login?ended=1"])
+
+    def test_logout_needs_the_csrf_token_and_revokes_the_token(self):
+        self.log_in()
+        session = self.cookies["remotecomm_portal"]
+        status, _, body = self.request("POST", "/portal/logout", {"csrf": "forged"})
+        self.assertEqual(status, 403)
+        self.assertIn("out of date", body)
+        status, headers, _ = self.request("POST", "/portal/logout", {"csrf": self.csrf()})
+        self.assertEqual((status, headers.getRawHeaders("location")), (303, ["/portal/login"]))
+        self.assertNotIn("remotecomm_portal", self.cookies)
+        self.cookies["remotecomm_portal"] = session  # a copy kept elsewhere is useless now
+        self.assertEqual(self.request("GET", "/portal/")[1].getRawHeaders("location"),
+                         ["/portal/login?ended=1"])
+
+    def test_a_form_from_another_origin_is_refused(self):
+        self.log_in()
+        status, _, _ = self.request("POST", "/portal/logout", {"csrf": self.csrf()},
+                                    headers={"Origin": "https://evil.test"})
+        self.assertEqual(status, 403)
+        self.assertIn("remotecomm_portal", self.cookies)
+
+
+class FleetTests(PortalTestCase):
+    def setUp(self):
+        super().setUp()
+        self.log_in()
+
+    def test_device_reported_text_renders_as_text(self):
+        _, _, body = self.request("GET", "/portal/")
+        self.assertNotIn(HOSTILE, body)
+        self.assertIn("&lt;img src=x onerror=alert(1)&gt;", body)
+        self.assertIn("&lt;b&gt;MFP&lt;/b&gt;", body)
+        _, _, body = self.request("GET", "/portal/devices/mfp-2")
+        self.assertNotIn(HOSTILE, body)
+        self.assertIn("<title>&lt;img", body)
+
+    def test_search_and_state_filter_the_fleet(self):
+        _, _, body = self.request("GET", "/portal/?q=front&state=all")
+        self.assertIn("1 of 2 devices", body)
+        self.assertIn('data-device="mfp-1"', body)
+        self.assertNotIn('data-device="mfp-2"', body)
+        _, _, body = self.request("GET", "/portal/?q=&state=online")
+        self.assertIn("No devices match.", body)
+        _, _, body = self.request("GET", "/portal/?state=bogus")
+        self.assertIn("2 of 2 devices", body)
+
+    def test_one_devices_page(self):
+        status, _, body = self.request("GET", "/portal/devices/mfp-1")
+        self.assertEqual(status, 200)
+        self.assertIn("Front desk", body)
+        self.assertIn("MFP 9000", body)
+        for path in ("/portal/devices/gx-1", "/portal/devices/NOT%20AN%20ID"):
+            status, _, body = self.request("GET", path)
+            self.assertEqual(status, 404, path)
+            self.assertIn("no such device", body)
+
+    def test_unknown_pages_and_methods(self):
+        self.assertEqual(self.request("GET", "/portal/nothing")[0], 404)
+        self.assertEqual(self.request("GET", "/portal/devices/mfp-1/more")[0], 404)
+        self.assertEqual(self.request("GET", "/portal/logout")[0], 405)
+        self.assertEqual(self.request("GET", "/portal")[1].getRawHeaders("location"),
+                         ["/portal/"])
+
+    def test_a_form_that_is_not_one_is_refused(self):
+        status, _, body = self.request("POST", "/portal/logout", headers={
+            "Content-Type": "application/json"})
+        self.assertEqual(status, 415)
+
+    def test_the_stylesheet(self):
+        status, headers, body = self.request("GET", "/portal/static/portal.css")
+        self.assertEqual(status, 200)
+        self.assertEqual(headers.getRawHeaders("content-type"), ["text/css; charset=utf-8"])
+        self.assertEqual(self.request("GET", "/portal/static/../resource.py")[0], 404)
+
+
+class UnitChoiceTests(PortalTestCase):
+    def test_a_user_of_several_units_chooses_one(self):
+        status, headers, _ = self.log_in("carl")
+        self.assertEqual(headers.getRawHeaders("location"), ["/portal/units"])
+        _, _, body = self.request("GET", "/portal/units")
+        self.assertIn("Unit acme (unit-admin)", body)
+        self.assertIn("Unit globex (technician)", body)
+        self.assertEqual(self.request("GET", "/portal/")[1].getRawHeaders("location"),
+                         ["/portal/units"])
+        status, headers, _ = self.request("POST", "/portal/unit",
+                                          {"csrf": self.csrf(), "unit_id": "globex"})
+        self.assertEqual(headers.getRawHeaders("location"), ["/portal/"])
+        _, _, body = self.request("GET", "/portal/")
+        self.assertIn("Globex MFP", body)
+        self.assertNotIn("Front desk", body)
+
+    def test_a_unit_not_theirs_is_refused(self):
+        self.log_in("alice")
+        status, _, _ = self.request("POST", "/portal/unit",
+                                    {"csrf": self.csrf(), "unit_id": "globex"})
+        self.assertEqual(status, 404)
+        self.assertIn("Devices of unit acme", self.request("GET", "/portal/")[2])
