@@ -17,6 +17,8 @@ directly in one process, or through the manager's HTTPS routes
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from sqlalchemy import Connection
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -69,19 +71,22 @@ def _authenticate(connection: Connection, request: JoinRequest, at_us: int) -> A
                      idle_timeout_us=row.idle_timeout_us)
 
 
-def _copy_traffic(connection: Connection, request_id: str, records: dict) -> None:
+def _copy_traffic(connection: Connection, row, records: dict) -> None:
     """What reports add up, from the connection records: the first side's start, the
-    duration once every side ended, the device side's bytes once it ended."""
+    duration once every side ended, the device side's bytes once it ended (written only
+    when it changes what the session row holds)."""
     starts = [r.started_us for r in records.values() if r.started_us is not None]
     started = min(starts) if starts else None
     ends = [r.ended_us for r in records.values()]
     duration = max(ends) - started if started is not None and None not in ends else None
     device = records.get("device")
     device_ended = device is not None and device.ended_us is not None
-    session_rows.record_session_traffic(
-        connection, request_id, started_us=started, duration_us=duration,
-        bytes_to_device=device.bytes_to_side if device_ended else None,
-        bytes_from_device=device.bytes_from_side if device_ended else None)
+    traffic = dict(started_us=started, duration_us=duration,
+                   bytes_to_device=device.bytes_to_side if device_ended else None,
+                   bytes_from_device=device.bytes_from_side if device_ended else None)
+    if all(getattr(row, column) == value for column, value in traffic.items()):
+        return
+    session_rows.record_session_traffic(connection, row.request_id, **traffic)
 
 
 def _file_log(connection: Connection, entry: SessionLog, at_us: int) -> str:
@@ -97,14 +102,20 @@ def _file_log(connection: Connection, entry: SessionLog, at_us: int) -> str:
     if entry.kind == "started":
         session_rows.record_connection_started(connection, row.request_id, entry.side,
                                                entry.at_us, entry.key)
+        filed = dict(started_us=entry.at_us, started_log_key=entry.key)
     else:
         session_rows.record_connection_ended(
             connection, row.request_id, entry.side, at_us=entry.at_us, normal=entry.normal,
             reason=entry.reason, bytes_from_side=entry.bytes_from_side,
             bytes_to_side=entry.bytes_to_side, key=entry.key,
             refused_frames=entry.refused_frames, detail=entry.detail)
-    records = session_rows.connection_records(connection, row.request_id)
-    _copy_traffic(connection, row.request_id, records)
+        filed = dict(ended_us=entry.at_us, ended_normally=entry.normal,
+                     end_reason=entry.reason, bytes_from_side=entry.bytes_from_side,
+                     bytes_to_side=entry.bytes_to_side, ended_log_key=entry.key,
+                     refused_frames=entry.refused_frames, end_detail=entry.detail)
+    # The records as they are now, without reading them again.
+    records = dict(records, **{entry.side: SimpleNamespace(**{**record._asdict(), **filed})})
+    _copy_traffic(connection, row, records)
     before = session_from_row(row)
     after = before
     if entry.kind == "started" and before.state == lc.APPROVED and len(records) == 2 and all(

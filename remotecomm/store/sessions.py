@@ -30,9 +30,8 @@ _INSERT_CONNECTION = insert(session_connections)
 _UPDATE_CONNECTION = update(session_connections).where(
     session_connections.c.request_id == bindparam("_request_id"),
     session_connections.c.side == bindparam("_side"))
-_DEVICE_REVOKED = select(devices.c.revoked_us).where(
-    devices.c.device_id == bindparam("_device_id"))
-_USER_DISABLED = select(users.c.disabled).where(users.c.user_id == bindparam("_user_id"))
+_PARTIES = select(devices.c.revoked_us, users.c.disabled).where(
+    devices.c.device_id == bindparam("_device_id"), users.c.user_id == bindparam("_user_id"))
 
 
 class Conflict(Exception):
@@ -145,12 +144,12 @@ def sessions_of_revoked_parties(connection: Connection, states: Iterable[str]) -
 def party_revoked(connection: Connection, device_id: str, user_id: str) -> str | None:
     """``"device revoked"`` or ``"user disabled"`` when one of the session's parties may no
     longer take part; else ``None``."""
-    revoked = connection.execute(_DEVICE_REVOKED, {"_device_id": device_id}).scalar()
-    if revoked is not None:
+    row = connection.execute(_PARTIES, {"_device_id": device_id, "_user_id": user_id}).first()
+    if row is None:  # a party without a row (never: sessions reference both) takes no part
+        return None
+    if row.revoked_us is not None:
         return "device revoked"
-    if connection.execute(_USER_DISABLED, {"_user_id": user_id}).scalar():
-        return "user disabled"
-    return None
+    return "user disabled" if row.disabled else None
 
 
 def session_records(connection: Connection, unit_id: str, *, states: Iterable[str] | None = None,
