@@ -48,7 +48,8 @@ def _header(viewer: Viewer | None) -> Tag:
     brand = tags.a(text("portal-brand"), href="/portal/", class_="brand")
     if viewer is None:
         return tags.header(tags.nav(brand, **{"aria-label": text("portal-nav")}))
-    links = [tags.a(text("portal-devices"), href="/portal/")]
+    links = [tags.a(text("portal-devices"), href="/portal/"),
+             tags.a(text("portal-sessions"), href="/portal/sessions")]
     if len(viewer.units) > 1 or viewer.unit_id is None:
         links.append(tags.a(text("portal-choose-unit"), href="/portal/units"))
     who = text("portal-who", user_id=viewer.user_id, unit_id=viewer.unit_id or "–",
@@ -150,8 +151,9 @@ def _matches(device: dict, query: str) -> bool:
                for key in ("device_id", "name", "model", "firmware_version"))
 
 
-def device_page(viewer: Viewer, device: dict) -> Tag:
-    """One device: what its agent last said of it."""
+def device_page(viewer: Viewer, device: dict, recent: list[dict] = (),
+                may_end=lambda record: False) -> Tag:
+    """One device: what its agent last said of it, and its latest sessions."""
     facts = [
         ("portal-col-device", device["device_id"]), ("portal-col-model", device["model"]),
         ("portal-col-state", _state(device)),
@@ -163,7 +165,136 @@ def device_page(viewer: Viewer, device: dict) -> Tag:
     return layout(device["name"], viewer, tags.dl(
         *[part for key, value in facts for part in (tags.dt(text(key)), tags.dd(value))],
         class_="facts", id="device"),
+        tags.h2(text("portal-device-sessions")),
+        _sessions_table(viewer, recent, may_end, show_device=False),
+        tags.p(tags.a(text("portal-device-all-sessions"),
+                      href=f"/portal/sessions?state=all&device_id={device['device_id']}")),
         tags.p(tags.a(text("portal-back"), href="/portal/")))
+
+
+def _when(us: int | None) -> str:
+    return iso_from_us(us).replace("T", " ")[:19] if us else "–"
+
+
+def _bytes(count: int | None) -> str:
+    if count is None:
+        return "–"
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if count >= size:
+            return f"{count / size:.1f} {unit}"
+    return f"{count} B"
+
+
+def _traffic(record: dict) -> str:
+    device = record.get("connections", {}).get("device")
+    if device is None:
+        return "–"
+    return text("portal-traffic", to=_bytes(device["bytes_to_side"]),
+                back=_bytes(device["bytes_from_side"]))
+
+
+def _session_state(record: dict) -> Tag:
+    state = record["state"]
+    label = text(f"portal-lifecycle-{state}")
+    if state == "ended" and record.get("end_reason"):
+        label = text("portal-lifecycle-ended-why", reason=record["end_reason"])
+    return tags.span(label, class_=f"session-state {state}")
+
+
+def _end_form(viewer: Viewer, record: dict) -> Tag:
+    return tags.form(_csrf_field(viewer), tags.button(
+        text("portal-end"), type="submit", class_="danger",
+        **{"aria-label": text("portal-end-label", request_id=record["request_id"])}),
+        method="post", action=f"/portal/end/{record['request_id']}", class_="inline")
+
+
+def _sessions_table(viewer: Viewer, found: list[dict], may_end, show_device=True) -> Tag:
+    if not found:
+        return tags.p(text("portal-no-sessions-found"), class_="empty")
+    columns = ["portal-col-requested", "portal-col-device", "portal-col-app",
+               "portal-col-user", "portal-col-state", "portal-col-started",
+               "portal-col-traffic", "portal-col-action"]
+    if not show_device:
+        columns.remove("portal-col-device")
+    rows = []
+    for record in found:
+        cells = [tags.td(tags.a(_when(record["requested_at_us"]),
+                                href=f"/portal/session/{record['request_id']}"))]
+        if show_device:
+            cells.append(tags.td(tags.a(record["device_id"],
+                                        href=f"/portal/devices/{record['device_id']}")))
+        cells += [tags.td(record["app_id"]), tags.td(record["user_id"]),
+                  tags.td(_session_state(record)),
+                  tags.td(_when(record.get("started_at_us"))), tags.td(_traffic(record)),
+                  tags.td(_end_form(viewer, record) if may_end(record) else "")]
+        rows.append(tags.tr(*cells, **{"data-session": record["request_id"]}))
+    return tags.div(tags.table(
+        tags.thead(tags.tr(*[tags.th(text(key), scope="col") for key in columns])),
+        tags.tbody(*rows), class_="sessions"), class_="table")
+
+
+def sessions_page(viewer: Viewer, found: list[dict], shown: str, device_id: str,
+                  may_end) -> Tag:
+    """The unit's sessions: open ones by default, or ended ones, or all, of one device."""
+    filters = tags.form(
+        tags.label(text("portal-shown"), tags.select(
+            *[tags.option(text(f"portal-shown-{value}"), value=value,
+                          **({"selected": ""} if value == shown else {}))
+              for value in ("open", "ended", "all")], name="state", id="state"), for_="state"),
+        tags.label(text("portal-col-device"), tags.input(
+            type="text", name="device_id", value=device_id, id="device_id", maxlength="64"),
+            for_="device_id"),
+        tags.button(text("portal-filter"), type="submit"),
+        method="get", action="/portal/sessions", class_="filters")
+    return layout(text("portal-sessions-title", unit_id=viewer.unit_id), viewer, filters,
+                  _sessions_table(viewer, found, may_end))
+
+
+def session_page(viewer: Viewer, record: dict, may_end: bool) -> Tag:
+    """One session's whole record: who, what, when, how it ended, each side, the device's
+    own report."""
+    facts = [("portal-col-request", record["request_id"]),
+             ("portal-col-state", _session_state(record)),
+             ("portal-col-device", tags.a(record["device_id"],
+                                          href=f"/portal/devices/{record['device_id']}")),
+             ("portal-col-app", record["app_id"]), ("portal-col-user", record["user_id"]),
+             ("portal-col-terminal", record["terminal_id"]),
+             ("portal-col-operator", record.get("operator") or "–"),
+             ("portal-col-requested", _when(record.get("requested_at_us"))),
+             ("portal-col-decided", _when(record.get("decided_at_us"))),
+             ("portal-col-started", _when(record.get("started_at_us"))),
+             ("portal-col-finished", _when(record.get("finished_at_us"))),
+             ("portal-col-end-detail", record.get("end_detail") or "–"),
+             ("portal-col-relay", record.get("relay_node") or "–")]
+    sides = record.get("connections", {})
+    side_rows = [tags.tr(
+        tags.th(text(f"portal-side-{side}"), scope="row"), tags.td(values["party_id"]),
+        tags.td(_when(values.get("started_at_us"))), tags.td(_when(values.get("ended_at_us"))),
+        tags.td(values.get("end_reason") or "–"),
+        tags.td(_bytes(values.get("bytes_to_side"))),
+        tags.td(_bytes(values.get("bytes_from_side")))) for side, values in sides.items()]
+    content = [tags.dl(*[part for key, value in facts
+                         for part in (tags.dt(text(key)), tags.dd(value))],
+                       class_="facts", id="record")]
+    if may_end:
+        content.append(_end_form(viewer, record))
+    content.append(tags.h2(text("portal-sides")))
+    content.append(tags.div(tags.table(
+        tags.thead(tags.tr(*[tags.th(text(key), scope="col") for key in (
+            "portal-col-side", "portal-col-party", "portal-col-started", "portal-col-ended",
+            "portal-col-reason", "portal-col-to-side", "portal-col-from-side")])),
+        tags.tbody(*side_rows), id="sides"), class_="table") if side_rows
+        else tags.p(text("portal-no-sides"), class_="empty"))
+    device = record.get("device")
+    if device:
+        content.append(tags.h2(text("portal-device-report")))
+        content.append(tags.dl(*[part for key, value in sorted(device.items())
+                                 for part in (tags.dt(key), tags.dd(
+                                     _when(value) if key.endswith("_at_us") else str(value)))],
+                               class_="facts", id="device-report"))
+    content.append(tags.p(tags.a(text("portal-back-sessions"), href="/portal/sessions")))
+    return layout(text("portal-session-title", request_id=record["request_id"]), viewer,
+                  *content)
 
 
 def error_page(viewer: Viewer | None, status: int, message: str) -> Tag:

@@ -10,6 +10,7 @@ it came from, comes from this origin.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Awaitable, Callable
 
@@ -18,20 +19,25 @@ from twisted.logger import Logger
 from twisted.web import resource, server
 
 from remotecomm.accounts.login import Accounts, Caller, Refused
+from remotecomm.accounts.permissions import allowed
 from remotecomm.clock import now_us
 from remotecomm.fleet.listing import FleetListing
-from remotecomm.identifiers import DEVICE_ID, UNIT_ID, USER_ID, is_valid
+from remotecomm.identifiers import DEVICE_ID, REQUEST_ID, UNIT_ID, USER_ID, is_valid
 from remotecomm.messages import text
 from remotecomm.portal import pages
 from remotecomm.portal.security import (LOGIN_COOKIE, LOGIN_NONCE_LIFETIME, SESSION_COOKIE,
                                         PortalSession, new_login_nonce, new_terminal_id, read_form,
                                         same, same_origin, security_headers, set_cookie)
 from remotecomm.service_errors import ServiceError
+from remotecomm.sessions.broker import SessionBroker
 
 log = Logger()
 
 STATIC = Path(__file__).parent / "static"
 STATIC_FILES = {"portal.css": b"text/css; charset=utf-8"}
+OPEN_STATES = ("pending", "allocating", "approved", "active")
+SESSION_PAGE = 100
+DEVICE_PAGE_SESSIONS = 10
 
 
 class _Redirect(Exception):
@@ -45,11 +51,13 @@ class Portal(resource.Resource):
 
     isLeaf = True
 
-    def __init__(self, accounts: Accounts, fleet: FleetListing, clock):
+    def __init__(self, accounts: Accounts, fleet: FleetListing, clock,
+                 sessions: SessionBroker | None = None):
         super().__init__()
         self._accounts = accounts
         self._fleet = fleet
         self._clock = clock
+        self._sessions = sessions
         # (method, first path segment) → the page and how many more segments it takes
         self._pages: dict[tuple[bytes, str], tuple[Callable[..., Awaitable], int]] = {
             (b"GET", ""): (self.devices, 0),
@@ -59,6 +67,9 @@ class Portal(resource.Resource):
             (b"GET", "units"): (self.units, 0),
             (b"POST", "unit"): (self.choose_unit, 0),
             (b"GET", "devices"): (self.device, 1),
+            (b"GET", "sessions"): (self.session_list, 0),
+            (b"GET", "session"): (self.session, 1),
+            (b"POST", "end"): (self.end_session, 1),
         }
 
     def render(self, request: server.Request):
@@ -235,14 +246,75 @@ class Portal(resource.Resource):
         return pages.devices_page(viewer, fleet, query, state)
 
     async def device(self, request, device_id: str):
-        _, viewer = await self._viewer(request, "devices.list", "GET /portal/devices/{id}")
+        caller, viewer = await self._viewer(request, "devices.list",
+                                            "GET /portal/devices/{id}")
         if not is_valid(DEVICE_ID, device_id):
             raise ServiceError(404, "device-not-found", text("portal-no-such-device"))
         fleet = await self._fleet.devices(viewer.unit_id)
         found = [d for d in fleet["devices"] if d["device_id"] == device_id]
         if not found:
             raise ServiceError(404, "device-not-found", text("portal-no-such-device"))
-        return pages.device_page(viewer, found[0])
+        recent = []
+        if self._sessions is not None and allowed(caller.role, "sessions.list"):
+            recent = await self._broker().list_records(caller, device_id=device_id,
+                                                        limit=DEVICE_PAGE_SESSIONS)
+        return pages.device_page(viewer, found[0], recent, self._may_end(caller))
+
+    # -- sessions -----------------------------------------------------------------------
+
+    def _broker(self) -> SessionBroker:
+        if self._sessions is None:
+            raise ServiceError(503, "unavailable", text("portal-no-sessions"))
+        return self._sessions
+
+    def _may_end(self, caller: Caller):
+        """Whether the caller may end a session (its own, or anyone's as an admin)."""
+        admin = allowed(caller.role, "sessions.end-any")
+        return lambda record: record["state"] in OPEN_STATES and (
+            admin or record["user_id"] == caller.user_id)
+
+    async def session_list(self, request):
+        caller, viewer = await self._viewer(request, "sessions.list", "GET /portal/sessions")
+        shown = _arg(request, b"state") or "open"
+        if shown not in ("open", "ended", "all"):
+            shown = "open"
+        device_id = _arg(request, b"device_id")
+        filters: dict = {"limit": SESSION_PAGE}
+        if shown == "open":
+            filters["states"] = OPEN_STATES
+        elif shown == "ended":
+            filters["states"] = ("ended",)
+        if device_id:
+            if not is_valid(DEVICE_ID, device_id):
+                raise ServiceError(404, "device-not-found", text("portal-no-such-device"))
+            filters["device_id"] = device_id
+        found = await self._broker().list_records(caller, **filters)
+        return pages.sessions_page(viewer, found, shown, device_id, self._may_end(caller))
+
+    async def session(self, request, request_id: str):
+        caller, viewer = await self._viewer(request, "sessions.list", "GET /portal/session")
+        if not is_valid(REQUEST_ID, request_id):
+            raise ServiceError(404, "session-not-found", text("portal-no-such-session"))
+        record = await self._broker().poll(_Observer.of(caller), request_id)
+        return pages.session_page(viewer, record, self._may_end(caller)(record))
+
+    async def end_session(self, request, request_id: str):
+        _, session = await self._checked_form(request)
+        caller, _ = await self._viewer(request, "sessions.end", "POST /portal/end")
+        if not is_valid(REQUEST_ID, request_id):
+            raise ServiceError(404, "session-not-found", text("portal-no-such-session"))
+        await self._broker().force_end(caller, request_id, self._source(request))
+        raise _Redirect(f"/portal/session/{request_id}")
+
+
+class _Observer:
+    """A caller as the portal shows a record: never the terminal that asked (so that a
+    look at an approved session never collects its terminal token: ``remotecomm join``
+    on that terminal does)."""
+
+    @staticmethod
+    def of(caller: Caller) -> Caller:
+        return dataclasses.replace(caller, terminal_id="portal-observer")
 
 
 def _arg(request, name: bytes) -> str:

@@ -122,10 +122,8 @@ def build_service(config: ServerConfig, reactor, role: str = "both") -> MultiSer
     if manager is not None:
         routes = (manager_routes(manager.for_relay, secret, manager.store, reactor)
                   if role == "manager" else [])
-        api_resource = _build_sessions(config, reactor, root, readiness, manager, routes,
-                                       notices)
-        portal = Portal(manager.accounts, FleetListing(
-            manager.store, lambda: getattr(manager.devices, "link_up", False)), reactor)
+        api_resource, portal = _build_sessions(config, reactor, root, readiness, manager,
+                                               routes, notices)
     else:
         portal = None
         api_resource = Router(Health(readiness, reactor, notices).routes()
@@ -233,7 +231,7 @@ def _build_manager(config: ServerConfig, reactor, root, readiness: dict,
 
 def _build_sessions(config: ServerConfig, reactor, root, readiness: dict,
                     manager: _ManagerParts, extra_routes: list, notices: dict):
-    """The session broker, the XMPP handlers it needs, and the REST API."""
+    """The session broker, the XMPP handlers it needs, the REST API and the portal."""
     broker = SessionBroker(manager.store, reactor, session_policy(config.sessions),
                            config.sessions.allow_test_approver, manager.relays,
                            manager.devices)
@@ -297,7 +295,10 @@ def _build_sessions(config: ServerConfig, reactor, root, readiness: dict,
                                                    config.xmpp.prosodyctl),
                                       devices=manager.devices),
               devices_link_up=lambda: getattr(manager.devices, "link_up", False))
-    return api.resource()
+    portal = Portal(manager.accounts, FleetListing(
+        manager.store, lambda: getattr(manager.devices, "link_up", False)), reactor,
+        sessions=broker)
+    return api.resource(), portal
 
 
 def _manager_client(config: ServerConfig, reactor, root, secret: str) -> ManagerClient:

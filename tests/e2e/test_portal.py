@@ -102,6 +102,10 @@ class PortalInChromiumTests(TestCase):
         await browser.call("Emulation.setDeviceMetricsOverride", {
             "width": 1280, "height": 800, "deviceScaleFactor": 1, "mobile": False})
 
+        await browser.click("header nav a[href='/portal/sessions']")
+        self.assertEqual(await self.text_of("h1"), "Sessions of unit acme")
+        self.assertIn("No sessions.", await self.text_of("main"))
+
         await browser.click("header form.logout button")
         self.assertEqual(await browser.evaluate("location.pathname"), "/portal/login")
         await browser.navigate(self.setup.url + "/portal/")

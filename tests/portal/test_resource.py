@@ -7,6 +7,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 from treq.testing import StubTreq
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
@@ -20,6 +21,7 @@ from remotecomm.portal.security import PortalSession
 from remotecomm.store.accounts import add_membership, insert_unit, insert_user, set_user_disabled
 from remotecomm.store.audit import audit_records
 from remotecomm.store.devices import insert_device
+from remotecomm.store.sessions import load_session
 from remotecomm.testing.fakes import CHEAP_HASHING, InlinePasswordHasher, migrated_inline_store
 
 PASSWORD = "correct horse battery"
@@ -47,12 +49,12 @@ class PortalTestCase(SynchronousTestCase):
         self.store.run_sync(insert_device, "mfp-1", "acme", "Front desk", "MFP 9000", 0)
         self.store.run_sync(insert_device, "mfp-2", "acme", HOSTILE, "<b>MFP</b>", 0)
         self.store.run_sync(insert_device, "gx-1", "globex", "Globex MFP", "MFP 100", 0)
-        accounts = Accounts(self.store, InlinePasswordHasher(),
-                            LoginThrottle(self.store, self.clock, per_account=3,
-                                          per_address=10, window=60),
-                            self.clock, self.token_lifetime)
+        self.accounts = Accounts(self.store, InlinePasswordHasher(),
+                                 LoginThrottle(self.store, self.clock, per_account=3,
+                                               per_address=10, window=60),
+                                 self.clock, self.token_lifetime)
         root = Resource()
-        root.putChild(b"portal", Portal(accounts, FleetListing(self.store), self.clock))
+        root.putChild(b"portal", Portal(self.accounts, FleetListing(self.store), self.clock))
         self.http = StubTreq(root)
         self.cookies: dict[str, str] = {}
 
@@ -257,3 +259,90 @@ class UnitChoiceTests(PortalTestCase):
                                     {"csrf": self.csrf(), "unit_id": "globex"})
         self.assertEqual(status, 404)
         self.assertIn("Devices of unit acme", self.request("GET", "/portal/")[2])
+
+
+class SessionPagesTests(PortalTestCase):
+    """The unit's sessions, one record, and End: through the same broker as the API."""
+
+    def setUp(self):
+        super().setUp()
+        from remotecomm.sessions.broker import SessionBroker
+        from remotecomm.sessions.lifecycle import SessionPolicy
+        from remotecomm.store.devices import record_hello, set_device_presence
+        from remotecomm.testing.relay import local_directory, standalone_node
+        from tests.sessions.test_broker import FakeDevices
+        self.store.run_sync(insert_user, "tina", "Tina", make_hasher(CHEAP_HASHING).hash(
+            PASSWORD), "acme", "technician", 0)
+        self.store.run_sync(set_device_presence, "mfp-1", True, 0)
+        self.store.run_sync(record_hello, "mfp-1", "0.1.0", 1, ["web-server"], 0)
+        self.broker = SessionBroker(
+            self.store, self.clock, SessionPolicy(120_000_000, 60_000_000, 3600_000_000,
+                                                  900_000_000),
+            False, local_directory(self.store, self.clock, standalone_node()), FakeDevices())
+        root = Resource()  # the portal again, with the broker
+        root.putChild(b"portal", Portal(self.accounts, FleetListing(self.store), self.clock,
+                                        sessions=self.broker))
+        self.http = StubTreq(root)
+        from remotecomm.accounts.login import Caller
+        from remotecomm.sessions.messages import ApprovalDecision
+        alice = Caller(user_id="alice", unit_id="acme", role="technician",
+                       terminal_id="t-0123456789abcdef0123456789abcdef")
+        accepted = self.successResultOf(Deferred.fromCoroutine(
+            self.broker.request_session(alice, "mfp-1", "web-server")))
+        self.request_id = accepted.request_id
+        self.successResultOf(Deferred.fromCoroutine(self.broker.on_decision(
+            "mfp-1", ApprovalDecision(self.request_id, True, "olga", False), "mfp-1@d/agent")))
+        for _ in range(3):  # the relay allocates, the device is told
+            self.clock.advance(0)
+        self.assertEqual(self.store.run_sync(load_session, self.request_id).state, "approved")
+
+    def test_open_sessions_with_end_for_their_user(self):
+        self.log_in("alice")
+        _, _, body = self.request("GET", "/portal/sessions")
+        self.assertIn(f'data-session="{self.request_id}"', body)
+        self.assertIn("approved, waiting for the terminal", body)
+        self.assertIn(f'action="/portal/end/{self.request_id}"', body)
+        _, _, body = self.request("GET", "/portal/sessions?state=ended")
+        self.assertIn("No sessions.", body)
+
+    def test_a_record_page_never_collects_the_terminal_token(self):
+        self.log_in("alice")
+        status, _, body = self.request("GET", f"/portal/session/{self.request_id}")
+        self.assertEqual(status, 200)
+        self.assertIn("olga", body)  # the operator who approved
+        self.assertNotIn("terminal_token", body)
+        row = self.store.run_sync(load_session, self.request_id)
+        self.assertFalse(row.terminal_token_delivered)
+        self.assertEqual(self.request("GET", "/portal/session/" + "x" * 22)[0], 404)
+
+    def test_end_needs_the_csrf_token_then_ends_the_request(self):
+        self.log_in("alice")
+        self.assertEqual(self.request("POST", f"/portal/end/{self.request_id}",
+                                      {"csrf": "forged"})[0], 403)
+        status, headers, _ = self.request("POST", f"/portal/end/{self.request_id}",
+                                          {"csrf": self.csrf()})
+        self.assertEqual(headers.getRawHeaders("location"),
+                         [f"/portal/session/{self.request_id}"])
+        _, _, body = self.request("GET", f"/portal/session/{self.request_id}")
+        self.assertIn("ended (cancelled)", body)
+
+    def test_another_technician_sees_it_but_may_not_end_it(self):
+        self.log_in("tina")
+        _, _, body = self.request("GET", "/portal/sessions")
+        self.assertIn(f'data-session="{self.request_id}"', body)
+        self.assertNotIn(f'action="/portal/end/{self.request_id}"', body)
+        status, _, body = self.request("POST", f"/portal/end/{self.request_id}",
+                                       {"csrf": self.csrf()})
+        self.assertEqual(status, 403)
+        self.assertEqual(self.store.run_sync(load_session, self.request_id).state, "approved")
+
+    def test_a_unit_admin_ends_anyones_and_it_is_audited(self):
+        self.log_in("carl")
+        self.request("POST", "/portal/unit", {"csrf": self.csrf(), "unit_id": "acme"})
+        _, _, body = self.request("GET", "/portal/devices/mfp-1")
+        self.assertIn(f'action="/portal/end/{self.request_id}"', body)
+        self.request("POST", f"/portal/end/{self.request_id}", {"csrf": self.csrf()})
+        row = self.store.run_sync(load_session, self.request_id)
+        self.assertEqual((row.state, row.end_reason), ("ended", "revoked"))
+        self.assertEqual(self.store.run_sync(audit_records, "session-force-ended")[-1]["actor"],
+                         "carl")
