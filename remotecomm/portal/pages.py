@@ -14,6 +14,7 @@ from twisted.web.template import Tag, flattenString, tags
 
 from remotecomm.clock import iso_from_us
 from remotecomm.messages import text
+from remotecomm.portal.charts import bar_chart, column_chart
 
 STYLESHEET = "/portal/static/portal.css"
 
@@ -49,7 +50,8 @@ def _header(viewer: Viewer | None) -> Tag:
     if viewer is None:
         return tags.header(tags.nav(brand, **{"aria-label": text("portal-nav")}))
     links = [tags.a(text("portal-devices"), href="/portal/"),
-             tags.a(text("portal-sessions"), href="/portal/sessions")]
+             tags.a(text("portal-sessions"), href="/portal/sessions"),
+             tags.a(text("portal-reports"), href="/portal/reports")]
     if len(viewer.units) > 1 or viewer.unit_id is None:
         links.append(tags.a(text("portal-choose-unit"), href="/portal/units"))
     who = text("portal-who", user_id=viewer.user_id, unit_id=viewer.unit_id or "–",
@@ -295,6 +297,85 @@ def session_page(viewer: Viewer, record: dict, may_end: bool) -> Tag:
     content.append(tags.p(tags.a(text("portal-back-sessions"), href="/portal/sessions")))
     return layout(text("portal-session-title", request_id=record["request_id"]), viewer,
                   *content)
+
+
+def _duration(us: int) -> str:
+    minutes = round(us / 60_000_000)
+    return text("portal-hours", hours=minutes // 60, minutes=minutes % 60)
+
+
+def _figures_table(caption: str, key_title: str, rows: list[tuple[str, str]], id_: str) -> Tag:
+    return tags.details(tags.summary(text("portal-as-table")), tags.table(
+        tags.caption(caption),
+        tags.thead(tags.tr(tags.th(key_title, scope="col"),
+                           tags.th(text("portal-value"), scope="col"))),
+        tags.tbody(*[tags.tr(tags.th(key, scope="row"), tags.td(value)) for key, value in rows]),
+        id=id_))
+
+
+def reports_page(viewer: Viewer, by_day: dict, by_device: dict, asked: dict, *,
+                 may_mail: bool, mail_enabled: bool, notice: str | None) -> Tag:
+    """The unit's report for a period: totals, three charts (sessions per day, time per
+    device, ends by reason) each with its table, CSV downloads, e-mail now."""
+    totals = by_day["totals"]
+    query = "&".join(f"{name}={value}" for name, value in asked.items() if value)
+    form = tags.form(
+        tags.label(text("portal-from"), tags.input(type="date", name="from", id="from",
+                                                   value=asked.get("from") or ""), for_="from"),
+        tags.label(text("portal-to"), tags.input(type="date", name="to", id="to",
+                                                 value=asked.get("to") or ""), for_="to"),
+        tags.button(text("portal-filter"), type="submit"),
+        method="get", action="/portal/reports", class_="filters")
+    summary = tags.dl(*[part for key, value in (
+        ("portal-period", f"{by_day['from'][:10]} – {by_day['to'][:10]} ({by_day['time_zone']})"),
+        ("portal-total-sessions", str(totals["sessions"])),
+        ("portal-total-run", str(totals["sessions_run"])),
+        ("portal-total-time", _duration(totals["duration_us"])),
+        ("portal-total-traffic", text("portal-traffic", to=_bytes(totals["bytes_to_device"]),
+                                      back=_bytes(totals["bytes_from_device"]))),
+        ("portal-still-open", str(len(by_day["open_sessions"]))),
+    ) for part in (tags.dt(text(key)), tags.dd(value))], class_="facts", id="totals")
+    days = [(group["key"], group["sessions"], str(group["sessions"]))
+            for group in by_day["groups"]]
+    devices = [(group["key"], group["duration_us"], _duration(group["duration_us"]))
+               for group in by_device["groups"]]
+    ends = [(reason, count, str(count)) for reason, count in totals["ends"].items()]
+    charts = [
+        tags.section(tags.h2(text("portal-chart-days")),
+                     column_chart(text("portal-chart-days"), days),
+                     _figures_table(text("portal-chart-days"), text("portal-day"),
+                                    [(k, shown) for k, _, shown in days], "table-days"),
+                     class_="chart-block"),
+        tags.section(tags.h2(text("portal-chart-devices")),
+                     bar_chart(text("portal-chart-devices"), devices) if devices
+                     else tags.p(text("portal-nothing-yet"), class_="empty"),
+                     _figures_table(text("portal-chart-devices"), text("portal-col-device"),
+                                    [(k, shown) for k, _, shown in devices], "table-devices"),
+                     class_="chart-block"),
+        tags.section(tags.h2(text("portal-chart-ends")),
+                     bar_chart(text("portal-chart-ends"), ends) if ends
+                     else tags.p(text("portal-nothing-yet"), class_="empty"),
+                     _figures_table(text("portal-chart-ends"), text("portal-col-reason"),
+                                    [(k, shown) for k, _, shown in ends], "table-ends"),
+                     class_="chart-block"),
+    ]
+    downloads = tags.p(
+        tags.a(text("portal-csv-days"), href=f"/portal/reports.csv?{query}&group_by=day",
+               download="", id="csv-days"), " · ",
+        tags.a(text("portal-csv-devices"), href=f"/portal/reports.csv?{query}&group_by=device",
+               download=""), class_="downloads")
+    mail = []
+    if may_mail:
+        mail = [tags.form(_csrf_field(viewer),
+                          tags.input(type="hidden", name="from", value=asked.get("from") or ""),
+                          tags.input(type="hidden", name="to", value=asked.get("to") or ""),
+                          tags.button(text("portal-mail-now"), type="submit",
+                                      **({} if mail_enabled else {"disabled": ""})),
+                          *([] if mail_enabled else [tags.span(text("portal-mail-off"),
+                                                               class_="hint")]),
+                          method="post", action="/portal/send-report", class_="inline")]
+    return layout(text("portal-reports-title", unit_id=viewer.unit_id), viewer,
+                  *_notice(notice, "ok"), form, summary, downloads, *mail, *charts)
 
 
 def error_page(viewer: Viewer | None, status: int, message: str) -> Tag:

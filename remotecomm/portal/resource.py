@@ -11,6 +11,7 @@ it came from, comes from this origin.
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 from typing import Awaitable, Callable
 
@@ -28,6 +29,8 @@ from remotecomm.portal import pages
 from remotecomm.portal.security import (LOGIN_COOKIE, LOGIN_NONCE_LIFETIME, SESSION_COOKIE,
                                         PortalSession, new_login_nonce, new_terminal_id, read_form,
                                         same, same_origin, security_headers, set_cookie)
+from remotecomm.reports.csv_export import report_csv
+from remotecomm.reports.service import UnitReports
 from remotecomm.service_errors import ServiceError
 from remotecomm.sessions.broker import SessionBroker
 
@@ -52,12 +55,13 @@ class Portal(resource.Resource):
     isLeaf = True
 
     def __init__(self, accounts: Accounts, fleet: FleetListing, clock,
-                 sessions: SessionBroker | None = None):
+                 sessions: SessionBroker | None = None, reports: UnitReports | None = None):
         super().__init__()
         self._accounts = accounts
         self._fleet = fleet
         self._clock = clock
         self._sessions = sessions
+        self._reports = reports
         # (method, first path segment) → the page and how many more segments it takes
         self._pages: dict[tuple[bytes, str], tuple[Callable[..., Awaitable], int]] = {
             (b"GET", ""): (self.devices, 0),
@@ -70,6 +74,9 @@ class Portal(resource.Resource):
             (b"GET", "sessions"): (self.session_list, 0),
             (b"GET", "session"): (self.session, 1),
             (b"POST", "end"): (self.end_session, 1),
+            (b"GET", "reports"): (self.report, 0),
+            (b"GET", "reports.csv"): (self.report_csv, 0),
+            (b"POST", "send-report"): (self.send_report, 0),
         }
 
     def render(self, request: server.Request):
@@ -93,6 +100,9 @@ class Portal(resource.Resource):
             if request.method == b"POST" and not same_origin(request):
                 raise ServiceError(403, "cross-origin", text("portal-cross-origin"))
             page = await handler(request, *rest)
+            if isinstance(page, _Raw):
+                self._finish(request, bytes(page), html=False)
+                return
         except _Redirect as redirect:
             self._redirect(request, redirect.location)
             self._finish(request, b"")
@@ -106,10 +116,10 @@ class Portal(resource.Resource):
             request.setResponseCode(500)
         self._finish(request, await pages.render(page))
 
-    def _finish(self, request, body: bytes) -> None:
+    def _finish(self, request, body: bytes, html: bool = True) -> None:
         if request.finished or request._disconnected:
             return
-        if body:
+        if body and html:
             request.setHeader(b"content-type", b"text/html; charset=utf-8")
         request.write(body)
         request.finish()
@@ -307,6 +317,53 @@ class Portal(resource.Resource):
         raise _Redirect(f"/portal/session/{request_id}")
 
 
+    # -- reports ------------------------------------------------------------------------
+
+    def _unit_reports(self) -> UnitReports:
+        if self._reports is None:
+            raise ServiceError(503, "unavailable", text("portal-no-reports"))
+        return self._reports
+
+    async def report(self, request):
+        caller, viewer = await self._viewer(request, "reports.read", "GET /portal/reports")
+        asked = {"from": _date_arg(request, b"from"), "to": _date_arg(request, b"to")}
+        reports = self._unit_reports()
+        by_day = await reports.report(caller.unit_id, asked["from"], asked["to"], "day")
+        by_device = await reports.report(caller.unit_id, asked["from"], asked["to"], "device")
+        sent = _arg(request, b"sent")
+        return pages.reports_page(
+            viewer, by_day, by_device, asked, may_mail=allowed(caller.role, "reports.manage"),
+            mail_enabled=reports.mail_enabled,
+            notice=text("portal-mail-queued", count=sent) if sent.isdigit() else None)
+
+    async def report_csv(self, request):
+        caller, _ = await self._viewer(request, "reports.read", "GET /portal/reports.csv")
+        group_by = _arg(request, b"group_by") or None
+        answer = await self._unit_reports().report(
+            caller.unit_id, _date_arg(request, b"from"), _date_arg(request, b"to"), group_by)
+        request.setHeader(b"content-type", b"text/csv; charset=utf-8; header=present")
+        name = f"sessions-{caller.unit_id}-{answer['from'][:10]}-{group_by or 'unit'}.csv"
+        request.setHeader(b"content-disposition", f'attachment; filename="{name}"'.encode())
+        return _Raw(report_csv(answer))
+
+    async def send_report(self, request):
+        form, _ = await self._checked_form(request)
+        caller, _ = await self._viewer(request, "reports.manage", "POST /portal/send-report")
+        bounds = {name: form.get(name) or None for name in ("from", "to")}
+        for value in bounds.values():
+            if value is not None and not _DATE.fullmatch(value):
+                raise ServiceError(400, "invalid-field", text("portal-bad-date"))
+        _, recipients = await self._unit_reports().send_now(
+            caller.unit_id, caller.user_id, bounds["from"], bounds["to"], "device")
+        query = "&".join(f"{k}={v}" for k, v in bounds.items() if v)
+        raise _Redirect(f"/portal/reports?sent={len(recipients)}" + (f"&{query}" if query
+                                                                       else ""))
+
+
+class _Raw(bytes):
+    """A page's answer that is not HTML (a download): written as it is."""
+
+
 class _Observer:
     """A caller as the portal shows a record: never the terminal that asked (so that a
     look at an approved session never collects its terminal token: ``remotecomm join``
@@ -315,6 +372,19 @@ class _Observer:
     @staticmethod
     def of(caller: Caller) -> Caller:
         return dataclasses.replace(caller, terminal_id="portal-observer")
+
+
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _date_arg(request, name: bytes) -> str | None:
+    """A day from the query (``YYYY-MM-DD``, as a date field sends it), or ``None``."""
+    value = _arg(request, name)
+    if not value:
+        return None
+    if not _DATE.fullmatch(value):
+        raise ServiceError(400, "invalid-field", text("portal-bad-date"))
+    return value
 
 
 def _arg(request, name: bytes) -> str:

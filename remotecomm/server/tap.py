@@ -38,6 +38,7 @@ from remotecomm.relay.manager_api import ManagerClient, relay_node_routes
 from remotecomm.relay.node import RelayNode
 from remotecomm.relay.websocket import SiteRoot, relay_resource
 from remotecomm.reports.mail import ReportMailer
+from remotecomm.reports.service import UnitReports
 from remotecomm.reports.smtp import SmtpSender
 from remotecomm.scheduling import Job, Scheduler, every
 from remotecomm.server.config import ServerConfig, SessionsConfig, load_server_config
@@ -297,7 +298,7 @@ def _build_sessions(config: ServerConfig, reactor, root, readiness: dict,
               devices_link_up=lambda: getattr(manager.devices, "link_up", False))
     portal = Portal(manager.accounts, FleetListing(
         manager.store, lambda: getattr(manager.devices, "link_up", False)), reactor,
-        sessions=broker)
+        sessions=broker, reports=UnitReports(manager.store, reactor, manager.mailer))
     return api.resource(), portal
 
 

@@ -20,7 +20,6 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
 from twisted.internet import error
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import ProcessProtocol
@@ -133,19 +132,36 @@ class Browser:
             raise BrowserError(f"{expression}: {result['exceptionDetails']}")
         return result["result"].get("value")
 
-    async def click(self, selector: str) -> None:
+    async def click(self, selector: str, wait_for_load: bool = True) -> None:
         """Click the element at its centre with the mouse, as a person would, and wait for
-        the page that follows to load."""
+        the page that follows to load (unless the click loads no page: a download)."""
         box = await self.evaluate(
             f"(() => {{ const e = document.querySelector({json.dumps(selector)}); "
             # The first box: a link wrapped over two lines has nothing at its overall centre.
             f"const r = e.getClientRects()[0] || e.getBoundingClientRect(); "
             f"return [r.x + r.width / 2, r.y + r.height / 2]; }})()")
-        loaded = self.next_event("Page.loadEventFired")
+        loaded = self.next_event("Page.loadEventFired") if wait_for_load else None
         for kind in ("mousePressed", "mouseReleased"):
             await self.call("Input.dispatchMouseEvent", {
                 "type": kind, "x": box[0], "y": box[1], "button": "left", "clickCount": 1})
-        await loaded
+        if loaded is not None:
+            await loaded
+
+    async def download(self, selector: str, folder: Path) -> Path:
+        """Click a download link and wait until the file is in ``folder``; its path."""
+        folder.mkdir(parents=True, exist_ok=True)
+        await self.call("Browser.setDownloadBehavior", {
+            "behavior": "allowAndName", "downloadPath": str(folder), "eventsEnabled": True},
+            page=False)
+        begun = self.next_event("Browser.downloadWillBegin")
+        await self.click(selector, wait_for_load=False)
+        guid = (await begun)["guid"]
+        while True:
+            progress = await self.next_event("Browser.downloadProgress")
+            if progress.get("guid") == guid and progress.get("state") == "completed":
+                return folder / guid
+            if progress.get("guid") == guid and progress.get("state") == "canceled":
+                raise BrowserError(f"the download of {selector} was cancelled")
 
     async def screenshot(self, path: Path) -> None:
         """Save what the page shows now as a PNG at ``path``."""

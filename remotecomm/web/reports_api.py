@@ -25,14 +25,13 @@ from remotecomm.identifiers import MAIL_ADDRESS, is_valid
 from remotecomm.json_http import ApiError, Download, Route, no_more_fields, read_json, take_str
 from remotecomm.reports.csv_export import records_csv, report_csv
 from remotecomm.reports.mail import ReportMailer, mailing_json
-from remotecomm.reports.periods import PeriodError, period
 from remotecomm.reports.schedules import WEEKDAYS, ReportSchedule, ScheduleError
-from remotecomm.reports.sessions import unit_report, unit_zone
+from remotecomm.reports.service import ReportError, UnitReports
+from remotecomm.reports.sessions import unit_zone
 from remotecomm.sessions import records
 from remotecomm.store import mailings as mail_rows
 from remotecomm.store.audit import append_audit
 from remotecomm.store.engine import Store, StoreBusy
-from remotecomm.store.reports import GROUPS
 from remotecomm.web.answers import BUSY
 
 CSV = "text/csv; charset=utf-8; header=present"
@@ -67,6 +66,7 @@ class ReportRoutes:
         self._caller = caller
         self._session_filters = session_filters
         self._mailer = mailer
+        self._reports = UnitReports(store, clock, mailer)
 
     def routes(self) -> list[Route]:
         """The routes to add to the API's router."""
@@ -91,20 +91,9 @@ class ReportRoutes:
         """S318/S319: the caller's unit's figures over a period, grouped or not."""
         caller, _ = await self._caller(request)
         values = _query(request, ("from", "to", "group_by"))
-        group_by = values.get("group_by") or None
-        if group_by is not None and group_by not in GROUPS:
-            raise ApiError(400, "invalid-field", f"group_by must be one of {', '.join(GROUPS)}",
-                           field="group_by")
-
-        def build(connection):
-            tz = unit_zone(connection, caller.unit_id)
-            asked = period(values.get("from"), values.get("to"), tz, now_us(self._clock))
-            return unit_report(connection, caller.unit_id, asked, group_by)
-
-        try:
-            answer = await self._run(build)
-        except PeriodError as e:
-            raise ApiError(400, "invalid-field", str(e), field=e.field) from None
+        answer = await self._report_call(self._reports.report, caller.unit_id,
+                                         values.get("from"), values.get("to"),
+                                         values.get("group_by") or None)
         if csv or wants_csv(request):
             return 200, Download(report_csv(answer), CSV,
                                  f"sessions-{caller.unit_id}-{answer['from'][:10]}.csv")
@@ -241,7 +230,7 @@ class ReportRoutes:
         """Queue the unit's report for its recipients now (unit admins): ``from``, ``to``,
         ``group_by`` as for the report; 202 with the mailing to follow."""
         caller = await self._admin(request)
-        if self._mailer is None or not self._mailer.enabled:
+        if not self._reports.mail_enabled:
             raise ApiError(503, "mail-not-configured", "this server sends no e-mail ([mail])")
         request.content.seek(0)
         body = read_json(request) if request.content.read(1) else {}
@@ -252,25 +241,18 @@ class ReportRoutes:
                 raise ApiError(400, "invalid-field", f"{name} must be a string", field=name)
             values[name] = value
         no_more_fields(body)
-        if values["group_by"] is not None and values["group_by"] not in GROUPS:
-            raise ApiError(400, "invalid-field", f"group_by must be one of {', '.join(GROUPS)}",
-                           field="group_by")
-        recipients = await self._run(mail_rows.recipients_of, caller.unit_id)
-        if not recipients:
-            raise ApiError(409, "no-recipients", "your unit has no report recipients")
-
-        def asked(connection):
-            return period(values["from"], values["to"], unit_zone(connection, caller.unit_id),
-                          now_us(self._clock))
-
-        try:
-            the_period = await self._run(asked)
-        except PeriodError as e:
-            raise ApiError(400, "invalid-field", str(e), field=e.field) from None
-        mailing_id = await self._mailer.send_now(caller.unit_id, caller.user_id, the_period,
-                                                 values["group_by"])
-        self._mailer.kick()
+        mailing_id, recipients = await self._report_call(
+            self._reports.send_now, caller.unit_id, caller.user_id, values["from"],
+            values["to"], values["group_by"])
         return 202, {"mailing_id": mailing_id, "state": "queued", "recipients": recipients}
+
+    async def _report_call(self, call, *args):
+        try:
+            return await call(*args)
+        except ReportError as e:
+            raise ApiError(e.status, e.code, e.message, **e.extra) from None
+        except StoreBusy:
+            raise BUSY from None
 
     async def mailings(self, request: server.Request):
         """The unit's recent mailings, newest first, with their state."""

@@ -106,6 +106,14 @@ class PortalInChromiumTests(TestCase):
         self.assertEqual(await self.text_of("h1"), "Sessions of unit acme")
         self.assertIn("No sessions.", await self.text_of("main"))
 
+        await browser.click("header nav a[href='/portal/reports']")
+        self.assertEqual(await self.text_of("h1"), "Report of unit acme")
+        self.assertEqual(await browser.evaluate("document.querySelectorAll('svg.chart').length"),
+                         1)  # sessions per day; no device time or ends yet: said in words
+        await browser.screenshot(SCREENSHOTS / "reports.png")
+        csv = await browser.download("#csv-days", Path(self.mktemp()))
+        self.assertTrue(csv.read_text().startswith("from,to,day,"))
+
         await browser.click("header form.logout button")
         self.assertEqual(await browser.evaluate("location.pathname"), "/portal/login")
         await browser.navigate(self.setup.url + "/portal/")

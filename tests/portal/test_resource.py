@@ -346,3 +346,76 @@ class SessionPagesTests(PortalTestCase):
         self.assertEqual((row.state, row.end_reason), ("ended", "revoked"))
         self.assertEqual(self.store.run_sync(audit_records, "session-force-ended")[-1]["actor"],
                          "carl")
+
+
+class ReportPagesTests(PortalTestCase):
+    """The unit's report with its charts, CSV downloads and e-mail now, through the same
+    report service as the API."""
+
+    def setUp(self):
+        super().setUp()
+        from remotecomm.reports.service import UnitReports
+        from remotecomm.store.schema import sessions
+        at = int(self.clock.seconds()) * 1_000_000  # 2027-01-15 08:00 UTC
+        for n, device, reason, seconds in ((1, "mfp-1", "normal", 600),
+                                           (2, "mfp-2", "normal", 60),
+                                           (3, "mfp-1", "ended-by-device", 1800)):
+            self.store.run_sync(lambda c: c.execute(sessions.insert().values(
+                request_id=f"req-{n:018d}", state="ended", unit_id="acme", user_id="alice",
+                terminal_id="t-1", device_id=device, app_id="web-server",
+                terminal_token_delivered=True, approved_by_test_approver=False,
+                requested_us=at - 60_000_000 * n, counted_at_us=at - 60_000_000 * n,
+                started_us=at - 60_000_000 * n, duration_us=seconds * 1_000_000,
+                bytes_to_device=1000, bytes_from_device=5000, end_reason=reason,
+                ended_us=at)))
+        root = Resource()
+        root.putChild(b"portal", Portal(self.accounts, FleetListing(self.store), self.clock,
+                                        reports=UnitReports(self.store, self.clock)))
+        self.http = StubTreq(root)
+        self.log_in()
+
+    def test_the_report_with_three_charts_and_their_tables(self):
+        status, headers, body = self.request("GET", "/portal/reports")
+        self.assertEqual(status, 200)
+        self.assertIn("2027-01-01 – 2027-02-01 (Europe/Berlin)", body)
+        self.assertEqual(body.count("<svg"), 3)
+        self.assertNotIn("<script", body)
+        self.assertNotIn("style=", body)
+        self.assertIn("2027-01-15: 3", body)  # the day's column says how many
+        self.assertIn("<title>mfp-1: 0 h 40 min</title>", body)
+        self.assertIn("<title>ended-by-device: 1</title>", body)
+        self.assertIn('id="table-ends"', body)
+        self.assertNotIn("E-mail this report now", body)  # a technician may not
+
+    def test_the_period_is_chosen_by_days(self):
+        _, _, body = self.request("GET", "/portal/reports?from=2026-12-01&to=2027-01-01")
+        self.assertIn("2026-12-01 – 2027-01-01", body)
+        self.assertIn("Nothing in this period.", body)
+        status, _, body = self.request("GET", "/portal/reports?from=yesterday")
+        self.assertEqual(status, 400)
+        self.assertIn("YYYY-MM-DD", body)
+        status, _, body = self.request("GET", "/portal/reports?from=2027-02-01&to=2027-01-01")
+        self.assertEqual(status, 400)
+        self.assertIn("to must come after from", body)
+
+    def test_csv_downloads(self):
+        status, headers, body = self.request("GET", "/portal/reports.csv?group_by=device")
+        self.assertEqual(status, 200)
+        self.assertEqual(headers.getRawHeaders("content-type"),
+                         ["text/csv; charset=utf-8; header=present"])
+        self.assertIn('attachment; filename="sessions-acme-2027-01-01-device.csv"',
+                      headers.getRawHeaders("content-disposition")[0])
+        lines = body.splitlines()
+        self.assertTrue(lines[0].startswith("from,to,device,"))
+        self.assertEqual([line.split(",")[2] for line in lines[1:]], ["mfp-1", "mfp-2", "TOTAL"])
+        self.assertEqual(self.request("GET", "/portal/reports.csv?group_by=planet")[0], 400)
+
+    def test_an_admin_may_mail_it_when_mail_is_configured(self):
+        self.request("POST", "/portal/logout", {"csrf": self.csrf()})
+        self.log_in("carl")
+        self.request("POST", "/portal/unit", {"csrf": self.csrf(), "unit_id": "acme"})
+        _, _, body = self.request("GET", "/portal/reports")
+        self.assertIn("E-mail this report now", body)
+        self.assertIn("this server sends no e-mail", body)
+        status, _, body = self.request("POST", "/portal/send-report", {"csrf": self.csrf()})
+        self.assertEqual(status, 503)
