@@ -22,7 +22,7 @@ from remotecomm.accounts.permissions import MEMBERSHIP_ROLES, PROVIDER_ADMIN
 from remotecomm.clock import now_us, seconds_to_us
 from remotecomm.service_errors import ServiceError
 from remotecomm.store import accounts as account_rows
-from remotecomm.store.audit import append_audit, audited
+from remotecomm.store.audit import AUDIT_KINDS, append_audit, audited, unit_audit
 from remotecomm.store.engine import Store
 from remotecomm.tokens import new_token, token_hash
 
@@ -200,6 +200,13 @@ class AccountAdmin:
         log.info("user {user_id} {what} by {admin}", user_id=user_id,
                  what="disabled" if disabled else "enabled", admin=caller.user_id)
         return await self._store.run(account_rows.user_row, user_id)
+
+    audit_kinds = tuple(sorted(AUDIT_KINDS))  # what an audit record can be
+
+    async def audit(self, caller: Caller, **filters) -> list[dict]:
+        """The audit records of the caller's unit, newest first (filters: ``kind``,
+        ``actor``, ``from_us``, ``to_us``, ``before_id``, ``limit``)."""
+        return await self._store.run(unit_audit, caller.unit_id, **filters)
 
     async def reset_password(self, caller: Caller, user_id: str,
                              password: str | None) -> str | None:

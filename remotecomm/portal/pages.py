@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from twisted.web.template import Tag, flattenString, tags
 
+from remotecomm.accounts.permissions import allowed
 from remotecomm.clock import iso_from_us
 from remotecomm.messages import text
 from remotecomm.portal.charts import bar_chart, column_chart
@@ -52,6 +53,10 @@ def _header(viewer: Viewer | None) -> Tag:
     links = [tags.a(text("portal-devices"), href="/portal/"),
              tags.a(text("portal-sessions"), href="/portal/sessions"),
              tags.a(text("portal-reports"), href="/portal/reports")]
+    if viewer.unit_id is not None and allowed(viewer.role, "users.list"):
+        links.append(tags.a(text("portal-users"), href="/portal/users"))
+    if viewer.unit_id is not None and allowed(viewer.role, "audit.read"):
+        links.append(tags.a(text("portal-audit"), href="/portal/audit"))
     if len(viewer.units) > 1 or viewer.unit_id is None:
         links.append(tags.a(text("portal-choose-unit"), href="/portal/units"))
     who = text("portal-who", user_id=viewer.user_id, unit_id=viewer.unit_id or "–",
@@ -376,6 +381,65 @@ def reports_page(viewer: Viewer, by_day: dict, by_device: dict, asked: dict, *,
                           method="post", action="/portal/send-report", class_="inline")]
     return layout(text("portal-reports-title", unit_id=viewer.unit_id), viewer,
                   *_notice(notice, "ok"), form, summary, downloads, *mail, *charts)
+
+
+def users_page(viewer: Viewer, users: list[dict], may_manage: bool) -> Tag:
+    """The unit's users, with Disable and Enable for those who may manage them."""
+    rows = []
+    for user in users:
+        role = next((m["role"] for m in user["memberships"]
+                     if m["unit_id"] == viewer.unit_id), "–")
+        state = text("portal-user-disabled") if user["disabled"] else text("portal-user-active")
+        action = ""
+        if may_manage and user["user_id"] != viewer.user_id:
+            verb = "enable" if user["disabled"] else "disable"
+            action = tags.form(_csrf_field(viewer), tags.button(
+                text(f"portal-{verb}"), type="submit",
+                class_="danger" if verb == "disable" else "",
+                **{"aria-label": text(f"portal-{verb}-label", user_id=user["user_id"])}),
+                method="post", action=f"/portal/{verb}/{user['user_id']}", class_="inline")
+        rows.append(tags.tr(tags.td(user["user_id"]), tags.td(user["display_name"]),
+                            tags.td(role + (" · " + text("portal-provider-admin")
+                                            if user["provider_admin"] else "")),
+                            tags.td(tags.span(state, class_="user-state " + (
+                                "disabled" if user["disabled"] else "active"))),
+                            tags.td(action), **{"data-user": user["user_id"]}))
+    table = tags.div(tags.table(
+        tags.thead(tags.tr(*[tags.th(text(key), scope="col") for key in (
+            "portal-col-user", "portal-col-display-name", "portal-col-role",
+            "portal-col-state", "portal-col-action")])),
+        tags.tbody(*rows), id="users"), class_="table")
+    return layout(text("portal-users-title", unit_id=viewer.unit_id), viewer, table)
+
+
+def audit_page(viewer: Viewer, records: list[dict], kinds: tuple[str, ...], kind: str,
+               actor: str) -> Tag:
+    """The unit's audit log, newest first, filtered by kind and actor."""
+    filters = tags.form(
+        tags.label(text("portal-audit-kind"), tags.select(
+            tags.option(text("portal-state-all"), value=""),
+            *[tags.option(value, value=value, **({"selected": ""} if value == kind else {}))
+              for value in kinds], name="kind", id="kind"), for_="kind"),
+        tags.label(text("portal-audit-actor"), tags.input(
+            type="text", name="actor", value=actor, id="actor", maxlength="200"),
+            for_="actor"),
+        tags.button(text("portal-filter"), type="submit"),
+        method="get", action="/portal/audit", class_="filters")
+    if not records:
+        listing = tags.p(text("portal-no-audit"), class_="empty")
+    else:
+        rows = [tags.tr(tags.td(_when(record["at_us"])), tags.td(record["kind"]),
+                        tags.td(record.get("actor") or "–"),
+                        tags.td(record.get("source_address") or "–"),
+                        tags.td(", ".join(f"{k}={v}" for k, v in sorted(
+                            (record.get("detail") or {}).items()))))
+                for record in records]
+        listing = tags.div(tags.table(
+            tags.thead(tags.tr(*[tags.th(text(key), scope="col") for key in (
+                "portal-col-when", "portal-audit-kind", "portal-audit-actor",
+                "portal-col-source", "portal-col-detail")])),
+            tags.tbody(*rows), id="audit"), class_="table")
+    return layout(text("portal-audit-title", unit_id=viewer.unit_id), viewer, filters, listing)
 
 
 def error_page(viewer: Viewer | None, status: int, message: str) -> Tag:

@@ -19,6 +19,7 @@ from twisted.internet.defer import ensureDeferred
 from twisted.logger import Logger
 from twisted.web import resource, server
 
+from remotecomm.accounts.administration import AccountAdmin
 from remotecomm.accounts.login import Accounts, Caller, Refused
 from remotecomm.accounts.permissions import allowed
 from remotecomm.clock import now_us
@@ -41,6 +42,7 @@ STATIC_FILES = {"portal.css": b"text/css; charset=utf-8"}
 OPEN_STATES = ("pending", "allocating", "approved", "active")
 SESSION_PAGE = 100
 DEVICE_PAGE_SESSIONS = 10
+AUDIT_PAGE = 200
 
 
 class _Redirect(Exception):
@@ -55,13 +57,15 @@ class Portal(resource.Resource):
     isLeaf = True
 
     def __init__(self, accounts: Accounts, fleet: FleetListing, clock,
-                 sessions: SessionBroker | None = None, reports: UnitReports | None = None):
+                 sessions: SessionBroker | None = None, reports: UnitReports | None = None,
+                 admin: AccountAdmin | None = None):
         super().__init__()
         self._accounts = accounts
         self._fleet = fleet
         self._clock = clock
         self._sessions = sessions
         self._reports = reports
+        self._admin = admin
         # (method, first path segment) → the page and how many more segments it takes
         self._pages: dict[tuple[bytes, str], tuple[Callable[..., Awaitable], int]] = {
             (b"GET", ""): (self.devices, 0),
@@ -77,6 +81,10 @@ class Portal(resource.Resource):
             (b"GET", "reports"): (self.report, 0),
             (b"GET", "reports.csv"): (self.report_csv, 0),
             (b"POST", "send-report"): (self.send_report, 0),
+            (b"GET", "users"): (self.users, 0),
+            (b"POST", "disable"): (self.disable_user, 1),
+            (b"POST", "enable"): (self.enable_user, 1),
+            (b"GET", "audit"): (self.audit, 0),
         }
 
     def render(self, request: server.Request):
@@ -358,6 +366,50 @@ class Portal(resource.Resource):
         query = "&".join(f"{k}={v}" for k, v in bounds.items() if v)
         raise _Redirect(f"/portal/reports?sent={len(recipients)}" + (f"&{query}" if query
                                                                        else ""))
+
+
+    # -- administration -----------------------------------------------------------------
+
+    def _administration(self) -> AccountAdmin:
+        if self._admin is None:
+            raise ServiceError(503, "unavailable", text("portal-no-admin"))
+        return self._admin
+
+    async def users(self, request):
+        caller, viewer = await self._viewer(request, "users.list", "GET /portal/users")
+        found = await self._administration().users(caller)
+        return pages.users_page(viewer, found, allowed(caller.role, "users.manage"))
+
+    async def disable_user(self, request, user_id: str):
+        return await self._set_disabled(request, user_id, True)
+
+    async def enable_user(self, request, user_id: str):
+        return await self._set_disabled(request, user_id, False)
+
+    async def _set_disabled(self, request, user_id: str, disabled: bool):
+        await self._checked_form(request)
+        caller, _ = await self._viewer(request, "users.manage", "POST /portal/disable")
+        if not is_valid(USER_ID, user_id):
+            raise ServiceError(404, "user-not-found", text("portal-no-such-user"))
+        if user_id == caller.user_id:
+            raise ServiceError(409, "own-account", text("portal-not-yourself"))
+        await self._administration().set_disabled(caller, user_id, disabled)
+        raise _Redirect("/portal/users")
+
+    async def audit(self, request):
+        caller, viewer = await self._viewer(request, "audit.read", "GET /portal/audit")
+        kind = _arg(request, b"kind")
+        actor = _arg(request, b"actor")[:200]
+        filters: dict = {"limit": AUDIT_PAGE}
+        administration = self._administration()
+        if kind:
+            if kind not in administration.audit_kinds:
+                raise ServiceError(400, "invalid-field", text("portal-bad-kind"))
+            filters["kind"] = kind
+        if actor:
+            filters["actor"] = actor
+        found = await administration.audit(caller, **filters)
+        return pages.audit_page(viewer, found, administration.audit_kinds, kind, actor)
 
 
 class _Raw(bytes):

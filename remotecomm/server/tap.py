@@ -15,6 +15,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.web.resource import NoResource
 
 from remotecomm import __version__
+from remotecomm.accounts.administration import AccountAdmin
 from remotecomm.accounts.housekeeping import token_purge_service
 from remotecomm.accounts.login import Accounts
 from remotecomm.accounts.passwords import PasswordHasherPool
@@ -298,7 +299,8 @@ def _build_sessions(config: ServerConfig, reactor, root, readiness: dict,
               devices_link_up=lambda: getattr(manager.devices, "link_up", False))
     portal = Portal(manager.accounts, FleetListing(
         manager.store, lambda: getattr(manager.devices, "link_up", False)), reactor,
-        sessions=broker, reports=UnitReports(manager.store, reactor, manager.mailer))
+        sessions=broker, reports=UnitReports(manager.store, reactor, manager.mailer),
+        admin=AccountAdmin(manager.store, manager.accounts.hasher, reactor))
     return api.resource(), portal
 
 

@@ -326,14 +326,14 @@ class AdminRoutes:
         """The unit's audit records, newest first (``next`` pages back)."""
         caller, _ = await self._caller(request)
         filters = self._audit_filters(request, MAX_AUDIT_PAGE)
-        found = await self._run(self._query_audit, caller.unit_id, filters)
+        try:
+            found = await self._admin.audit(caller, **filters)
+        except StoreBusy:
+            raise BUSY from None
         answer = {"unit_id": caller.unit_id, "records": [with_iso_times(r) for r in found]}
         if len(found) == filters["limit"]:
             answer["next"] = found[-1]["audit_id"]
         return 200, answer
-
-    async def _query_audit(self, unit_id: str, filters: dict) -> list[dict]:
-        return await self._store.run(unit_audit, unit_id, **filters)
 
     async def audit_csv(self, request: server.Request):
         """The unit's audit records as CSV (at most 10,000, newest first)."""

@@ -26,7 +26,8 @@ class PortalInChromiumTests(TestCase):
     async def setUp(self):
         self.setup = ServerSetup(reactor, Path(self.mktemp()))
         self.addCleanup(self.setup.stop)
-        self.setup.provision({"acme": {"users": ["alice"], "devices": ["mfp-1"]},
+        self.setup.provision({"acme": {"users": ["alice", "tom", "adam:unit-admin"],
+                                       "devices": ["mfp-1"]},
                               "globex": {"users": ["gina"], "devices": ["gx-1"]}})
         config = self.setup.server_config()
         admin.add_device(config, reactor, "mfp-2", "acme", HOSTILE, "<b>MFP</b>")
@@ -40,6 +41,13 @@ class PortalInChromiumTests(TestCase):
     async def text_of(self, selector: str) -> str:
         return await self.browser.evaluate(
             f"document.querySelector({json.dumps(selector)}).textContent")
+
+    async def log_in(self, user: str) -> None:
+        await self.browser.navigate(self.setup.url + "/portal/login")
+        await self.browser.evaluate(f"document.getElementById('user_id').value = '{user}'")
+        await self.browser.evaluate(f"document.getElementById('password').value = "
+                                    f"{json.dumps(PASSWORD)}")
+        await self.browser.click("#login")
 
     async def test_log_in_see_the_fleet_and_a_device_log_out(self):
         # On the wire first: the policy and the login cookie's flags.
@@ -119,3 +127,16 @@ class PortalInChromiumTests(TestCase):
         await browser.navigate(self.setup.url + "/portal/")
         self.assertEqual(await browser.evaluate("location.pathname"), "/portal/login")
         self.assertEqual(browser.events("Page.javascriptDialogOpening"), [])
+
+        # A unit admin disables a technician, and the audit log says so.
+        await self.log_in("adam")
+        await browser.click("header nav a[href='/portal/users']")
+        await browser.click("form[action='/portal/disable/tom'] button")
+        self.assertEqual(await self.text_of("tr[data-user='tom'] .user-state"), "disabled")
+        await browser.screenshot(SCREENSHOTS / "users.png")
+        await browser.click("header nav a[href='/portal/audit']")
+        self.assertIn("user_id=tom", await self.text_of("#audit tbody tr"))
+        await browser.screenshot(SCREENSHOTS / "audit.png")
+        code, output = await self.setup.cli("login", "--user", "tom", "--password-stdin",
+                                            stdin=PASSWORD.encode() + b"\n")
+        self.assertEqual(code, 1, output)  # a disabled user cannot log in

@@ -419,3 +419,64 @@ class ReportPagesTests(PortalTestCase):
         self.assertIn("this server sends no e-mail", body)
         status, _, body = self.request("POST", "/portal/send-report", {"csrf": self.csrf()})
         self.assertEqual(status, 503)
+
+
+class AdministrationPagesTests(PortalTestCase):
+    """Users with Disable and Enable, and the audit log, through AccountAdmin."""
+
+    def setUp(self):
+        super().setUp()
+        from remotecomm.accounts.administration import AccountAdmin
+        root = Resource()
+        root.putChild(b"portal", Portal(self.accounts, FleetListing(self.store), self.clock,
+                                        admin=AccountAdmin(self.store, InlinePasswordHasher(),
+                                                           self.clock)))
+        self.http = StubTreq(root)
+
+    def as_carl(self):
+        self.log_in("carl")
+        self.request("POST", "/portal/unit", {"csrf": self.csrf(), "unit_id": "acme"})
+
+    def test_an_admin_disables_a_user_whose_portal_session_ends(self):
+        self.log_in("alice")
+        alices = dict(self.cookies)
+        self.cookies.clear()
+        self.as_carl()
+        _, _, body = self.request("GET", "/portal/users")
+        self.assertIn('data-user="alice"', body)
+        self.assertIn('action="/portal/disable/alice"', body)
+        self.assertNotIn('action="/portal/disable/carl"', body)  # not oneself
+        status, headers, _ = self.request("POST", "/portal/disable/alice",
+                                          {"csrf": self.csrf()})
+        self.assertEqual(headers.getRawHeaders("location"), ["/portal/users"])
+        _, _, body = self.request("GET", "/portal/users")
+        self.assertIn('action="/portal/enable/alice"', body)
+        _, _, body = self.request("GET", "/portal/audit?kind=user-disabled")
+        self.assertIn("user_id=alice", body)
+        self.assertIn("carl", body)
+        self.cookies = alices
+        self.assertEqual(self.request("GET", "/portal/")[1].getRawHeaders("location"),
+                         ["/portal/login?ended=1"])
+
+    def test_technicians_see_no_administration(self):
+        self.log_in("alice")
+        _, _, body = self.request("GET", "/portal/")
+        self.assertNotIn('href="/portal/users"', body)
+        status, _, body = self.request("GET", "/portal/users")
+        self.assertEqual(status, 403)
+        self.assertIn("a technician may not list and show the unit", body)
+        self.assertEqual(self.request("POST", "/portal/disable/carl",
+                                      {"csrf": self.csrf()})[0], 403)
+        denied = self.store.run_sync(audit_records, "permission-denied")
+        self.assertEqual([(r["actor"], r["detail"]["action"]) for r in denied],
+                         [("alice", "users.list"), ("alice", "users.manage")])
+
+    def test_the_audit_log_filters(self):
+        self.as_carl()
+        self.assertEqual(self.request("GET", "/portal/audit?kind=no-such-kind")[0], 400)
+        _, _, body = self.request("GET", "/portal/audit?actor=nobody")
+        self.assertIn("No audit records match.", body)
+        self.assertEqual(self.request("POST", "/portal/disable/carl",
+                                      {"csrf": self.csrf()})[0], 409)
+        self.assertEqual(self.request("POST", "/portal/disable/gina",
+                                      {"csrf": self.csrf()})[0], 404)
