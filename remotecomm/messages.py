@@ -173,6 +173,9 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "init-secret": "Created the XMPP component secret {path}",
         "init-relay-secret": "Created the relay ↔ manager API secret {path}",
         "init-prosody": "Wrote the Prosody config {path}",
+        "join-other-terminal": "request {request_id} was made for terminal {terminal_id}, "
+                               "not this one: run `remotecomm join` there",
+        "join-collected": "the session of request {request_id} was collected already",
         # -- the portal (remotecomm/portal) ------------------------------------------------
         "portal-brand": "remotecomm",
         "portal-nav": "Main",
@@ -287,6 +290,23 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "portal-mail-off": "(this server sends no e-mail)",
         "portal-mail-queued": "The report is queued for {count} recipients.",
         "portal-bad-date": "Give days as YYYY-MM-DD.",
+        "portal-ask-title": "Ask for a session",
+        "portal-ask-offline": "The device is offline: it cannot be asked now.",
+        "portal-ask-no-apps": "The device's agent offers no apps.",
+        "portal-ask-no-terminal": "Log in with the command line first (remotecomm login): "
+                                  "the session is served on one of your terminals.",
+        "portal-terminal-choice": "{terminal_id} (logged in {when})",
+        "portal-ask": "Ask the operator",
+        "portal-ask-hint": "The operator at the device must press YES. Then collect the "
+                           "session on the terminal you chose with remotecomm join.",
+        "portal-waiting": "Waiting for the operator at {device_id}:",
+        "portal-until": "until {when} UTC",
+        "portal-approved-by": "Approved by {operator}.",
+        "portal-join-on": "On your terminal {terminal_id}, run:",
+        "portal-choose-app": "Choose one of the device's apps.",
+        "portal-choose-terminal": "Choose one of your terminals (log in there with the "
+                                  "command line first).",
+        "portal-bad-watch": "There is nothing like that to follow.",
         "portal-users": "Users",
         "portal-audit": "Audit log",
         "portal-users-title": "Users of unit {unit_id}",

@@ -36,6 +36,10 @@ class Refused(Exception):
         self.retry_after = retry_after
 
 
+# The terminal IDs the portal makes for its browser logins start so; the other terminals
+# of a user are their CLIs.
+PORTAL_TERMINAL_PREFIX = "portal-"
+
 INVALID_CREDENTIALS = Refused("invalid-credentials", "user ID or password is wrong")
 
 
@@ -168,6 +172,12 @@ class Accounts:
                               unit_id=units[0][0] if len(units) == 1 else None,
                               terminal_id=terminal_id, reason=refusal.code)
         raise refusal
+
+    async def terminals(self, user_id: str) -> list[dict]:
+        """The user's CLI terminals: those they hold a valid API token on now (the portal's
+        own logins aside), the latest login first."""
+        return await self._store.run(account_queries.live_terminals, user_id,
+                                     now_us(self._clock), PORTAL_TERMINAL_PREFIX)
 
     async def require(self, caller: Caller, action: str, endpoint: str,
                       source_address: str) -> None:

@@ -18,6 +18,7 @@ from remotecomm.messages import text
 from remotecomm.portal.charts import bar_chart, column_chart
 
 STYLESHEET = "/portal/static/portal.css"
+SCRIPT = "/portal/static/portal.js"
 
 
 def _main(*children, **attributes) -> Tag:
@@ -67,14 +68,19 @@ def _header(viewer: Viewer | None) -> Tag:
                        tags.span(who, class_="who"), logout)
 
 
-def layout(title: str, viewer: Viewer | None, *content) -> Tag:
-    """The frame of every page: head, header with navigation, the page's content."""
+def layout(title: str, viewer: Viewer | None, *content, watch: str | None = None,
+           seen: str = "") -> Tag:
+    """The frame of every page: head, header with navigation, the page's content;
+    ``watch`` names what the page follows live and ``seen`` what it shows of it now
+    (``portal.js`` reloads the page when that changes)."""
+    live = {"data-watch": watch, "data-seen": seen} if watch else {}
     return tags.html(lang="en")(
         tags.head(tags.meta(charset="utf-8"),
                   tags.meta(name="viewport", content="width=device-width, initial-scale=1"),
                   tags.title(f"{title} · {text('portal-brand')}"),
-                  tags.link(rel="stylesheet", href=STYLESHEET)),
-        tags.body(_header(viewer), _main(tags.h1(title), *content, id="main")))
+                  tags.link(rel="stylesheet", href=STYLESHEET),
+                  tags.script(src=SCRIPT, defer="")),
+        tags.body(_header(viewer), _main(tags.h1(title), *content, id="main", **live)))
 
 
 def _notice(message: str | None, kind: str = "error") -> list:
@@ -158,9 +164,34 @@ def _matches(device: dict, query: str) -> bool:
                for key in ("device_id", "name", "model", "firmware_version"))
 
 
+def _request_form(viewer: Viewer, device: dict, terminals: list[dict]) -> list:
+    """Ask for a session: one of the device's apps, for one of the user's CLI terminals."""
+    heading = tags.h2(text("portal-ask-title"))
+    if device["state"] != "online":
+        return [heading, tags.p(text("portal-ask-offline"), class_="empty")]
+    if not device["apps"]:
+        return [heading, tags.p(text("portal-ask-no-apps"), class_="empty")]
+    if not terminals:
+        return [heading, tags.p(text("portal-ask-no-terminal"), class_="empty")]
+    return [heading, tags.form(
+        _csrf_field(viewer),
+        tags.label(text("portal-col-app"), tags.select(
+            *[tags.option(app, value=app) for app in device["apps"]], name="app_id",
+            id="app_id"), for_="app_id"),
+        tags.label(text("portal-col-terminal"), tags.select(
+            *[tags.option(text("portal-terminal-choice", terminal_id=t["terminal_id"],
+                               when=_when(t["last_login_us"])), value=t["terminal_id"])
+              for t in terminals], name="terminal_id", id="terminal_id"), for_="terminal_id"),
+        tags.button(text("portal-ask"), type="submit", id="ask"),
+        method="post", action=f"/portal/request/{device['device_id']}", class_="filters"),
+        tags.p(text("portal-ask-hint"), class_="hint")]
+
+
 def device_page(viewer: Viewer, device: dict, recent: list[dict] = (),
-                may_end=lambda record: False) -> Tag:
-    """One device: what its agent last said of it, and its latest sessions."""
+                may_end=lambda record: False, terminals: list[dict] = (),
+                sessions_served: bool = False) -> Tag:
+    """One device: what its agent last said of it, asking it for a session, and its latest
+    sessions."""
     facts = [
         ("portal-col-device", device["device_id"]), ("portal-col-model", device["model"]),
         ("portal-col-state", _state(device)),
@@ -172,6 +203,7 @@ def device_page(viewer: Viewer, device: dict, recent: list[dict] = (),
     return layout(device["name"], viewer, tags.dl(
         *[part for key, value in facts for part in (tags.dt(text(key)), tags.dd(value))],
         class_="facts", id="device"),
+        *(_request_form(viewer, device, list(terminals)) if sessions_served else []),
         tags.h2(text("portal-device-sessions")),
         _sessions_table(viewer, recent, may_end, show_device=False),
         tags.p(tags.a(text("portal-device-all-sessions"),
@@ -241,7 +273,7 @@ def _sessions_table(viewer: Viewer, found: list[dict], may_end, show_device=True
 
 
 def sessions_page(viewer: Viewer, found: list[dict], shown: str, device_id: str,
-                  may_end) -> Tag:
+                  may_end, seen: str = "") -> Tag:
     """The unit's sessions: open ones by default, or ended ones, or all, of one device."""
     filters = tags.form(
         tags.label(text("portal-shown"), tags.select(
@@ -254,10 +286,11 @@ def sessions_page(viewer: Viewer, found: list[dict], shown: str, device_id: str,
         tags.button(text("portal-filter"), type="submit"),
         method="get", action="/portal/sessions", class_="filters")
     return layout(text("portal-sessions-title", unit_id=viewer.unit_id), viewer, filters,
-                  _sessions_table(viewer, found, may_end))
+                  _sessions_table(viewer, found, may_end),
+                  watch="sessions" if shown == "open" and not device_id else None, seen=seen)
 
 
-def session_page(viewer: Viewer, record: dict, may_end: bool) -> Tag:
+def session_page(viewer: Viewer, record: dict, may_end: bool, seen: str = "") -> Tag:
     """One session's whole record: who, what, when, how it ended, each side, the device's
     own report."""
     facts = [("portal-col-request", record["request_id"]),
@@ -280,9 +313,24 @@ def session_page(viewer: Viewer, record: dict, may_end: bool) -> Tag:
         tags.td(values.get("end_reason") or "–"),
         tags.td(_bytes(values.get("bytes_to_side"))),
         tags.td(_bytes(values.get("bytes_from_side")))) for side, values in sides.items()]
-    content = [tags.dl(*[part for key, value in facts
-                         for part in (tags.dt(text(key)), tags.dd(value))],
-                       class_="facts", id="record")]
+    content = []
+    state = record["state"]
+    if state == "pending":
+        deadline = record["approval_deadline_us"]
+        content.append(tags.p(text("portal-waiting", device_id=record["device_id"]), " ",
+                              tags.time(text("portal-until", when=_when(deadline)),
+                                        datetime=iso_from_us(deadline),
+                                        **{"data-deadline": str(deadline // 1000)}),
+                              class_="notice warning", id="progress", role="status"))
+    elif state in ("allocating", "approved"):
+        content.append(tags.div(
+            tags.p(text("portal-approved-by", operator=record.get("operator") or "?")),
+            tags.p(text("portal-join-on", terminal_id=record["terminal_id"])),
+            tags.pre(tags.code(f"remotecomm join {record['request_id']}")),
+            class_="notice ok", id="progress", role="status"))
+    content.append(tags.dl(*[part for key, value in facts
+                             for part in (tags.dt(text(key)), tags.dd(value))],
+                           class_="facts", id="record"))
     if may_end:
         content.append(_end_form(viewer, record))
     content.append(tags.h2(text("portal-sides")))
@@ -301,7 +349,8 @@ def session_page(viewer: Viewer, record: dict, may_end: bool) -> Tag:
                                class_="facts", id="device-report"))
     content.append(tags.p(tags.a(text("portal-back-sessions"), href="/portal/sessions")))
     return layout(text("portal-session-title", request_id=record["request_id"]), viewer,
-                  *content)
+                  *content, watch=f"session:{record['request_id']}" if state != "ended"
+                  else None, seen=seen)
 
 
 def _duration(us: int) -> str:
@@ -323,7 +372,7 @@ def reports_page(viewer: Viewer, by_day: dict, by_device: dict, asked: dict, *,
     """The unit's report for a period: totals, three charts (sessions per day, time per
     device, ends by reason) each with its table, CSV downloads, e-mail now."""
     totals = by_day["totals"]
-    query = "&".join(f"{name}={value}" for name, value in asked.items() if value)
+    query = "".join(f"{name}={value}&" for name, value in asked.items() if value)
     form = tags.form(
         tags.label(text("portal-from"), tags.input(type="date", name="from", id="from",
                                                    value=asked.get("from") or ""), for_="from"),
@@ -365,9 +414,9 @@ def reports_page(viewer: Viewer, by_day: dict, by_device: dict, asked: dict, *,
                      class_="chart-block"),
     ]
     downloads = tags.p(
-        tags.a(text("portal-csv-days"), href=f"/portal/reports.csv?{query}&group_by=day",
+        tags.a(text("portal-csv-days"), href=f"/portal/reports.csv?{query}group_by=day",
                download="", id="csv-days"), " · ",
-        tags.a(text("portal-csv-devices"), href=f"/portal/reports.csv?{query}&group_by=device",
+        tags.a(text("portal-csv-devices"), href=f"/portal/reports.csv?{query}group_by=device",
                download=""), class_="downloads")
     mail = []
     if may_mail:

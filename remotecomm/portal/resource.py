@@ -19,14 +19,16 @@ from twisted.internet.defer import ensureDeferred
 from twisted.logger import Logger
 from twisted.web import resource, server
 
+from remotecomm import __version__
 from remotecomm.accounts.administration import AccountAdmin
 from remotecomm.accounts.login import Accounts, Caller, Refused
 from remotecomm.accounts.permissions import allowed
 from remotecomm.clock import now_us
 from remotecomm.fleet.listing import FleetListing
-from remotecomm.identifiers import DEVICE_ID, REQUEST_ID, UNIT_ID, USER_ID, is_valid
+from remotecomm.identifiers import APP_ID, DEVICE_ID, REQUEST_ID, UNIT_ID, USER_ID, is_valid
 from remotecomm.messages import text
 from remotecomm.portal import pages
+from remotecomm.portal.events import LiveUpdates
 from remotecomm.portal.security import (LOGIN_COOKIE, LOGIN_NONCE_LIFETIME, SESSION_COOKIE,
                                         PortalSession, new_login_nonce, new_terminal_id, read_form,
                                         same, same_origin, security_headers, set_cookie)
@@ -38,11 +40,14 @@ from remotecomm.sessions.broker import SessionBroker
 log = Logger()
 
 STATIC = Path(__file__).parent / "static"
-STATIC_FILES = {"portal.css": b"text/css; charset=utf-8"}
+STATIC_FILES = {"portal.css": b"text/css; charset=utf-8",
+                "portal.js": b"text/javascript; charset=utf-8"}
 OPEN_STATES = ("pending", "allocating", "approved", "active")
 SESSION_PAGE = 100
 DEVICE_PAGE_SESSIONS = 10
 AUDIT_PAGE = 200
+# What the session's record says asked for it (the terminal it names collects the token).
+PORTAL_CLIENT = {"client_name": "remotecomm-portal", "client_version": __version__}
 
 
 class _Redirect(Exception):
@@ -66,6 +71,7 @@ class Portal(resource.Resource):
         self._sessions = sessions
         self._reports = reports
         self._admin = admin
+        self.live = LiveUpdates(clock)
         # (method, first path segment) → the page and how many more segments it takes
         self._pages: dict[tuple[bytes, str], tuple[Callable[..., Awaitable], int]] = {
             (b"GET", ""): (self.devices, 0),
@@ -78,6 +84,8 @@ class Portal(resource.Resource):
             (b"GET", "sessions"): (self.session_list, 0),
             (b"GET", "session"): (self.session, 1),
             (b"POST", "end"): (self.end_session, 1),
+            (b"POST", "request"): (self.request_session, 1),
+            (b"GET", "events"): (self.events, 0),
             (b"GET", "reports"): (self.report, 0),
             (b"GET", "reports.csv"): (self.report_csv, 0),
             (b"POST", "send-report"): (self.send_report, 0),
@@ -108,6 +116,8 @@ class Portal(resource.Resource):
             if request.method == b"POST" and not same_origin(request):
                 raise ServiceError(403, "cross-origin", text("portal-cross-origin"))
             page = await handler(request, *rest)
+            if page is _STREAMING:
+                return
             if isinstance(page, _Raw):
                 self._finish(request, bytes(page), html=False)
                 return
@@ -272,11 +282,14 @@ class Portal(resource.Resource):
         found = [d for d in fleet["devices"] if d["device_id"] == device_id]
         if not found:
             raise ServiceError(404, "device-not-found", text("portal-no-such-device"))
-        recent = []
+        recent, terminals = [], []
         if self._sessions is not None and allowed(caller.role, "sessions.list"):
             recent = await self._broker().list_records(caller, device_id=device_id,
                                                         limit=DEVICE_PAGE_SESSIONS)
-        return pages.device_page(viewer, found[0], recent, self._may_end(caller))
+        if self._sessions is not None and allowed(caller.role, "sessions.request"):
+            terminals = await self._accounts.terminals(caller.user_id)
+        return pages.device_page(viewer, found[0], recent, self._may_end(caller), terminals,
+                                 self._sessions is not None)
 
     # -- sessions -----------------------------------------------------------------------
 
@@ -307,14 +320,34 @@ class Portal(resource.Resource):
                 raise ServiceError(404, "device-not-found", text("portal-no-such-device"))
             filters["device_id"] = device_id
         found = await self._broker().list_records(caller, **filters)
-        return pages.sessions_page(viewer, found, shown, device_id, self._may_end(caller))
+        return pages.sessions_page(viewer, found, shown, device_id, self._may_end(caller),
+                                   sessions_fingerprint(found))
 
     async def session(self, request, request_id: str):
         caller, viewer = await self._viewer(request, "sessions.list", "GET /portal/session")
         if not is_valid(REQUEST_ID, request_id):
             raise ServiceError(404, "session-not-found", text("portal-no-such-session"))
         record = await self._broker().poll(_Observer.of(caller), request_id)
-        return pages.session_page(viewer, record, self._may_end(caller)(record))
+        return pages.session_page(viewer, record, self._may_end(caller)(record),
+                                  session_fingerprint(record))
+
+    async def request_session(self, request, device_id: str):
+        form, _ = await self._checked_form(request)
+        caller, _ = await self._viewer(request, "sessions.request", "POST /portal/request")
+        app_id = form.get("app_id", "")
+        terminal_id = form.get("terminal_id", "")
+        if not is_valid(DEVICE_ID, device_id):
+            raise ServiceError(404, "device-not-found", text("portal-no-such-device"))
+        if not is_valid(APP_ID, app_id):
+            raise ServiceError(400, "invalid-field", text("portal-choose-app"))
+        # The terminal token goes to one of the user's own CLI terminals, never here.
+        if terminal_id not in [t["terminal_id"]
+                               for t in await self._accounts.terminals(caller.user_id)]:
+            raise ServiceError(400, "invalid-field", text("portal-choose-terminal"))
+        accepted = await self._broker().request_session(
+            dataclasses.replace(caller, terminal_id=terminal_id), device_id, app_id,
+            PORTAL_CLIENT)
+        raise _Redirect(f"/portal/session/{accepted.request_id}")
 
     async def end_session(self, request, request_id: str):
         _, session = await self._checked_form(request)
@@ -410,6 +443,45 @@ class Portal(resource.Resource):
             filters["actor"] = actor
         found = await administration.audit(caller, **filters)
         return pages.audit_page(viewer, found, administration.audit_kinds, kind, actor)
+
+
+    # -- live updates ---------------------------------------------------------------------
+
+    async def events(self, request):
+        """``/portal/events?watch=session:ID`` or ``?watch=sessions``: says ``change`` when
+        the session (or the unit's open sessions) changed."""
+        caller, _ = await self._viewer(request, "sessions.list", "GET /portal/events")
+        watch = _arg(request, b"watch")
+        # What the page shows now ("" is something too: no open sessions).
+        seen = _arg(request, b"seen")[:4000] if b"seen" in request.args else None
+        broker = self._broker()
+        if watch.startswith("session:") and is_valid(REQUEST_ID, watch[8:]):
+            request_id, observer = watch[8:], _Observer.of(caller)
+
+            async def fingerprint() -> str:
+                return session_fingerprint(await broker.poll(observer, request_id))
+        elif watch == "sessions":
+            async def fingerprint() -> str:
+                return sessions_fingerprint(await broker.list_records(
+                    caller, states=OPEN_STATES, limit=SESSION_PAGE))
+        else:
+            raise ServiceError(400, "invalid-field", text("portal-bad-watch"))
+        await self.live.stream(request, caller.user_id, fingerprint, seen)
+        return _STREAMING
+
+
+_STREAMING = object()  # the handler answers the request itself, over time
+
+
+def session_fingerprint(record: dict) -> str:
+    """What a session's page shows that can change (it reloads when this does)."""
+    return "|".join(str(record.get(key)) for key in (
+        "state", "end_reason", "operator", "started_at_us"))
+
+
+def sessions_fingerprint(found: list[dict]) -> str:
+    """What the list of open sessions shows that can change."""
+    return " ".join(f"{r['request_id']}:{r['state']}" for r in found)
 
 
 class _Raw(bytes):

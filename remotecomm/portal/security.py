@@ -21,6 +21,7 @@ from urllib.parse import parse_qs
 
 from twisted.web import server
 
+from remotecomm.accounts.login import PORTAL_TERMINAL_PREFIX
 from remotecomm.identifiers import TERMINAL_ID, UNIT_ID, is_valid
 from remotecomm.service_errors import ServiceError
 
@@ -74,7 +75,7 @@ class PortalSession:
 
 def new_terminal_id() -> str:
     """A terminal ID for one browser login."""
-    return "portal-" + secrets.token_urlsafe(18)
+    return PORTAL_TERMINAL_PREFIX + secrets.token_urlsafe(18)
 
 
 def new_login_nonce() -> str:

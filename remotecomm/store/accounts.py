@@ -119,6 +119,21 @@ def record_login(connection: Connection, token_hash: str, user_id: str, terminal
         expires_us=expires_us, revoked_us=None, source_address=source_address))
 
 
+def live_terminals(connection: Connection, user_id: str, now_us: int,
+                   excluded_prefix: str) -> list[dict]:
+    """The terminals a user holds a valid API token on now (not those whose ID starts with
+    ``excluded_prefix``), the latest login first."""
+    latest = func.max(api_tokens.c.created_us).label("last_login_us")
+    rows = connection.execute(
+        select(api_tokens.c.terminal_id, latest)
+        .where(api_tokens.c.user_id == user_id, api_tokens.c.revoked_us.is_(None),
+               api_tokens.c.expires_us > now_us,
+               api_tokens.c.terminal_id.not_like(excluded_prefix + "%"))
+        .group_by(api_tokens.c.terminal_id).order_by(latest.desc()))
+    return [{"terminal_id": row.terminal_id, "last_login_us": row.last_login_us}
+            for row in rows]
+
+
 def token_record(connection: Connection, token_hash: str) -> TokenRecord | None:
     """The API token's owner and validity, or ``None`` if no such token was issued."""
     row = connection.execute(

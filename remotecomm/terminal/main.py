@@ -102,6 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
     open_parser.add_argument("app_id", type=identifier(APP_ID, "app ID"))
     open_parser.add_argument("--port", type=_port, default=0,
                              help="the local port on 127.0.0.1 (default: any free port)")
+    join_parser = commands.add_parser("join", help="collect and serve a session asked for in "
+                                                   "the portal for this terminal")
+    join_parser.add_argument("request_id", type=identifier(REQUEST_ID, "request ID"))
+    join_parser.add_argument("--port", type=_port, default=0,
+                             help="the local port on 127.0.0.1 (default: any free port)")
     close_parser = commands.add_parser("close", help="end the session `open` holds with a "
                                                      "device")
     close_parser.add_argument("device_id", type=identifier(DEVICE_ID, "device ID (lower case)"))
@@ -256,6 +261,9 @@ async def _run_terminal(reactor, args: argparse.Namespace) -> list[str]:
     if args.command == "open":
         return await open_session(reactor, client, args.device_id, args.app_id, args.port)
 
+    if args.command == "join":
+        return await join_session(reactor, client, args.request_id, args.port)
+
     if args.command == "sessions":
         query = urlencode({name: value for name, value in (
             ("from", args.from_), ("to", args.to), ("device_id", args.device),
@@ -323,8 +331,35 @@ async def open_session(reactor, client: ApiClient, device_id: str, app_id: str,
             raise CliError(e.message, _OPEN_REFUSALS[e.code], code=e.code) from None
         raise
     request_id = str(accepted.get("request_id", ""))
-    deadline_us = int(accepted.get("approval_deadline_us", 0))
-    print(text("waiting", device_id=device_id, deadline=_clock_time(deadline_us)), flush=True)
+    return await follow_request(reactor, client, request_id, device_id, app_id,
+                                int(accepted.get("approval_deadline_us", 0)), None, local_port)
+
+
+async def join_session(reactor, client: ApiClient, request_id: str,
+                       local_port: int = 0) -> list[str]:
+    """A session asked for in the portal for this terminal: wait for the operator as
+    ``open`` does, collect the terminal token (once) and serve the session."""
+    answer = await client.get(f"/api/v1/sessions/{request_id}")
+    if answer.get("terminal_id") != client.terminal_id:
+        raise CliError(text("join-other-terminal", request_id=request_id,
+                            terminal_id=answer.get("terminal_id", "?")), EXIT_USAGE)
+    device_id, app_id = str(answer.get("device_id", "")), str(answer.get("app_id", ""))
+    if answer.get("state") == "approved" and "terminal_token" not in answer:
+        raise CliError(text("join-collected", request_id=request_id), EXIT_USAGE)
+    return await follow_request(reactor, client, request_id, device_id, app_id,
+                                int(answer.get("approval_deadline_us", 0)), answer, local_port)
+
+
+async def follow_request(reactor, client: ApiClient, request_id: str, device_id: str,
+                         app_id: str, deadline_us: int, answer: dict | None,
+                         local_port: int = 0) -> list[str]:
+    """S142–S150, S201–S202: wait (Ctrl-C withdraws the request) until the operator has
+    answered, then serve the approved session or report why not; ``answer``: a first
+    poll's answer already in hand."""
+    state = answer.get("state") if answer else None
+    if state in (None, "pending", "allocating"):
+        print(text("waiting", device_id=device_id, deadline=_clock_time(deadline_us)),
+              flush=True)
     give_up = reactor.seconds() + max(0.0, deadline_us / 1e6 - reactor.seconds()) + POLL_GRACE
     countdown = Countdown(sys.stderr, device_id, deadline_us / 1e6, reactor.seconds)
     interrupted: Deferred = Deferred()
@@ -335,8 +370,9 @@ async def open_session(reactor, client: ApiClient, device_id: str, app_id: str,
     previous = {s: signal.signal(s, interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         while True:
-            answer = await _or_interrupted(client.get(f"/api/v1/sessions/{request_id}"),
-                                           interrupted)
+            if answer is None:
+                answer = await _or_interrupted(client.get(f"/api/v1/sessions/{request_id}"),
+                                               interrupted)
             state = answer.get("state")
             if state not in ("pending", "allocating"):
                 break
@@ -345,6 +381,7 @@ async def open_session(reactor, client: ApiClient, device_id: str, app_id: str,
                 raise CliError(text("approval-timeout", device_id=device_id),
                                EXIT_APPROVAL_TIMEOUT)
             await _or_interrupted(deferLater(reactor, POLL_INTERVAL, lambda: None), interrupted)
+            answer = None
     except _Interrupted:
         countdown.close()
         await _cancel(client, request_id, device_id)

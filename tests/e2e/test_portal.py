@@ -7,11 +7,13 @@ import json
 from pathlib import Path
 
 from twisted.internet import reactor
+from twisted.internet.defer import ensureDeferred, gatherResults
 from twisted.trial.unittest import TestCase
 
 from remotecomm.admin import commands as admin
-from remotecomm.testing.browser import Browser
-from remotecomm.testing.http import http_client
+from remotecomm.testing.browser import Browser, BrowserError
+from remotecomm.testing.http import LocalPortClient, http_client
+from remotecomm.testing.processes import free_port, sleep
 from remotecomm.testing.servers import PASSWORD, ServerSetup
 
 HOSTILE = "<img src=x onerror=alert(1)>"
@@ -140,3 +142,112 @@ class PortalInChromiumTests(TestCase):
         code, output = await self.setup.cli("login", "--user", "tom", "--password-stdin",
                                             stdin=PASSWORD.encode() + b"\n")
         self.assertEqual(code, 1, output)  # a disabled user cannot log in
+
+
+class AskForASessionInChromiumTests(TestCase):
+    """S141–S150 from the portal: ask on the device's page, the operator presses YES on the
+    panel (a second browser), the portal turns "approved" by itself, ``remotecomm join``
+    serves the session on the chosen terminal, and End in the portal ends it."""
+
+    timeout = 30
+
+    async def setUp(self):
+        self.setup = ServerSetup(reactor, Path(self.mktemp()))
+        self.addCleanup(self.setup.stop)
+        self.setup.provision({"acme": {"users": ["alice"], "devices": ["mfp-1"]}})
+        app_ports = {"web-server": free_port(), "remote-panel": free_port()}
+        self.setup.configure_agent("mfp-1", self.setup.app_urls(app_ports))
+        await self.setup.start()
+        agent = self.setup.start_agent("mfp-1")
+        simulator, self.panel_url = self.setup.start_simulator(
+            "mfp-1", {"olga": "panel password"}, app_ports=app_ports)
+        await simulator.wait_for_output("remote-panel on")
+        await self.setup.login("alice")  # the CLI terminal the session will be served on
+        await agent.wait_for_output("announced to rms.localhost")
+        await self.setup.wait_device("mfp-1", online=True)
+        config = self.setup.server_config()
+        self.portal = Browser(reactor, trusted_certificate=config.tls.certificate)
+        self.panel = Browser(reactor)
+        for browser, name in ((self.portal, "portal"), (self.panel, "panel")):
+            self.addCleanup(lambda b=browser, n=name: (
+                self.setup.folder / f"chromium-{n}.log").write_text(b.output))
+            self.addCleanup(browser.stop)
+        await gatherResults([ensureDeferred(self.portal.start()),
+                             ensureDeferred(self.panel.start())])
+        await self.portal.call("Emulation.setDeviceMetricsOverride", {
+            "width": 1280, "height": 800, "deviceScaleFactor": 1, "mobile": False})
+
+    async def wait_for(self, browser: Browser, expression: str, seconds: float = 10):
+        """Until ``expression`` is true in the page (which may be reloading meanwhile)."""
+        for _ in range(int(seconds * 10)):
+            try:
+                if await browser.evaluate(expression):
+                    return
+            except BrowserError:
+                pass  # between two loads
+            await sleep(reactor, 0.1)
+        try:
+            shown = await browser.evaluate("location.href + ' ' + document.body.innerText")
+        except BrowserError as e:
+            shown = str(e)
+        self.fail(f"not within {seconds} s: {expression}; the page: {shown[:1500]}")
+
+    async def test_ask_approve_on_the_panel_join_and_end_from_the_portal(self):
+        portal, panel = self.portal, self.panel
+        await portal.navigate(self.setup.url + "/portal/login")
+        await portal.evaluate("document.getElementById('user_id').value = 'alice'")
+        await portal.evaluate(f"document.getElementById('password').value = "
+                              f"{json.dumps(PASSWORD)}")
+        await portal.click("#login")
+        await portal.navigate(self.setup.url + "/portal/devices/mfp-1")
+        terminal = json.loads((self.setup.terminal_home / "state.json").read_text())[
+            "terminal_id"]
+        self.assertEqual(await portal.evaluate(
+            "document.getElementById('terminal_id').value"), terminal)
+        await portal.evaluate("document.getElementById('app_id').value = 'web-server'")
+        await portal.screenshot(SCREENSHOTS / "ask.png")
+        await portal.click("#ask")
+        request_id = (await portal.evaluate("location.pathname")).rsplit("/", 1)[1]
+        self.assertIn("Waiting for the operator at mfp-1",
+                      await portal.evaluate("document.getElementById('progress').textContent"))
+        await self.wait_for(portal, "/^[0-9]+:[0-9]{2}$/.test("
+                                    "document.querySelector('[data-deadline]').textContent)")
+        await portal.screenshot(SCREENSHOTS / "waiting.png")
+
+        # The operator, at the device's panel in another browser, presses YES.
+        await panel.navigate(self.panel_url + "/")
+        loaded = panel.next_event("Page.loadEventFired")
+        await panel.evaluate(
+            "document.querySelector('input[name=operator]').value = 'olga';"
+            "document.querySelector('input[name=password]').value = 'panel password';"
+            "document.querySelector('form[action=\"/login\"]').submit()")
+        await loaded
+        card = f".request[data-request-id='{request_id}']"
+        for _ in range(50):
+            if await panel.evaluate(f"!!document.querySelector(\"{card}\")"):
+                break
+            await sleep(reactor, 0.1)
+            await panel.navigate(self.panel_url + "/")
+        await panel.click(f"{card} button.yes")
+
+        # The portal's page turns by itself: approved, and what to run where.
+        await self.wait_for(portal, "(document.getElementById('progress') || {}).textContent"
+                                    f".includes('remotecomm join {request_id}')")
+        self.assertIn(f"On your terminal {terminal}", await portal.evaluate(
+            "document.getElementById('progress').textContent"))
+        await portal.screenshot(SCREENSHOTS / "approved.png")
+
+        joining = self.setup.cli_process("join", request_id)
+        await joining.wait_for_output("Scripts: ", timeout=15)
+        session = json.loads((self.setup.terminal_home / "sessions" / "mfp-1.json").read_text())
+        response = await LocalPortClient(reactor, session).request("GET", "/api/status")
+        self.assertEqual(response.code, 200)
+        await response.content()
+        await self.wait_for(portal, "document.querySelector('.session-state.active') !== null")
+
+        await portal.click(f"form[action='/portal/end/{request_id}'] button")
+        self.assertEqual(await joining.ended(), 0, joining.output)
+        await self.wait_for(portal, "document.querySelector('.session-state.ended') !== null")
+        self.assertIn("ended (normal)", await portal.evaluate(
+            "document.querySelector('.session-state').textContent"))
+        self.assertEqual(portal.events("Page.javascriptDialogOpening"), [])

@@ -81,6 +81,16 @@ class PortalTestCase(SynchronousTestCase):
                     self.cookies.pop(name, None)
         return response.code, response.headers, body
 
+    def assert_no_inline_script_or_style(self, body: str) -> None:
+        """Scripts only from our own file, no inline script, handler or style."""
+        self.assertEqual(re.findall(r"<script[^>]*>", body),
+                         ['<script src="/portal/static/portal.js" defer=""></script>'[:-9]])
+        self.assertNotIn("<script>", body)
+        self.assertNotRegex(body, r"<script[^>]*>[^<]")
+        self.assertNotRegex(body, r"\son[a-z]+=")
+        self.assertNotIn("style=", body)
+        self.assertNotIn("<style", body)
+
     def log_in(self, user_id="alice", password=PASSWORD):
         self.request("GET", "/portal/login")
         nonce = re.search(r'name="nonce" value="([^"]+)"', self.request(
@@ -105,8 +115,7 @@ class LoginTests(PortalTestCase):
         self.assertEqual(headers.getRawHeaders("x-content-type-options"), ["nosniff"])
         self.assertEqual(headers.getRawHeaders("cache-control"), ["no-store"])
         self.assertTrue(body.startswith("<!DOCTYPE html>"))
-        self.assertNotIn("<script", body)
-        self.assertNotIn("style=", body)
+        self.assert_no_inline_script_or_style(body)
 
     def test_a_login_sets_a_strict_session_cookie_and_opens_the_fleet(self):
         status, headers, _ = self.log_in()
@@ -261,8 +270,8 @@ class UnitChoiceTests(PortalTestCase):
         self.assertIn("Devices of unit acme", self.request("GET", "/portal/")[2])
 
 
-class SessionPagesTests(PortalTestCase):
-    """The unit's sessions, one record, and End: through the same broker as the API."""
+class BrokerTestCase(PortalTestCase):
+    """A portal with the session broker, and alice's approved request for mfp-1."""
 
     def setUp(self):
         super().setUp()
@@ -285,16 +294,21 @@ class SessionPagesTests(PortalTestCase):
         self.http = StubTreq(root)
         from remotecomm.accounts.login import Caller
         from remotecomm.sessions.messages import ApprovalDecision
-        alice = Caller(user_id="alice", unit_id="acme", role="technician",
-                       terminal_id="t-0123456789abcdef0123456789abcdef")
+        self.alice = Caller(user_id="alice", unit_id="acme", role="technician",
+                            terminal_id="t-0123456789abcdef0123456789abcdef")
         accepted = self.successResultOf(Deferred.fromCoroutine(
-            self.broker.request_session(alice, "mfp-1", "web-server")))
+            self.broker.request_session(self.alice, "mfp-1", "web-server")))
         self.request_id = accepted.request_id
         self.successResultOf(Deferred.fromCoroutine(self.broker.on_decision(
             "mfp-1", ApprovalDecision(self.request_id, True, "olga", False), "mfp-1@d/agent")))
         for _ in range(3):  # the relay allocates, the device is told
             self.clock.advance(0)
         self.assertEqual(self.store.run_sync(load_session, self.request_id).state, "approved")
+
+
+
+class SessionPagesTests(BrokerTestCase):
+    """The unit's sessions, one record, and End: through the same broker as the API."""
 
     def test_open_sessions_with_end_for_their_user(self):
         self.log_in("alice")
@@ -379,8 +393,7 @@ class ReportPagesTests(PortalTestCase):
         self.assertEqual(status, 200)
         self.assertIn("2027-01-01 – 2027-02-01 (Europe/Berlin)", body)
         self.assertEqual(body.count("<svg"), 3)
-        self.assertNotIn("<script", body)
-        self.assertNotIn("style=", body)
+        self.assert_no_inline_script_or_style(body)
         self.assertIn("2027-01-15: 3", body)  # the day's column says how many
         self.assertIn("<title>mfp-1: 0 h 40 min</title>", body)
         self.assertIn("<title>ended-by-device: 1</title>", body)
@@ -480,3 +493,94 @@ class AdministrationPagesTests(PortalTestCase):
                                       {"csrf": self.csrf()})[0], 409)
         self.assertEqual(self.request("POST", "/portal/disable/gina",
                                       {"csrf": self.csrf()})[0], 404)
+
+
+class AskingForASessionTests(BrokerTestCase):
+    """A device page asks for a session for one of the user's CLI terminals; the session's
+    page follows it live."""
+
+    CLI = "t-0123456789abcdef0123456789abcdef"
+
+    def setUp(self):
+        super().setUp()
+        self.successResultOf(Deferred.fromCoroutine(self.accounts.login(
+            "alice", PASSWORD, self.CLI, "127.0.0.1")))
+
+    def ask(self, **form):
+        values = {"csrf": self.csrf(), "app_id": "web-server", "terminal_id": self.CLI}
+        values.update(form)
+        return self.request("POST", "/portal/request/mfp-1", values)
+
+    def test_the_form_offers_the_users_cli_terminals_only(self):
+        self.log_in("alice")
+        _, _, body = self.request("GET", "/portal/devices/mfp-1")
+        self.assertIn('action="/portal/request/mfp-1"', body)
+        self.assertIn(f'<option value="{self.CLI}">', body)
+        self.assertNotIn('<option value="portal-', body)
+        _, _, body = self.request("GET", "/portal/devices/mfp-2")  # offline
+        self.assertIn("The device is offline", body)
+
+    def test_a_request_names_the_chosen_terminal_and_is_followed_live(self):
+        self.log_in("alice")
+        # alice's first request (setUp) holds mfp-1 for this terminal: end it first.
+        self.request("POST", f"/portal/end/{self.request_id}", {"csrf": self.csrf()})
+        status, headers, _ = self.ask()
+        location = headers.getRawHeaders("location")[0]
+        request_id = location.rsplit("/", 1)[1]
+        row = self.store.run_sync(load_session, request_id)
+        self.assertEqual((row.terminal_id, row.user_id, row.state, row.client_name),
+                         (self.CLI, "alice", "pending", "remotecomm-portal"))
+        _, _, body = self.request("GET", location)
+        self.assertIn("Waiting for the operator at mfp-1", body)
+        self.assertIn('data-deadline="', body)
+        self.assertIn(f'data-watch="session:{request_id}"', body)
+
+    def test_only_ones_own_terminals(self):
+        self.log_in("alice")
+        for terminal in ("t-ffffffffffffffffffffffffffffffff", "portal-whatever-long-id"):
+            status, _, body = self.ask(terminal_id=terminal)
+            self.assertEqual(status, 400, terminal)
+            self.assertIn("Choose one of your terminals", body)
+        self.assertEqual(self.ask(app_id="NOT AN APP")[0], 400)
+
+    def test_the_stream_says_change_when_the_session_changes(self):
+        self.log_in("alice")
+        headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())}
+        answer = self.http.request("GET", BASE + f"/portal/events?watch=session:{self.request_id}",
+                                   headers=headers, allow_redirects=False)
+        response = self.successResultOf(answer)
+        self.assertEqual(response.headers.getRawHeaders("content-type"),
+                         ["text/event-stream; charset=utf-8"])
+        body = response.content()
+        self.clock.advance(1)
+        self.assertNoResult(body)
+        self.successResultOf(Deferred.fromCoroutine(self.broker.force_end(
+            self.alice, self.request_id, "127.0.0.1")))
+        self.clock.advance(1)
+        self.http.flush()
+        self.assertIn(b"event: change", self.successResultOf(body))
+
+    def test_streams_are_bounded(self):
+        self.log_in("alice")
+        headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())}
+        streams = [self.http.request("GET", BASE + "/portal/events?watch=sessions",
+                                     headers=headers) for _ in range(8)]
+        for stream in streams:
+            self.assertEqual(self.successResultOf(stream).code, 200)
+        refused = self.successResultOf(self.http.request(
+            "GET", BASE + "/portal/events?watch=sessions", headers=headers))
+        self.assertEqual(refused.code, 429)
+        self.assertEqual(self.successResultOf(self.http.request(
+            "GET", BASE + "/portal/events?watch=nothing", headers=headers)).code, 400)
+
+    def test_a_page_older_than_the_stream_is_told_at_once(self):
+        """What the page showed (``seen``) counts, not what the stream saw first: a change
+        between the page and its stream is not missed."""
+        self.log_in("alice")
+        headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())}
+        response = self.successResultOf(self.http.request(
+            "GET", BASE + f"/portal/events?watch=session:{self.request_id}&seen=pending|None",
+            headers=headers))
+        body = response.content()
+        self.http.flush()
+        self.assertIn(b"event: change", self.successResultOf(body))
