@@ -14,6 +14,8 @@ from twisted.web.template import Tag, flattenString, tags
 
 from remotecomm.accounts.permissions import allowed
 from remotecomm.clock import iso_from_us
+from remotecomm.maintenance.lifecycle import OPEN_STATES as JOB_OPEN_STATES
+from remotecomm.maintenance.messages import ACTIONS
 from remotecomm.messages import text
 from remotecomm.portal.charts import bar_chart, column_chart
 
@@ -187,9 +189,109 @@ def _request_form(viewer: Viewer, device: dict, terminals: list[dict]) -> list:
         tags.p(text("portal-ask-hint"), class_="hint")]
 
 
+def _maintenance(viewer: Viewer, device: dict, jobs: list[dict], images: list[dict]) -> list:
+    """Run an action on the device, and its latest jobs."""
+    settings = [spec["name"] for spec in device.get("settings") or []]
+    fields = [
+        _csrf_field(viewer),
+        tags.label(text("portal-job-action"), tags.select(
+            *[tags.option(text(f"portal-action-{action}"), value=action)
+              for action in ACTIONS if action != "firmware" or images],
+            name="action", id="action"), for_="action"),
+        tags.label(text("portal-job-setting"), tags.select(
+            tags.option("–", value=""), *[tags.option(name, value=name) for name in settings],
+            name="key", id="key"), for_="key"),
+        tags.label(text("portal-job-value"), tags.input(type="text", name="value", id="value",
+                                                        maxlength="256"), for_="value")]
+    if images:
+        fields.append(tags.label(text("portal-job-image"), tags.select(
+            tags.option("–", value=""),
+            *[tags.option(f"{image['version']} ({_bytes(image['size'])})",
+                          value=image["image_id"]) for image in images],
+            name="image_id", id="image_id"), for_="image_id"))
+    fields += [tags.label(tags.input(type="checkbox", name="wait_online", value="1",
+                                     id="wait_online"),
+                          " ", text("portal-job-wait"), for_="wait_online", class_="check"),
+               tags.button(text("portal-job-run"), type="submit", id="run-job")]
+    listing = tags.p(text("portal-no-jobs-yet"), class_="empty")
+    if jobs:
+        listing = tags.div(tags.table(
+            tags.thead(tags.tr(*[tags.th(text(key), scope="col") for key in (
+                "portal-col-requested", "portal-job-action", "portal-col-state",
+                "portal-col-user")])),
+            tags.tbody(*[tags.tr(tags.td(tags.a(_when(job["created_us"]),
+                                                href=f"/portal/job/{job['job_id']}")),
+                                 tags.td(text(f"portal-action-{job['action']}")),
+                                 tags.td(_job_state(job)), tags.td(job.get("user_id") or "–"))
+                         for job in jobs]), class_="jobs"), class_="table")
+    return [tags.h2(text("portal-maintenance")),
+            tags.form(*fields, method="post", action=f"/portal/jobs/{device['device_id']}",
+                      class_="filters", id="maintenance"),
+            listing]
+
+
+def _job_state(job: dict) -> Tag:
+    state = job["state"]
+    label = text(f"portal-job-{state}")
+    if job.get("error_code"):
+        label += f" ({job['error_code']})"
+    return tags.span(label, class_=f"job-state {state}")
+
+
+def job_page(viewer: Viewer, job: dict, seen: str = "") -> Tag:
+    """One maintenance job: what was asked, where it stands (live), what came back."""
+    facts = [("portal-job-action", text(f"portal-action-{job['action']}")),
+             ("portal-col-state", _job_state(job)),
+             ("portal-col-device", tags.a(job["device_id"],
+                                          href=f"/portal/devices/{job['device_id']}")),
+             ("portal-col-user", job.get("user_id") or "–"),
+             ("portal-col-requested", _when(job.get("created_us"))),
+             ("portal-job-sent-at", _when(job.get("sent_us"))),
+             ("portal-col-finished", _when(job.get("finished_us")))]
+    for key, name in (("key", "portal-job-setting"), ("value", "portal-job-value"),
+                      ("image_id", "portal-job-image"), ("error", "portal-col-end-detail")):
+        if job.get(key):
+            facts.append((name, job[key]))
+    content = [tags.dl(*[part for key, value in facts
+                         for part in (tags.dt(text(key)), tags.dd(value))],
+                       class_="facts", id="job")]
+    progress = job.get("progress")
+    if progress and job["state"] in JOB_OPEN_STATES:
+        content.append(tags.p(
+            text(f"portal-phase-{progress['phase']}"), " ",
+            tags.progress(f"{progress['percent']} %", value=str(progress["percent"]),
+                          max="100", id="job-progress"), f" {progress['percent']} %",
+            class_="progress"))
+    if job["state"] == "queued":
+        content.append(tags.form(_csrf_field(viewer), tags.button(
+            text("portal-job-withdraw"), type="submit", class_="danger"),
+            method="post", action=f"/portal/withdraw/{job['job_id']}", class_="inline"))
+    result = job.get("result")
+    if result:
+        content.append(tags.h2(text("portal-job-result")))
+        content.append(_result(result))
+    return layout(text("portal-job-title", job_id=job["job_id"]), viewer, *content,
+                  watch=f"job:{job['job_id']}" if job["state"] in JOB_OPEN_STATES else None,
+                  seen=seen)
+
+
+def _result(value) -> Tag:
+    """A job's result (JSON from the device: untrusted, shown as text)."""
+    if isinstance(value, dict):
+        return tags.dl(*[part for key, item in value.items()
+                         for part in (tags.dt(str(key)), tags.dd(_result(item)))],
+                       class_="facts result")
+    if isinstance(value, list):
+        if all(not isinstance(item, (dict, list)) for item in value):
+            return tags.pre(tags.code("\n".join(str(item) for item in value)))
+        return tags.ol(*[tags.li(_result(item)) for item in value])
+    return tags.span("–" if value is None else str(value))
+
+
 def device_page(viewer: Viewer, device: dict, recent: list[dict] = (),
                 may_end=lambda record: False, terminals: list[dict] = (),
-                sessions_served: bool = False) -> Tag:
+                sessions_served: bool = False, jobs: list[dict] | None = None,
+                images: list[dict] = ()) -> Tag:
     """One device: what its agent last said of it, asking it for a session, and its latest
     sessions."""
     facts = [
@@ -204,6 +306,7 @@ def device_page(viewer: Viewer, device: dict, recent: list[dict] = (),
         *[part for key, value in facts for part in (tags.dt(text(key)), tags.dd(value))],
         class_="facts", id="device"),
         *(_request_form(viewer, device, list(terminals)) if sessions_served else []),
+        *(_maintenance(viewer, device, jobs, list(images)) if jobs is not None else []),
         tags.h2(text("portal-device-sessions")),
         _sessions_table(viewer, recent, may_end, show_device=False),
         tags.p(tags.a(text("portal-device-all-sessions"),

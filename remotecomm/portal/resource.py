@@ -25,7 +25,10 @@ from remotecomm.accounts.login import Accounts, Caller, Refused
 from remotecomm.accounts.permissions import allowed
 from remotecomm.clock import now_us
 from remotecomm.fleet.listing import FleetListing
-from remotecomm.identifiers import APP_ID, DEVICE_ID, REQUEST_ID, UNIT_ID, USER_ID, is_valid
+from remotecomm.identifiers import (APP_ID, DEVICE_ID, IMAGE_ID, JOB_ID, REQUEST_ID, SETTING_NAME,
+                                    UNIT_ID, USER_ID, is_valid)
+from remotecomm.maintenance.firmware import FirmwareImages
+from remotecomm.maintenance.service import JobService
 from remotecomm.messages import text
 from remotecomm.portal import pages
 from remotecomm.portal.events import LiveUpdates
@@ -45,6 +48,8 @@ STATIC_FILES = {"portal.css": b"text/css; charset=utf-8",
 OPEN_STATES = ("pending", "allocating", "approved", "active")
 SESSION_PAGE = 100
 DEVICE_PAGE_SESSIONS = 10
+DEVICE_PAGE_JOBS = 10
+JOB_WAIT_ONLINE = 3600  # seconds a job may wait for an offline device, when asked to
 AUDIT_PAGE = 200
 # What the session's record says asked for it (the terminal it names collects the token).
 PORTAL_CLIENT = {"client_name": "remotecomm-portal", "client_version": __version__}
@@ -63,7 +68,8 @@ class Portal(resource.Resource):
 
     def __init__(self, accounts: Accounts, fleet: FleetListing, clock,
                  sessions: SessionBroker | None = None, reports: UnitReports | None = None,
-                 admin: AccountAdmin | None = None):
+                 admin: AccountAdmin | None = None, jobs: JobService | None = None,
+                 firmware: FirmwareImages | None = None):
         super().__init__()
         self._accounts = accounts
         self._fleet = fleet
@@ -71,6 +77,8 @@ class Portal(resource.Resource):
         self._sessions = sessions
         self._reports = reports
         self._admin = admin
+        self._jobs = jobs
+        self._firmware = firmware
         self.live = LiveUpdates(clock)
         # (method, first path segment) → the page and how many more segments it takes
         self._pages: dict[tuple[bytes, str], tuple[Callable[..., Awaitable], int]] = {
@@ -89,6 +97,9 @@ class Portal(resource.Resource):
             (b"GET", "reports"): (self.report, 0),
             (b"GET", "reports.csv"): (self.report_csv, 0),
             (b"POST", "send-report"): (self.send_report, 0),
+            (b"POST", "jobs"): (self.run_job, 1),
+            (b"GET", "job"): (self.job, 1),
+            (b"POST", "withdraw"): (self.withdraw_job, 1),
             (b"GET", "users"): (self.users, 0),
             (b"POST", "disable"): (self.disable_user, 1),
             (b"POST", "enable"): (self.enable_user, 1),
@@ -288,8 +299,13 @@ class Portal(resource.Resource):
                                                         limit=DEVICE_PAGE_SESSIONS)
         if self._sessions is not None and allowed(caller.role, "sessions.request"):
             terminals = await self._accounts.terminals(caller.user_id)
+        jobs, images = None, []
+        if self._jobs is not None and allowed(caller.role, "jobs.run"):
+            jobs = (await self._jobs.list(caller, device_id))[:DEVICE_PAGE_JOBS]
+            if self._firmware is not None:
+                images = await self._firmware.list(caller)
         return pages.device_page(viewer, found[0], recent, self._may_end(caller), terminals,
-                                 self._sessions is not None)
+                                 self._sessions is not None, jobs, images)
 
     # -- sessions -----------------------------------------------------------------------
 
@@ -401,6 +417,46 @@ class Portal(resource.Resource):
                                                                        else ""))
 
 
+    # -- maintenance ----------------------------------------------------------------------
+
+    def _job_service(self) -> JobService:
+        if self._jobs is None:
+            raise ServiceError(503, "unavailable", text("portal-no-jobs"))
+        return self._jobs
+
+    async def run_job(self, request, device_id: str):
+        form, _ = await self._checked_form(request)
+        caller, _ = await self._viewer(request, "jobs.run", "POST /portal/jobs")
+        if not is_valid(DEVICE_ID, device_id):
+            raise ServiceError(404, "device-not-found", text("portal-no-such-device"))
+        action = form.get("action", "")
+        key = form.get("key") or None
+        value = form.get("value") if action == "config-set" else None
+        image_id = form.get("image_id") or None if action == "firmware" else None
+        if key is not None and not is_valid(SETTING_NAME, key):
+            raise ServiceError(400, "invalid-parameters", text("portal-bad-setting"))
+        if image_id is not None and not is_valid(IMAGE_ID, image_id):
+            raise ServiceError(404, "image-not-found", text("portal-bad-image"))
+        job = await self._job_service().create(
+            caller, device_id, action, key if action.startswith("config-") else None, value,
+            JOB_WAIT_ONLINE if form.get("wait_online") else None, image_id)
+        raise _Redirect(f"/portal/job/{job['job_id']}")
+
+    async def job(self, request, job_id: str):
+        caller, viewer = await self._viewer(request, "jobs.run", "GET /portal/job")
+        if not is_valid(JOB_ID, job_id):
+            raise ServiceError(404, "job-not-found", text("portal-no-such-job"))
+        found = await self._job_service().get(caller, job_id)
+        return pages.job_page(viewer, found, job_fingerprint(found))
+
+    async def withdraw_job(self, request, job_id: str):
+        await self._checked_form(request)
+        caller, _ = await self._viewer(request, "jobs.run", "POST /portal/withdraw")
+        if not is_valid(JOB_ID, job_id):
+            raise ServiceError(404, "job-not-found", text("portal-no-such-job"))
+        await self._job_service().cancel(caller, job_id)
+        raise _Redirect(f"/portal/job/{job_id}")
+
     # -- administration -----------------------------------------------------------------
 
     def _administration(self) -> AccountAdmin:
@@ -460,6 +516,11 @@ class Portal(resource.Resource):
 
             async def fingerprint() -> str:
                 return session_fingerprint(await broker.poll(observer, request_id))
+        elif watch.startswith("job:") and is_valid(JOB_ID, watch[4:]):
+            jobs, job_id = self._job_service(), watch[4:]
+
+            async def fingerprint() -> str:
+                return job_fingerprint(await jobs.get(caller, job_id))
         elif watch == "sessions":
             async def fingerprint() -> str:
                 return sessions_fingerprint(await broker.list_records(
@@ -477,6 +538,12 @@ def session_fingerprint(record: dict) -> str:
     """What a session's page shows that can change (it reloads when this does)."""
     return "|".join(str(record.get(key)) for key in (
         "state", "end_reason", "operator", "started_at_us"))
+
+
+def job_fingerprint(job: dict) -> str:
+    """What a job's page shows that can change."""
+    progress = job.get("progress") or {}
+    return f"{job['state']}|{progress.get('phase')}|{progress.get('percent')}"
 
 
 def sessions_fingerprint(found: list[dict]) -> str:

@@ -300,7 +300,8 @@ def _build_sessions(config: ServerConfig, reactor, root, readiness: dict,
     portal = Portal(manager.accounts, FleetListing(
         manager.store, lambda: getattr(manager.devices, "link_up", False)), reactor,
         sessions=broker, reports=UnitReports(manager.store, reactor, manager.mailer),
-        admin=AccountAdmin(manager.store, manager.accounts.hasher, reactor))
+        admin=AccountAdmin(manager.store, manager.accounts.hasher, reactor), jobs=jobs,
+        firmware=manager.firmware)
     return api.resource(), portal
 
 

@@ -145,9 +145,10 @@ class PortalInChromiumTests(TestCase):
 
 
 class AskForASessionInChromiumTests(TestCase):
-    """S141–S150 from the portal: ask on the device's page, the operator presses YES on the
-    panel (a second browser), the portal turns "approved" by itself, ``remotecomm join``
-    serves the session on the chosen terminal, and End in the portal ends it."""
+    """S121 and S141–S150 from the portal: a maintenance action and its job, live; then ask
+    on the device's page, the operator presses YES on the panel (a second browser), the
+    portal turns "approved" by itself, ``remotecomm join`` serves the session on the chosen
+    terminal, and End in the portal ends it."""
 
     timeout = 30
 
@@ -192,13 +193,23 @@ class AskForASessionInChromiumTests(TestCase):
             shown = str(e)
         self.fail(f"not within {seconds} s: {expression}; the page: {shown[:1500]}")
 
-    async def test_ask_approve_on_the_panel_join_and_end_from_the_portal(self):
+    async def test_maintain_then_ask_approve_on_the_panel_join_and_end(self):
         portal, panel = self.portal, self.panel
         await portal.navigate(self.setup.url + "/portal/login")
         await portal.evaluate("document.getElementById('user_id').value = 'alice'")
         await portal.evaluate(f"document.getElementById('password').value = "
                               f"{json.dumps(PASSWORD)}")
         await portal.click("#login")
+        # Maintenance first: read the counters, and watch the job turn done by itself.
+        await portal.navigate(self.setup.url + "/portal/devices/mfp-1")
+        await portal.evaluate("document.getElementById('action').value = 'counters'")
+        await portal.click("#run-job")
+        self.assertTrue((await portal.evaluate("location.pathname")).startswith("/portal/job/"))
+        await self.wait_for(portal, "document.querySelector('.job-state.done') !== null")
+        self.assertIn("What the device answered", await portal.evaluate(
+            "document.querySelector('main').textContent"))
+        await portal.screenshot(SCREENSHOTS / "job.png")
+
         await portal.navigate(self.setup.url + "/portal/devices/mfp-1")
         terminal = json.loads((self.setup.terminal_home / "state.json").read_text())[
             "terminal_id"]

@@ -584,3 +584,73 @@ class AskingForASessionTests(BrokerTestCase):
         body = response.content()
         self.http.flush()
         self.assertIn(b"event: change", self.successResultOf(body))
+
+
+class MaintenancePagesTests(PortalTestCase):
+    """Run an action on a device's page, follow the job, read what came back, through the
+    same job service as the API."""
+
+    def setUp(self):
+        super().setUp()
+        from remotecomm.maintenance.service import JobService
+        from remotecomm.store.devices import record_hello, set_device_presence
+        from tests.maintenance.test_service import FakeDevices
+        self.store.run_sync(set_device_presence, "mfp-1", True, 0)
+        self.store.run_sync(record_hello, "mfp-1", "0.1.0", 1, ["web-server"], 0,
+                            "1.0", [{"name": "sleep_minutes", "kind": "int", "minimum": 1,
+                                     "maximum": 240}], 1)
+        self.devices = FakeDevices()
+        self.jobs = JobService(self.store, self.clock, self.devices)
+        root = Resource()
+        root.putChild(b"portal", Portal(self.accounts, FleetListing(self.store), self.clock,
+                                        jobs=self.jobs))
+        self.http = StubTreq(root)
+        self.log_in()
+
+    def run_job(self, **form):
+        values = {"csrf": self.csrf(), "action": "counters"}
+        values.update(form)
+        return self.request("POST", "/portal/jobs/mfp-1", values)
+
+    def test_the_device_page_offers_the_actions_and_its_settings(self):
+        _, _, body = self.request("GET", "/portal/devices/mfp-1")
+        self.assertIn('action="/portal/jobs/mfp-1"', body)
+        self.assertIn('<option value="sleep_minutes">', body)
+        self.assertIn("No maintenance jobs yet.", body)
+        self.assertNotIn('value="firmware"', body)  # no image uploaded
+
+    def test_a_job_runs_and_its_result_shows_as_text(self):
+        from remotecomm.maintenance.messages import JobResult
+        status, headers, _ = self.run_job()
+        location = headers.getRawHeaders("location")[0]
+        job_id = location.rsplit("/", 1)[1]
+        _, _, body = self.request("GET", location)
+        self.assertIn(">running<", body)  # the device took it
+        self.assertIn(f'data-watch="job:{job_id}"', body)
+        result = '{"total_pages": 5210, "note": "<script>alert(1)</script>"}'
+        self.successResultOf(Deferred.fromCoroutine(self.jobs.on_result(
+            "mfp-1", JobResult(job_id, "done", 1, result=result), "mfp-1@d/agent")))
+        _, _, body = self.request("GET", location)
+        self.assertIn("5210", body)
+        self.assertIn("&lt;script&gt;alert(1)&lt;/script&gt;", body)
+        self.assertNotIn("data-watch", body)  # over: nothing to follow
+        _, _, body = self.request("GET", "/portal/devices/mfp-1")
+        self.assertIn(f'href="/portal/job/{job_id}"', body)
+
+    def test_wrong_parameters_are_the_services_refusal(self):
+        status, _, body = self.run_job(action="config-set", key="sleep_minutes", value="0")
+        self.assertEqual(status, 400)
+        self.assertEqual(self.run_job(action="config-get", key="No Such")[0], 400)
+        self.assertEqual(self.run_job(action="launch")[0], 400)
+        self.assertEqual(self.request("POST", "/portal/jobs/mfp-2",
+                                      {"csrf": self.csrf(), "action": "counters"})[0], 409)
+        self.assertEqual(self.request("GET", "/portal/job/job-" + "x" * 22)[0], 404)
+
+    def test_a_queued_job_can_be_withdrawn(self):
+        self.devices.reachable.discard("mfp-1")
+        _, headers, _ = self.run_job(wait_online="1")
+        job_id = headers.getRawHeaders("location")[0].rsplit("/", 1)[1]
+        _, _, body = self.request("GET", f"/portal/job/{job_id}")
+        self.assertIn("queued", body)
+        self.request("POST", f"/portal/withdraw/{job_id}", {"csrf": self.csrf()})
+        self.assertIn("withdrawn", self.request("GET", f"/portal/job/{job_id}")[2])
