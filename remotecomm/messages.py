@@ -320,6 +320,8 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "portal-job-failed": "failed",
         "portal-job-timed-out": "no answer in time",
         "portal-job-cancelled": "withdrawn",
+        "portal-col-supplies": "Supplies (last read)",
+        "portal-as-of": "as the device said at {when} UTC",
         "portal-phase-download": "Downloading",
         "portal-phase-install": "Installing",
         "portal-ask-title": "Ask for a session",

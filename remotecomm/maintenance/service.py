@@ -284,6 +284,20 @@ class JobService:
         rows = await self._store.run(job_rows.jobs_of, caller.unit_id, device_id)
         return [job_json(row) for row in rows]
 
+    async def latest_results(self, caller: Caller, action: str) -> dict[str, dict]:
+        """Per device of the caller's unit, what its newest finished ``action`` job
+        answered (``result``, as the device sent it: untrusted) and when
+        (``finished_us``)."""
+        found = await self._store.run(job_rows.latest_results, caller.unit_id, action)
+        answers = {}
+        for device_id, (result, finished_us) in found.items():
+            try:
+                answers[device_id] = {"result": json.loads(result) if result else None,
+                                      "finished_us": finished_us}
+            except ValueError:
+                continue
+        return answers
+
     async def cancel(self, caller: Caller, job_id: str) -> dict:
         """Withdraw a queued job (one that has gone out cannot be taken back)."""
         await self.get(caller, job_id)

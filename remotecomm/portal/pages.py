@@ -122,8 +122,27 @@ def _seen(us: int | None) -> str:
     return iso_from_us(us).replace("T", " ")[:19] + " UTC" if us else text("never")
 
 
-def devices_page(viewer: Viewer, fleet: dict, query: str, state: str) -> Tag:
-    """The unit's fleet, filtered by a search text and a state."""
+def _supplies(answer: dict | None) -> Tag | str:
+    """The newest supplies job's answer, short: toner levels and an error if there was
+    one (the device's own words: untrusted, shown as text, only what fits)."""
+    if not answer or not isinstance(answer.get("result"), dict):
+        return "–"
+    result = answer["result"]
+    toner = result.get("toner") if isinstance(result.get("toner"), dict) else {}
+    levels = [f"{name} {level}%" for name, level in list(toner.items())[:6]
+              if isinstance(level, (int, float))]
+    parts: list = [" · ".join(levels) or "–"]
+    error = result.get("error")
+    if isinstance(error, str) and error:
+        parts += [tags.br(), tags.span(error[:80], class_="supply-error")]
+    return tags.span(*parts, title=text("portal-as-of", when=_when(answer["finished_us"])))
+
+
+def devices_page(viewer: Viewer, fleet: dict, query: str, state: str,
+                 supplies: dict | None = None, seen: str = "") -> Tag:
+    """The unit's fleet, filtered by a search text and a state, with what the newest
+    supplies jobs answered; it follows who is online live."""
+    supplies = supplies or {}
     devices = [d for d in fleet["devices"] if _matches(d, query) and (
         state == "all" or d["state"] == state)]
     filters = tags.form(
@@ -143,19 +162,21 @@ def devices_page(viewer: Viewer, fleet: dict, query: str, state: str) -> Tag:
     else:
         head = tags.thead(tags.tr(*[tags.th(text(key), scope="col") for key in (
             "portal-col-name", "portal-col-device", "portal-col-model", "portal-col-state",
-            "portal-col-firmware", "portal-col-agent", "portal-col-seen")]))
+            "portal-col-firmware", "portal-col-agent", "portal-col-seen",
+            "portal-col-supplies")]))
         rows = [tags.tr(
             tags.td(tags.a(d["name"], href=f"/portal/devices/{d['device_id']}")),
             tags.td(d["device_id"], class_="id"), tags.td(d["model"] or "–"),
             tags.td(_state(d)), tags.td(d["firmware_version"] or "–"),
             tags.td(d["agent_version"] or "–"), tags.td(_seen(d["last_seen_us"])),
+            tags.td(_supplies(supplies.get(d["device_id"])), class_="supplies"),
             **{"data-device": d["device_id"]}) for d in devices]
         listing = tags.div(tags.table(
             tags.caption(text("portal-devices-caption", shown=len(devices),
                               total=len(fleet["devices"]))),
             head, tags.tbody(*rows), id="devices"), class_="table")
     return layout(text("portal-devices-title", unit_id=viewer.unit_id), viewer, *notices,
-                  filters, listing)
+                  filters, listing, watch="fleet", seen=seen)
 
 
 def _matches(device: dict, query: str) -> bool:

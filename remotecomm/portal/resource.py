@@ -276,13 +276,17 @@ class Portal(resource.Resource):
         raise _Redirect("/portal/")
 
     async def devices(self, request):
-        _, viewer = await self._viewer(request, "devices.list", "GET /portal/")
+        caller, viewer = await self._viewer(request, "devices.list", "GET /portal/")
         fleet = await self._fleet.devices(viewer.unit_id)
         query = _arg(request, b"q")[:100]
         state = _arg(request, b"state") or "all"
         if state not in ("all", "online", "offline"):
             state = "all"
-        return pages.devices_page(viewer, fleet, query, state)
+        supplies = {}
+        if self._jobs is not None and allowed(caller.role, "jobs.run"):
+            supplies = await self._jobs.latest_results(caller, "supplies")
+        return pages.devices_page(viewer, fleet, query, state, supplies,
+                                  fleet_fingerprint(fleet))
 
     async def device(self, request, device_id: str):
         caller, viewer = await self._viewer(request, "devices.list",
@@ -510,9 +514,8 @@ class Portal(resource.Resource):
         watch = _arg(request, b"watch")
         # What the page shows now ("" is something too: no open sessions).
         seen = _arg(request, b"seen")[:4000] if b"seen" in request.args else None
-        broker = self._broker()
         if watch.startswith("session:") and is_valid(REQUEST_ID, watch[8:]):
-            request_id, observer = watch[8:], _Observer.of(caller)
+            broker, request_id, observer = self._broker(), watch[8:], _Observer.of(caller)
 
             async def fingerprint() -> str:
                 return session_fingerprint(await broker.poll(observer, request_id))
@@ -521,7 +524,14 @@ class Portal(resource.Resource):
 
             async def fingerprint() -> str:
                 return job_fingerprint(await jobs.get(caller, job_id))
+        elif watch == "fleet":
+            fleet, unit_id = self._fleet, caller.unit_id
+
+            async def fingerprint() -> str:
+                return fleet_fingerprint(await fleet.devices(unit_id))
         elif watch == "sessions":
+            broker = self._broker()
+
             async def fingerprint() -> str:
                 return sessions_fingerprint(await broker.list_records(
                     caller, states=OPEN_STATES, limit=SESSION_PAGE))
@@ -538,6 +548,11 @@ def session_fingerprint(record: dict) -> str:
     """What a session's page shows that can change (it reloads when this does)."""
     return "|".join(str(record.get(key)) for key in (
         "state", "end_reason", "operator", "started_at_us"))
+
+
+def fleet_fingerprint(fleet: dict) -> str:
+    """What the fleet page shows that changes by itself: who is online."""
+    return " ".join(f"{d['device_id']}:{d['state']}" for d in fleet["devices"])
 
 
 def job_fingerprint(job: dict) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Iterable
 
-from sqlalchemy import Connection, insert, or_, select, update
+from sqlalchemy import Connection, func, insert, or_, select, update
 
 from remotecomm.store.schema import devices, jobs
 
@@ -48,6 +48,20 @@ def jobs_of(connection: Connection, unit_id: str, device_id: str | None = None,
         query = query.where(jobs.c.device_id == device_id)
     return list(connection.execute(query.order_by(jobs.c.created_us.desc(),
                                                   jobs.c.job_id.desc()).limit(limit)))
+
+
+def latest_results(connection: Connection, unit_id: str, action: str) -> dict[str, tuple]:
+    """Per device of the unit, the newest finished ``done`` job of ``action``: its result
+    (JSON text) and when it finished."""
+    done = (jobs.c.unit_id == unit_id, jobs.c.action == action, jobs.c.state == "done")
+    newest = (select(jobs.c.device_id, func.max(jobs.c.finished_us).label("at"))
+              .where(*done).group_by(jobs.c.device_id).subquery())
+    rows = connection.execute(
+        select(jobs.c.device_id, jobs.c.result, jobs.c.finished_us)
+        .join(newest, (jobs.c.device_id == newest.c.device_id)
+              & (jobs.c.finished_us == newest.c.at))
+        .where(*done))
+    return {row.device_id: (row.result, row.finished_us) for row in rows}
 
 
 def open_jobs(connection: Connection, states: Iterable[str], device_id: str | None = None,

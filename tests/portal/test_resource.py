@@ -1,6 +1,7 @@
 """Tests for remotecomm.portal: the portal's pages in memory (StubTreq), on a real SQLite
 file with the same accounts as the REST API."""
 
+import json
 import re
 from http.cookies import SimpleCookie
 from pathlib import Path
@@ -654,3 +655,32 @@ class MaintenancePagesTests(PortalTestCase):
         self.assertIn("queued", body)
         self.request("POST", f"/portal/withdraw/{job_id}", {"csrf": self.csrf()})
         self.assertIn("withdrawn", self.request("GET", f"/portal/job/{job_id}")[2])
+
+    def test_the_fleet_shows_the_newest_supplies_answer_as_text(self):
+        from remotecomm.maintenance.messages import JobResult
+        _, headers, _ = self.run_job(action="supplies")
+        job_id = headers.getRawHeaders("location")[0].rsplit("/", 1)[1]
+        answer = {"toner": {"black": 80, "cyan": 5}, "error": "<b>Paper jam</b>",
+                  "status": "error"}
+        self.successResultOf(Deferred.fromCoroutine(self.jobs.on_result(
+            "mfp-1", JobResult(job_id, "done", 1, result=json.dumps(answer)), "x")))
+        _, _, body = self.request("GET", "/portal/")
+        self.assertIn("black 80% · cyan 5%", body)
+        self.assertIn('<span class="supply-error">&lt;b&gt;Paper jam&lt;/b&gt;</span>', body)
+
+    def test_the_fleet_page_follows_who_is_online(self):
+        from remotecomm.store.devices import set_device_presence
+        _, _, body = self.request("GET", "/portal/")
+        seen = re.search(r'data-seen="([^"]*)"', body).group(1)
+        self.assertEqual(seen, "mfp-1:online mfp-2:offline")
+        headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())}
+        response = self.successResultOf(self.http.request(
+            "GET", BASE + f"/portal/events?watch=fleet&seen={seen.replace(' ', '+')}",
+            headers=headers))
+        body = response.content()
+        self.clock.advance(1)
+        self.assertNoResult(body)
+        self.store.run_sync(set_device_presence, "mfp-2", True, 0)
+        self.clock.advance(1)
+        self.http.flush()
+        self.assertIn(b"event: change", self.successResultOf(body))
