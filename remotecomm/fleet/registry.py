@@ -118,7 +118,7 @@ class DeviceRegistry:
         connection closed, its sessions ended by the broker within seconds."""
         await self._audited(caller, "device-revoked", caller.unit_id,
                             device_rows.revoke_device, device_id, now_us(self._clock),
-                            device_id=device_id)
+                            caller.unit_id, device_id=device_id)
         answer = {"device_id": device_id, "revoked": True, "xmpp_account": "kept"}
         if self._xmpp is not None and self._tools is not None:
             try:

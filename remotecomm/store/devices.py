@@ -23,13 +23,18 @@ def insert_device(connection: Connection, device_id: str, unit_id: str, name: st
         revoked_us=None, online=False, last_seen_us=None))
 
 
-def revoke_device(connection: Connection, device_id: str, now_us: int) -> None:
-    """Mark a device revoked (and offline); it disappears from listings."""
-    result = connection.execute(
-        update(devices).where(devices.c.device_id == device_id, devices.c.revoked_us.is_(None))
-        .values(revoked_us=now_us, online=False))
+def revoke_device(connection: Connection, device_id: str, now_us: int,
+                  unit_id: str | None = None) -> None:
+    """Mark a device revoked (and offline); it disappears from listings.  ``unit_id``: only
+    if it is that unit's (an admin revokes their own unit's devices only)."""
+    where = [devices.c.device_id == device_id, devices.c.revoked_us.is_(None)]
+    if unit_id is not None:
+        where.append(devices.c.unit_id == unit_id)
+    result = connection.execute(update(devices).where(*where)
+                                .values(revoked_us=now_us, online=False))
     if result.rowcount != 1:
-        raise NotFound(f"no device {device_id} (or it is revoked already)")
+        raise NotFound(f"no device {device_id}" + (f" in unit {unit_id}" if unit_id else "")
+                       + " (or it is revoked already)")
 
 
 def devices_of_unit(connection: Connection, unit_id: str) -> list[dict]:

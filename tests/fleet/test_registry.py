@@ -119,6 +119,16 @@ class RegistryTests(RegistryTestCase):
         self.assertEqual(self.refused(self.registry.revoke(UNA, "mfp-9")).code,
                          "device-not-found")
 
+    def test_another_units_device_cannot_be_revoked(self):
+        globex_admin = Caller("pat", "globex", "provider-admin", "t-2")
+        self.wait(self.registry.register(globex_admin, "gx-9", "Globex lobby", "MFP"))
+        self.assertEqual(self.refused(self.registry.revoke(UNA, "gx-9")).code,
+                         "device-not-found")
+        self.assertEqual([d["device_id"] for d in
+                          self.store.run_sync(devices_of_unit, "globex")], ["gx-9"])
+        self.assertIn("gx-9@devices.test", self.tools.accounts)
+        self.assertEqual(self.tools.closed, [])
+
 
 class FakeDevices:
     def __init__(self):
