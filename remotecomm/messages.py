@@ -321,6 +321,26 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "portal-job-timed-out": "no answer in time",
         "portal-job-cancelled": "withdrawn",
         "portal-col-supplies": "Supplies (last read)",
+        "portal-register-title": "Register a device",
+        "portal-register": "Register",
+        "portal-registered-title": "Device {device_id} registered",
+        "portal-registered": "{device_id} is registered in unit {unit_id}.",
+        "portal-config-once": "Copy the agent's config and the CA now: they are shown only "
+                              "this once (the config holds the device's XMPP password). Put "
+                              "both in the agent's folder on the device and fill in [apps].",
+        "portal-no-xmpp-config": "XMPP is off on this manager: there is no agent config.",
+        "portal-bad-device-id": "A device ID is lower-case letters, digits, '.', '_' and "
+                                "'-' (at most 64).",
+        "portal-bad-name": "Names and models are printable text of at most 200 characters.",
+        "portal-device-admin": "Administration",
+        "portal-rotate": "Rotate its XMPP credentials",
+        "portal-rotated": "The device saved new XMPP credentials and logs in with them now.",
+        "portal-move-to": "Move to unit",
+        "portal-move": "Move",
+        "portal-revoke-check": "I want to revoke this device (its sessions end, it can no "
+                               "longer connect)",
+        "portal-revoke": "Revoke",
+        "portal-revoke-confirm": "Tick the box to confirm that the device is to be revoked.",
         "portal-as-of": "as the device said at {when} UTC",
         "portal-phase-download": "Downloading",
         "portal-phase-install": "Installing",

@@ -14,6 +14,7 @@ from twisted.web.template import Tag, flattenString, tags
 
 from remotecomm.accounts.permissions import allowed
 from remotecomm.clock import iso_from_us
+from remotecomm.identifiers import DEVICE_ID
 from remotecomm.maintenance.lifecycle import OPEN_STATES as JOB_OPEN_STATES
 from remotecomm.maintenance.messages import ACTIONS
 from remotecomm.messages import text
@@ -139,7 +140,7 @@ def _supplies(answer: dict | None) -> Tag | str:
 
 
 def devices_page(viewer: Viewer, fleet: dict, query: str, state: str,
-                 supplies: dict | None = None, seen: str = "") -> Tag:
+                 supplies: dict | None = None, seen: str = "", may_manage: bool = False) -> Tag:
     """The unit's fleet, filtered by a search text and a state, with what the newest
     supplies jobs answered; it follows who is online live."""
     supplies = supplies or {}
@@ -175,8 +176,39 @@ def devices_page(viewer: Viewer, fleet: dict, query: str, state: str,
             tags.caption(text("portal-devices-caption", shown=len(devices),
                               total=len(fleet["devices"]))),
             head, tags.tbody(*rows), id="devices"), class_="table")
+    register = []
+    if may_manage:
+        register = [tags.details(tags.summary(text("portal-register-title")), tags.form(
+            _csrf_field(viewer),
+            tags.label(text("portal-col-device"), tags.input(
+                type="text", name="device_id", id="new_device_id", required="",
+                maxlength="64", pattern=DEVICE_ID, autocapitalize="none"),
+                for_="new_device_id"),
+            tags.label(text("portal-col-name"), tags.input(
+                type="text", name="name", id="new_name", maxlength="200"), for_="new_name"),
+            tags.label(text("portal-col-model"), tags.input(
+                type="text", name="model", id="new_model", maxlength="200"), for_="new_model"),
+            tags.button(text("portal-register"), type="submit", id="register"),
+            method="post", action="/portal/register", class_="filters"), id="register-device")]
     return layout(text("portal-devices-title", unit_id=viewer.unit_id), viewer, *notices,
-                  filters, listing, watch="fleet", seen=seen)
+                  filters, listing, *register, watch="fleet", seen=seen)
+
+
+def registered_page(viewer: Viewer, answer: dict) -> Tag:
+    """A device just registered: its agent config and the CA, shown this once."""
+    content = [tags.p(text("portal-registered", device_id=answer["device_id"],
+                           unit_id=answer["unit_id"]), class_="notice ok", role="status")]
+    if "agent_config" in answer:
+        content += [
+            tags.p(text("portal-config-once"), class_="notice warning"),
+            tags.h2("device-agent.toml"), tags.pre(tags.code(answer["agent_config"]),
+                                                  id="agent-config"),
+            tags.h2("ca.pem"), tags.pre(tags.code(answer["ca_certificate"]), id="ca")]
+    else:
+        content.append(tags.p(text("portal-no-xmpp-config"), class_="hint"))
+    content.append(tags.p(tags.a(text("portal-back"), href="/portal/")))
+    return layout(text("portal-registered-title", device_id=answer["device_id"]), viewer,
+                  *content)
 
 
 def _matches(device: dict, query: str) -> bool:
@@ -309,10 +341,35 @@ def _result(value) -> Tag:
     return tags.span("–" if value is None else str(value))
 
 
+def _device_admin(viewer: Viewer, device: dict, move_to: list[str]) -> list:
+    """Rotate the device's XMPP credentials, move it to another unit, revoke it."""
+    device_id = device["device_id"]
+    forms = [tags.form(_csrf_field(viewer), tags.button(text("portal-rotate"), type="submit",
+                                                        id="rotate"),
+                       method="post", action=f"/portal/rotate/{device_id}", class_="inline")]
+    if move_to:
+        forms.append(tags.form(
+            _csrf_field(viewer),
+            tags.label(text("portal-move-to"), tags.select(
+                *[tags.option(unit, value=unit) for unit in move_to], name="unit_id",
+                id="move_unit"), for_="move_unit"),
+            tags.button(text("portal-move"), type="submit"),
+            method="post", action=f"/portal/move/{device_id}", class_="filters"))
+    forms.append(tags.form(
+        _csrf_field(viewer),
+        tags.label(tags.input(type="checkbox", name="confirm", value="yes", required="",
+                              id="confirm_revoke"), " ", text("portal-revoke-check"),
+                   for_="confirm_revoke", class_="check"),
+        tags.button(text("portal-revoke"), type="submit", class_="danger", id="revoke"),
+        method="post", action=f"/portal/revoke/{device_id}", class_="filters"))
+    return [tags.h2(text("portal-device-admin")), *forms]
+
+
 def device_page(viewer: Viewer, device: dict, recent: list[dict] = (),
                 may_end=lambda record: False, terminals: list[dict] = (),
                 sessions_served: bool = False, jobs: list[dict] | None = None,
-                images: list[dict] = ()) -> Tag:
+                images: list[dict] = (), may_manage: bool = False,
+                move_to: list[str] = (), notice: str | None = None) -> Tag:
     """One device: what its agent last said of it, asking it for a session, and its latest
     sessions."""
     facts = [
@@ -323,11 +380,12 @@ def device_page(viewer: Viewer, device: dict, recent: list[dict] = (),
         ("portal-col-seen", _seen(device["last_seen_us"])),
         ("portal-col-apps", ", ".join(device["apps"]) or "–"),
     ]
-    return layout(device["name"], viewer, tags.dl(
+    return layout(device["name"], viewer, *_notice(notice, "ok"), tags.dl(
         *[part for key, value in facts for part in (tags.dt(text(key)), tags.dd(value))],
         class_="facts", id="device"),
         *(_request_form(viewer, device, list(terminals)) if sessions_served else []),
         *(_maintenance(viewer, device, jobs, list(images)) if jobs is not None else []),
+        *(_device_admin(viewer, device, list(move_to)) if may_manage else []),
         tags.h2(text("portal-device-sessions")),
         _sessions_table(viewer, recent, may_end, show_device=False),
         tags.p(tags.a(text("portal-device-all-sessions"),

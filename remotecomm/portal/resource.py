@@ -25,6 +25,7 @@ from remotecomm.accounts.login import Accounts, Caller, Refused
 from remotecomm.accounts.permissions import allowed
 from remotecomm.clock import now_us
 from remotecomm.fleet.listing import FleetListing
+from remotecomm.fleet.registry import DeviceRegistry
 from remotecomm.identifiers import (APP_ID, DEVICE_ID, IMAGE_ID, JOB_ID, REQUEST_ID, SETTING_NAME,
                                     UNIT_ID, USER_ID, is_valid)
 from remotecomm.maintenance.firmware import FirmwareImages
@@ -69,7 +70,7 @@ class Portal(resource.Resource):
     def __init__(self, accounts: Accounts, fleet: FleetListing, clock,
                  sessions: SessionBroker | None = None, reports: UnitReports | None = None,
                  admin: AccountAdmin | None = None, jobs: JobService | None = None,
-                 firmware: FirmwareImages | None = None):
+                 firmware: FirmwareImages | None = None, registry: DeviceRegistry | None = None):
         super().__init__()
         self._accounts = accounts
         self._fleet = fleet
@@ -79,6 +80,7 @@ class Portal(resource.Resource):
         self._admin = admin
         self._jobs = jobs
         self._firmware = firmware
+        self._registry = registry
         self.live = LiveUpdates(clock)
         # (method, first path segment) → the page and how many more segments it takes
         self._pages: dict[tuple[bytes, str], tuple[Callable[..., Awaitable], int]] = {
@@ -100,6 +102,10 @@ class Portal(resource.Resource):
             (b"POST", "jobs"): (self.run_job, 1),
             (b"GET", "job"): (self.job, 1),
             (b"POST", "withdraw"): (self.withdraw_job, 1),
+            (b"POST", "register"): (self.register_device, 0),
+            (b"POST", "rotate"): (self.rotate_device, 1),
+            (b"POST", "revoke"): (self.revoke_device, 1),
+            (b"POST", "move"): (self.move_device, 1),
             (b"GET", "users"): (self.users, 0),
             (b"POST", "disable"): (self.disable_user, 1),
             (b"POST", "enable"): (self.enable_user, 1),
@@ -286,7 +292,7 @@ class Portal(resource.Resource):
         if self._jobs is not None and allowed(caller.role, "jobs.run"):
             supplies = await self._jobs.latest_results(caller, "supplies")
         return pages.devices_page(viewer, fleet, query, state, supplies,
-                                  fleet_fingerprint(fleet))
+                                  fleet_fingerprint(fleet), self._may_manage_devices(caller))
 
     async def device(self, request, device_id: str):
         caller, viewer = await self._viewer(request, "devices.list",
@@ -308,8 +314,15 @@ class Portal(resource.Resource):
             jobs = (await self._jobs.list(caller, device_id))[:DEVICE_PAGE_JOBS]
             if self._firmware is not None:
                 images = await self._firmware.list(caller)
+        move_to = []
+        if self._may_manage_devices(caller) and self._admin is not None:
+            move_to = [unit["unit_id"] for unit in await self._admin.units(caller)
+                       if unit["unit_id"] != caller.unit_id]
         return pages.device_page(viewer, found[0], recent, self._may_end(caller), terminals,
-                                 self._sessions is not None, jobs, images)
+                                 self._sessions is not None, jobs, images,
+                                 self._may_manage_devices(caller), move_to,
+                                 text("portal-rotated") if _arg(request, b"rotated") == "1"
+                                 else None)
 
     # -- sessions -----------------------------------------------------------------------
 
@@ -460,6 +473,60 @@ class Portal(resource.Resource):
             raise ServiceError(404, "job-not-found", text("portal-no-such-job"))
         await self._job_service().cancel(caller, job_id)
         raise _Redirect(f"/portal/job/{job_id}")
+
+    # -- devices (administration) ---------------------------------------------------------
+
+    def _may_manage_devices(self, caller: Caller) -> bool:
+        return self._registry is not None and allowed(caller.role, "devices.manage")
+
+    def _devices(self) -> DeviceRegistry:
+        if self._registry is None:
+            raise ServiceError(503, "unavailable", text("portal-no-admin"))
+        return self._registry
+
+    async def register_device(self, request):
+        form, _ = await self._checked_form(request)
+        caller, viewer = await self._viewer(request, "devices.manage", "POST /portal/register")
+        device_id = form.get("device_id", "").strip().lower()
+        name = form.get("name", "").strip() or device_id
+        model = form.get("model", "").strip() or "unknown"
+        if not is_valid(DEVICE_ID, device_id):
+            raise ServiceError(400, "invalid-field", text("portal-bad-device-id"))
+        if not (name.isprintable() and model.isprintable()) or max(len(name), len(model)) > 200:
+            raise ServiceError(400, "invalid-field", text("portal-bad-name"))
+        answer = await self._devices().register(caller, device_id, name, model)
+        request.setResponseCode(201)
+        return pages.registered_page(viewer, answer)
+
+    async def rotate_device(self, request, device_id: str):
+        await self._checked_form(request)
+        caller, _ = await self._viewer(request, "devices.manage", "POST /portal/rotate")
+        self._check_device_id(device_id)
+        await self._devices().rotate(caller, device_id)
+        raise _Redirect(f"/portal/devices/{device_id}?rotated=1")
+
+    async def revoke_device(self, request, device_id: str):
+        form, _ = await self._checked_form(request)
+        caller, _ = await self._viewer(request, "devices.manage", "POST /portal/revoke")
+        self._check_device_id(device_id)
+        if form.get("confirm") != "yes":
+            raise ServiceError(400, "not-confirmed", text("portal-revoke-confirm"))
+        await self._devices().revoke(caller, device_id)
+        raise _Redirect("/portal/")
+
+    async def move_device(self, request, device_id: str):
+        form, _ = await self._checked_form(request)
+        caller, _ = await self._viewer(request, "devices.manage", "POST /portal/move")
+        self._check_device_id(device_id)
+        to_unit = form.get("unit_id", "")
+        if not is_valid(UNIT_ID, to_unit):
+            raise ServiceError(404, "unit-not-found", text("portal-no-such-unit"))
+        await self._devices().move(caller, device_id, to_unit)
+        raise _Redirect("/portal/")
+
+    def _check_device_id(self, device_id: str) -> None:
+        if not is_valid(DEVICE_ID, device_id):
+            raise ServiceError(404, "device-not-found", text("portal-no-such-device"))
 
     # -- administration -----------------------------------------------------------------
 

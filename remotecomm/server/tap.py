@@ -287,21 +287,22 @@ def _build_sessions(config: ServerConfig, reactor, root, readiness: dict,
     if config.sessions.allow_test_approver:
         log.warn("this manager ACCEPTS answers from device test approvers "
                  "([sessions] allow_test_approver = true): for tests and benchmarks only")
+    registry = DeviceRegistry(manager.store, reactor,
+                              config.xmpp if config.xmpp.enabled else None,
+                              config.tls.ca_certificate,
+                              ProsodyTools(config.xmpp.prosody_dir / "prosody.cfg.lua",
+                                           config.xmpp.prosodyctl),
+                              devices=manager.devices)
     api = Api(manager.accounts, manager.store, reactor, readiness=readiness, broker=broker,
               extra_routes=extra_routes, notices=notices, collector=collector,
               mailer=manager.mailer, jobs=jobs, firmware=manager.firmware,
-              registry=DeviceRegistry(manager.store, reactor,
-                                      config.xmpp if config.xmpp.enabled else None,
-                                      config.tls.ca_certificate,
-                                      ProsodyTools(config.xmpp.prosody_dir / "prosody.cfg.lua",
-                                                   config.xmpp.prosodyctl),
-                                      devices=manager.devices),
+              registry=registry,
               devices_link_up=lambda: getattr(manager.devices, "link_up", False))
     portal = Portal(manager.accounts, FleetListing(
         manager.store, lambda: getattr(manager.devices, "link_up", False)), reactor,
         sessions=broker, reports=UnitReports(manager.store, reactor, manager.mailer),
         admin=AccountAdmin(manager.store, manager.accounts.hasher, reactor), jobs=jobs,
-        firmware=manager.firmware)
+        firmware=manager.firmware, registry=registry)
     return api.resource(), portal
 
 

@@ -684,3 +684,84 @@ class MaintenancePagesTests(PortalTestCase):
         self.clock.advance(1)
         self.http.flush()
         self.assertIn(b"event: change", self.successResultOf(body))
+
+
+class DeviceAdministrationPagesTests(PortalTestCase):
+    """Register (the agent config shown once), rotate, move, revoke: through the same
+    registry as the API."""
+
+    def setUp(self):
+        super().setUp()
+        from twisted.internet.defer import maybeDeferred
+
+        from remotecomm.accounts.administration import AccountAdmin
+        from remotecomm.fleet.registry import DeviceRegistry
+        from tests.fleet.test_registry import FakeTools, Xmpp
+        ca = Path(self.mktemp() + "-ca.pem")
+        ca.write_text("-----BEGIN CERTIFICATE-----\n<not html>\n")
+        self.tools = FakeTools()
+        registry = DeviceRegistry(self.store, self.clock, Xmpp(), ca, self.tools,
+                                  run_in_thread=maybeDeferred)
+        self.store.run_sync(insert_user, "dana", "Dana", make_hasher(CHEAP_HASHING).hash(
+            PASSWORD), "acme", "unit-admin", 0)
+        self.store.run_sync(add_membership, "dana", "globex", "unit-admin", 0)
+        root = Resource()
+        root.putChild(b"portal", Portal(self.accounts, FleetListing(self.store), self.clock,
+                                        admin=AccountAdmin(self.store, InlinePasswordHasher(),
+                                                           self.clock), registry=registry))
+        self.http = StubTreq(root)
+
+    def as_admin(self, user="carl"):
+        self.log_in(user)
+        self.request("POST", "/portal/unit", {"csrf": self.csrf(), "unit_id": "acme"})
+
+    def test_registering_shows_the_agent_config_once(self):
+        self.as_admin()
+        _, _, body = self.request("GET", "/portal/")
+        self.assertIn('action="/portal/register"', body)
+        status, _, body = self.request("POST", "/portal/register", {
+            "csrf": self.csrf(), "device_id": "mfp-9", "name": "Lobby <3", "model": "MFP"})
+        self.assertEqual(status, 201)
+        self.assertIn("shown only this once", body)
+        self.assertIn('device_id = "mfp-9"', body)
+        self.assertIn("&lt;not html&gt;", body)
+        self.assertIn(self.tools.accounts["mfp-9@devices.test"], body)
+        _, _, body = self.request("GET", "/portal/")
+        self.assertIn("Lobby &lt;3", body)
+        self.assertNotIn(self.tools.accounts["mfp-9@devices.test"], body)
+        status, _, body = self.request("POST", "/portal/register", {
+            "csrf": self.csrf(), "device_id": "mfp-9"})
+        self.assertEqual(status, 409)
+        self.assertEqual(self.request("POST", "/portal/register", {
+            "csrf": self.csrf(), "device_id": "Not An ID"})[0], 400)
+
+    def test_revoking_needs_the_box_ticked_and_only_ones_own_units(self):
+        self.as_admin()
+        _, _, body = self.request("GET", "/portal/devices/mfp-1")
+        self.assertIn('action="/portal/revoke/mfp-1"', body)
+        self.assertEqual(self.request("POST", "/portal/revoke/mfp-1",
+                                      {"csrf": self.csrf()})[0], 400)
+        self.assertEqual(self.request("POST", "/portal/revoke/gx-1",
+                                      {"csrf": self.csrf(), "confirm": "yes"})[0], 404)
+        status, headers, _ = self.request("POST", "/portal/revoke/mfp-1",
+                                          {"csrf": self.csrf(), "confirm": "yes"})
+        self.assertEqual(headers.getRawHeaders("location"), ["/portal/"])
+        self.assertNotIn('data-device="mfp-1"', self.request("GET", "/portal/")[2])
+
+    def test_moving_offers_the_units_one_administers(self):
+        self.as_admin("carl")  # admin of acme only (a technician in globex)
+        self.assertNotIn('action="/portal/move/mfp-1"',
+                         self.request("GET", "/portal/devices/mfp-1")[2])
+        self.request("POST", "/portal/logout", {"csrf": self.csrf()})
+        self.as_admin("dana")
+        _, _, body = self.request("GET", "/portal/devices/mfp-1")
+        self.assertIn('<option value="globex">', body)
+        self.request("POST", "/portal/move/mfp-1", {"csrf": self.csrf(), "unit_id": "globex"})
+        self.assertNotIn('data-device="mfp-1"', self.request("GET", "/portal/")[2])
+
+    def test_technicians_see_no_device_administration(self):
+        self.log_in("alice")
+        self.assertNotIn('action="/portal/register"', self.request("GET", "/portal/")[2])
+        self.assertNotIn("Administration", self.request("GET", "/portal/devices/mfp-1")[2])
+        self.assertEqual(self.request("POST", "/portal/register", {
+            "csrf": self.csrf(), "device_id": "mfp-9"})[0], 403)
