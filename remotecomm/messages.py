@@ -321,6 +321,20 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "portal-job-timed-out": "no answer in time",
         "portal-job-cancelled": "withdrawn",
         "portal-col-supplies": "Supplies (last read)",
+        "portal-firmware": "Firmware",
+        "portal-firmware-title": "Firmware images of unit {unit_id}",
+        "portal-firmware-hint": "Upload an image here, then install it on a device from the "
+                                "device's page (Maintenance).",
+        "portal-firmware-version": "Version",
+        "portal-firmware-file": "Image file",
+        "portal-firmware-size": "Size",
+        "portal-firmware-sha256": "SHA-256",
+        "portal-upload": "Upload",
+        "portal-no-images": "No firmware images yet.",
+        "portal-bad-version": "Name the image's version: letters, digits and . + ~ _ - (at "
+                              "most 32).",
+        "portal-upload-with-script": "Uploading needs the page's script (JavaScript): it "
+                                     "sends the file with a progress bar.",
         "portal-register-title": "Register a device",
         "portal-register": "Register",
         "portal-registered-title": "Device {device_id} registered",

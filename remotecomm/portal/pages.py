@@ -14,7 +14,7 @@ from twisted.web.template import Tag, flattenString, tags
 
 from remotecomm.accounts.permissions import allowed
 from remotecomm.clock import iso_from_us
-from remotecomm.identifiers import DEVICE_ID
+from remotecomm.identifiers import DEVICE_ID, VERSION_TEXT
 from remotecomm.maintenance.lifecycle import OPEN_STATES as JOB_OPEN_STATES
 from remotecomm.maintenance.messages import ACTIONS
 from remotecomm.messages import text
@@ -57,6 +57,8 @@ def _header(viewer: Viewer | None) -> Tag:
     links = [tags.a(text("portal-devices"), href="/portal/"),
              tags.a(text("portal-sessions"), href="/portal/sessions"),
              tags.a(text("portal-reports"), href="/portal/reports")]
+    if viewer.unit_id is not None and allowed(viewer.role, "firmware.upload"):
+        links.append(tags.a(text("portal-firmware"), href="/portal/firmware"))
     if viewer.unit_id is not None and allowed(viewer.role, "users.list"):
         links.append(tags.a(text("portal-users"), href="/portal/users"))
     if viewer.unit_id is not None and allowed(viewer.role, "audit.read"):
@@ -192,6 +194,38 @@ def devices_page(viewer: Viewer, fleet: dict, query: str, state: str,
             method="post", action="/portal/register", class_="filters"), id="register-device")]
     return layout(text("portal-devices-title", unit_id=viewer.unit_id), viewer, *notices,
                   filters, listing, *register, watch="fleet", seen=seen)
+
+
+def firmware_page(viewer: Viewer, images: list[dict]) -> Tag:
+    """The unit's firmware images, and uploading one (with a progress bar: the script
+    sends the file as the request's body)."""
+    upload = tags.form(
+        tags.label(text("portal-firmware-version"), tags.input(
+            type="text", name="version", id="version", required="", maxlength="32",
+            pattern=VERSION_TEXT), for_="version"),
+        tags.label(text("portal-firmware-file"), tags.input(
+            type="file", name="image", id="image", required=""), for_="image"),
+        tags.button(text("portal-upload"), type="submit", id="upload-button"),
+        tags.progress("", value="0", max="100", id="upload-progress", hidden=""),
+        tags.span("", id="upload-status", role="status"),
+        method="post", action="/portal/firmware", id="upload", class_="filters",
+        **{"data-upload": "", "data-csrf": viewer.csrf})
+    if images:
+        listing = tags.div(tags.table(
+            tags.thead(tags.tr(*[tags.th(text(key), scope="col") for key in (
+                "portal-firmware-version", "portal-firmware-size", "portal-firmware-sha256",
+                "portal-col-user", "portal-col-when")])),
+            tags.tbody(*[tags.tr(tags.td(image["version"]), tags.td(_bytes(image["size"])),
+                                 tags.td(tags.code(image["sha256"][:16] + "…"),
+                                         title=image["sha256"]),
+                                 tags.td(image["uploaded_by"]),
+                                 tags.td(_when(image["uploaded_us"])),
+                                 **{"data-image": image["image_id"]})
+                         for image in images]), id="images"), class_="table")
+    else:
+        listing = tags.p(text("portal-no-images"), class_="empty")
+    return layout(text("portal-firmware-title", unit_id=viewer.unit_id), viewer,
+                  tags.p(text("portal-firmware-hint"), class_="hint"), upload, listing)
 
 
 def registered_page(viewer: Viewer, answer: dict) -> Tag:

@@ -11,6 +11,7 @@ it came from, comes from this origin.
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from pathlib import Path
 from typing import Awaitable, Callable
@@ -26,8 +27,9 @@ from remotecomm.accounts.permissions import allowed
 from remotecomm.clock import now_us
 from remotecomm.fleet.listing import FleetListing
 from remotecomm.fleet.registry import DeviceRegistry
+from remotecomm.http_files import UploadError
 from remotecomm.identifiers import (APP_ID, DEVICE_ID, IMAGE_ID, JOB_ID, REQUEST_ID, SETTING_NAME,
-                                    UNIT_ID, USER_ID, is_valid)
+                                    UNIT_ID, USER_ID, VERSION_TEXT, is_valid)
 from remotecomm.maintenance.firmware import FirmwareImages
 from remotecomm.maintenance.service import JobService
 from remotecomm.messages import text
@@ -52,6 +54,7 @@ DEVICE_PAGE_SESSIONS = 10
 DEVICE_PAGE_JOBS = 10
 JOB_WAIT_ONLINE = 3600  # seconds a job may wait for an offline device, when asked to
 AUDIT_PAGE = 200
+PORTAL_UPLOAD_PATH = b"/portal/firmware"  # its body streams to disk (http_files)
 # What the session's record says asked for it (the terminal it names collects the token).
 PORTAL_CLIENT = {"client_name": "remotecomm-portal", "client_version": __version__}
 
@@ -102,6 +105,8 @@ class Portal(resource.Resource):
             (b"POST", "jobs"): (self.run_job, 1),
             (b"GET", "job"): (self.job, 1),
             (b"POST", "withdraw"): (self.withdraw_job, 1),
+            (b"GET", "firmware"): (self.firmware_page, 0),
+            (b"POST", "firmware"): (self.upload_firmware, 0),
             (b"POST", "register"): (self.register_device, 0),
             (b"POST", "rotate"): (self.rotate_device, 1),
             (b"POST", "revoke"): (self.revoke_device, 1),
@@ -473,6 +478,43 @@ class Portal(resource.Resource):
             raise ServiceError(404, "job-not-found", text("portal-no-such-job"))
         await self._job_service().cancel(caller, job_id)
         raise _Redirect(f"/portal/job/{job_id}")
+
+    # -- firmware images ------------------------------------------------------------------
+
+    def _images(self) -> FirmwareImages:
+        if self._firmware is None:
+            raise ServiceError(503, "unavailable", text("portal-no-jobs"))
+        return self._firmware
+
+    async def firmware_page(self, request):
+        caller, viewer = await self._viewer(request, "firmware.upload", "GET /portal/firmware")
+        return pages.firmware_page(viewer, await self._images().list(caller))
+
+    async def upload_firmware(self, request):
+        """The image is the raw body (``portal.js`` sends the file with a progress bar),
+        streamed to disk before this runs; the CSRF token comes in a header."""
+        session = PortalSession.decode(request.getCookie(SESSION_COOKIE))
+        token = (request.getHeader(b"x-csrf-token") or b"").decode("ascii", "replace")
+        if session is None or not same(token, session.csrf):
+            raise ServiceError(403, "bad-csrf-token", text("portal-bad-csrf"))
+        caller, _ = await self._viewer(request, "firmware.upload", "POST /portal/firmware")
+        upload = getattr(request, "upload", None)
+        kind = (request.getHeader(b"content-type") or b"").split(b";")[0].strip().lower()
+        if kind != b"application/octet-stream":  # a form posted without the script
+            raise ServiceError(400, "invalid-upload", text("portal-upload-with-script"))
+        version = _arg(request, b"version")
+        if not is_valid(VERSION_TEXT, version):
+            raise ServiceError(400, "invalid-field", text("portal-bad-version"))
+        if upload is None:
+            raise ServiceError(400, "invalid-upload", text("portal-upload-with-script"))
+        try:
+            image = await self._images().add(caller, version, upload.finish)
+        except UploadError as e:
+            raise ServiceError(e.status, e.code, e.message) from None
+        request.setResponseCode(201)
+        request.setHeader(b"content-type", b"application/json; charset=utf-8")
+        return _Raw(json.dumps({"image_id": image["image_id"],
+                                "version": image["version"]}).encode())
 
     # -- devices (administration) ---------------------------------------------------------
 

@@ -30,7 +30,7 @@ from remotecomm.maintenance.firmware import FirmwareImages
 from remotecomm.maintenance.messages import JobProgress, JobResult
 from remotecomm.maintenance.service import JobService
 from remotecomm.metrics import MetricsResource, manager_registry, relay_registry
-from remotecomm.portal.resource import Portal
+from remotecomm.portal.resource import PORTAL_UPLOAD_PATH, Portal
 from remotecomm.relay.core import RelayCore
 from remotecomm.relay.gateway_http import read_api_secret
 from remotecomm.relay.liveness import HeartbeatSender
@@ -134,7 +134,8 @@ def build_service(config: ServerConfig, reactor, role: str = "both") -> MultiSer
                                  portal))
     if manager is not None:
         factory.requestFactory = UploadRequest
-        factory.upload_for = firmware_uploads(manager.firmware.incoming)
+        factory.upload_for = firmware_uploads(manager.firmware.incoming,
+                                              portal_path=PORTAL_UPLOAD_PATH)
     if config.tls.enabled:
         try:
             tls_options = server_tls_options(config.tls.certificate, config.tls.key,

@@ -147,6 +147,15 @@ class Browser:
         if loaded is not None:
             await loaded
 
+    async def choose_file(self, selector: str, path: Path) -> None:
+        """Put a file into a file input, as a person choosing it would (``path`` absolute:
+        Chromium reads it from its own working directory otherwise, and cannot)."""
+        document = await self.call("DOM.getDocument", {"depth": 0})
+        node = await self.call("DOM.querySelector", {
+            "nodeId": document["root"]["nodeId"], "selector": selector})
+        await self.call("DOM.setFileInputFiles", {"files": [str(path.absolute())],
+                                                  "nodeId": node["nodeId"]})
+
     async def download(self, selector: str, folder: Path) -> Path:
         """Click a download link and wait until the file is in ``folder``; its path."""
         folder.mkdir(parents=True, exist_ok=True)

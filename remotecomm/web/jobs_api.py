@@ -43,16 +43,22 @@ MAX_RUNNING_UPLOADS = 4
 
 
 def firmware_uploads(folder: Path, max_size: int = MAX_FIRMWARE_BYTES,
-                     max_running: int = MAX_RUNNING_UPLOADS):
-    """The manager site's upload chooser: ``POST /api/v1/firmware`` streams into
-    ``folder``; refused at once without credentials, over the size, or past
-    ``max_running`` uploads at a time."""
+                     max_running: int = MAX_RUNNING_UPLOADS, portal_path: bytes | None = None):
+    """The manager site's upload chooser: ``POST /api/v1/firmware`` (and the portal's
+    ``portal_path``) streams into ``folder``; refused at once without credentials (a
+    bearer token; the portal's session cookie), over the size, or past ``max_running``
+    uploads at a time."""
+    credentials = {UPLOAD_PATH: (b"authorization",
+                                 "log in first: send 'Authorization: Bearer <token>'")}
+    if portal_path is not None:
+        credentials[portal_path] = (b"cookie", "log in to the portal first")
+
     def upload_for(method: bytes, path: bytes, headers, length: int | None, running: int):
-        if method != b"POST" or path != UPLOAD_PATH:
+        if method != b"POST" or path not in credentials:
             return None
-        if not headers.hasHeader(b"authorization"):
-            raise UploadError("log in first: send 'Authorization: Bearer <token>'", 401,
-                              "unauthenticated")
+        header, missing = credentials[path]
+        if not headers.hasHeader(header):
+            raise UploadError(missing, 401, "unauthenticated")
         if running >= max_running:
             raise UploadError(f"{max_running} uploads are running; try again later", 503,
                               "busy")

@@ -3,6 +3,7 @@ TLS (Chromium trusts the server's certificate by its key, as a person who instal
 dev CA would).  Screenshots of the pages go to ``_trial_temp/portal-screenshots`` for a
 person to look at."""
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -106,6 +107,12 @@ class PortalInChromiumTests(TestCase):
         await browser.call("Emulation.setDeviceMetricsOverride", {
             "width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": True})
         await browser.navigate(self.setup.url + "/portal/devices/mfp-1")
+        # Nothing is wider than the screen but a table's content, which scrolls in its box.
+        wide = await browser.evaluate(
+            "[...document.querySelectorAll('body *')].filter(e => "
+            "e.getBoundingClientRect().right > 391 && !e.parentNode.closest('.table'))"
+            ".map(e => e.tagName + '#' + e.id + '.' + e.className)")
+        self.assertEqual(wide, [])
         self.assertLessEqual(await browser.evaluate(
             "document.documentElement.scrollWidth"), 390)
         await browser.screenshot(SCREENSHOTS / "device-phone.png")
@@ -123,6 +130,19 @@ class PortalInChromiumTests(TestCase):
         await browser.screenshot(SCREENSHOTS / "reports.png")
         csv = await browser.download("#csv-days", Path(self.mktemp()))
         self.assertTrue(csv.read_text().startswith("from,to,day,"))
+
+        # A firmware image, uploaded with a progress bar (the script sends the file).
+        image = Path(self.mktemp() + ".bin").absolute()
+        image.write_bytes(bytes(range(256)) * 4096)  # 1 MiB
+        await browser.click("header nav a[href='/portal/firmware']")
+        await browser.evaluate("document.getElementById('version').value = '4.3.0'")
+        await browser.choose_file("#image", image)
+        await browser.click("#upload-button")  # the page loads again once the image is kept
+        self.assertEqual(await self.text_of("#images tbody tr td"), "4.3.0")
+        self.assertEqual(await browser.evaluate(
+            "document.querySelector('#images tbody tr td code').parentNode.title"),
+            hashlib.sha256(image.read_bytes()).hexdigest())
+        await browser.screenshot(SCREENSHOTS / "firmware.png")
 
         await browser.click("header form.logout button")
         self.assertEqual(await browser.evaluate("location.pathname"), "/portal/login")

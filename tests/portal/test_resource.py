@@ -601,10 +601,13 @@ class MaintenancePagesTests(PortalTestCase):
                             "1.0", [{"name": "sleep_minutes", "kind": "int", "minimum": 1,
                                      "maximum": 240}], 1)
         self.devices = FakeDevices()
-        self.jobs = JobService(self.store, self.clock, self.devices)
+        from remotecomm.maintenance.firmware import FirmwareImages
+        self.images = FirmwareImages(self.store, self.clock, Path(self.mktemp()),
+                                     "https://manager.test")
+        self.jobs = JobService(self.store, self.clock, self.devices, self.images)
         root = Resource()
         root.putChild(b"portal", Portal(self.accounts, FleetListing(self.store), self.clock,
-                                        jobs=self.jobs))
+                                        jobs=self.jobs, firmware=self.images))
         self.http = StubTreq(root)
         self.log_in()
 
@@ -686,6 +689,21 @@ class MaintenancePagesTests(PortalTestCase):
         self.assertIn(b"event: change", self.successResultOf(body))
 
 
+    def test_an_upload_needs_the_csrf_header_and_the_script(self):
+        headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items()),
+                   "Content-Type": "application/octet-stream"}
+
+        def post(extra, path="/portal/firmware?version=1.0"):
+            return self.successResultOf(self.http.request(
+                "POST", BASE + path, data=b"image", headers=dict(headers, **extra))).code
+        self.assertEqual(post({}), 403)  # no X-CSRF-Token
+        self.assertEqual(post({"X-CSRF-Token": "forged"}), 403)
+        self.assertEqual(post({"X-CSRF-Token": self.csrf(), "Content-Type":
+                               "multipart/form-data; boundary=x"}), 400)
+        self.assertEqual(post({"X-CSRF-Token": self.csrf()}, "/portal/firmware?version=%20"),
+                         400)
+
+
 class DeviceAdministrationPagesTests(PortalTestCase):
     """Register (the agent config shown once), rotate, move, revoke: through the same
     registry as the API."""
@@ -765,3 +783,4 @@ class DeviceAdministrationPagesTests(PortalTestCase):
         self.assertNotIn("Administration", self.request("GET", "/portal/devices/mfp-1")[2])
         self.assertEqual(self.request("POST", "/portal/register", {
             "csrf": self.csrf(), "device_id": "mfp-9"})[0], 403)
+

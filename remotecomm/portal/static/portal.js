@@ -29,3 +29,51 @@
     window.setInterval(tick, 1000);
   }
 })();
+
+// Uploads (a form with data-upload): the file goes as the request's body, with a progress
+// bar; the CSRF token goes in a header. The page shows the new image once it is kept.
+(function () {
+  const form = document.querySelector("form[data-upload]");
+  if (!form || !window.XMLHttpRequest) {
+    return;
+  }
+  form.addEventListener("submit", function (event) {
+    event.preventDefault();
+    const file = form.querySelector("input[type=file]").files[0];
+    const version = form.querySelector("input[name=version]").value;
+    const bar = document.getElementById("upload-progress");
+    const status = document.getElementById("upload-status");
+    const button = form.querySelector("button");
+    if (!file) {
+      return;
+    }
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", form.action + "?version=" + encodeURIComponent(version));
+    xhr.setRequestHeader("Content-Type", "application/octet-stream");
+    xhr.setRequestHeader("X-CSRF-Token", form.dataset.csrf);
+    bar.hidden = false;
+    bar.value = 0;
+    button.disabled = true;
+    status.textContent = "";
+    xhr.upload.addEventListener("progress", function (progress) {
+      if (progress.lengthComputable) {
+        bar.value = Math.round(100 * progress.loaded / progress.total);
+      }
+    });
+    xhr.addEventListener("load", function () {
+      if (xhr.status === 201) {
+        window.location.reload();
+        return;
+      }
+      const page = new DOMParser().parseFromString(xhr.responseText, "text/html");
+      const notice = page.querySelector(".notice");
+      status.textContent = (notice ? notice.textContent : "") + " (" + xhr.status + ")";
+      button.disabled = false;
+    });
+    xhr.addEventListener("error", function () {
+      status.textContent = "The upload failed: the connection was lost.";
+      button.disabled = false;
+    });
+    xhr.send(file);
+  });
+})();
