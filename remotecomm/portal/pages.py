@@ -63,7 +63,7 @@ def _header(viewer: Viewer | None) -> Tag:
         links.append(tags.a(text("portal-users"), href="/portal/users"))
     if viewer.unit_id is not None and allowed(viewer.role, "audit.read"):
         links.append(tags.a(text("portal-audit"), href="/portal/audit"))
-    if len(viewer.units) > 1 or viewer.unit_id is None:
+    if len(viewer.units) > 1 or viewer.unit_id is None or allowed(viewer.role, "units.manage"):
         links.append(tags.a(text("portal-choose-unit"), href="/portal/units"))
     who = text("portal-who", user_id=viewer.user_id, unit_id=viewer.unit_id or "–",
                role=viewer.role)
@@ -107,13 +107,43 @@ def login_page(nonce: str, message: str | None = None, user_id: str = "") -> Tag
         method="post", action="/portal/login", class_="stacked"))
 
 
-def units_page(viewer: Viewer) -> Tag:
-    """Choose the unit to act in."""
+def units_page(viewer: Viewer, choices: list[tuple[str, str]] | None = None,
+               may_create: bool = False, current: dict | None = None) -> Tag:
+    """Choose the unit to act in; a provider admin creates units, a unit admin renames
+    theirs or sets its time zone."""
     buttons = [tags.li(tags.form(
         _csrf_field(viewer), tags.input(type="hidden", name="unit_id", value=unit_id),
         tags.button(text("portal-unit-choice", unit_id=unit_id, role=role), type="submit"),
-        method="post", action="/portal/unit")) for unit_id, role in viewer.units]
-    return layout(text("portal-units-title"), viewer, tags.ul(*buttons, class_="choices"))
+        method="post", action="/portal/unit"))
+        for unit_id, role in (viewer.units if choices is None else choices)]
+    content = [tags.ul(*buttons, class_="choices")]
+    if current is not None:
+        content += [tags.h2(text("portal-unit-settings", unit_id=current["unit_id"])),
+                    tags.form(
+                        _csrf_field(viewer),
+                        tags.label(text("portal-col-name"), tags.input(
+                            type="text", name="name", value=current["name"], id="unit_name",
+                            maxlength="200"), for_="unit_name"),
+                        tags.label(text("portal-time-zone"), tags.input(
+                            type="text", name="time_zone", value=current["time_zone"],
+                            id="unit_zone", maxlength="64"), for_="unit_zone"),
+                        tags.button(text("portal-save"), type="submit"),
+                        method="post", action="/portal/change-unit", class_="filters")]
+    if may_create:
+        content += [tags.h2(text("portal-create-unit")), tags.form(
+            _csrf_field(viewer),
+            tags.label(text("portal-unit-id"), tags.input(
+                type="text", name="unit_id", id="new_unit_id", required="", maxlength="64",
+                autocapitalize="none"), for_="new_unit_id"),
+            tags.label(text("portal-col-name"), tags.input(
+                type="text", name="name", id="new_unit_name", maxlength="200"),
+                for_="new_unit_name"),
+            tags.label(text("portal-time-zone"), tags.input(
+                type="text", name="time_zone", id="new_unit_zone", value="UTC",
+                maxlength="64"), for_="new_unit_zone"),
+            tags.button(text("portal-create"), type="submit", id="create-unit"),
+            method="post", action="/portal/create-unit", class_="filters")]
+    return layout(text("portal-units-title"), viewer, *content)
 
 
 def _state(device: dict) -> Tag:
@@ -658,11 +688,25 @@ def users_page(viewer: Viewer, users: list[dict], may_manage: bool) -> Tag:
         action = ""
         if may_manage and user["user_id"] != viewer.user_id:
             verb = "enable" if user["disabled"] else "disable"
-            action = tags.form(_csrf_field(viewer), tags.button(
-                text(f"portal-{verb}"), type="submit",
-                class_="danger" if verb == "disable" else "",
-                **{"aria-label": text(f"portal-{verb}-label", user_id=user["user_id"])}),
-                method="post", action=f"/portal/{verb}/{user['user_id']}", class_="inline")
+            uid = user["user_id"]
+            action = tags.div(
+                tags.form(_csrf_field(viewer), tags.button(
+                    text(f"portal-{verb}"), type="submit",
+                    class_="danger" if verb == "disable" else "",
+                    **{"aria-label": text(f"portal-{verb}-label", user_id=uid)}),
+                    method="post", action=f"/portal/{verb}/{uid}", class_="inline"),
+                tags.form(_csrf_field(viewer), tags.select(
+                    *[tags.option(text(f"portal-role-{r}"), value=r,
+                                  **({"selected": ""} if r == role else {}))
+                      for r in ("technician", "unit-admin", "none")], name="role",
+                    **{"aria-label": text("portal-role-label", user_id=uid)}),
+                    tags.button(text("portal-set-role"), type="submit"),
+                    method="post", action=f"/portal/role/{uid}", class_="inline"),
+                tags.form(_csrf_field(viewer), tags.button(
+                    text("portal-reset-password"), type="submit",
+                    **{"aria-label": text("portal-reset-label", user_id=uid)}),
+                    method="post", action=f"/portal/reset-password/{uid}", class_="inline"),
+                class_="actions")
         rows.append(tags.tr(tags.td(user["user_id"]), tags.td(user["display_name"]),
                             tags.td(role + (" · " + text("portal-provider-admin")
                                             if user["provider_admin"] else "")),
@@ -674,7 +718,33 @@ def users_page(viewer: Viewer, users: list[dict], may_manage: bool) -> Tag:
             "portal-col-user", "portal-col-display-name", "portal-col-role",
             "portal-col-state", "portal-col-action")])),
         tags.tbody(*rows), id="users"), class_="table")
-    return layout(text("portal-users-title", unit_id=viewer.unit_id), viewer, table)
+    add = []
+    if may_manage:
+        add = [tags.h2(text("portal-add-user")), tags.form(
+            _csrf_field(viewer),
+            tags.label(text("portal-col-user"), tags.input(
+                type="text", name="user_id", id="new_user_id", required="", maxlength="128",
+                autocapitalize="none"), for_="new_user_id"),
+            tags.label(text("portal-col-display-name"), tags.input(
+                type="text", name="display_name", id="new_display_name", maxlength="200"),
+                for_="new_display_name"),
+            tags.label(text("portal-col-role"), tags.select(
+                *[tags.option(text(f"portal-role-{r}"), value=r)
+                  for r in ("technician", "unit-admin")], name="role", id="new_role"),
+                for_="new_role"),
+            tags.button(text("portal-add"), type="submit", id="add-user"),
+            method="post", action="/portal/add-user", class_="filters")]
+    return layout(text("portal-users-title", unit_id=viewer.unit_id), viewer, table, *add)
+
+
+def password_token_page(viewer: Viewer, user_id: str, token: str, created: bool) -> Tag:
+    """A one-time set-password token, shown this once, and how the user uses it."""
+    return layout(text("portal-user-created" if created else "portal-password-was-reset",
+                       user_id=user_id), viewer,
+                  tags.p(text("portal-token-once"), class_="notice warning"),
+                  tags.pre(tags.code(f"remotecomm passwd --user {user_id} --token {token}"),
+                           id="password-token"),
+                  tags.p(tags.a(text("portal-back-users"), href="/portal/users")))
 
 
 def audit_page(viewer: Viewer, records: list[dict], kinds: tuple[str, ...], kind: str,

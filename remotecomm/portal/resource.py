@@ -93,6 +93,8 @@ class Portal(resource.Resource):
             (b"POST", "logout"): (self.logout, 0),
             (b"GET", "units"): (self.units, 0),
             (b"POST", "unit"): (self.choose_unit, 0),
+            (b"POST", "create-unit"): (self.create_unit, 0),
+            (b"POST", "change-unit"): (self.change_unit, 0),
             (b"GET", "devices"): (self.device, 1),
             (b"GET", "sessions"): (self.session_list, 0),
             (b"GET", "session"): (self.session, 1),
@@ -112,6 +114,9 @@ class Portal(resource.Resource):
             (b"POST", "revoke"): (self.revoke_device, 1),
             (b"POST", "move"): (self.move_device, 1),
             (b"GET", "users"): (self.users, 0),
+            (b"POST", "add-user"): (self.add_user, 0),
+            (b"POST", "role"): (self.set_role, 1),
+            (b"POST", "reset-password"): (self.reset_password, 1),
             (b"POST", "disable"): (self.disable_user, 1),
             (b"POST", "enable"): (self.enable_user, 1),
             (b"GET", "audit"): (self.audit, 0),
@@ -273,8 +278,52 @@ class Portal(resource.Resource):
         return session.expires_s - now_us(self._clock) // 1_000_000
 
     async def units(self, request):
-        _, viewer = await self._viewer(request, in_unit=False)
-        return pages.units_page(viewer)
+        caller, viewer = await self._viewer(request, in_unit=False)
+        choices = list(viewer.units)
+        if caller.role == "provider-admin" and self._admin is not None:
+            # A provider admin acts in any unit, member or not.
+            roles = dict(viewer.units)
+            choices = [(unit["unit_id"], roles.get(unit["unit_id"], caller.role))
+                       for unit in await self._admin.units(caller)]
+        current = None
+        session = PortalSession.decode(request.getCookie(SESSION_COOKIE))
+        if session is not None and session.unit_id is not None and self._admin is not None:
+            acting = await self._caller(request, session, session.unit_id)
+            if allowed(acting.role, "units.manage"):
+                current = (await self._admin.units(acting))
+                current = next((u for u in current if u["unit_id"] == acting.unit_id), None)
+        return pages.units_page(viewer, choices,
+                                may_create=self._admin is not None
+                                and allowed(caller.role, "units.create"),
+                                current=current)
+
+    async def create_unit(self, request):
+        form, _ = await self._checked_form(request)
+        caller, _ = await self._viewer(request, in_unit=False)
+        try:
+            await self._accounts.require(caller, "units.create", "POST /portal/create-unit",
+                                         self._source(request))
+        except Refused as refusal:
+            raise ServiceError(403, refusal.code, refusal.message) from None
+        unit_id = form.get("unit_id", "").strip().lower()
+        name = form.get("name", "").strip() or unit_id
+        if not is_valid(UNIT_ID, unit_id):
+            raise ServiceError(400, "invalid-field", text("portal-bad-unit-id"))
+        if not name.isprintable() or len(name) > 200:
+            raise ServiceError(400, "invalid-field", text("portal-bad-name"))
+        await self._administration().create_unit(caller, unit_id, name,
+                                                 form.get("time_zone", "UTC").strip())
+        raise _Redirect("/portal/units")
+
+    async def change_unit(self, request):
+        form, _ = await self._checked_form(request)
+        caller, _ = await self._viewer(request, "units.manage", "POST /portal/change-unit")
+        name = form.get("name", "").strip() or None
+        if name is not None and (not name.isprintable() or len(name) > 200):
+            raise ServiceError(400, "invalid-field", text("portal-bad-name"))
+        await self._administration().change_unit(caller, name,
+                                                 form.get("time_zone", "").strip() or None)
+        raise _Redirect("/portal/units")
 
     async def choose_unit(self, request):
         form, session = await self._checked_form(request)
@@ -582,6 +631,43 @@ class Portal(resource.Resource):
         found = await self._administration().users(caller)
         return pages.users_page(viewer, found, allowed(caller.role, "users.manage"))
 
+    async def add_user(self, request):
+        form, _ = await self._checked_form(request)
+        caller, viewer = await self._viewer(request, "users.manage", "POST /portal/add-user")
+        user_id = form.get("user_id", "").strip().lower()
+        display_name = form.get("display_name", "").strip() or user_id
+        role = form.get("role", "")
+        if not is_valid(USER_ID, user_id):
+            raise ServiceError(400, "invalid-field", text("portal-bad-user-id"))
+        if not display_name.isprintable() or len(display_name) > 200:
+            raise ServiceError(400, "invalid-field", text("portal-bad-name"))
+        user, token = await self._administration().create_user(caller, user_id, display_name,
+                                                               role, None)
+        request.setResponseCode(201)
+        return pages.password_token_page(viewer, user_id, token, created=True)
+
+    async def set_role(self, request, user_id: str):
+        form, _ = await self._checked_form(request)
+        caller, _ = await self._viewer(request, "users.manage", "POST /portal/role")
+        self._check_user_id(user_id, caller)
+        role = form.get("role", "")
+        await self._administration().set_role(caller, user_id, None if role == "none" else role)
+        raise _Redirect("/portal/users")
+
+    async def reset_password(self, request, user_id: str):
+        await self._checked_form(request)
+        caller, viewer = await self._viewer(request, "users.manage",
+                                            "POST /portal/reset-password")
+        self._check_user_id(user_id, caller)
+        token = await self._administration().reset_password(caller, user_id, None)
+        return pages.password_token_page(viewer, user_id, token, created=False)
+
+    def _check_user_id(self, user_id: str, caller: Caller) -> None:
+        if not is_valid(USER_ID, user_id):
+            raise ServiceError(404, "user-not-found", text("portal-no-such-user"))
+        if user_id == caller.user_id:
+            raise ServiceError(409, "own-account", text("portal-not-yourself"))
+
     async def disable_user(self, request, user_id: str):
         return await self._set_disabled(request, user_id, True)
 
@@ -591,10 +677,7 @@ class Portal(resource.Resource):
     async def _set_disabled(self, request, user_id: str, disabled: bool):
         await self._checked_form(request)
         caller, _ = await self._viewer(request, "users.manage", "POST /portal/disable")
-        if not is_valid(USER_ID, user_id):
-            raise ServiceError(404, "user-not-found", text("portal-no-such-user"))
-        if user_id == caller.user_id:
-            raise ServiceError(409, "own-account", text("portal-not-yourself"))
+        self._check_user_id(user_id, caller)
         await self._administration().set_disabled(caller, user_id, disabled)
         raise _Redirect("/portal/users")
 

@@ -441,10 +441,10 @@ class AdministrationPagesTests(PortalTestCase):
     def setUp(self):
         super().setUp()
         from remotecomm.accounts.administration import AccountAdmin
+        self.admin = AccountAdmin(self.store, InlinePasswordHasher(), self.clock)
         root = Resource()
         root.putChild(b"portal", Portal(self.accounts, FleetListing(self.store), self.clock,
-                                        admin=AccountAdmin(self.store, InlinePasswordHasher(),
-                                                           self.clock)))
+                                        admin=self.admin))
         self.http = StubTreq(root)
 
     def as_carl(self):
@@ -471,6 +471,60 @@ class AdministrationPagesTests(PortalTestCase):
         self.cookies = alices
         self.assertEqual(self.request("GET", "/portal/")[1].getRawHeaders("location"),
                          ["/portal/login?ended=1"])
+
+    def test_adding_a_user_shows_their_one_time_token(self):
+        self.as_carl()
+        status, _, body = self.request("POST", "/portal/add-user", {
+            "csrf": self.csrf(), "user_id": "Nina", "display_name": "Nina <N>",
+            "role": "technician"})
+        self.assertEqual(status, 201)
+        token = re.search(r"remotecomm passwd --user nina --token ([A-Za-z0-9_-]{43})",
+                          body).group(1)
+        self.successResultOf(Deferred.fromCoroutine(self.admin.redeem_password_token(
+            "nina", token, "a new good password", "127.0.0.1")))
+        _, _, body = self.request("GET", "/portal/users")
+        self.assertIn("Nina &lt;N&gt;", body)
+        self.assertEqual(self.request("POST", "/portal/add-user", {
+            "csrf": self.csrf(), "user_id": "nina", "role": "technician"})[0], 409)
+        self.assertEqual(self.request("POST", "/portal/add-user", {
+            "csrf": self.csrf(), "user_id": "zed", "role": "emperor"})[0], 400)
+
+    def test_roles_and_password_resets(self):
+        self.as_carl()
+        self.request("POST", "/portal/role/alice", {"csrf": self.csrf(), "role": "unit-admin"})
+        self.assertIn('<option value="unit-admin" selected="">',
+                      re.search(r'data-user="alice".*?</tr>',
+                                self.request("GET", "/portal/users")[2]).group(0))
+        status, _, body = self.request("POST", "/portal/reset-password/alice",
+                                       {"csrf": self.csrf()})
+        self.assertEqual(status, 200)
+        self.assertIn("remotecomm passwd --user alice --token ", body)
+        self.request("POST", "/portal/role/alice", {"csrf": self.csrf(), "role": "none"})
+        self.assertNotIn('data-user="alice"', self.request("GET", "/portal/users")[2])
+        self.assertEqual(self.request("POST", "/portal/role/carl",
+                                      {"csrf": self.csrf(), "role": "none"})[0], 409)
+
+    def test_units_created_by_a_provider_admin_and_set_by_a_unit_admin(self):
+        self.store.run_sync(insert_user, "pat", "Pat", make_hasher(CHEAP_HASHING).hash(
+            PASSWORD), None, None, 0, provider_admin=True)
+        self.log_in("pat")
+        _, _, body = self.request("GET", "/portal/units")
+        self.assertIn("Unit acme (provider-admin)", body)  # every unit, member or not
+        self.request("POST", "/portal/create-unit", {
+            "csrf": self.csrf(), "unit_id": "initech", "name": "Initech",
+            "time_zone": "America/Chicago"})
+        self.assertIn("Unit initech (provider-admin)", self.request("GET", "/portal/units")[2])
+        self.assertEqual(self.request("POST", "/portal/create-unit", {
+            "csrf": self.csrf(), "unit_id": "x", "time_zone": "Mars/Olympus"})[0], 400)
+        self.request("POST", "/portal/logout", {"csrf": self.csrf()})
+        self.as_carl()
+        self.assertEqual(self.request("POST", "/portal/create-unit", {
+            "csrf": self.csrf(), "unit_id": "mine"})[0], 403)
+        self.request("POST", "/portal/change-unit", {
+            "csrf": self.csrf(), "name": "ACME <Corp>", "time_zone": "Europe/Paris"})
+        _, _, body = self.request("GET", "/portal/units")
+        self.assertIn('value="ACME &lt;Corp&gt;"', body)
+        self.assertIn('value="Europe/Paris"', body)
 
     def test_technicians_see_no_administration(self):
         self.log_in("alice")
