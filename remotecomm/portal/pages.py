@@ -518,22 +518,30 @@ def _sessions_table(viewer: Viewer, found: list[dict], may_end, show_device=True
         tags.tbody(*rows), class_="sessions"), class_="table")
 
 
-def sessions_page(viewer: Viewer, found: list[dict], shown: str, device_id: str,
-                  may_end, seen: str = "") -> Tag:
-    """The unit's sessions: open ones by default, or ended ones, or all, of one device."""
+def sessions_page(viewer: Viewer, found: list[dict], shown: str, asked: dict,
+                  may_end, seen: str = "", live: bool = False) -> Tag:
+    """The unit's sessions, newest first: open ones by default (followed live), ended ones
+    or all, filtered by device, app, user, how they ended and the day they were asked for
+    (UTC)."""
+    def field(name: str, label: str, kind: str = "text", size: str = "64") -> Tag:
+        return tags.label(text(label), tags.input(
+            type=kind, name=name, value=asked.get(name, ""), id=f"filter_{name}",
+            maxlength=size), for_=f"filter_{name}")
+
     filters = tags.form(
         tags.label(text("portal-shown"), tags.select(
             *[tags.option(text(f"portal-shown-{value}"), value=value,
                           **({"selected": ""} if value == shown else {}))
               for value in ("open", "ended", "all")], name="state", id="state"), for_="state"),
-        tags.label(text("portal-col-device"), tags.input(
-            type="text", name="device_id", value=device_id, id="device_id", maxlength="64"),
-            for_="device_id"),
+        field("device_id", "portal-col-device"), field("app_id", "portal-col-app"),
+        field("user_id", "portal-col-user", size="128"),
+        field("end_reason", "portal-col-reason", size="32"),
+        field("from", "portal-from-day", "date"), field("to", "portal-to-day", "date"),
         tags.button(text("portal-filter"), type="submit"),
         method="get", action="/portal/sessions", class_="filters")
     return layout(text("portal-sessions-title", unit_id=viewer.unit_id), viewer, filters,
                   _sessions_table(viewer, found, may_end),
-                  watch="sessions" if shown == "open" and not device_id else None, seen=seen)
+                  watch="sessions" if live else None, seen=seen)
 
 
 def session_page(viewer: Viewer, record: dict, may_end: bool, seen: str = "") -> Tag:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Awaitable, Callable
 
@@ -51,6 +52,7 @@ STATIC_FILES = {"portal.css": b"text/css; charset=utf-8",
 OPEN_STATES = ("pending", "allocating", "approved", "active")
 SESSION_PAGE = 100
 DEVICE_PAGE_SESSIONS = 10
+END_REASON = r"[a-z-]{1,32}"
 DEVICE_PAGE_JOBS = 10
 JOB_WAIT_ONLINE = 3600  # seconds a job may wait for an offline device, when asked to
 AUDIT_PAGE = 200
@@ -396,19 +398,31 @@ class Portal(resource.Resource):
         shown = _arg(request, b"state") or "open"
         if shown not in ("open", "ended", "all"):
             shown = "open"
-        device_id = _arg(request, b"device_id")
         filters: dict = {"limit": SESSION_PAGE}
         if shown == "open":
             filters["states"] = OPEN_STATES
         elif shown == "ended":
             filters["states"] = ("ended",)
-        if device_id:
-            if not is_valid(DEVICE_ID, device_id):
-                raise ServiceError(404, "device-not-found", text("portal-no-such-device"))
-            filters["device_id"] = device_id
+        asked = {}
+        for name, pattern in (("device_id", DEVICE_ID), ("app_id", APP_ID),
+                              ("user_id", USER_ID), ("end_reason", END_REASON)):
+            value = _arg(request, name.encode()).strip().lower()
+            asked[name] = value
+            if value:
+                if not is_valid(pattern, value):
+                    raise ServiceError(400, "invalid-field", text("portal-bad-filter",
+                                                                 field=name))
+                filters[name] = value
+        for name, key in (("from", "from_us"), ("to", "to_us")):
+            day = _date_arg(request, name.encode())
+            asked[name] = day or ""
+            if day:  # a day in UTC, as the list shows times
+                filters[key] = int(datetime.fromisoformat(day).replace(
+                    tzinfo=timezone.utc).timestamp()) * 1_000_000
         found = await self._broker().list_records(caller, **filters)
-        return pages.sessions_page(viewer, found, shown, device_id, self._may_end(caller),
-                                   sessions_fingerprint(found))
+        live = shown == "open" and not any(asked.values())
+        return pages.sessions_page(viewer, found, shown, asked, self._may_end(caller),
+                                   sessions_fingerprint(found) if live else "", live)
 
     async def session(self, request, request_id: str):
         caller, viewer = await self._viewer(request, "sessions.list", "GET /portal/session")

@@ -320,6 +320,22 @@ class SessionPagesTests(BrokerTestCase):
         _, _, body = self.request("GET", "/portal/sessions?state=ended")
         self.assertIn("No sessions.", body)
 
+    def test_the_list_filters_by_device_app_user_reason_and_day(self):
+        self.log_in("alice")
+        for query, shown in (("state=all&device_id=mfp-1", True),
+                             ("state=all&device_id=mfp-2", False),
+                             ("state=all&app_id=web-server&user_id=alice", True),
+                             ("state=all&user_id=tina", False),
+                             ("state=ended", False),
+                             ("state=all&from=2027-01-15&to=2027-01-16", True),
+                             ("state=all&from=2027-01-16", False)):
+            _, _, body = self.request("GET", "/portal/sessions?" + query)
+            self.assertEqual(f'data-session="{self.request_id}"' in body, shown, query)
+            self.assertNotIn("data-watch", body)  # a filtered list is not followed live
+        for query in ("device_id=NOT+ONE", "end_reason=%3Cb%3E", "from=soon"):
+            self.assertEqual(self.request("GET", "/portal/sessions?" + query)[0], 400, query)
+        self.assertIn('data-watch="sessions"', self.request("GET", "/portal/sessions")[2])
+
     def test_a_record_page_never_collects_the_terminal_token(self):
         self.log_in("alice")
         status, _, body = self.request("GET", f"/portal/session/{self.request_id}")
