@@ -50,6 +50,17 @@ def _csrf_field(viewer: Viewer) -> Tag:
     return tags.input(type="hidden", name="csrf", value=viewer.csrf)
 
 
+def _field(label_key: str, name: str, field_id: str, maxlength: int, value: str = "",
+           required: bool = False, **attributes) -> Tag:
+    """A labelled text input (``type`` and more through ``attributes``)."""
+    attributes.setdefault("type", "text")
+    if required:
+        attributes["required"] = ""
+    return tags.label(text(label_key), tags.input(
+        name=name, id=field_id, value=value, maxlength=str(maxlength), **attributes),
+        for_=field_id)
+
+
 def _header(viewer: Viewer | None) -> Tag:
     brand = tags.a(text("portal-brand"), href="/portal/", class_="brand")
     if viewer is None:
@@ -121,26 +132,18 @@ def units_page(viewer: Viewer, choices: list[tuple[str, str]] | None = None,
         content += [tags.h2(text("portal-unit-settings", unit_id=current["unit_id"])),
                     tags.form(
                         _csrf_field(viewer),
-                        tags.label(text("portal-col-name"), tags.input(
-                            type="text", name="name", value=current["name"], id="unit_name",
-                            maxlength="200"), for_="unit_name"),
-                        tags.label(text("portal-time-zone"), tags.input(
-                            type="text", name="time_zone", value=current["time_zone"],
-                            id="unit_zone", maxlength="64"), for_="unit_zone"),
+                        _field("portal-col-name", "name", "unit_name", 200, current["name"]),
+                        _field("portal-time-zone", "time_zone", "unit_zone", 64,
+                               current["time_zone"]),
                         tags.button(text("portal-save"), type="submit"),
                         method="post", action="/portal/change-unit", class_="filters")]
     if may_create:
         content += [tags.h2(text("portal-create-unit")), tags.form(
             _csrf_field(viewer),
-            tags.label(text("portal-unit-id"), tags.input(
-                type="text", name="unit_id", id="new_unit_id", required="", maxlength="64",
-                autocapitalize="none"), for_="new_unit_id"),
-            tags.label(text("portal-col-name"), tags.input(
-                type="text", name="name", id="new_unit_name", maxlength="200"),
-                for_="new_unit_name"),
-            tags.label(text("portal-time-zone"), tags.input(
-                type="text", name="time_zone", id="new_unit_zone", value="UTC",
-                maxlength="64"), for_="new_unit_zone"),
+            _field("portal-unit-id", "unit_id", "new_unit_id", 64, required=True,
+                   autocapitalize="none"),
+            _field("portal-col-name", "name", "new_unit_name", 200),
+            _field("portal-time-zone", "time_zone", "new_unit_zone", 64, "UTC"),
             tags.button(text("portal-create"), type="submit", id="create-unit"),
             method="post", action="/portal/create-unit", class_="filters")]
     return layout(text("portal-units-title"), viewer, *content)
@@ -212,14 +215,10 @@ def devices_page(viewer: Viewer, fleet: dict, query: str, state: str,
     if may_manage:
         register = [tags.details(tags.summary(text("portal-register-title")), tags.form(
             _csrf_field(viewer),
-            tags.label(text("portal-col-device"), tags.input(
-                type="text", name="device_id", id="new_device_id", required="",
-                maxlength="64", pattern=DEVICE_ID, autocapitalize="none"),
-                for_="new_device_id"),
-            tags.label(text("portal-col-name"), tags.input(
-                type="text", name="name", id="new_name", maxlength="200"), for_="new_name"),
-            tags.label(text("portal-col-model"), tags.input(
-                type="text", name="model", id="new_model", maxlength="200"), for_="new_model"),
+            _field("portal-col-device", "device_id", "new_device_id", 64, required=True,
+                   pattern=DEVICE_ID, autocapitalize="none"),
+            _field("portal-col-name", "name", "new_name", 200),
+            _field("portal-col-model", "model", "new_model", 200),
             tags.button(text("portal-register"), type="submit", id="register"),
             method="post", action="/portal/register", class_="filters"), id="register-device")]
     return layout(text("portal-devices-title", unit_id=viewer.unit_id), viewer, *notices,
@@ -230,9 +229,8 @@ def firmware_page(viewer: Viewer, images: list[dict]) -> Tag:
     """The unit's firmware images, and uploading one (with a progress bar: the script
     sends the file as the request's body)."""
     upload = tags.form(
-        tags.label(text("portal-firmware-version"), tags.input(
-            type="text", name="version", id="version", required="", maxlength="32",
-            pattern=VERSION_TEXT), for_="version"),
+        _field("portal-firmware-version", "version", "version", 32, required=True,
+               pattern=VERSION_TEXT),
         tags.label(text("portal-firmware-file"), tags.input(
             type="file", name="image", id="image", required=""), for_="image"),
         tags.button(text("portal-upload"), type="submit", id="upload-button"),
@@ -523,10 +521,8 @@ def sessions_page(viewer: Viewer, found: list[dict], shown: str, asked: dict,
     """The unit's sessions, newest first: open ones by default (followed live), ended ones
     or all, filtered by device, app, user, how they ended and the day they were asked for
     (UTC)."""
-    def field(name: str, label: str, kind: str = "text", size: str = "64") -> Tag:
-        return tags.label(text(label), tags.input(
-            type=kind, name=name, value=asked.get(name, ""), id=f"filter_{name}",
-            maxlength=size), for_=f"filter_{name}")
+    def field(name: str, label: str, kind: str = "text", size: int = 64) -> Tag:
+        return _field(label, name, f"filter_{name}", size, asked.get(name, ""), type=kind)
 
     filters = tags.form(
         tags.label(text("portal-shown"), tags.select(
@@ -534,8 +530,8 @@ def sessions_page(viewer: Viewer, found: list[dict], shown: str, asked: dict,
                           **({"selected": ""} if value == shown else {}))
               for value in ("open", "ended", "all")], name="state", id="state"), for_="state"),
         field("device_id", "portal-col-device"), field("app_id", "portal-col-app"),
-        field("user_id", "portal-col-user", size="128"),
-        field("end_reason", "portal-col-reason", size="32"),
+        field("user_id", "portal-col-user", size=128),
+        field("end_reason", "portal-col-reason", size=32),
         field("from", "portal-from-day", "date"), field("to", "portal-to-day", "date"),
         tags.button(text("portal-filter"), type="submit"),
         method="get", action="/portal/sessions", class_="filters")
@@ -621,6 +617,18 @@ def _figures_table(caption: str, key_title: str, rows: list[tuple[str, str]], id
         id=id_))
 
 
+def _chart_section(title_key: str, key_title: str, rows: list[tuple[str, float, str]],
+                   table_id: str, draw) -> Tag:
+    """One chart of a report (or a word that there is nothing to draw) and its table."""
+    title = text(title_key)
+    return tags.section(
+        tags.h2(title),
+        draw(title, rows) if rows else tags.p(text("portal-nothing-yet"), class_="empty"),
+        _figures_table(title, text(key_title), [(key, shown) for key, _, shown in rows],
+                       table_id),
+        class_="chart-block")
+
+
 def reports_page(viewer: Viewer, by_day: dict, by_device: dict, asked: dict, *,
                  may_mail: bool, mail_enabled: bool, notice: str | None) -> Tag:
     """The unit's report for a period: totals, three charts (sessions per day, time per
@@ -648,25 +656,12 @@ def reports_page(viewer: Viewer, by_day: dict, by_device: dict, asked: dict, *,
     devices = [(group["key"], group["duration_us"], _duration(group["duration_us"]))
                for group in by_device["groups"]]
     ends = [(reason, count, str(count)) for reason, count in totals["ends"].items()]
-    charts = [
-        tags.section(tags.h2(text("portal-chart-days")),
-                     column_chart(text("portal-chart-days"), days),
-                     _figures_table(text("portal-chart-days"), text("portal-day"),
-                                    [(k, shown) for k, _, shown in days], "table-days"),
-                     class_="chart-block"),
-        tags.section(tags.h2(text("portal-chart-devices")),
-                     bar_chart(text("portal-chart-devices"), devices) if devices
-                     else tags.p(text("portal-nothing-yet"), class_="empty"),
-                     _figures_table(text("portal-chart-devices"), text("portal-col-device"),
-                                    [(k, shown) for k, _, shown in devices], "table-devices"),
-                     class_="chart-block"),
-        tags.section(tags.h2(text("portal-chart-ends")),
-                     bar_chart(text("portal-chart-ends"), ends) if ends
-                     else tags.p(text("portal-nothing-yet"), class_="empty"),
-                     _figures_table(text("portal-chart-ends"), text("portal-col-reason"),
-                                    [(k, shown) for k, _, shown in ends], "table-ends"),
-                     class_="chart-block"),
-    ]
+    charts = [_chart_section("portal-chart-days", "portal-day", days, "table-days",
+                             column_chart),
+              _chart_section("portal-chart-devices", "portal-col-device", devices,
+                             "table-devices", bar_chart),
+              _chart_section("portal-chart-ends", "portal-col-reason", ends, "table-ends",
+                             bar_chart)]
     downloads = tags.p(
         tags.a(text("portal-csv-days"), href=f"/portal/reports.csv?{query}group_by=day",
                download="", id="csv-days"), " · ",
@@ -730,12 +725,9 @@ def users_page(viewer: Viewer, users: list[dict], may_manage: bool) -> Tag:
     if may_manage:
         add = [tags.h2(text("portal-add-user")), tags.form(
             _csrf_field(viewer),
-            tags.label(text("portal-col-user"), tags.input(
-                type="text", name="user_id", id="new_user_id", required="", maxlength="128",
-                autocapitalize="none"), for_="new_user_id"),
-            tags.label(text("portal-col-display-name"), tags.input(
-                type="text", name="display_name", id="new_display_name", maxlength="200"),
-                for_="new_display_name"),
+            _field("portal-col-user", "user_id", "new_user_id", 128, required=True,
+                   autocapitalize="none"),
+            _field("portal-col-display-name", "display_name", "new_display_name", 200),
             tags.label(text("portal-col-role"), tags.select(
                 *[tags.option(text(f"portal-role-{r}"), value=r)
                   for r in ("technician", "unit-admin")], name="role", id="new_role"),

@@ -383,9 +383,7 @@ class Portal(resource.Resource):
     # -- sessions -----------------------------------------------------------------------
 
     def _broker(self) -> SessionBroker:
-        if self._sessions is None:
-            raise ServiceError(503, "unavailable", text("portal-no-sessions"))
-        return self._sessions
+        return _served(self._sessions, "portal-no-sessions")
 
     def _may_end(self, caller: Caller):
         """Whether the caller may end a session (its own, or anyone's as an admin)."""
@@ -458,13 +456,10 @@ class Portal(resource.Resource):
         await self._broker().force_end(caller, request_id, self._source(request))
         raise _Redirect(f"/portal/session/{request_id}")
 
-
     # -- reports ------------------------------------------------------------------------
 
     def _unit_reports(self) -> UnitReports:
-        if self._reports is None:
-            raise ServiceError(503, "unavailable", text("portal-no-reports"))
-        return self._reports
+        return _served(self._reports, "portal-no-reports")
 
     async def report(self, request):
         caller, viewer = await self._viewer(request, "reports.read", "GET /portal/reports")
@@ -501,13 +496,10 @@ class Portal(resource.Resource):
         raise _Redirect(f"/portal/reports?sent={len(recipients)}" + (f"&{query}" if query
                                                                        else ""))
 
-
     # -- maintenance ----------------------------------------------------------------------
 
     def _job_service(self) -> JobService:
-        if self._jobs is None:
-            raise ServiceError(503, "unavailable", text("portal-no-jobs"))
-        return self._jobs
+        return _served(self._jobs, "portal-no-jobs")
 
     async def run_job(self, request, device_id: str):
         form, _ = await self._checked_form(request)
@@ -545,9 +537,7 @@ class Portal(resource.Resource):
     # -- firmware images ------------------------------------------------------------------
 
     def _images(self) -> FirmwareImages:
-        if self._firmware is None:
-            raise ServiceError(503, "unavailable", text("portal-no-jobs"))
-        return self._firmware
+        return _served(self._firmware, "portal-no-jobs")
 
     async def firmware_page(self, request):
         caller, viewer = await self._viewer(request, "firmware.upload", "GET /portal/firmware")
@@ -585,9 +575,7 @@ class Portal(resource.Resource):
         return self._registry is not None and allowed(caller.role, "devices.manage")
 
     def _devices(self) -> DeviceRegistry:
-        if self._registry is None:
-            raise ServiceError(503, "unavailable", text("portal-no-admin"))
-        return self._registry
+        return _served(self._registry, "portal-no-admin")
 
     async def register_device(self, request):
         form, _ = await self._checked_form(request)
@@ -636,9 +624,7 @@ class Portal(resource.Resource):
     # -- administration -----------------------------------------------------------------
 
     def _administration(self) -> AccountAdmin:
-        if self._admin is None:
-            raise ServiceError(503, "unavailable", text("portal-no-admin"))
-        return self._admin
+        return _served(self._admin, "portal-no-admin")
 
     async def users(self, request):
         caller, viewer = await self._viewer(request, "users.list", "GET /portal/users")
@@ -710,7 +696,6 @@ class Portal(resource.Resource):
         found = await administration.audit(caller, **filters)
         return pages.audit_page(viewer, found, administration.audit_kinds, kind, actor)
 
-
     # -- live updates ---------------------------------------------------------------------
 
     async def events(self, request):
@@ -770,6 +755,13 @@ def job_fingerprint(job: dict) -> str:
 def sessions_fingerprint(found: list[dict]) -> str:
     """What the list of open sessions shows that can change."""
     return " ".join(f"{r['request_id']}:{r['state']}" for r in found)
+
+
+def _served(service, missing: str):
+    """A service this manager runs, or ``503`` saying (text ``missing``) that it does not."""
+    if service is None:
+        raise ServiceError(503, "unavailable", text(missing))
+    return service
 
 
 class _Raw(bytes):
