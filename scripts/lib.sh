@@ -67,3 +67,39 @@ ensure_sslyze_venv() {
     .venv-sslyze/bin/python -m pip install -q "sslyze==$SSLYZE_VERSION"
     echo "$SSLYZE_VERSION" > "$stamp"
 }
+
+# A PostgreSQL server for the store tests' second pass; sets POSTGRESQL_SERVER to a URL
+# of its maintenance database.  This machine kind runs one on 127.0.0.1:5432 that lets
+# "postgres" in without a password; elsewhere Debian's postgresql is installed and
+# started, and root reaches it over its Unix socket.  No server: the run fails.
+ensure_postgresql() {
+    local local_tcp="postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+    local socket="postgresql+psycopg://root@/postgres?host=/var/run/postgresql"
+    if .venv/bin/python -m remotecomm.testing.databases check "$local_tcp"; then
+        POSTGRESQL_SERVER=$local_tcp
+        return
+    fi
+    if ! command -v pg_ctlcluster >/dev/null 2>&1; then
+        echo "installing Debian packages: postgresql"
+        apt_install postgresql
+    fi
+    local version
+    version=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n 1)
+    if [ -n "$version" ]; then
+        pg_ctlcluster "$version" main start 2>/dev/null || true
+    fi
+    for _ in $(seq 1 30); do
+        if su postgres -c "psql -qtAc 'SELECT 1'" >/dev/null 2>&1; then
+            break
+        fi
+        sleep 1
+    done
+    su postgres -c "psql -qtAc \"SELECT 1 FROM pg_roles WHERE rolname = 'root'\"" \
+        | grep -q 1 || su postgres -c "psql -qc 'CREATE ROLE root SUPERUSER LOGIN'"
+    if .venv/bin/python -m remotecomm.testing.databases check "$socket"; then
+        POSTGRESQL_SERVER=$socket
+        return
+    fi
+    echo "no PostgreSQL server could be found or started: the store tests need one" >&2
+    return 1
+}

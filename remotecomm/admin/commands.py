@@ -24,7 +24,8 @@ from remotecomm.messages import text
 from remotecomm.server.config import ServerConfig
 from remotecomm.store import accounts as account_queries, devices as device_queries
 from remotecomm.store.audit import append_audit
-from remotecomm.store.engine import SchemaTooNew, Store, current_revision, migrate, open_sqlite
+from remotecomm.store.engine import (SchemaTooNew, Store, current_revision, describe_database,
+                                     migrate, open_database)
 from remotecomm.tls import TLSSetupError, create_ca, issue_certificate
 from remotecomm.xmpp.prosody import ProsodyError, ProsodyTools, settings_for, write_prosody_config
 
@@ -34,11 +35,11 @@ def _moment(clock: IReactorTime) -> datetime.datetime:
 
 
 def _open_store(config: ServerConfig) -> Store:
-    engine = open_sqlite(config.database)
+    engine = open_database(config.database)
     try:
         migrate(engine)
     except SchemaTooNew as e:
-        raise CliError(f"{config.database}: {e}", EXIT_FAILED) from None
+        raise CliError(f"{describe_database(config.database)}: {e}", EXIT_FAILED) from None
     return Store(engine, reactor=None)
 
 
@@ -68,7 +69,8 @@ def init(config: ServerConfig, clock: IReactorTime) -> list[str]:
         _write_secret(config.relay.api_secret_file, secrets.token_urlsafe(32))
         lines.append(text("init-relay-secret", path=config.relay.api_secret_file))
     store = _open_store(config)
-    lines.append(text("init-db", path=config.database, revision=current_revision(store.engine)))
+    lines.append(text("init-db", path=describe_database(config.database),
+                      revision=current_revision(store.engine)))
     store.engine.dispose()
     if config.xmpp.enabled:
         lines += _init_xmpp(config, clock)

@@ -8,6 +8,7 @@ from pathlib import Path
 from remotecomm.accounts.passwords import PasswordHashConfig
 from remotecomm.config import ConfigError, ConfigFile, is_loopback_endpoint
 from remotecomm.identifiers import MAIL_ADDRESS, RELAY_NODE
+from remotecomm.store.engine import POSTGRESQL_SCHEME
 
 TLS_PROFILES = ("modern", "intermediate")
 _DOMAIN = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+"
@@ -136,7 +137,7 @@ class ServerConfig:
     listen: str
     public_url: str
     tls: TLSConfig
-    database: Path
+    database: Path | str    # the manager's store: a SQLite file, or a PostgreSQL URL
     accounts: AccountsConfig
     xmpp: XmppConfig
     sessions: SessionsConfig
@@ -180,6 +181,13 @@ def load_server_config(path: str | Path) -> ServerConfig:
 
     store = config.section("store")
     database = store.get_path("database", data_dir / "manager.sqlite3", base=data_dir)
+    url = store.get_str("url", None)
+    if url is not None:
+        if not url.startswith(POSTGRESQL_SCHEME) or any(c.isspace() for c in url):
+            raise ConfigError(f"{config.path}: [store] url must be a PostgreSQL URL "
+                              f"starting with {POSTGRESQL_SCHEME} (or leave it out: the "
+                              f"store is then the SQLite file [store] database)")
+        database = url
     store.finish()
 
     accounts = config.section("accounts")

@@ -51,7 +51,7 @@ from remotecomm.sessions.lifecycle import SessionPolicy
 from remotecomm.sessions.messages import ApprovalDecision, PanelLoginFailed, SessionReport
 from remotecomm.sessions.relay_api import ManagerForRelay
 from remotecomm.sessions.relays import RelayDirectory
-from remotecomm.store.engine import SchemaTooNew, Store, migrate, open_sqlite
+from remotecomm.store.engine import SchemaTooNew, Store, describe_database, migrate, open_database
 from remotecomm.tls import TLSSetupError, server_tls_options
 from remotecomm.web.api import Api, Health
 from remotecomm.web.jobs_api import firmware_uploads
@@ -157,7 +157,7 @@ def build_service(config: ServerConfig, reactor, role: str = "both") -> MultiSer
         metrics.setServiceParent(root)
     databases = []
     if role != "relay":
-        databases.append(f"manager {config.database}")
+        databases.append(f"manager {describe_database(config.database)}")
     if role != "manager":
         databases.append(f"relay {config.relay.database}")
     log.info("remotecomm {version} ({role}) serving {listen} ({scheme}, TLS profile "
@@ -202,11 +202,11 @@ def _build_manager(config: ServerConfig, reactor, root, readiness: dict,
                    connect_node) -> _ManagerParts:
     """The manager's store, accounts, XMPP component, relay node table and its answers to
     relays."""
-    engine = open_sqlite(config.database)
+    engine = open_database(config.database)
     try:
         migrate(engine)
     except SchemaTooNew as e:
-        _refuse_to_start(f"{config.database}: {e}")
+        _refuse_to_start(f"{describe_database(config.database)}: {e}")
     store = Store(engine, reactor)
     hasher = PasswordHasherPool(reactor, config.accounts.password_hash)
     throttle = LoginThrottle(store, reactor, config.accounts.failures_per_account,

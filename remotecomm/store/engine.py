@@ -9,7 +9,9 @@ and fires its Deferred after the commit.
 
 from __future__ import annotations
 
+import random
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
@@ -17,8 +19,8 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, event, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
+from sqlalchemy.exc import DBAPIError, OperationalError
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.failure import Failure
@@ -52,8 +54,22 @@ class StoreUnavailable(StoreBusy):
 
 def _unavailable(error: OperationalError) -> bool:
     message = str(error.orig).lower()
-    return any(sign in message for sign in ("database is locked", "unable to open",
-                                            "disk i/o error", "database is busy"))
+    return any(sign in message for sign in (
+        "database is locked", "unable to open", "disk i/o error", "database is busy",
+        # PostgreSQL (psycopg): the server is down, refuses, or went away
+        "connection refused", "connection failed", "server closed the connection",
+        "terminating connection", "could not connect", "the database system is"))
+
+
+# PostgreSQL's answers to a transaction that collided with another (serialization failure,
+# deadlock): the transaction changed nothing and is run again.
+_RETRIED_SQLSTATES = ("40001", "40P01")
+TRANSACTION_ATTEMPTS = 5
+POSTGRESQL_SCHEME = "postgresql+psycopg://"
+
+
+def _collided(error: DBAPIError) -> bool:
+    return getattr(error.orig, "sqlstate", None) in _RETRIED_SQLSTATES
 
 
 class SchemaTooNew(Exception):
@@ -80,6 +96,33 @@ def open_sqlite(path: Path, pool_size: int = 1,
         cursor.close()
 
     return engine
+
+
+def open_postgresql(url: str, pool_size: int = 1, schema: str | None = None) -> Engine:
+    """An engine on PostgreSQL through psycopg 3 (``postgresql+psycopg://…``): serializable
+    transactions (what a SQLite file gives by having one writer; a collision is run
+    again), connections checked before use; ``schema``: the one its tables live in."""
+    if not url.startswith(POSTGRESQL_SCHEME):
+        raise ValueError(f"a PostgreSQL URL starts with {POSTGRESQL_SCHEME}")
+    connect_args = {"connect_timeout": 10}
+    if schema is not None:
+        connect_args["options"] = f"-c search_path={schema}"
+    return create_engine(url, isolation_level="SERIALIZABLE", pool_pre_ping=True,
+                         pool_size=pool_size, max_overflow=0, connect_args=connect_args)
+
+
+def open_database(location: Path | str, pool_size: int = 1) -> Engine:
+    """The manager's store: a ``postgresql+psycopg://`` URL, or a SQLite file's path."""
+    if isinstance(location, str) and location.startswith(POSTGRESQL_SCHEME):
+        return open_postgresql(location, pool_size)
+    return open_sqlite(Path(location), pool_size)
+
+
+def describe_database(location: Path | str) -> str:
+    """Where the store is, for logs and messages (a URL's password hidden)."""
+    if isinstance(location, str) and location.startswith(POSTGRESQL_SCHEME):
+        return make_url(location).render_as_string(hide_password=True)
+    return str(location)
 
 
 def _alembic_config(location: Path, connection: Connection | None = None) -> Config:
@@ -231,14 +274,21 @@ class Store:
 
     def run_sync(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a transaction function on this thread (admin commands, the pool's threads);
-        a database that does not answer raises :class:`StoreUnavailable`."""
-        try:
-            with self.engine.begin() as connection:
-                return fn(connection, *args, **kwargs)
-        except OperationalError as e:
-            if _unavailable(e):
-                raise StoreUnavailable(f"the database did not answer: {e.orig}") from None
-            raise
+        a database that does not answer raises :class:`StoreUnavailable`.  A transaction
+        that collided with another (PostgreSQL) changed nothing and is run again, a few
+        times: transaction functions have no side effects outside the database."""
+        for attempt in range(1, TRANSACTION_ATTEMPTS + 1):
+            try:
+                with self.engine.begin() as connection:
+                    return fn(connection, *args, **kwargs)
+            except DBAPIError as e:
+                if _collided(e) and attempt < TRANSACTION_ATTEMPTS:
+                    time.sleep(0.005 * attempt * (1 + random.random()))
+                    continue
+                if isinstance(e, OperationalError) and _unavailable(e):
+                    raise StoreUnavailable(f"the database did not answer: {e.orig}") from None
+                raise
+        raise AssertionError("unreachable")
 
     def check(self) -> Deferred[bool]:
         """Whether the database answers a trivial query (for ``/readyz``; it probes even

@@ -12,7 +12,8 @@ from pathlib import Path
 from twisted.internet.defer import Deferred, fail, succeed
 
 from remotecomm.accounts.passwords import PasswordHashConfig, PasswordHasherPool
-from remotecomm.store.engine import Store, migrate, open_sqlite
+from remotecomm.store.engine import Store, migrate
+from remotecomm.testing.databases import test_engine
 
 # Cheap argon2id costs: the rules under test are the same, the waiting is not.
 CHEAP_HASHING = PasswordHashConfig(time_cost=1, memory_kib=8, parallelism=1, threads=1,
@@ -36,8 +37,10 @@ class InlineStore(Store):
 
 
 def migrated_inline_store(path: Path) -> InlineStore:
-    """A fresh database at ``path``, migrated to the newest schema."""
-    engine = open_sqlite(path)
+    """A fresh database at ``path`` (or, in the test command's PostgreSQL pass, a fresh
+    schema of its database: :mod:`remotecomm.testing.databases`), migrated to the newest
+    schema."""
+    engine = test_engine(path)
     migrate(engine)
     return InlineStore(engine, reactor=None)
 

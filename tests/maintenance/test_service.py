@@ -17,6 +17,7 @@ from remotecomm.sessions.messages import MessageRefused, SettingSpec
 from remotecomm.store.accounts import insert_unit
 from remotecomm.store.audit import audit_records
 from remotecomm.store.devices import insert_device, record_hello
+from remotecomm.store.schema import jobs
 from remotecomm.testing.fakes import migrated_inline_store
 from remotecomm.testing.xmpp import parse
 from remotecomm.xmpp.payloads import decode, encode
@@ -306,8 +307,8 @@ class FirmwareJobTests(SynchronousTestCase):
         self.devices.reachable.discard("mfp-1")
         restarted = JobService(self.store, self.clock, self.devices, self.images)
         self.devices.reachable.add("mfp-1")
-        self.store.run_sync(lambda c: c.exec_driver_sql(
-            "UPDATE jobs SET state = 'sent' WHERE job_id = ?", (job["job_id"],)))
+        self.store.run_sync(lambda c: c.execute(
+            jobs.update().where(jobs.c.job_id == job["job_id"]).values(state="sent")))
         self.wait(restarted.device_returned("mfp-1"))
         second = self.devices.sent[-1][1]
         self.assertNotEqual(first.image_token, second.image_token)

@@ -71,3 +71,13 @@ class ServerConfigTests(SynchronousTestCase):
         """[tls] names is a non-empty list of strings."""
         with self.assertRaises(ConfigError):
             load_server_config(write(self, "[tls]\nnames = 'localhost'\n"))
+
+    def test_the_store_may_be_postgresql(self):
+        """[store] url names a PostgreSQL database instead of the SQLite file."""
+        url = "postgresql+psycopg://remotecomm:secret@db.example:5432/remotecomm"
+        config = load_server_config(write(self, f"[store]\nurl = '{url}'\n"))
+        self.assertEqual(config.database, url)
+        for bad in ("mysql://x/y", "postgresql://x/y", "postgresql+psycopg://x /y"):
+            with self.assertRaises(ConfigError) as refused:
+                load_server_config(write(self, f"[store]\nurl = '{bad}'\n"))
+            self.assertIn("[store] url", str(refused.exception))
