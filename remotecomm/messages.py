@@ -173,6 +173,8 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "init-secret": "Created the XMPP component secret {path}",
         "init-relay-secret": "Created the relay ↔ manager API secret {path}",
         "init-prosody": "Wrote the Prosody config {path}",
+        "relay-draining": "Relay node {node} takes no new sessions; {count} still running "
+                          "finish or reach their lifetime.",
         "join-other-terminal": "request {request_id} was made for terminal {terminal_id}, "
                                "not this one: run `remotecomm join` there",
         "join-collected": "the session of request {request_id} was collected already",

@@ -56,6 +56,8 @@ ACTIONS: dict[str, Action] = {
     "audit.read": Action(ADMINS, "read and export the unit's audit records"),
     "devices.manage": Action(ADMINS, "register, move, revoke the unit's devices and rotate "
                                      "their credentials"),
+    "relays.manage": Action((PROVIDER_ADMIN,), "list the relay nodes and drain them",
+                            unit_scoped=False),
 }
 
 # Every endpoint for logged-in users → its action.  Endpoints absent here need no login
@@ -106,6 +108,8 @@ ENDPOINTS: dict[str, str] = {
     "POST /api/v1/devices/{device_id}/rotate-credentials": "devices.manage",
     "GET /api/v1/audit": "audit.read",
     "GET /api/v1/audit.csv": "audit.read",
+    "GET /api/v1/relays": "relays.manage",
+    "POST /api/v1/relays/{node}/drain": "relays.manage",
 }
 PUBLIC_ENDPOINTS = ("POST /api/v1/login", "GET /healthz", "GET /readyz",
                     "GET /api/v1/firmware-downloads/{job_id}", "POST /api/v1/password/set")

@@ -297,7 +297,7 @@ def _build_sessions(config: ServerConfig, reactor, root, readiness: dict,
     api = Api(manager.accounts, manager.store, reactor, readiness=readiness, broker=broker,
               extra_routes=extra_routes, notices=notices, collector=collector,
               mailer=manager.mailer, jobs=jobs, firmware=manager.firmware,
-              registry=registry,
+              registry=registry, relays=manager.relays,
               devices_link_up=lambda: getattr(manager.devices, "link_up", False))
     portal = Portal(manager.accounts, FleetListing(
         manager.store, lambda: getattr(manager.devices, "link_up", False)), reactor,

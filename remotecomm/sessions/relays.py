@@ -31,13 +31,19 @@ from twisted.logger import Logger
 from remotecomm.clock import now_us, seconds_to_us
 from remotecomm.relay.gateway import (Allocation, AllocationRequest, EndOrder, EndResult,
                                       GatewayError, Heartbeat, IRelayForManager, PeerUnavailable)
+from remotecomm.service_errors import ServiceError
 from remotecomm.sessions import lifecycle as lc, rows
 from remotecomm.store import relays as relay_rows
+from remotecomm.store.audit import RELAY_DRAINED, append_audit
 from remotecomm.store.engine import Store
 
 log = Logger()
 
 LOST_AFTER = 30.0  # seconds without a heartbeat before a node counts as lost
+
+
+class RelayError(ServiceError):
+    """A request about a relay node refused."""
 
 
 class NoRelayAvailable(PeerUnavailable):
@@ -133,6 +139,40 @@ class RelayDirectory:
                 log.warn("relay node {node} did not allocate {request_id}: {error}",
                          node=row.node, request_id=request.request_id, error=str(e))
         raise NoRelayAvailable(f"no live relay node took the session ({len(nodes)} tried)")
+
+    async def nodes(self) -> list[dict]:
+        """Every node the manager has heard of, with its sessions and whether it is alive
+        (heard from within ``lost_after``)."""
+        heard_since = now_us(self._clock) - self._lost_after_us
+        return [{"node": row.node, "state": row.state, "public_url": row.public_url,
+                 "open_sessions": row.open_sessions, "last_heartbeat_us": row.last_heartbeat_us,
+                 "lost_us": row.lost_us, "alive": row.last_heartbeat_us >= heard_since}
+                for row in await self._store.run(relay_rows.all_nodes)]
+
+    async def drain(self, node: str, actor: str, source: str) -> dict:
+        """Take no new sessions on ``node`` (it tells us so in its heartbeats from now on;
+        the table says so at once); its running sessions go on until they end."""
+        row = await self._store.run(relay_rows.node, node)
+        if row is None:
+            raise RelayError(404, "relay-not-found", f"no relay node {node}")
+        if row.state == "lost":
+            raise RelayError(409, "relay-lost", f"relay node {node} is lost")
+        try:
+            report = await self._node(row.node, row.api_url).drain()
+        except (GatewayError, PeerUnavailable) as e:
+            raise RelayError(503, "relay-unreachable", f"relay node {node} did not answer: "
+                                                       f"{e}") from None
+        at = now_us(self._clock)
+
+        def drained(connection):
+            relay_rows.set_node_draining(connection, node)
+            append_audit(connection, at, RELAY_DRAINED, actor=actor, source_address=source,
+                         relay_node=node, open_sessions=report.open_sessions)
+
+        await self._store.run(drained)
+        log.info("relay node {node} drains ({count} sessions still running), asked by {actor}",
+                 node=node, count=report.open_sessions, actor=actor)
+        return {"node": node, "state": "draining", "open_sessions": report.open_sessions}
 
     async def end_session(self, node: str, order: EndOrder) -> EndResult | None:
         """Tell ``node`` to close both sides of a session; ``None`` if it is unknown."""

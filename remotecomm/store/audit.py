@@ -16,6 +16,7 @@ TOKEN_REFUSED = "api-token-refused"
 # The one table of audit kinds: what each means.  docs/protocol.md's table is this one
 # (tests/store/test_audit_kinds.py checks it); append_audit takes no other kind.
 PERMISSION_DENIED = "permission-denied"
+RELAY_DRAINED = "relay-drained"
 
 AUDIT_KINDS = {
     PERMISSION_DENIED: "an API call the caller's role does not allow (`endpoint`, `action`, "
@@ -47,6 +48,8 @@ AUDIT_KINDS = {
     "password-changed": "a user changed their own password",
     "password-set": "a new user set their password with a one-time token",
     "password-token-refused": "a set-password token was wrong, used or expired",
+    RELAY_DRAINED: "a provider admin drained a relay node (`relay_node`, `open_sessions` "
+                   "still running then); it takes no new sessions",
     "device-revoked": "a device was revoked (`remotecomm-admin revoke-device`, or an admin "
                       "through the API)",
     "device-registered": "an admin registered a device in the unit (`device_id`, `name`, "

@@ -47,6 +47,19 @@ def live_nodes(connection: Connection, heard_since_us: int) -> list:
         .order_by(relay_nodes.c.open_sessions, relay_nodes.c.node)))
 
 
+def all_nodes(connection: Connection) -> list:
+    """Every node the manager has heard of, by name."""
+    return list(connection.execute(select(relay_nodes).order_by(relay_nodes.c.node)))
+
+
+def set_node_draining(connection: Connection, name: str) -> bool:
+    """Take a node out of placement now (its next heartbeat says the same); whether it
+    was an active node."""
+    return connection.execute(update(relay_nodes).where(
+        relay_nodes.c.node == name, relay_nodes.c.state == "active")
+        .values(state="draining")).rowcount == 1
+
+
 def node(connection: Connection, name: str):
     """One node's row, or ``None``."""
     return connection.execute(select(relay_nodes).where(relay_nodes.c.node == name)).first()

@@ -11,7 +11,8 @@ that redeems it), ``user-role USER technician|unit-admin|none``,
 [--kind K] [--actor A] [--from] [--to] [--limit N] [--csv FILE]``.  Devices of
 the current unit: ``device-add DEVICE [--name] [--model] [--agent-dir DIR]``
 (writes the agent's config, shown this once, and the CA), ``device-move
-DEVICE UNIT``, ``device-revoke DEVICE``, ``device-rotate DEVICE``.
+DEVICE UNIT``, ``device-revoke DEVICE``, ``device-rotate DEVICE``.  Relay nodes
+(provider admins): ``relays``, ``relay drain NODE``.
 
 What only the server host can do -- ``init``, the first provider admin, units,
 users and devices before anyone can log in -- stays with ``remotecomm-admin``
@@ -28,7 +29,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 from remotecomm.command_line import EXIT_USAGE, CliError, identifier, read_password, table
-from remotecomm.identifiers import DEVICE_ID, UNIT_ID, USER_ID
+from remotecomm.identifiers import DEVICE_ID, RELAY_NODE, UNIT_ID, USER_ID
 from remotecomm.messages import text
 
 # The subcommands that run on the server host (remotecomm-admin), not over the API.
@@ -36,7 +37,7 @@ LOCAL_COMMANDS = ("init", "add-unit", "add-user", "add-device", "revoke-device",
                   "disable-user", "enable-user")
 API_COMMANDS = ("units", "unit-add", "unit-set", "users", "user", "user-add", "user-role",
                 "user-disable", "user-enable", "user-password", "provider-admin", "audit",
-                "device-add", "device-move", "device-revoke", "device-rotate")
+                "device-add", "device-move", "device-revoke", "device-rotate", "relays", "relay")
 
 
 def add_parsers(commands) -> None:
@@ -90,6 +91,11 @@ def add_parsers(commands) -> None:
     device_rotate = actions.add_parser("device-rotate", help="new XMPP credentials for a "
                                                              "device (it must be online)")
     device_rotate.add_argument("device_id", type=identifier(DEVICE_ID, "device ID"))
+    actions.add_parser("relays", help="the relay nodes: state, sessions (provider admins)")
+    relay = actions.add_parser("relay", help="drain a relay node: it takes no new sessions "
+                                             "(provider admins)")
+    relay.add_argument("relay_action", choices=("drain",))
+    relay.add_argument("node", type=identifier(RELAY_NODE, "relay node"))
     audit = actions.add_parser("audit", help="the current unit's audit log")
     audit.add_argument("--kind")
     audit.add_argument("--actor")
@@ -133,6 +139,17 @@ async def admin(client, args) -> list[str]:
         rows += [(u.get("unit_id"), u.get("name"), u.get("time_zone"), str(u.get("users")),
                   str(u.get("devices"))) for u in answer.get("units") or []]
         lines = table(rows)
+    elif command == "relays":
+        answer = await client.get("/api/v1/relays")
+        rows = [("NODE", "STATE", "ALIVE", "SESSIONS", "LAST HEARD", "URL")]
+        rows += [(r.get("node"), r.get("state"), "yes" if r.get("alive") else "no",
+                  str(r.get("open_sessions")), str(r.get("last_heartbeat_at", "")),
+                  r.get("public_url")) for r in answer.get("relays") or []]
+        lines = table(rows)
+    elif command == "relay":
+        answer = await client.post(f"/api/v1/relays/{args.node}/drain", {})
+        lines = [text("relay-draining", node=answer.get("node"),
+                      count=answer.get("open_sessions"))]
     elif command == "unit-add":
         answer = await client.post("/api/v1/units", {"unit_id": args.new_unit,
                                                      "name": args.name,

@@ -21,10 +21,11 @@ from remotecomm.accounts.login import Caller
 from remotecomm.accounts.passwords import MAX_PASSWORD_BYTES, HasherBusy
 from remotecomm.clock import now_us
 from remotecomm.fleet.registry import DeviceRegistry, FleetError
-from remotecomm.identifiers import DEVICE_ID, TOKEN, UNIT_ID, USER_ID, is_valid
+from remotecomm.identifiers import DEVICE_ID, RELAY_NODE, TOKEN, UNIT_ID, USER_ID, is_valid
 from remotecomm.json_http import ApiError, Download, Route, no_more_fields, read_json, take_str
 from remotecomm.reports.csv_export import audit_csv
 from remotecomm.reports.sessions import unit_zone
+from remotecomm.sessions.relays import RelayDirectory, RelayError
 from remotecomm.store.audit import AUDIT_KINDS, append_audit, unit_audit
 from remotecomm.store.engine import Store, StoreBusy
 from remotecomm.web.answers import BUSY, with_iso_times
@@ -50,9 +51,10 @@ class AdminRoutes:
     def __init__(self, admin: AccountAdmin, store: Store, clock: IReactorTime,
                  caller: Callable[[server.Request], Awaitable[tuple[Caller, str]]],
                  instant: Callable[[str, str], int], source: Callable[[server.Request], str],
-                 registry: DeviceRegistry | None = None):
+                 registry: DeviceRegistry | None = None, relays: RelayDirectory | None = None):
         self._admin = admin
         self._registry = registry
+        self._relays = relays
         self._store = store
         self._clock = clock
         self._caller = caller
@@ -77,6 +79,8 @@ class AdminRoutes:
                 Route("/api/v1/devices/{device_id}", delete=self.revoke_device),
                 Route("/api/v1/devices/{device_id}/rotate-credentials",
                       post=self.rotate_credentials),
+                Route("/api/v1/relays", get=self.relay_nodes),
+                Route("/api/v1/relays/{node}/drain", post=self.drain_relay),
                 Route("/api/v1/audit", get=self.audit),
                 Route("/api/v1/audit.csv", get=self.audit_csv)]
 
@@ -291,6 +295,35 @@ class AdminRoutes:
         if not is_valid(DEVICE_ID, device_id):
             raise ApiError(404, "device-not-found", "no such device")
         return 200, await self._run(self._devices().rotate, caller, device_id)
+
+    # -- relay nodes (provider admins) ---------------------------------------------------
+
+    def _relay_directory(self) -> RelayDirectory:
+        if self._relays is None:
+            raise ApiError(503, "unavailable", "relays are not managed by this server")
+        return self._relays
+
+    async def relay_nodes(self, request: server.Request):
+        """Every relay node: state, whether it is alive, its sessions."""
+        await self._caller(request)
+        try:
+            found = await self._relay_directory().nodes()
+        except StoreBusy:
+            raise BUSY from None
+        return 200, {"relays": [with_iso_times(node) for node in found]}
+
+    async def drain_relay(self, request: server.Request, node: str):
+        """A relay node takes no new sessions from now on; its running ones finish."""
+        caller, _ = await self._caller(request)
+        if not is_valid(RELAY_NODE, node):
+            raise ApiError(404, "relay-not-found", "no such relay node")
+        try:
+            return 200, await self._relay_directory().drain(node, caller.user_id,
+                                                            self._source(request))
+        except RelayError as e:
+            raise ApiError(e.status, e.code, e.message) from None
+        except StoreBusy:
+            raise BUSY from None
 
     # -- the audit log -----------------------------------------------------------------
 

@@ -30,6 +30,7 @@ from remotecomm.maintenance.service import JobService
 from remotecomm.reports.mail import ReportMailer
 from remotecomm.sessions.broker import SessionBroker, SessionError
 from remotecomm.sessions.collection import RecordCollector
+from remotecomm.sessions.relays import RelayDirectory
 from remotecomm.store.engine import Store, StoreBusy
 from remotecomm.web.admin_api import AdminRoutes
 from remotecomm.web.answers import BUSY, with_iso_times
@@ -108,6 +109,7 @@ class Api:
                  collector: RecordCollector | None = None, mailer: ReportMailer | None = None,
                  jobs: JobService | None = None, firmware: FirmwareImages | None = None,
                  registry: DeviceRegistry | None = None,
+                 relays: RelayDirectory | None = None,
                  devices_link_up: Callable[[], bool] = lambda: True):
         self._accounts = accounts
         self._store = store
@@ -119,7 +121,7 @@ class Api:
         self._reports = ReportRoutes(store, clock, self._caller, session_filters, mailer)
         self._jobs = JobRoutes(jobs, self._caller, firmware, _source)
         self._admin = AdminRoutes(AccountAdmin(store, accounts.hasher, clock), store, clock,
-                                  self._caller, _instant, _source, registry)
+                                  self._caller, _instant, _source, registry, relays)
         self._fleet = FleetListing(store, devices_link_up)
         self._extra_routes = list(extra_routes or [])
 

@@ -6,8 +6,10 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from remotecomm.relay.gateway import Allocation, AllocationRequest, Heartbeat, NodeDraining
-from remotecomm.sessions.relays import NoRelayAvailable, RelayDirectory
+from remotecomm.relay.gateway import (Allocation, AllocationRequest, DrainReport, Heartbeat,
+                                      NodeDraining, PeerUnavailable)
+from remotecomm.sessions.relays import NoRelayAvailable, RelayDirectory, RelayError
+from remotecomm.store.audit import audit_records
 from remotecomm.store.schema import relay_nodes, sessions
 from remotecomm.testing.fakes import migrated_inline_store
 
@@ -22,6 +24,15 @@ class Node:
 
     def __init__(self, name, refuse=False):
         self.name, self.refuse, self.calls = name, refuse, 0
+
+    drained = False
+    unreachable = False
+
+    def drain(self):
+        if self.unreachable:
+            return fail(PeerUnavailable("connection refused"))
+        self.drained = True
+        return succeed(DrainReport(relay_node=self.name, open_sessions=2))
 
     def allocate(self, request):
         self.calls += 1
@@ -68,6 +79,36 @@ class DirectoryTests(SynchronousTestCase):
         self.failureResultOf(self.allocate(), NoRelayAvailable)
         self.beat("a", state="draining")
         self.failureResultOf(self.allocate(), NoRelayAvailable)
+
+    def test_nodes_are_listed_with_their_sessions_and_liveness(self):
+        self.beat("a", open_sessions=3)
+        self.clock.advance(31)
+        self.beat("b", open_sessions=1)
+        listed = self.successResultOf(Deferred.fromCoroutine(self.directory.nodes()))
+        self.assertEqual([(n["node"], n["state"], n["open_sessions"], n["alive"])
+                          for n in listed], [("a", "active", 3, False), ("b", "active", 1, True)])
+
+    def test_a_drained_node_takes_no_new_sessions_at_once(self):
+        self.nodes = {"a": Node("a"), "b": Node("b")}
+        self.beat("a")
+        self.beat("b", open_sessions=9)
+        answer = self.successResultOf(Deferred.fromCoroutine(
+            self.directory.drain("a", "pat", "127.0.0.1")))
+        self.assertEqual(answer, {"node": "a", "state": "draining", "open_sessions": 2})
+        self.assertTrue(self.nodes["a"].drained)
+        self.assertEqual(self.successResultOf(self.allocate()).relay_node, "b")
+        (record,) = self.store.run_sync(audit_records, "relay-drained")
+        self.assertEqual((record["actor"], record["detail"]["relay_node"]), ("pat", "a"))
+
+    def test_draining_an_unknown_or_unreachable_node_says_so(self):
+        self.nodes = {"a": Node("a")}
+        self.nodes["a"].unreachable = True
+        self.beat("a")
+        for name, code in (("zz", "relay-not-found"), ("a", "relay-unreachable")):
+            error = self.failureResultOf(Deferred.fromCoroutine(
+                self.directory.drain(name, "pat", "127.0.0.1")), RelayError).value
+            self.assertEqual(error.code, code)
+        self.assertEqual(self.successResultOf(self.allocate()).relay_node, "a")  # still in
 
     def test_a_silent_node_is_lost_once_and_its_sessions_end_relay_lost(self):
         self.beat("a")
