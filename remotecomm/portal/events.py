@@ -88,11 +88,10 @@ class _Stream:
         self._last = first
         self._checking = False
         self._done = False
-        self._since_write = 0.0
-        self._age = 0.0
-        self._ticks = 0
+        self._clock = owner._clock
+        self._opened = self._written = self._clock.seconds()
         self._loop = LoopingCall(self._tick)
-        self._loop.clock = owner._clock
+        self._loop.clock = self._clock
 
     def start(self) -> None:
         request = self._request
@@ -106,14 +105,11 @@ class _Stream:
         self._loop.start(self._owner._interval, now=True)
 
     def _tick(self) -> None:
-        if self._loop.running and self._ticks:
-            self._age += self._owner._interval
-            self._since_write += self._owner._interval
-        self._ticks += 1
-        if self._age >= self._owner._lifetime:
+        now = self._clock.seconds()
+        if now - self._opened >= self._owner._lifetime:
             self._finish()
             return
-        if self._since_write >= KEEPALIVE:
+        if now - self._written >= KEEPALIVE:
             self._write(b": still here\n\n")
         if not self._checking:
             self._checking = True
@@ -141,7 +137,7 @@ class _Stream:
     def _write(self, data: bytes) -> None:
         if not self._done:
             self._request.write(data)
-            self._since_write = 0.0
+            self._written = self._clock.seconds()
 
     def _finish(self) -> None:
         if not self._done:

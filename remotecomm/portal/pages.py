@@ -99,6 +99,15 @@ def layout(title: str, viewer: Viewer | None, *content, watch: str | None = None
         tags.body(_header(viewer), _main(tags.h1(title), *content, id="main", **live)))
 
 
+def _facts(pairs, list_id: str | None = None, class_: str = "facts",
+           label=text) -> Tag:
+    """A definition list of ``(label key, value)`` pairs (``label`` turns a key into the
+    text shown: the catalogue's, by default)."""
+    return tags.dl(*[part for key, value in pairs
+                     for part in (tags.dt(label(key)), tags.dd(value))],
+                   class_=class_, **({"id": list_id} if list_id else {}))
+
+
 def _notice(message: str | None, kind: str = "error") -> list:
     return [tags.p(message, class_=f"notice {kind}", role="alert")] if message else []
 
@@ -367,9 +376,7 @@ def job_page(viewer: Viewer, job: dict, seen: str = "") -> Tag:
                       ("image_id", "portal-job-image"), ("error", "portal-col-end-detail")):
         if job.get(key):
             facts.append((name, job[key]))
-    content = [tags.dl(*[part for key, value in facts
-                         for part in (tags.dt(text(key)), tags.dd(value))],
-                       class_="facts", id="job")]
+    content = [_facts(facts, "job")]
     progress = job.get("progress")
     if progress and job["state"] in JOB_OPEN_STATES:
         content.append(tags.p(
@@ -393,9 +400,8 @@ def job_page(viewer: Viewer, job: dict, seen: str = "") -> Tag:
 def _result(value) -> Tag:
     """A job's result (JSON from the device: untrusted, shown as text)."""
     if isinstance(value, dict):
-        return tags.dl(*[part for key, item in value.items()
-                         for part in (tags.dt(str(key)), tags.dd(_result(item)))],
-                       class_="facts result")
+        return _facts([(key, _result(item)) for key, item in value.items()],
+                      class_="facts result", label=str)
     if isinstance(value, list):
         if all(not isinstance(item, (dict, list)) for item in value):
             return tags.pre(tags.code("\n".join(str(item) for item in value)))
@@ -442,9 +448,7 @@ def device_page(viewer: Viewer, device: dict, recent: list[dict] = (),
         ("portal-col-seen", _seen(device["last_seen_us"])),
         ("portal-col-apps", ", ".join(device["apps"]) or "–"),
     ]
-    return layout(device["name"], viewer, *_notice(notice, "ok"), tags.dl(
-        *[part for key, value in facts for part in (tags.dt(text(key)), tags.dd(value))],
-        class_="facts", id="device"),
+    return layout(device["name"], viewer, *_notice(notice, "ok"), _facts(facts, "device"),
         *(_request_form(viewer, device, list(terminals)) if sessions_served else []),
         *(_maintenance(viewer, device, jobs, list(images)) if jobs is not None else []),
         *(_device_admin(viewer, device, list(move_to)) if may_manage else []),
@@ -578,9 +582,7 @@ def session_page(viewer: Viewer, record: dict, may_end: bool, seen: str = "") ->
             tags.p(text("portal-join-on", terminal_id=record["terminal_id"])),
             tags.pre(tags.code(f"remotecomm join {record['request_id']}")),
             class_="notice ok", id="progress", role="status"))
-    content.append(tags.dl(*[part for key, value in facts
-                             for part in (tags.dt(text(key)), tags.dd(value))],
-                           class_="facts", id="record"))
+    content.append(_facts(facts, "record"))
     if may_end:
         content.append(_end_form(viewer, record))
     content.append(tags.h2(text("portal-sides")))
@@ -593,10 +595,9 @@ def session_page(viewer: Viewer, record: dict, may_end: bool, seen: str = "") ->
     device = record.get("device")
     if device:
         content.append(tags.h2(text("portal-device-report")))
-        content.append(tags.dl(*[part for key, value in sorted(device.items())
-                                 for part in (tags.dt(key), tags.dd(
-                                     _when(value) if key.endswith("_at_us") else str(value)))],
-                               class_="facts", id="device-report"))
+        content.append(_facts([(key, _when(value) if key.endswith("_at_us") else str(value))
+                               for key, value in sorted(device.items())], "device-report",
+                              label=str))
     content.append(tags.p(tags.a(text("portal-back-sessions"), href="/portal/sessions")))
     return layout(text("portal-session-title", request_id=record["request_id"]), viewer,
                   *content, watch=f"session:{record['request_id']}" if state != "ended"
@@ -642,15 +643,14 @@ def reports_page(viewer: Viewer, by_day: dict, by_device: dict, asked: dict, *,
                                                  value=asked.get("to") or ""), for_="to"),
         tags.button(text("portal-filter"), type="submit"),
         method="get", action="/portal/reports", class_="filters")
-    summary = tags.dl(*[part for key, value in (
+    summary = _facts((
         ("portal-period", f"{by_day['from'][:10]} – {by_day['to'][:10]} ({by_day['time_zone']})"),
         ("portal-total-sessions", str(totals["sessions"])),
         ("portal-total-run", str(totals["sessions_run"])),
         ("portal-total-time", _duration(totals["duration_us"])),
         ("portal-total-traffic", text("portal-traffic", to=_bytes(totals["bytes_to_device"]),
                                       back=_bytes(totals["bytes_from_device"]))),
-        ("portal-still-open", str(len(by_day["open_sessions"]))),
-    ) for part in (tags.dt(text(key)), tags.dd(value))], class_="facts", id="totals")
+        ("portal-still-open", str(len(by_day["open_sessions"])))), "totals")
     days = [(group["key"], group["sessions"], str(group["sessions"]))
             for group in by_day["groups"]]
     devices = [(group["key"], group["duration_us"], _duration(group["duration_us"]))

@@ -24,7 +24,7 @@ from twisted.web import resource, server
 from remotecomm import __version__
 from remotecomm.accounts.administration import AccountAdmin
 from remotecomm.accounts.login import Accounts, Caller, Refused
-from remotecomm.accounts.permissions import allowed
+from remotecomm.accounts.permissions import PROVIDER_ADMIN, allowed
 from remotecomm.clock import now_us
 from remotecomm.fleet.listing import FleetListing
 from remotecomm.fleet.registry import DeviceRegistry
@@ -281,19 +281,18 @@ class Portal(resource.Resource):
 
     async def units(self, request):
         caller, viewer = await self._viewer(request, in_unit=False)
-        choices = list(viewer.units)
-        if caller.role == "provider-admin" and self._admin is not None:
-            # A provider admin acts in any unit, member or not.
-            roles = dict(viewer.units)
-            choices = [(unit["unit_id"], roles.get(unit["unit_id"], caller.role))
-                       for unit in await self._admin.units(caller)]
-        current = None
-        session = PortalSession.decode(request.getCookie(SESSION_COOKIE))
-        if session is not None and session.unit_id is not None and self._admin is not None:
-            acting = await self._caller(request, session, session.unit_id)
-            if allowed(acting.role, "units.manage"):
-                current = (await self._admin.units(acting))
-                current = next((u for u in current if u["unit_id"] == acting.unit_id), None)
+        choices, current = list(viewer.units), None
+        if self._admin is not None:
+            # The units they administer: a provider admin acts in any of them, member or
+            # not; the one acting in now, if among them, may be renamed here.
+            administered = await self._admin.units(caller)
+            if caller.role == PROVIDER_ADMIN:
+                roles = dict(viewer.units)
+                choices = [(unit["unit_id"], roles.get(unit["unit_id"], caller.role))
+                           for unit in administered]
+            session = PortalSession.decode(request.getCookie(SESSION_COOKIE))
+            acting = session.unit_id if session is not None else None
+            current = next((unit for unit in administered if unit["unit_id"] == acting), None)
         return pages.units_page(viewer, choices,
                                 may_create=self._admin is not None
                                 and allowed(caller.role, "units.create"),
@@ -353,8 +352,7 @@ class Portal(resource.Resource):
     async def device(self, request, device_id: str):
         caller, viewer = await self._viewer(request, "devices.list",
                                             "GET /portal/devices/{id}")
-        if not is_valid(DEVICE_ID, device_id):
-            raise ServiceError(404, "device-not-found", text("portal-no-such-device"))
+        _check_id("device", device_id)
         fleet = await self._fleet.devices(viewer.unit_id)
         found = [d for d in fleet["devices"] if d["device_id"] == device_id]
         if not found:
@@ -424,8 +422,7 @@ class Portal(resource.Resource):
 
     async def session(self, request, request_id: str):
         caller, viewer = await self._viewer(request, "sessions.list", "GET /portal/session")
-        if not is_valid(REQUEST_ID, request_id):
-            raise ServiceError(404, "session-not-found", text("portal-no-such-session"))
+        _check_id("session", request_id)
         record = await self._broker().poll(_Observer.of(caller), request_id)
         return pages.session_page(viewer, record, self._may_end(caller)(record),
                                   session_fingerprint(record))
@@ -435,8 +432,7 @@ class Portal(resource.Resource):
         caller, _ = await self._viewer(request, "sessions.request", "POST /portal/request")
         app_id = form.get("app_id", "")
         terminal_id = form.get("terminal_id", "")
-        if not is_valid(DEVICE_ID, device_id):
-            raise ServiceError(404, "device-not-found", text("portal-no-such-device"))
+        _check_id("device", device_id)
         if not is_valid(APP_ID, app_id):
             raise ServiceError(400, "invalid-field", text("portal-choose-app"))
         # The terminal token goes to one of the user's own CLI terminals, never here.
@@ -449,10 +445,9 @@ class Portal(resource.Resource):
         raise _Redirect(f"/portal/session/{accepted.request_id}")
 
     async def end_session(self, request, request_id: str):
-        _, session = await self._checked_form(request)
+        await self._checked_form(request)
         caller, _ = await self._viewer(request, "sessions.end", "POST /portal/end")
-        if not is_valid(REQUEST_ID, request_id):
-            raise ServiceError(404, "session-not-found", text("portal-no-such-session"))
+        _check_id("session", request_id)
         await self._broker().force_end(caller, request_id, self._source(request))
         raise _Redirect(f"/portal/session/{request_id}")
 
@@ -504,8 +499,7 @@ class Portal(resource.Resource):
     async def run_job(self, request, device_id: str):
         form, _ = await self._checked_form(request)
         caller, _ = await self._viewer(request, "jobs.run", "POST /portal/jobs")
-        if not is_valid(DEVICE_ID, device_id):
-            raise ServiceError(404, "device-not-found", text("portal-no-such-device"))
+        _check_id("device", device_id)
         action = form.get("action", "")
         key = form.get("key") or None
         value = form.get("value") if action == "config-set" else None
@@ -521,16 +515,14 @@ class Portal(resource.Resource):
 
     async def job(self, request, job_id: str):
         caller, viewer = await self._viewer(request, "jobs.run", "GET /portal/job")
-        if not is_valid(JOB_ID, job_id):
-            raise ServiceError(404, "job-not-found", text("portal-no-such-job"))
+        _check_id("job", job_id)
         found = await self._job_service().get(caller, job_id)
         return pages.job_page(viewer, found, job_fingerprint(found))
 
     async def withdraw_job(self, request, job_id: str):
         await self._checked_form(request)
         caller, _ = await self._viewer(request, "jobs.run", "POST /portal/withdraw")
-        if not is_valid(JOB_ID, job_id):
-            raise ServiceError(404, "job-not-found", text("portal-no-such-job"))
+        _check_id("job", job_id)
         await self._job_service().cancel(caller, job_id)
         raise _Redirect(f"/portal/job/{job_id}")
 
@@ -594,14 +586,14 @@ class Portal(resource.Resource):
     async def rotate_device(self, request, device_id: str):
         await self._checked_form(request)
         caller, _ = await self._viewer(request, "devices.manage", "POST /portal/rotate")
-        self._check_device_id(device_id)
+        _check_id("device", device_id)
         await self._devices().rotate(caller, device_id)
         raise _Redirect(f"/portal/devices/{device_id}?rotated=1")
 
     async def revoke_device(self, request, device_id: str):
         form, _ = await self._checked_form(request)
         caller, _ = await self._viewer(request, "devices.manage", "POST /portal/revoke")
-        self._check_device_id(device_id)
+        _check_id("device", device_id)
         if form.get("confirm") != "yes":
             raise ServiceError(400, "not-confirmed", text("portal-revoke-confirm"))
         await self._devices().revoke(caller, device_id)
@@ -610,16 +602,12 @@ class Portal(resource.Resource):
     async def move_device(self, request, device_id: str):
         form, _ = await self._checked_form(request)
         caller, _ = await self._viewer(request, "devices.manage", "POST /portal/move")
-        self._check_device_id(device_id)
+        _check_id("device", device_id)
         to_unit = form.get("unit_id", "")
         if not is_valid(UNIT_ID, to_unit):
             raise ServiceError(404, "unit-not-found", text("portal-no-such-unit"))
         await self._devices().move(caller, device_id, to_unit)
         raise _Redirect("/portal/")
-
-    def _check_device_id(self, device_id: str) -> None:
-        if not is_valid(DEVICE_ID, device_id):
-            raise ServiceError(404, "device-not-found", text("portal-no-such-device"))
 
     # -- administration -----------------------------------------------------------------
 
@@ -755,6 +743,19 @@ def job_fingerprint(job: dict) -> str:
 def sessions_fingerprint(found: list[dict]) -> str:
     """What the list of open sessions shows that can change."""
     return " ".join(f"{r['request_id']}:{r['state']}" for r in found)
+
+
+# The identifiers in portal paths: their shape, and what a wrong one is said to be.
+_PATH_IDS = {"device": (DEVICE_ID, "device-not-found", "portal-no-such-device"),
+             "session": (REQUEST_ID, "session-not-found", "portal-no-such-session"),
+             "job": (JOB_ID, "job-not-found", "portal-no-such-job")}
+
+
+def _check_id(kind: str, value: str) -> None:
+    """A path's identifier of the right shape, or ``404`` (like one that does not exist)."""
+    pattern, code, message = _PATH_IDS[kind]
+    if not is_valid(pattern, value):
+        raise ServiceError(404, code, text(message))
 
 
 def _served(service, missing: str):

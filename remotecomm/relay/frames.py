@@ -41,26 +41,15 @@ _MEDIUM_HEADER = struct.Struct("!BBH")
 _LONG_HEADER = struct.Struct("!BBQ")
 
 
-def unmask(payload: bytes, mask: bytes) -> bytes:
-    """XOR ``payload`` with the 4-byte ``mask`` repeated (masking and unmasking are one)."""
+def unmask(payload: bytes | bytearray | memoryview, mask: bytes) -> bytes:
+    """XOR ``payload`` with the 4-byte ``mask`` repeated (masking and unmasking are one),
+    as bytes."""
     length = len(payload)
     if length > _SMALL_PAYLOAD:
         return create_xor_masker(mask, length).process(payload)
     key = (mask * ((length >> 2) + 1))[:length]
     return (int.from_bytes(payload, "little") ^ int.from_bytes(key, "little")).to_bytes(
         length, "little")
-
-
-def _payload(data: bytes, start: int, stop: int, mask: bytes | None) -> bytes:
-    """The payload at ``data[start:stop]``, unmasked if ``mask``."""
-    if mask is None:
-        return data[start:stop]
-    length = stop - start
-    if length <= _SMALL_PAYLOAD:
-        key = (mask * ((length >> 2) + 1))[:length]
-        return (int.from_bytes(memoryview(data)[start:stop], "little")
-                ^ int.from_bytes(key, "little")).to_bytes(length, "little")
-    return create_xor_masker(mask, length).process(memoryview(data)[start:stop])
 
 
 def _unmask_in_place(buffer: bytearray, mask: bytes) -> bytes:
@@ -72,7 +61,7 @@ def _unmask_in_place(buffer: bytearray, mask: bytes) -> bytes:
         finally:
             _nvx_lib.nvx_xormask_free(masker)
         return bytes(buffer)
-    return _payload(bytes(buffer), 0, len(buffer), mask)
+    return unmask(buffer, mask)
 
 
 def _header(length: int, mask_bit: int, short: list) -> bytes:
@@ -135,6 +124,7 @@ class EnvelopeFrameReading:
 
     def _read_frames(self, data: bytes) -> None:
         mask_bit = 0x80 if self.masked_frames else 0
+        mask_size = 4 if mask_bit else 0
         limit = self.maxFramePayloadSize
         end = len(data)
         position = 0
@@ -145,38 +135,31 @@ class EnvelopeFrameReading:
             if data[position] != _BINARY_FINAL or data[position + 1] & 0x80 != mask_bit:
                 break
             length = data[position + 1] & 0x7F
-            start = position + 2
-            if length == 126:
-                if end - start < 2:
-                    self._header_start = data[position:]
-                    return
-                length = _MEDIUM.unpack_from(data, start)[0]
+            extended = 2 if length == 126 else 8 if length == 127 else 0
+            start = position + 2 + extended + mask_size  # where the payload begins
+            if start > end:
+                self._header_start = data[position:]  # the header's end is still to come
+                return
+            if extended == 2:
+                length = _MEDIUM.unpack_from(data, position + 2)[0]
                 if length < 126:
                     break
-                start += 2
-            elif length == 127:
-                if end - start < 8:
-                    self._header_start = data[position:]
-                    return
-                length = _LONG.unpack_from(data, start)[0]
+            elif extended:
+                length = _LONG.unpack_from(data, position + 2)[0]
                 if length < 0x10000:
                     break
-                start += 8
             if 0 < limit < length:
                 break
-            mask = None
-            if mask_bit:
-                if end - start < 4:
-                    self._header_start = data[position:]
-                    return
-                mask = data[start:start + 4]
-                start += 4
+            mask = data[start - 4:start] if mask_bit else None
             stop = start + length
             if stop > end:
                 self._begin_partial(data, start, length, mask)
                 return
             position = stop
-            self.onMessage(_payload(data, start, stop, mask), True)
+            if mask is None:
+                self.onMessage(data[start:stop], True)
+            else:
+                self.onMessage(unmask(memoryview(data)[start:stop], mask), True)
             if self.state != self.STATE_OPEN:
                 break
         if position < end:

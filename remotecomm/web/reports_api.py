@@ -65,7 +65,6 @@ class ReportRoutes:
         self._clock = clock
         self._caller = caller
         self._session_filters = session_filters
-        self._mailer = mailer
         self._reports = UnitReports(store, clock, mailer)
 
     def routes(self) -> list[Route]:

@@ -123,8 +123,8 @@ class ReadingTests(SynchronousTestCase):
     def test_a_frame_over_the_limit_goes_to_autobahn_from_its_header(self):
         reader = _Reader()
         reader.maxFramePayloadSize = 1000
-        header = b"\x82\xfe" + struct.pack("!H", 1001)
-        reader.dataReceived(header)
+        header = b"\x82\xfe" + struct.pack("!H", 1001) + b"\x00" * 4  # with its mask
+        reader.dataReceived(header)  # no byte of its payload is read or held here
         self.assertEqual((reader.messages, reader.to_autobahn), ([], [header]))
 
     def test_while_autobahn_is_inside_a_frame_it_gets_everything(self):
