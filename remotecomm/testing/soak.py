@@ -184,6 +184,7 @@ class Soak:
         self.terminals: list[_Terminal] = []
         self._accepted = 0        # requests the manager accepted
         self._reserved = 0        # … plus those being asked for now
+        self._faults_left = 0     # planned faults that have not struck yet
         self._clients: set[RelayClient] = set()
         self._app_port = None
         self._started_at = 0.0
@@ -288,8 +289,16 @@ class Soak:
         return list(zip(points, victims))
 
     async def _chaos(self) -> None:
+        plan = self._plan()
+        self._faults_left = len(plan)
+        try:
+            await self._strike(plan)
+        finally:
+            self._faults_left = 0  # whatever happened, no session waits for a fault now
+
+    async def _strike(self, plan: list[tuple[int, str]]) -> None:
         accepted_at_last = -1
-        for point, victim in self._plan():
+        for point, victim in plan:
             # At least one session between two faults (a fault can hold every session up).
             while self._accepted < max(point, accepted_at_last + 1):
                 if self._accepted >= self.sessions:
@@ -303,9 +312,15 @@ class Soak:
                 after_sessions=self._accepted, victim=victim,
                 at=round(killed_at - self._started_at, 2),
                 back_after=self.reactor.seconds() - killed_at))
+            self._faults_left -= 1
 
     async def _terminal_loop(self, terminal: _Terminal) -> None:
         while self._reserved < self.sessions:
+            if self.sessions - self._reserved <= self._faults_left:
+                # The last sessions wait for the faults still to come, one each at least:
+                # sessions that run faster than the faults never leave a fault out.
+                await sleep(self.reactor, 0.02)
+                continue
             self._reserved += 1
             request_id = await self._request(terminal)
             if request_id is None:
