@@ -88,7 +88,7 @@ class LogRejected(GatewayError):
 
 
 class NodeDraining(GatewayError):
-    """The relay node takes no new sessions (it is draining or shutting down)."""
+    """The relay node takes no new sessions (it is draining, full, or shutting down)."""
 
 
 class PeerUnavailable(GatewayError):
@@ -327,6 +327,8 @@ class Heartbeat(_Message):
     state: str = _checked(_one_of(*NODE_STATES), what="'active' or 'draining'")
     open_sessions: int = _checked(_count, what="a count")
     counters: tuple = _messages(SessionCounters, MAX_COUNTERS)
+    # How many sessions the node takes at once (``None``: relays before 0.4 set no bound).
+    capacity: int | None = _checked(_count, optional=True, what="a count")
 
 
 class IManagerForRelay(Interface):

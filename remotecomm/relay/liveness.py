@@ -3,11 +3,13 @@
 Every ``interval`` seconds (and once at start) :class:`HeartbeatSender` sends a
 :class:`~remotecomm.relay.gateway.Heartbeat` through the seam: the node's name,
 the URL the manager calls it at, the URL devices and terminals reach it at,
-whether it takes new sessions, how many it holds, and the byte counters of
-sessions that moved since the last heartbeat (at most
+whether it takes new sessions, how many it holds and how many it can take, and
+the byte counters of sessions that moved since the last heartbeat (at most
 :data:`~remotecomm.relay.gateway.MAX_COUNTERS`; the rest wait for the next
 one).  The first heartbeat registers the node; a node the manager does not
-hear from for long enough counts as lost and its sessions end.
+hear from for long enough counts as lost and its sessions end.  A draining
+node that has no session left says so in its log (and, by its heartbeat, to
+the manager).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class HeartbeatSender:
         self._interval = interval
         self._reported: dict[tuple[str, str], tuple[int, int]] = {}
         self._failing = False
+        self._emptied = False
         self._loop = LoopingCall(self.beat)
         self._loop.clock = clock
 
@@ -67,10 +70,21 @@ class HeartbeatSender:
                     counters.append(SessionCounters(session_id=session_id, side=side_name,
                                                     bytes_from_side=now[0],
                                                     bytes_to_side=now[1]))
+        self._note_emptied()
         return Heartbeat(relay_node=self._node.node, api_url=self._api_url,
                          public_url=self._node.public_url,
                          state="draining" if self._node.draining else "active",
-                         open_sessions=len(core.sessions), counters=tuple(counters)), live
+                         open_sessions=len(core.sessions), counters=tuple(counters),
+                         capacity=self._node.capacity), live
+
+    def _note_emptied(self) -> None:
+        """A draining node says once in its log that it is empty (its heartbeat tells the
+        manager the same: draining, no open sessions)."""
+        emptied = self._node.draining and self._node.empty
+        if emptied and not self._emptied:
+            log.info("relay node {node} is drained: no sessions left, it can be stopped",
+                     node=self._node.node)
+        self._emptied = emptied
 
     def beat(self):
         """Send one heartbeat (errors are logged; the loop goes on)."""

@@ -25,6 +25,7 @@ log = Logger()
 
 SESSION_ID_BYTES = 24  # 192 bits, 32 base64url characters
 MAX_REMEMBERED = 100_000
+DEFAULT_CAPACITY = 10_000
 
 
 def new_session_id() -> str:
@@ -34,13 +35,15 @@ def new_session_id() -> str:
 
 @implementer(IRelayForManager)
 class RelayNode:
-    """One relay node: allocates sessions on its core, ends them, drains."""
+    """One relay node: allocates sessions on its core (up to ``capacity`` at once), ends
+    them, drains."""
 
     def __init__(self, core: RelayCore, node: str, public_url: str,
-                 max_remembered: int = MAX_REMEMBERED):
+                 max_remembered: int = MAX_REMEMBERED, capacity: int = DEFAULT_CAPACITY):
         self.core = core
         self.node = node
         self.public_url = public_url
+        self.capacity = capacity
         self.draining = False
         self._max_remembered = max_remembered
         # What this node allocated, newest last (bounded): which request each ID serves.
@@ -50,6 +53,9 @@ class RelayNode:
         """A new session ID for every request, never reused."""
         if self.draining or not self.core.accepting:
             return fail(NodeDraining(f"relay node {self.node} takes no new sessions"))
+        if len(self.core.sessions) >= self.capacity:
+            return fail(NodeDraining(f"relay node {self.node} is full ({self.capacity} "
+                                     f"sessions)"))
         session_id = new_session_id()
         while session_id in self.allocated or session_id in self.core.sessions:
             session_id = new_session_id()  # 2^-192: defensive, not expected
@@ -66,6 +72,11 @@ class RelayNode:
         return succeed(EndResult(session_id=order.session_id,
                                  was_open=self.core.end_session(order.session_id,
                                                                 order.reason)))
+
+    @property
+    def empty(self) -> bool:
+        """Whether no session is connected here."""
+        return not self.core.sessions
 
     def drain(self) -> Deferred:
         """No new allocations from now on; sessions already placed here run to their end."""

@@ -340,7 +340,8 @@ def _build_relay(config: ServerConfig, reactor, root, readiness: dict,
                            connections_per_source=config.relay.max_connections_per_address)
     RelayService(relay_core, outbox).setServiceParent(root)
     readiness["relay-store"] = relay_store.check
-    node = RelayNode(relay_core, config.relay.node, config.relay.public_url)
+    node = RelayNode(relay_core, config.relay.node, config.relay.public_url,
+                     capacity=config.relay.capacity)
     heartbeats = HeartbeatSender(node, gateway, reactor, config.relay.api_url,
                                  config.relay.heartbeat_interval,
                                  on_manager_back=outbox.retry_now)

@@ -360,6 +360,8 @@ class SessionBroker:
             session = await self._store.run(approve)
         except (lc.InvalidTransition, session_queries.Conflict):
             return  # ended meanwhile (deadline): nothing to tell the device
+        finally:
+            self._relays.settle(allocation.relay_node)
         self._arm(session)
         await self._notify_device(row, allocation, device_token, session.join_deadline_us)
 

@@ -31,6 +31,13 @@ def _side(record) -> dict:
             "bytes_from_side": record.bytes_from_side, "bytes_to_side": record.bytes_to_side}
     if record.started_us is not None and record.ended_us is not None:
         side["duration_us"] = record.ended_us - record.started_us
+    if record.ended_by is not None:
+        side["end_written_by"] = record.ended_by  # "manager": for a lost relay
+    if record.late_log_key is not None:
+        side["late_relay_log"] = {"ended_at_us": record.late_ended_us,
+                                  "end_reason": record.late_end_reason,
+                                  "bytes_from_side": record.late_bytes_from_side,
+                                  "bytes_to_side": record.late_bytes_to_side}
     return side
 
 

@@ -31,7 +31,7 @@ from remotecomm.relay.gateway import (Admission, AdmissionRefused, EndRequest, H
 from remotecomm.sessions import lifecycle as lc
 from remotecomm.sessions.messages import EndSession
 from remotecomm.sessions.relays import RelayDirectory
-from remotecomm.sessions.rows import save_session, session_from_row
+from remotecomm.sessions.rows import copy_traffic, save_session, session_from_row
 from remotecomm.store import sessions as session_rows
 from remotecomm.store.audit import append_audit
 from remotecomm.store.engine import Store
@@ -71,24 +71,6 @@ def _authenticate(connection: Connection, request: JoinRequest, at_us: int) -> A
                      idle_timeout_us=row.idle_timeout_us)
 
 
-def _copy_traffic(connection: Connection, row, records: dict) -> None:
-    """What reports add up, from the connection records: the first side's start, the
-    duration once every side ended, the device side's bytes once it ended (written only
-    when it changes what the session row holds)."""
-    starts = [r.started_us for r in records.values() if r.started_us is not None]
-    started = min(starts) if starts else None
-    ends = [r.ended_us for r in records.values()]
-    duration = max(ends) - started if started is not None and None not in ends else None
-    device = records.get("device")
-    device_ended = device is not None and device.ended_us is not None
-    traffic = dict(started_us=started, duration_us=duration,
-                   bytes_to_device=device.bytes_to_side if device_ended else None,
-                   bytes_from_device=device.bytes_from_side if device_ended else None)
-    if all(getattr(row, column) == value for column, value in traffic.items()):
-        return
-    session_rows.record_session_traffic(connection, row.request_id, **traffic)
-
-
 def _file_log(connection: Connection, entry: SessionLog, at_us: int) -> str:
     row = session_rows.load_session(connection, entry.request_id)
     if row is None or row.session_id != entry.session_id:
@@ -97,6 +79,15 @@ def _file_log(connection: Connection, entry: SessionLog, at_us: int) -> str:
     record = records.get(entry.side)
     if record is None:
         raise LogRejected(entry.key, f"log {entry.key} is for a side that never joined")
+    if entry.kind == "ended" and record.ended_by == session_rows.MANAGER:
+        # The manager ended this side for a lost relay; the relay's own log came after.
+        if record.late_log_key is not None:
+            return "duplicate"
+        session_rows.record_late_end(connection, row.request_id, entry.side, key=entry.key,
+                                     at_us=entry.at_us, reason=entry.reason,
+                                     bytes_from_side=entry.bytes_from_side,
+                                     bytes_to_side=entry.bytes_to_side)
+        return "late"
     if (record.started_log_key if entry.kind == "started" else record.ended_log_key):
         return "duplicate"
     if entry.kind == "started":
@@ -115,7 +106,7 @@ def _file_log(connection: Connection, entry: SessionLog, at_us: int) -> str:
                      refused_frames=entry.refused_frames, end_detail=entry.detail)
     # The records as they are now, without reading them again.
     records = dict(records, **{entry.side: SimpleNamespace(**{**record._asdict(), **filed})})
-    _copy_traffic(connection, row, records)
+    copy_traffic(connection, row, records)
     before = session_from_row(row)
     after = before
     if entry.kind == "started" and before.state == lc.APPROVED and len(records) == 2 and all(
@@ -200,6 +191,12 @@ class ManagerForRelay:
     async def file_log(self, entry: SessionLog) -> None:
         """File one session log (once per key); ``LogRejected`` if it names nothing known."""
         state = await self._store.run_grouped(_file_log, entry, now_us(self._clock))
+        if state == "late":
+            log.info("{kind} log of the {side} side of {request_id} came after the manager "
+                     "ended that side for a lost relay: kept beside it ({key})",
+                     kind=entry.kind, side=entry.side, request_id=entry.request_id,
+                     key=entry.key)
+            return
         if state == "duplicate":
             log.info("{kind} log of the {side} side of {request_id} was filed already "
                      "({key})", kind=entry.kind, side=entry.side,

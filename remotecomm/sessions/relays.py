@@ -6,14 +6,20 @@ heartbeat registers it in the ``relay_nodes`` table with the URL the manager
 calls it at.  The directory:
 
 - places a new session on the least loaded live node (S145): a node heard
-  from within ``lost_after`` and not draining;
+  from within ``lost_after``, not draining, below its capacity; its load is
+  the sessions the manager placed there (approved or active) over its
+  capacity.  A node that refuses or does not answer is skipped;
+- notes when a draining node is empty (its heartbeat says no open sessions
+  and no session is placed there any more): logged and audited once;
 - sends a node the manager's orders (end a session);
 - finds nodes silent for longer than ``lost_after`` (counted from this
   manager's start at the earliest: while it was down it heard nobody): each is
   marked ``lost`` once (a guarded update, so several managers agree), and its
-  approved and active sessions end ``relay-lost`` in the same transaction.  A node that
-  heartbeats again is active again; its late logs are still filed and
-  reopen nothing.
+  approved and active sessions end ``relay-lost`` in the same transaction, each
+  joined side with an end log the manager writes on the relay's behalf (marked
+  ``ended_by`` manager).  A node that heartbeats again is active again; its
+  late logs are still filed (a late end log beside the manager's) and reopen
+  nothing.
 
 It speaks to a node through :class:`~remotecomm.relay.gateway.IRelayForManager`,
 made by ``connect(node, api_url)``: the relay of this very process, or an
@@ -22,6 +28,7 @@ HTTPS client.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Callable
 
 from sqlalchemy import Connection
@@ -33,13 +40,14 @@ from remotecomm.relay.gateway import (Allocation, AllocationRequest, EndOrder, E
                                       GatewayError, Heartbeat, IRelayForManager, PeerUnavailable)
 from remotecomm.service_errors import ServiceError
 from remotecomm.sessions import lifecycle as lc, rows
-from remotecomm.store import relays as relay_rows
-from remotecomm.store.audit import RELAY_DRAINED, append_audit
+from remotecomm.store import relays as relay_rows, sessions as session_rows
+from remotecomm.store.audit import RELAY_DRAINED, RELAY_EMPTIED, append_audit
 from remotecomm.store.engine import Store
 
 log = Logger()
 
 LOST_AFTER = 30.0  # seconds without a heartbeat before a node counts as lost
+DEFAULT_CAPACITY = 10_000  # for ordering nodes that set no capacity (relays before 0.4)
 
 
 class RelayError(ServiceError):
@@ -50,16 +58,27 @@ class NoRelayAvailable(PeerUnavailable):
     """No live relay node took the allocation."""
 
 
+PLACED_STATES = (lc.APPROVED, lc.ACTIVE)  # a session in these holds its place on a node
+
+
 def end_sessions_of_lost_nodes(connection: Connection, silent_since_us: int,
                                at_us: int) -> tuple[list[str], list]:
     """Mark silent nodes lost and end their sessions ``relay-lost``, each once; the nodes
-    and the rows of the sessions ended."""
+    and the rows of the sessions ended.  Each side that joined gets its end log written
+    by the manager on the relay's behalf (marked so); the relay's own, if it ever comes,
+    is kept beside it and changes nothing."""
     lost = relay_rows.mark_silent_nodes_lost(connection, silent_since_us, at_us)
     ended = []
-    for row in relay_rows.sessions_on_nodes(connection, lost, (lc.APPROVED, lc.ACTIVE)):
+    for row in relay_rows.sessions_on_nodes(connection, lost, PLACED_STATES):
         before = rows.session_from_row(row)
-        after = lc.end(before, "relay-lost", at_us, f"relay node {row.relay_node} went silent")
+        detail = f"relay node {row.relay_node} went silent"
+        after = lc.end(before, "relay-lost", at_us, detail)
         rows.save_session(connection, before, after)
+        if session_rows.end_connections_for_lost_relay(
+                connection, row.request_id, row.session_id, at_us, "relay-lost",
+                f"written by the manager: {detail}"):
+            rows.copy_traffic(connection, session_rows.load_session(connection, row.request_id),
+                              session_rows.connection_records(connection, row.request_id))
         ended.append(row)
     return lost, ended
 
@@ -77,6 +96,9 @@ class RelayDirectory:
         # A manager that just started has heard nobody yet: silence counts from here.
         self._listening_since_us = now_us(clock)
         self._nodes: dict[tuple[str, str], IRelayForManager] = {}
+        # Sessions placed by this manager whose approval is not committed yet (the store
+        # does not count them yet): by node.
+        self._unsettled: Counter[str] = Counter()
 
     def _node(self, name: str, api_url: str) -> IRelayForManager:
         key = (name, api_url)
@@ -98,19 +120,24 @@ class RelayDirectory:
         at = now_us(self._clock)
 
         def record(connection):
-            before = relay_rows.record_heartbeat(connection, beat.relay_node, beat.api_url,
-                                                 beat.public_url, beat.state,
-                                                 beat.open_sessions, at)
+            before, emptied = relay_rows.record_heartbeat(
+                connection, beat.relay_node, beat.api_url, beat.public_url, beat.state,
+                beat.open_sessions, beat.capacity, at, PLACED_STATES)
             relay_rows.record_counters(connection, [
                 (c.session_id, c.side, c.bytes_from_side, c.bytes_to_side)
                 for c in beat.counters])
-            return before
+            if emptied:
+                append_audit(connection, at, RELAY_EMPTIED, relay_node=beat.relay_node)
+            return before, emptied
 
-        before = await self._store.run(record)
+        before, emptied = await self._store.run(record)
         if before != beat.state:
             log.info("relay node {node} is {state} ({url})", node=beat.relay_node,
                      state=beat.state if before is not None else "registered",
                      url=beat.api_url)
+        if emptied:
+            log.info("relay node {node} is drained: it holds no session any more",
+                     node=beat.relay_node)
 
     async def end_sessions_of_lost_nodes(self) -> list:
         """Nodes silent past the bound become lost, once; the rows of the sessions that
@@ -128,26 +155,69 @@ class RelayDirectory:
 
     # -- placement and orders --------------------------------------------------------------
 
-    async def allocate(self, request: AllocationRequest) -> Allocation:
-        """S145–S147 on the least loaded live node; the next one if a node refuses."""
-        since = now_us(self._clock) - self._lost_after_us
-        nodes = await self._store.run(relay_rows.live_nodes, since)
+    def _placement(self, nodes: list, placed: dict[str, int]) -> list:
+        """The live nodes that have room, least loaded first (sessions placed on it over
+        its capacity); the number of full ones."""
+        candidates = []
         for row in nodes:
+            count = placed.get(row.node, 0) + self._unsettled[row.node]
+            if row.capacity is not None and count >= row.capacity:
+                continue
+            candidates.append((count / (row.capacity or DEFAULT_CAPACITY), count, row.node, row))
+        return [row for *_, row in sorted(candidates)]
+
+    async def allocate(self, request: AllocationRequest) -> Allocation:
+        """S145–S147 on the least loaded live node with room; the next one if a node
+        refuses or does not answer.  The caller calls :meth:`settle` once the session's
+        placement is stored (or given up)."""
+        since = now_us(self._clock) - self._lost_after_us
+
+        def nodes_and_load(connection):
+            return (relay_rows.live_nodes(connection, since),
+                    relay_rows.placed_sessions(connection, PLACED_STATES))
+
+        nodes, placed = await self._store.run(nodes_and_load)
+        candidates = self._placement(nodes, placed)
+        for row in candidates:
             try:
-                return await self._node(row.node, row.api_url).allocate(request)
+                allocation = await self._node(row.node, row.api_url).allocate(request)
             except GatewayError as e:
                 log.warn("relay node {node} did not allocate {request_id}: {error}",
                          node=row.node, request_id=request.request_id, error=str(e))
-        raise NoRelayAvailable(f"no live relay node took the session ({len(nodes)} tried)")
+                continue
+            self._unsettled[allocation.relay_node] += 1
+            return allocation
+        raise NoRelayAvailable(
+            f"no live relay node took the session ({len(candidates)} tried, "
+            f"{len(nodes) - len(candidates)} full, of {len(nodes)} live)")
+
+    def settle(self, node: str) -> None:
+        """A session :meth:`allocate` placed on ``node`` is stored (or given up): the store
+        counts it from now on."""
+        self._unsettled[node] -= 1
+        if self._unsettled[node] <= 0:
+            del self._unsettled[node]
 
     async def nodes(self) -> list[dict]:
         """Every node the manager has heard of, with its sessions and whether it is alive
         (heard from within ``lost_after``)."""
         heard_since = now_us(self._clock) - self._lost_after_us
+
+        def nodes_and_load(connection):
+            return (relay_rows.all_nodes(connection),
+                    relay_rows.placed_sessions(connection, PLACED_STATES))
+
+        nodes, placed = await self._store.run(nodes_and_load)
         return [{"node": row.node, "state": row.state, "public_url": row.public_url,
-                 "open_sessions": row.open_sessions, "last_heartbeat_us": row.last_heartbeat_us,
+                 "open_sessions": row.open_sessions, "placed_sessions": placed.get(row.node, 0),
+                 "capacity": row.capacity,
+                 "load": (round(placed.get(row.node, 0) / row.capacity, 3)
+                          if row.capacity else None),
+                 "drained": row.state == "draining" and row.emptied_us is not None,
+                 "emptied_us": row.emptied_us,
+                 "last_heartbeat_us": row.last_heartbeat_us,
                  "lost_us": row.lost_us, "alive": row.last_heartbeat_us >= heard_since}
-                for row in await self._store.run(relay_rows.all_nodes)]
+                for row in nodes]
 
     async def drain(self, node: str, actor: str, source: str) -> dict:
         """Take no new sessions on ``node`` (it tells us so in its heartbeats from now on;

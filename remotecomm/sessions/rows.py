@@ -65,3 +65,21 @@ def save_session(connection: Connection, before: Session, after: Session, **extr
 def open_session_rows(connection: Connection) -> list:
     """Every session row that is not ended."""
     return session_rows.sessions_in_states(connection, OPEN_STATES)
+
+
+def copy_traffic(connection: Connection, row, records: dict) -> None:
+    """What reports add up, from the connection records: the first side's start, the
+    duration once every side ended, the device side's bytes once it ended (written only
+    when it changes what the session row holds)."""
+    starts = [r.started_us for r in records.values() if r.started_us is not None]
+    started = min(starts) if starts else None
+    ends = [r.ended_us for r in records.values()]
+    duration = max(ends) - started if started is not None and None not in ends else None
+    device = records.get("device")
+    device_ended = device is not None and device.ended_us is not None
+    traffic = dict(started_us=started, duration_us=duration,
+                   bytes_to_device=device.bytes_to_side if device_ended else None,
+                   bytes_from_device=device.bytes_from_side if device_ended else None)
+    if all(getattr(row, column) == value for column, value in traffic.items()):
+        return
+    session_rows.record_session_traffic(connection, row.request_id, **traffic)

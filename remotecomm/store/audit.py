@@ -17,6 +17,7 @@ TOKEN_REFUSED = "api-token-refused"
 # (tests/store/test_audit_kinds.py checks it); append_audit takes no other kind.
 PERMISSION_DENIED = "permission-denied"
 RELAY_DRAINED = "relay-drained"
+RELAY_EMPTIED = "relay-emptied"
 
 AUDIT_KINDS = {
     PERMISSION_DENIED: "an API call the caller's role does not allow (`endpoint`, `action`, "
@@ -50,6 +51,8 @@ AUDIT_KINDS = {
     "password-token-refused": "a set-password token was wrong, used or expired",
     RELAY_DRAINED: "a provider admin drained a relay node (`relay_node`, `open_sessions` "
                    "still running then); it takes no new sessions",
+    RELAY_EMPTIED: "a draining relay node holds no session any more (`relay_node`): it can "
+                   "be stopped",
     "device-revoked": "a device was revoked (`remotecomm-admin revoke-device`, or an admin "
                       "through the API)",
     "device-registered": "an admin registered a device in the unit (`device_id`, `name`, "

@@ -4,24 +4,45 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, func, insert, select, update
 
 from remotecomm.store.schema import relay_nodes, session_connections, sessions
 
 
 def record_heartbeat(connection: Connection, node: str, api_url: str, public_url: str,
-                     state: str, open_sessions: int, at_us: int) -> str | None:
-    """Register a node or note that it is alive; the state it was in before (``None``: new)."""
-    before = connection.execute(select(relay_nodes.c.state)
-                                .where(relay_nodes.c.node == node)).scalar()
+                     state: str, open_sessions: int, capacity: int | None, at_us: int,
+                     placed_states: Iterable[str]) -> tuple[str | None, bool]:
+    """Register a node or note that it is alive; the state it was in before (``None``: new)
+    and whether it has just become empty while draining: no open session on it, none
+    placed on it in ``placed_states`` either (``emptied_us`` is set once, and cleared when
+    it holds sessions again or takes new ones)."""
+    before = connection.execute(select(relay_nodes.c.state, relay_nodes.c.emptied_us)
+                                .where(relay_nodes.c.node == node)).first()
+    empty = state == "draining" and open_sessions == 0 and not placed_sessions(
+        connection, placed_states).get(node)
+    emptied_now = empty and (before is None or before.emptied_us is None)
     values = dict(api_url=api_url, public_url=public_url, state=state,
-                  last_heartbeat_us=at_us, open_sessions=open_sessions, lost_us=None)
+                  last_heartbeat_us=at_us, open_sessions=open_sessions, lost_us=None,
+                  capacity=capacity)
+    if not empty:
+        values["emptied_us"] = None
+    elif emptied_now:
+        values["emptied_us"] = at_us
     if before is None:
         connection.execute(insert(relay_nodes).values(node=node, registered_us=at_us, **values))
     else:
         connection.execute(update(relay_nodes).where(relay_nodes.c.node == node)
                            .values(**values))
-    return before
+    return (before.state if before is not None else None), emptied_now
+
+
+def placed_sessions(connection: Connection, states: Iterable[str]) -> dict[str, int]:
+    """How many sessions in ``states`` each node holds, by the sessions table (what the
+    manager placed there, whether or not its sides have joined yet)."""
+    return dict(connection.execute(
+        select(sessions.c.relay_node, func.count()).where(
+            sessions.c.relay_node.is_not(None), sessions.c.state.in_(tuple(states)))
+        .group_by(sessions.c.relay_node)).all())
 
 
 def record_counters(connection: Connection, counters: Iterable[tuple[str, str, int, int]]) -> None:
@@ -53,11 +74,11 @@ def all_nodes(connection: Connection) -> list:
 
 
 def set_node_draining(connection: Connection, name: str) -> bool:
-    """Take a node out of placement now (its next heartbeat says the same); whether it
-    was an active node."""
+    """Take a node out of placement now (its next heartbeat says the same, and when it is
+    empty); whether it was an active node."""
     return connection.execute(update(relay_nodes).where(
         relay_nodes.c.node == name, relay_nodes.c.state == "active")
-        .values(state="draining")).rowcount == 1
+        .values(state="draining", emptied_us=None)).rowcount == 1
 
 
 def node(connection: Connection, name: str):

@@ -184,6 +184,8 @@ relay_nodes = Table(
     Column("last_heartbeat_us", BigInteger, nullable=False),
     Column("open_sessions", Integer, nullable=False),
     Column("lost_us", BigInteger, nullable=True),
+    Column("capacity", Integer, nullable=True),      # sessions it takes (None: no bound)
+    Column("emptied_us", BigInteger, nullable=True),  # a draining node reported itself empty
     CheckConstraint("state IN ('active', 'draining', 'lost')", name="ck_relay_nodes_state"),
 )
 
@@ -203,6 +205,14 @@ session_connections = Table(
     Column("ended_log_key", String(128), nullable=True, unique=True),
     Column("refused_frames", Integer, nullable=True),
     Column("end_detail", String(200), nullable=True),
+    # "relay", or "manager" when it wrote the end on a lost relay's behalf; then the relay's
+    # own end log, if it comes later, is kept in the late_* columns and changes nothing else.
+    Column("ended_by", String(16), nullable=True),
+    Column("late_log_key", String(128), nullable=True),
+    Column("late_ended_us", BigInteger, nullable=True),
+    Column("late_end_reason", String(32), nullable=True),
+    Column("late_bytes_from_side", BigInteger, nullable=True),
+    Column("late_bytes_to_side", BigInteger, nullable=True),
     CheckConstraint("side IN ('device', 'terminal')", name="ck_session_connections_side"),
 )
 

@@ -196,6 +196,8 @@ def mark_device_notified(connection: Connection, request_id: str, at_us: int) ->
 # -- connection records: one per side that joined through the relay -----------------------
 
 UNSTARTED_DETAIL = "admitted, but the relay never established this side"
+# Who wrote a side's end log: its relay, or the manager on a lost relay's behalf.
+RELAY, MANAGER = "relay", "manager"
 
 def connection_records(connection: Connection, request_id: str) -> dict:
     """The connection records of a session, by side."""
@@ -240,7 +242,38 @@ def record_connection_ended(connection: Connection, request_id: str, side: str, 
     connection.execute(_UPDATE_CONNECTION, dict(
         _request_id=request_id, _side=side, ended_us=at_us, ended_normally=normal,
         end_reason=reason, bytes_from_side=bytes_from_side, bytes_to_side=bytes_to_side,
-        ended_log_key=key, refused_frames=refused_frames, end_detail=detail))
+        ended_log_key=key, refused_frames=refused_frames, end_detail=detail, ended_by=RELAY))
+
+
+def manager_end_log_key(session_id: str, side: str) -> str:
+    """The key of the end log the manager writes for a side of a lost relay (never one a
+    relay uses, so the relay's own log stays apart)."""
+    return f"{session_id}:{side}:ended-by-manager"
+
+
+def end_connections_for_lost_relay(connection: Connection, request_id: str, session_id: str,
+                                   at_us: int, reason: str, detail: str) -> list[str]:
+    """The manager writes the end log of every side whose relay never sent one, on the
+    lost relay's behalf (``ended_by`` manager; bytes as its last heartbeat counted them);
+    the sides it wrote."""
+    sides = [row.side for row in connection_records(connection, request_id).values()
+             if row.ended_log_key is None]
+    for side in sides:
+        connection.execute(_UPDATE_CONNECTION, dict(
+            _request_id=request_id, _side=side, ended_us=at_us, ended_normally=False,
+            end_reason=reason, end_detail=detail, refused_frames=None,
+            ended_log_key=manager_end_log_key(session_id, side), ended_by=MANAGER))
+    return sides
+
+
+def record_late_end(connection: Connection, request_id: str, side: str, *, key: str,
+                    at_us: int, reason: str, bytes_from_side: int, bytes_to_side: int) -> None:
+    """Keep a relay's own end log that came after the manager ended the side for it, beside
+    the manager's (which stays the side's end)."""
+    connection.execute(_UPDATE_CONNECTION, dict(
+        _request_id=request_id, _side=side, late_log_key=key, late_ended_us=at_us,
+        late_end_reason=reason, late_bytes_from_side=bytes_from_side,
+        late_bytes_to_side=bytes_to_side))
 
 
 # -- what devices reported (S313) -----------------------------------------------------------

@@ -141,9 +141,14 @@ async def admin(client, args) -> list[str]:
         lines = table(rows)
     elif command == "relays":
         answer = await client.get("/api/v1/relays")
-        rows = [("NODE", "STATE", "ALIVE", "SESSIONS", "LAST HEARD", "URL")]
-        rows += [(r.get("node"), r.get("state"), "yes" if r.get("alive") else "no",
-                  str(r.get("open_sessions")), str(r.get("last_heartbeat_at", "")),
+        rows = [("NODE", "STATE", "ALIVE", "SESSIONS", "CAPACITY", "LOAD", "LAST HEARD", "URL")]
+        rows += [(r.get("node"),
+                  "drained" if r.get("drained") else r.get("state"),
+                  "yes" if r.get("alive") else "no",
+                  f"{r.get('placed_sessions')} ({r.get('open_sessions')} connected)",
+                  str(r.get("capacity") or "-"),
+                  f"{r['load']:.0%}" if isinstance(r.get("load"), (int, float)) else "-",
+                  str(r.get("last_heartbeat_at", "")),
                   r.get("public_url")) for r in answer.get("relays") or []]
         lines = table(rows)
     elif command == "relay":

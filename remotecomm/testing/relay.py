@@ -7,7 +7,7 @@ from zope.interface import implementer
 
 from remotecomm.relay.core import IRelayConnection, RelayCore
 from remotecomm.relay.node import RelayNode
-from remotecomm.sessions.relays import RelayDirectory
+from remotecomm.sessions.relays import PLACED_STATES, RelayDirectory
 from remotecomm.store import relays as relay_rows
 
 
@@ -54,5 +54,6 @@ def local_directory(store, clock, node: RelayNode, lost_after: float = 10**6) ->
     and reaches it in this process: for tests of placement and orders."""
     directory = RelayDirectory(store, clock, lambda name, api_url: node, lost_after)
     store.run_sync(relay_rows.record_heartbeat, node.node, "https://relay.test",
-                   node.public_url, "active", 0, int(clock.seconds() * 1_000_000))
+                   node.public_url, "active", 0, node.capacity,
+                   int(clock.seconds() * 1_000_000), PLACED_STATES)
     return directory

@@ -7,8 +7,11 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from remotecomm.relay.gateway import (Allocation, AllocationRequest, DrainReport, Heartbeat,
-                                      NodeDraining, PeerUnavailable)
+                                      NodeDraining, PeerUnavailable, SessionLog)
+from remotecomm.sessions import records as records_of_sessions
+from remotecomm.sessions.relay_api import ManagerForRelay
 from remotecomm.sessions.relays import NoRelayAvailable, RelayDirectory, RelayError
+from remotecomm.store import relays as relay_rows, sessions as session_rows
 from remotecomm.store.audit import audit_records
 from remotecomm.store.schema import relay_nodes, sessions
 from remotecomm.testing.fakes import migrated_inline_store
@@ -52,19 +55,71 @@ class DirectoryTests(SynchronousTestCase):
         self.directory = RelayDirectory(self.store, self.clock,
                                         lambda name, url: self.nodes[name], lost_after=30)
 
-    def beat(self, name, open_sessions=0, state="active"):
+    def beat(self, name, open_sessions=0, state="active", capacity=None):
         self.successResultOf(Deferred.fromCoroutine(self.directory.record_heartbeat(Heartbeat(
             relay_node=name, api_url=f"https://{name}.test", public_url=f"wss://{name}.test/r",
-            state=state, open_sessions=open_sessions, counters=()))))
+            state=state, open_sessions=open_sessions, counters=(), capacity=capacity))))
 
     def allocate(self):
         return Deferred.fromCoroutine(self.directory.allocate(REQUEST))
 
+    def place(self, node, count=1, state="active", prefix=None):
+        """``count`` sessions placed on ``node``; their request IDs."""
+        placed = []
+        for _ in range(count):
+            self.placed = getattr(self, "placed", 0) + 1
+            request_id = (prefix or f"{node}{state}")[:10].ljust(10, "x") + f"{self.placed:012d}"
+            self.store.run_sync(lambda c, r=request_id: c.execute(sessions.insert().values(
+                request_id=r, state=state, unit_id="acme", user_id="alice",
+                terminal_id="t-1", device_id="mfp-1", app_id="web-server",
+                relay_node=node, session_id=r + "s" * 10, terminal_token_delivered=True,
+                approved_by_test_approver=False, requested_us=T0 * S,
+                lifetime_deadline_us=(T0 + 3600) * S, join_deadline_us=(T0 + 60) * S)))
+            placed.append(request_id)
+        return placed
+
     def test_the_least_loaded_live_node_gets_the_session(self):
+        """Load is what the manager placed on a node (approved and active sessions), not
+        the heartbeat's count, which lags."""
         self.nodes = {"a": Node("a"), "b": Node("b")}
-        self.beat("a", open_sessions=5)
-        self.beat("b", open_sessions=1)
+        self.beat("a", open_sessions=0)
+        self.beat("b", open_sessions=9)
+        self.place("a", 5)
+        self.place("b", 1, state="approved")
+        self.place("b", 7, state="ended")
         self.assertEqual(self.successResultOf(self.allocate()).relay_node, "b")
+
+    def test_load_is_sessions_over_capacity_and_a_full_node_is_skipped(self):
+        self.nodes = {"a": Node("a"), "b": Node("b")}
+        self.beat("a", capacity=100)
+        self.beat("b", capacity=4)
+        self.place("a", 10)
+        self.place("b", 1)
+        self.assertEqual(self.successResultOf(self.allocate()).relay_node, "a")  # 0.1 < 0.25
+        self.place("b", 3)  # full
+        self.place("a", 60)
+        self.assertEqual(self.successResultOf(self.allocate()).relay_node, "a")
+        self.assertEqual(self.nodes["b"].calls, 0)
+        listed = {n["node"]: n for n in self.successResultOf(
+            Deferred.fromCoroutine(self.directory.nodes()))}
+        self.assertEqual((listed["b"]["placed_sessions"], listed["b"]["capacity"],
+                          listed["b"]["load"]), (4, 4, 1.0))
+        self.place("a", 30)  # full too
+        error = self.failureResultOf(self.allocate(), NoRelayAvailable).value
+        self.assertIn("2 full", str(error))
+
+    def test_sessions_placed_but_not_yet_stored_count_until_settled(self):
+        """A burst of placements spreads over the nodes even before the approvals that
+        store them commit."""
+        self.nodes = {"a": Node("a"), "b": Node("b")}
+        self.beat("a")
+        self.beat("b")
+        first = self.successResultOf(self.allocate()).relay_node
+        second = self.successResultOf(self.allocate()).relay_node
+        self.assertEqual({first, second}, {"a", "b"})
+        self.directory.settle(first)
+        self.directory.settle(second)
+        self.assertEqual(self.successResultOf(self.allocate()).relay_node, "a")
 
     def test_a_refusing_node_passes_to_the_next(self):
         self.nodes = {"a": Node("a", refuse=True), "b": Node("b")}
@@ -99,6 +154,27 @@ class DirectoryTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(self.allocate()).relay_node, "b")
         (record,) = self.store.run_sync(audit_records, "relay-drained")
         self.assertEqual((record["actor"], record["detail"]["relay_node"]), ("pat", "a"))
+
+    def test_a_draining_node_reports_when_it_is_empty_once(self):
+        self.nodes = {"a": Node("a")}
+        self.beat("a")
+        (request_id,) = self.place("a", 1)
+        self.successResultOf(Deferred.fromCoroutine(
+            self.directory.drain("a", "pat", "127.0.0.1")))
+        self.beat("a", state="draining", open_sessions=1)
+        self.beat("a", state="draining", open_sessions=0)  # joined sides gone, still placed
+        self.assertEqual(self.store.run_sync(audit_records, "relay-emptied"), [])
+        self.store.run_sync(lambda c: c.execute(sessions.update().where(
+            sessions.c.request_id == request_id).values(state="ended", end_reason="normal")))
+        self.beat("a", state="draining", open_sessions=0)
+        self.beat("a", state="draining", open_sessions=0)
+        (record,) = self.store.run_sync(audit_records, "relay-emptied")
+        self.assertEqual(record["detail"]["relay_node"], "a")
+        (listed,) = self.successResultOf(Deferred.fromCoroutine(self.directory.nodes()))
+        self.assertEqual((listed["state"], listed["drained"]), ("draining", True))
+        self.beat("a")  # restarted: takes sessions again
+        (listed,) = self.successResultOf(Deferred.fromCoroutine(self.directory.nodes()))
+        self.assertEqual((listed["state"], listed["drained"]), ("active", False))
 
     def test_draining_an_unknown_or_unreachable_node_says_so(self):
         self.nodes = {"a": Node("a")}
@@ -139,6 +215,72 @@ class DirectoryTests(SynchronousTestCase):
         self.beat("a")  # it comes back
         (node,) = self.store.run_sync(lambda c: c.execute(relay_nodes.select()).all())
         self.assertEqual(node.state, "active")
+
+    def test_a_lost_relays_sides_get_end_logs_from_the_manager_and_late_logs_reopen_nothing(
+            self):
+        self.beat("a")
+        self.beat("b")
+        (lost,) = self.place("a", 1)
+        (kept,) = self.place("b", 1)
+        for request_id in (lost, kept):
+            for side in ("device", "terminal"):
+                self.store.run_sync(session_rows.insert_connection_record, request_id, side,
+                                    "mfp-1" if side == "device" else "t-1")
+            self.store.run_sync(session_rows.record_connection_started, request_id, "device",
+                                (T0 + 1) * S, f"{request_id}{'s' * 10}:device:started")
+            self.store.run_sync(relay_rows.record_counters, [
+                (request_id + "s" * 10, "device", 700, 300)])
+        self.clock.advance(20)
+        self.beat("b")
+        self.clock.advance(11)
+        self.successResultOf(Deferred.fromCoroutine(self.directory.end_sessions_of_lost_nodes()))
+        records = self.store.run_sync(session_rows.connection_records, lost)
+        session_id = lost + "s" * 10
+        for side, record in records.items():
+            self.assertEqual((record.ended_by, record.end_reason, record.ended_normally,
+                              record.ended_log_key),
+                             ("manager", "relay-lost", False,
+                              f"{session_id}:{side}:ended-by-manager"))
+            self.assertIn("written by the manager", record.end_detail)
+        self.assertEqual(records["device"].bytes_from_side, 700)  # the last counters
+        (row,) = self.store.run_sync(lambda c: c.execute(sessions.select().where(
+            sessions.c.request_id == lost)).all())
+        self.assertEqual((row.state, row.end_reason, row.bytes_from_device),
+                         ("ended", "relay-lost", 700))
+        # Sessions on other relays are untouched.
+        self.assertTrue(all(r.ended_log_key is None for r in self.store.run_sync(
+            session_rows.connection_records, kept).values()))
+        # The relay comes back with its own logs: a late started fills in, a late end is
+        # kept beside the manager's, twice is once, and nothing reopens.
+        manager = ManagerForRelay(self.store, self.clock, devices=None, relays=self.directory)
+        late = [SessionLog(key=f"{session_id}:terminal:started", kind="started",
+                           session_id=session_id, request_id=lost, side="terminal",
+                           party_id="t-1", at_us=(T0 + 2) * S, relay_node="a"),
+                SessionLog(key=f"{session_id}:device:ended", kind="ended",
+                           session_id=session_id, request_id=lost, side="device",
+                           party_id="mfp-1", at_us=(T0 + 40) * S, relay_node="a",
+                           normal=False, reason="relay-restart", bytes_from_side=900,
+                           bytes_to_side=400)]
+        for entry in late + late:
+            self.successResultOf(Deferred.fromCoroutine(manager.file_log(entry)))
+        records = self.store.run_sync(session_rows.connection_records, lost)
+        self.assertEqual(records["terminal"].started_us, (T0 + 2) * S)
+        device = records["device"]
+        self.assertEqual((device.ended_by, device.end_reason, device.bytes_from_side),
+                         ("manager", "relay-lost", 700))
+        self.assertEqual((device.late_log_key, device.late_end_reason,
+                          device.late_bytes_from_side, device.late_bytes_to_side,
+                          device.late_ended_us),
+                         (f"{session_id}:device:ended", "relay-restart", 900, 400,
+                          (T0 + 40) * S))
+        (row,) = self.store.run_sync(lambda c: c.execute(sessions.select().where(
+            sessions.c.request_id == lost)).all())
+        self.assertEqual((row.state, row.end_reason), ("ended", "relay-lost"))
+        record = self.store.run_sync(records_of_sessions.one_record, lost, "acme")
+        self.assertEqual(record["connections"]["device"]["end_written_by"], "manager")
+        self.assertEqual(record["connections"]["device"]["late_relay_log"], {
+            "ended_at_us": (T0 + 40) * S, "end_reason": "relay-restart",
+            "bytes_from_side": 900, "bytes_to_side": 400})
 
     def test_a_manager_that_just_started_calls_nobody_lost(self):
         """Nodes are not lost for the silence of a manager that was down itself."""
