@@ -21,6 +21,7 @@ from pathlib import Path
 from twisted.internet.defer import Deferred, DeferredSemaphore, ensureDeferred, gatherResults
 
 from bench.ends import EnvelopeEnd
+from remotecomm.admin import commands as admin
 from remotecomm.device.config import load_device_config
 from remotecomm.device.tap import build_service as build_device
 from remotecomm.relay.client import RelayClient
@@ -31,6 +32,10 @@ from remotecomm.xmpp.payloads import SessionReady
 
 USER = "bench"
 UNIT = "bench"
+# One bench user holds thousands of sessions from eight loopback addresses: a relay takes
+# them all.
+RELAY_LIMITS_LINES = "max_connections_per_address = 100000\ncapacity = 100000\n"
+RELAY_LIMITS = "[relay]\n" + RELAY_LIMITS_LINES
 
 
 class BenchLinks:
@@ -89,19 +94,27 @@ class BenchSystem:
     """The product as the benchmark runs it (plain WebSockets, or TLS)."""
 
     def __init__(self, reactor, folder: Path, *, tls: bool, devices: int = 2,
-                 terminals: int = 2, real_device: str | None = None):
+                 terminals: int = 2, real_device: str | None = None,
+                 relays: tuple[str, ...] = (), store_url: str | None = None,
+                 lost_after: str = "3s"):
+        """``relays``: relay-only processes to start by node name (none: the server is one
+        process, ``--role both``), lost after ``lost_after`` of silence; ``store_url``: the
+        manager's store (default SQLite)."""
         self.reactor = reactor
         self.tls = tls
+        self.relay_nodes = relays
         self.device_ids = [f"bench-{i:04d}" for i in range(1, devices + 1)]
         self.terminal_ids = [f"bench-terminal-{i:04d}" for i in range(1, terminals + 1)]
         self.real_device = real_device
         # One bench user holds every session of scenarios 4 and 5 (thousands at once, from
         # eight loopback addresses): the per-user, per-device and per-address limits are
         # raised for it, nothing else.
-        self.setup = ServerSetup(reactor, folder, tls=tls, extra_config=(
+        self.setup = ServerSetup(reactor, folder, tls=tls, separate_relay=bool(relays),
+                                 lost_after=lost_after, extra_config=(
             "[sessions]\nallow_test_approver = true\n"
             "max_open_per_user = 100000\nmax_open_per_device = 10000\n"
-            "[relay]\nmax_connections_per_address = 100000\n"))
+            + (RELAY_LIMITS if not relays else "")
+            + (f"[store]\nurl = '{store_url}'\n" if store_url else "")))
         self.tokens: dict[str, str] = {}
         self.links: dict[str, BenchLinks] = {}
         self._device_services = []
@@ -116,18 +129,27 @@ class BenchSystem:
     def server_pid(self) -> int:
         return self.setup.server.pid
 
-    async def start(self, real_apps: dict[str, str] | None = None) -> None:
-        """Provision, start Prosody and the server, connect the bench devices, log in.
+    async def start(self, real_apps: dict[str, str] | None = None,
+                    provider_admin: str | None = None) -> None:
+        """Provision, start Prosody, the server and its relays, connect the bench devices,
+        log in.
 
         ``real_apps``: the agent config's ``[apps]`` of the real device (a real agent and
         the simulator are started by :class:`bench.scenarios.RealSession`).
+        ``provider_admin``: also provision a provider admin of that name.
         """
         devices = self.device_ids + ([self.real_device] if self.real_device else [])
         self.setup.provision({UNIT: {"users": [USER], "devices": devices}})
+        if provider_admin:
+            admin.add_user(self.setup.server_config(), self.reactor, provider_admin,
+                           provider_admin.title(), PASSWORD, None, "technician",
+                           provider_admin=True)
         if self.real_device:
             self.setup.configure_agent(self.real_device, real_apps or {},
                                        test_approver="bench")
         await self.setup.start()
+        await gatherResults([ensureDeferred(self.setup.start_relay(node, RELAY_LIMITS_LINES))
+                             for node in self.relay_nodes])
         await self.setup.login(USER)
         for device_id in self.device_ids:
             config_path = self.setup.configure_agent(device_id, {

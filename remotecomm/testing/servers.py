@@ -23,6 +23,7 @@ from remotecomm.unix_sockets import remove_private_socket_folder
 from remotecomm.xmpp.prosody import ProsodyProcess, admin_socket_path, settings_for
 
 PASSWORD = "correct horse battery"
+FIRST_RELAY = "relay-a"
 
 
 class ServerSetup:
@@ -30,7 +31,7 @@ class ServerSetup:
 
     def __init__(self, reactor, folder: Path, extra_config: str = "", *,
                  ports: dict[str, int] | None = None, cheap_hashing: bool = True,
-                 separate_relay: bool = False, tls: bool = True):
+                 separate_relay: bool = False, tls: bool = True, lost_after: str = "3s"):
         self.reactor = reactor
         self.folder = folder.absolute()
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -40,12 +41,18 @@ class ServerSetup:
         self.component_port = ports.get("component") or free_port()
         self.metrics_port = ports.get("metrics") or free_port()
         self.separate_relay = separate_relay
+        self.tls = tls
         self.relay_port = free_port() if separate_relay else self.port
         self.relay_metrics_port = free_port() if separate_relay else self.metrics_port
-        self.relay: ServerProcess | None = None
+        self.relay: ServerProcess | None = None  # the first relay-only process, relay-a
+        # Relay-only processes by node name, and their (WebSocket, metrics) ports.
+        self.relays: dict[str, ServerProcess] = {}
+        self.relay_ports: dict[str, tuple[int, int]] = {
+            FIRST_RELAY: (self.relay_port, self.relay_metrics_port)}
+        self._relay_settings: dict[str, str] = {}
         # Split roles: the relay heartbeats every 0.5 s and the manager calls it lost after
-        # 3 s of silence, so that tests of a lost relay stay short.
-        relay_timing = "[relay]\nlost_after = '3s'\n"
+        # 3 s of silence (by default), so that tests of a lost relay stay short.
+        relay_timing = f"[relay]\nlost_after = '{lost_after}'\n"
         self.config = self.folder / "remotecomm.toml"
         self.cheap_hashing = cheap_hashing
         self.config.write_text(
@@ -130,37 +137,59 @@ class ServerSetup:
         await self.server.wait_ready(self.url + "/readyz", self.ca)
         return self.server
 
-    def relay_config(self) -> Path:
-        """The config of a relay-only process (its own data folder and database), which
-        calls this setup's manager over HTTPS with the shared API secret."""
-        path = self.folder / "relay.toml"
+    def relay_config(self, node: str = FIRST_RELAY, settings: str | None = None) -> Path:
+        """The config of a relay-only process named ``node`` (its own data folder and
+        database), which calls this setup's manager over HTTPS with the shared API secret;
+        ``settings``: more lines of its ``[relay]`` section (default: those it had last)."""
+        if node not in self.relay_ports:
+            self.relay_ports[node] = (free_port(), free_port())
+        if settings is None:
+            settings = self._relay_settings.get(node, "")
+        self._relay_settings[node] = settings
+        port, metrics_port = self.relay_ports[node]
+        first = node == FIRST_RELAY
+        path = self.folder / ("relay.toml" if first else f"{node}.toml")
         data = self.folder / "data"
+        scheme = "https" if self.tls else "http"
         path.write_text(
             "[server]\n"
-            f"data_dir = '{self.folder / 'relay-data'}'\n"
-            f"listen = 'tcp:{self.relay_port}:interface=127.0.0.1'\n"
-            f"public_url = 'https://127.0.0.1:{self.relay_port}'\n"
+            f"data_dir = '{self.folder / ('relay-data' if first else f'{node}-data')}'\n"
+            f"listen = 'tcp:{port}:interface=127.0.0.1'\n"
+            f"public_url = '{scheme}://127.0.0.1:{port}'\n"
             "[tls]\n"
-            f"certificate = '{data / 'tls' / 'server.pem'}'\n"
-            f"key = '{data / 'tls' / 'server.key'}'\n"
-            f"ca_certificate = '{self.ca}'\n"
-            "[xmpp]\nenabled = false\n"
+            + (f"certificate = '{data / 'tls' / 'server.pem'}'\n"
+               f"key = '{data / 'tls' / 'server.key'}'\n"
+               f"ca_certificate = '{self.ca}'\n" if self.tls else "enabled = false\n")
+            + "[xmpp]\nenabled = false\n"
             "[relay]\n"
-            "node = 'relay-a'\n"
+            f"node = '{node}'\n"
             "heartbeat_interval = '0.5s'\n"
             f"manager_url = '{self.url}'\n"
             f"api_secret_file = '{data / 'relay-api.secret'}'\n"
-            "[metrics]\n"
-            f"listen = 'tcp:{self.relay_metrics_port}:interface=127.0.0.1'\n")
+            + settings
+            + "[metrics]\n"
+            f"listen = 'tcp:{metrics_port}:interface=127.0.0.1'\n")
         return path
 
-    async def start_relay(self) -> ServerProcess:
-        """Start ``twistd remotecomm --role relay``; wait until its ``/readyz`` answers."""
-        self.relay = ServerProcess(self.reactor, "remotecomm",
-                                   ["--config", str(self.relay_config()), "--role", "relay"],
-                                   cwd=self.folder, log_path=self.folder / "relay.log")
-        await self.relay.wait_ready(f"https://127.0.0.1:{self.relay_port}/readyz", self.ca)
-        return self.relay
+    def relay_url(self, node: str = FIRST_RELAY) -> str:
+        """Where a relay-only process answers (its ``/readyz``, its WebSocket)."""
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.relay_ports[node][0]}"
+
+    async def start_relay(self, node: str = FIRST_RELAY,
+                          settings: str | None = None) -> ServerProcess:
+        """Start ``twistd remotecomm --role relay`` as ``node``; wait until its ``/readyz``
+        answers."""
+        config = self.relay_config(node, settings)
+        relay = ServerProcess(self.reactor, "remotecomm",
+                              ["--config", str(config), "--role", "relay"],
+                              cwd=self.folder,
+                              log_path=self.folder / ("relay.log" if node == FIRST_RELAY
+                                                      else f"{node}.log"))
+        self.relays[node] = relay
+        if node == FIRST_RELAY:
+            self.relay = relay
+        await relay.wait_ready(self.relay_url(node) + "/readyz", self.ca if self.tls else None)
+        return relay
 
     def start_agent(self, device_id: str, config: Path | None = None) -> ServerProcess:
         """Start ``twistd device-agent`` for a provisioned device."""
@@ -222,8 +251,7 @@ class ServerSetup:
         processes.update({f"agent-{d}": p for d, p in self.agents.items()})
         if self.server is not None:
             processes["server"] = self.server
-        if self.relay is not None:
-            processes["relay"] = self.relay
+        processes.update({f"relay-{node}": p for node, p in self.relays.items()})
         for process in processes.values():
             await process.stop()
         await self.stop_prosody()
