@@ -8,7 +8,9 @@ Run it with ``scripts/bench`` (which installs the baselines first)::
 
 It starts the shipped ``twistd remotecomm`` with its normal configuration,
 changing only what a scenario names: plain WebSockets for the ratios, then
-again with TLS.  Everything runs on 127.0.0.0/8.  It prints the table,
+scenario 4 again with the manager's store on PostgreSQL and with the relay
+apart in one or three processes (``--no-variants`` skips these), then again
+with TLS.  Everything runs on 127.0.0.0/8.  It prints the table,
 writes ``results.json`` (raw numbers, ratios, machine and versions),
 ``table.md`` and ``chart.png``, and finally checks ``/metrics``: started
 logs = 2 × set-ups, and after teardown end logs = 2 × set-ups.
@@ -33,6 +35,7 @@ from twisted.internet.task import react
 
 from bench import baselines as bl, report, reports as report_scenario, scenarios as sc
 from bench.system import BenchSystem, raise_fd_limit
+from remotecomm.testing import databases
 from remotecomm.testing.processes import free_port, sleep
 
 
@@ -67,7 +70,7 @@ async def check_logs(system: BenchSystem, results: sc.Results, phase: str) -> No
     want = 2 * system.setups
     kinds = ["started"] + (["ended"] if phase == "after teardown" else [])
     for _ in range(100):
-        values = await system.metrics()
+        values = await system.relay_metrics()
         got = {kind: values.get(f'remotecomm_relay_logs_written_total{{kind="{kind}"}}',
                                 values.get(f'remotecomm_relay_logs_written{{kind="{kind}"}}'))
                for kind in kinds}
@@ -84,19 +87,22 @@ async def check_logs(system: BenchSystem, results: sc.Results, phase: str) -> No
 
 
 async def run_baselines(reactor, folder: Path, results: sc.Results, quick: bool,
-                        setups: int, idle: int) -> dict:
+                        setups: int, idle: int, setups_only: bool = False) -> dict:
     started = {}
     wanted = [bl.DirectTcp()] if quick else [
         bl.DirectTcp(), bl.DirectWebSocket(), bl.Socat(), bl.TransitRelay(False),
         bl.TransitRelay(True), bl.Websockify()]
-    if not quick:
+    if setups_only:
+        wanted = [bl.TransitRelay(False), bl.TransitRelay(True)]
+    elif not quick:
         print("machine limit: iperf3", flush=True)
         await sc.machine_limit(results, reactor)
     for baseline in wanted:
         print(f"baseline: {baseline.name}", flush=True)
         await baseline.start(reactor, folder)
         started[baseline.name] = baseline
-        await sc.bulk_and_round_trips(results, baseline, quick=quick)
+        if not setups_only:
+            await sc.bulk_and_round_trips(results, baseline, quick=quick)
     if not quick:
         for name in ("transit relay TCP", "transit relay WebSocket"):
             await sc.baseline_setup_rate(results, started[name], setups)
@@ -106,7 +112,7 @@ async def run_baselines(reactor, folder: Path, results: sc.Results, quick: bool,
 
 
 async def run_ours(reactor, folder: Path, results: sc.Results, *, tls: bool, quick: bool,
-                   setups: int, idle: int, started: dict) -> None:
+                   setups: int, idle: int, started: dict, setups_only: bool = False) -> None:
     pairs = 1 + setups + idle
     devices = 1 if quick else max(2, min(40, pairs // 50 + 1))
     terminals = 1 if quick else -(-pairs // devices)
@@ -119,8 +125,12 @@ async def run_ours(reactor, folder: Path, results: sc.Results, *, tls: bool, qui
     sessions = []
     try:
         await system.start({app: f"http://127.0.0.1:{port}" for app, port in app_ports.items()})
-        await sc.bulk_and_round_trips(results, system, quick=quick)
-        if not quick:
+        if setups_only:
+            joined = await sc.setup_rate(results, system, setups)
+            await sc.timed_concurrently(len(joined), 64, lambda i: system.end(joined[i]))
+        else:
+            await sc.bulk_and_round_trips(results, system, quick=quick)
+        if not quick and not setups_only:
             real = sc.RealSession(system, "mfp-real", app_ports)
             await real.start()
             await real.upload_firmware(64 * 1024)
@@ -151,6 +161,38 @@ async def run_ours(reactor, folder: Path, results: sc.Results, *, tls: bool, qui
         await check_logs(system, results, "after teardown")
     finally:
         await system.stop()
+
+
+SETUP_VARIANTS = (("PostgreSQL", {"postgresql": True}),
+                  ("1 relay process", {"relays": 1}),
+                  ("3 relay processes", {"relays": 3}),
+                  ("3 relay processes, PostgreSQL", {"relays": 3, "postgresql": True}))
+
+
+async def run_setup_variants(reactor, folder: Path, results: sc.Results, setups: int,
+                             postgresql_server: str) -> None:
+    """Scenario 4 again (plain WebSockets) with the manager's store on PostgreSQL, and with
+    the relay apart in one or three processes (the manager places sessions on the least
+    loaded): beside the normal run's numbers in the same table."""
+    pairs = setups + 1
+    devices = max(2, min(40, pairs // 50 + 1))
+    for variant, options in SETUP_VARIANTS:
+        store_url = databases.create(postgresql_server) if options.get("postgresql") else None
+        nodes = tuple(f"relay-{chr(ord('a') + n)}" for n in range(options.get("relays", 0)))
+        system = BenchSystem(reactor, folder / variant.replace(" ", "-").replace(",", ""),
+                             tls=False, devices=devices, terminals=-(-pairs // devices),
+                             relays=nodes, store_url=store_url, lost_after="60s",
+                             variant=variant)
+        print(f"scenario 4 on our system: {variant}", flush=True)
+        try:
+            await system.start()
+            joined = await sc.setup_rate(results, system, setups)
+            await sc.timed_concurrently(len(joined), 64, lambda i: system.end(joined[i]))
+            await check_logs(system, results, "after teardown")
+        finally:
+            await system.stop()
+            if store_url:
+                databases.drop(store_url)
 
 
 def added_over_direct_websocket(results: sc.Results) -> None:
@@ -186,18 +228,23 @@ async def main(reactor, args) -> None:
     started_at = time.monotonic()
     try:
         baselines = await run_baselines(reactor, folder, results, args.quick, args.setups,
-                                        0 if args.quick else args.idle)
+                                        0 if args.quick else args.idle, args.setups_only)
         try:
             await run_ours(reactor, folder, results, tls=False, quick=args.quick,
                            setups=args.setups, idle=0 if args.quick else args.idle,
-                           started=baselines)
+                           started=baselines, setups_only=args.setups_only)
+            if args.setups and not args.no_variants:
+                await run_setup_variants(reactor, folder, results, args.setups,
+                                         databases.postgresql_server())
             if not args.no_tls:
                 await run_ours(reactor, folder, results, tls=True, quick=args.quick,
-                               setups=args.setups, idle=0, started=baselines)
+                               setups=args.setups, idle=0, started=baselines,
+                               setups_only=args.setups_only)
         finally:
             for baseline in baselines.values():
                 await baseline.stop()
-        report_scenario.report_speed(results, folder, quick=args.quick)
+        if not args.setups_only:
+            report_scenario.report_speed(results, folder, quick=args.quick)
     except BaseException:
         if not args.keep:
             print(f"the benchmark failed; run it again with --keep to keep its work folder "
@@ -242,6 +289,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--idle", type=int, default=10000,
                         help="idle paired sessions in scenario 5 (default 10000; 0 skips)")
     parser.add_argument("--no-tls", action="store_true", help="skip the TLS pass")
+    parser.add_argument("--setups-only", action="store_true",
+                        help="only scenario 4: the transit relay's set-ups, ours and its "
+                             "variants (about 2 minutes)")
+    parser.add_argument("--no-variants", action="store_true",
+                        help="skip scenario 4 on PostgreSQL and with relay processes apart")
     parser.add_argument("--keep", action="store_true",
                         help="keep the work folder (process logs, ~200 MB) in the temp "
                              "directory; without it nothing is left there")
@@ -253,6 +305,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick:
         args.setups = 0
+    if args.setups_only and not args.setups:
+        parser.error("--setups-only needs --setups above 0 (and no --quick)")
     if not 0 <= args.setups <= 5000 or not 0 <= args.idle <= 10000:
         parser.error("--setups must be 0–5000 and --idle 0–10000")
     return args

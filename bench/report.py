@@ -11,6 +11,12 @@ OURS = "remotecomm"
 OURS_TLS = "remotecomm (TLS)"
 
 
+def is_ours(path: str) -> bool:
+    """Our system, as measured normally, with TLS, or in a variant (``remotecomm
+    (PostgreSQL)``, ``remotecomm (3 relay processes)``): never a baseline."""
+    return path == OURS or path.startswith(OURS + " (")
+
+
 def groups(rows: list[dict]) -> "OrderedDict[tuple[str, str, str], dict[str, dict]]":
     """Rows grouped by (scenario, case, metric), then by path."""
     grouped: OrderedDict = OrderedDict()
@@ -27,7 +33,7 @@ def ratios(rows: list[dict]) -> list[dict]:
         if mine is None:
             continue
         for path, row in paths.items():
-            if path in (OURS, OURS_TLS) or not row["value"]:
+            if is_ours(path) or not row["value"]:
                 continue
             out.append({"scenario": scenario, "case": case, "metric": metric,
                         "baseline": path, "ratio": mine["value"] / row["value"],
@@ -66,7 +72,7 @@ def compare_table(old_rows: list[dict], new_rows: list[dict]) -> str:
                          f"{before[key]:.2f}× | {r['ratio']:.2f}× |")
     old_values = {(r["scenario"], r["case"], r["metric"], r["path"]): r for r in old_rows}
     for row in new_rows:
-        if row["path"] not in (OURS, OURS_TLS):
+        if not is_ours(row["path"]):
             continue
         old = old_values.get((row["scenario"], row["case"], row["metric"], row["path"]))
         if old is not None:
@@ -77,24 +83,29 @@ def compare_table(old_rows: list[dict], new_rows: list[dict]) -> str:
 
 
 def markdown_table(rows: list[dict]) -> str:
-    """One Markdown table per scenario: our numbers (plain, TLS) and each baseline's, with
+    """One Markdown table per scenario: our numbers (plain, TLS, variants) and each
+    baseline's, with
     ours ÷ baseline in parentheses (medians of repeated runs with ``±`` half their range)."""
     grouped = groups(rows)
     scenarios = list(OrderedDict.fromkeys(key[0] for key in grouped))
     lines = []
     for scenario in scenarios:
         keys = [key for key in grouped if key[0] == scenario]
+        variants = list(OrderedDict.fromkeys(
+            path for key in keys for path in grouped[key]
+            if is_ours(path) and path not in (OURS, OURS_TLS)))
         baselines = list(OrderedDict.fromkeys(
-            path for key in keys for path in grouped[key] if path not in (OURS, OURS_TLS)))
+            path for key in keys for path in grouped[key] if not is_ours(path)))
+        ours = [OURS, OURS_TLS] + variants
         lines.append(f"\n**{scenario}**\n")
-        lines.append("| case | unit | " + " | ".join([OURS, OURS_TLS] + baselines) + " |")
-        lines.append("|---" * (4 + len(baselines)) + "|")
+        lines.append("| case | unit | " + " | ".join(ours + baselines) + " |")
+        lines.append("|---" * (2 + len(ours) + len(baselines)) + "|")
         for key in keys:
             paths = grouped[key]
             any_row = next(iter(paths.values()))
             mine = paths.get(OURS)
             cells = [_cell(paths[p]["value"]) + _spread(paths[p]) if p in paths else "–"
-                     for p in (OURS, OURS_TLS)]
+                     for p in ours]
             for baseline in baselines:
                 row = paths.get(baseline)
                 if row is None:

@@ -81,6 +81,10 @@ class Results:
 
 
 def ours(system: BenchSystem) -> str:
+    """Our path's name in the results: ``remotecomm``, ``remotecomm (TLS)``, or a variant
+    of scenario 4 (``remotecomm (PostgreSQL)``)."""
+    if system.variant:
+        return f"remotecomm ({system.variant})"
     return "remotecomm" + (" (TLS)" if system.tls else "")
 
 

@@ -96,11 +96,13 @@ class BenchSystem:
     def __init__(self, reactor, folder: Path, *, tls: bool, devices: int = 2,
                  terminals: int = 2, real_device: str | None = None,
                  relays: tuple[str, ...] = (), store_url: str | None = None,
-                 lost_after: str = "3s"):
+                 lost_after: str = "3s", variant: str | None = None):
         """``relays``: relay-only processes to start by node name (none: the server is one
         process, ``--role both``), lost after ``lost_after`` of silence; ``store_url``: the
-        manager's store (default SQLite)."""
+        manager's store (default SQLite); ``variant``: what the results call this set-up
+        when it is not the normal one."""
         self.reactor = reactor
+        self.variant = variant
         self.tls = tls
         self.relay_nodes = relays
         self.device_ids = [f"bench-{i:04d}" for i in range(1, devices + 1)]
@@ -230,6 +232,17 @@ class BenchSystem:
 
     async def metrics(self) -> dict[str, float]:
         return await self.setup.metrics()
+
+    async def relay_metrics(self) -> dict[str, float]:
+        """The relays' /metrics: the server's, or the sum over the relay processes."""
+        if not self.relay_nodes:
+            return await self.setup.metrics()
+        total: dict[str, float] = {}
+        for node in self.relay_nodes:
+            for name, value in (await self.setup.metrics(
+                    self.setup.relay_ports[node][1])).items():
+                total[name] = total.get(name, 0.0) + value
+        return total
 
 
 def raise_fd_limit(wanted: int = 65536) -> int:

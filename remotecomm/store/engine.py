@@ -64,7 +64,8 @@ def _unavailable(error: OperationalError) -> bool:
 # PostgreSQL's answers to a transaction that collided with another (serialization failure,
 # deadlock): the transaction changed nothing and is run again.
 _RETRIED_SQLSTATES = ("40001", "40P01")
-TRANSACTION_ATTEMPTS = 5
+TRANSACTION_ATTEMPTS = 10
+RETRY_PAUSE_CAP_S = 0.25
 POSTGRESQL_SCHEME = "postgresql+psycopg://"
 
 
@@ -275,15 +276,21 @@ class Store:
     def run_sync(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a transaction function on this thread (admin commands, the pool's threads);
         a database that does not answer raises :class:`StoreUnavailable`.  A transaction
-        that collided with another (PostgreSQL) changed nothing and is run again, a few
-        times: transaction functions have no side effects outside the database."""
+        that collided with another (PostgreSQL) changed nothing and is run again, up to
+        :data:`TRANSACTION_ATTEMPTS` times with growing pauses (transaction functions have
+        no side effects outside the database); then :class:`StoreBusy`."""
         for attempt in range(1, TRANSACTION_ATTEMPTS + 1):
             try:
                 with self.engine.begin() as connection:
                     return fn(connection, *args, **kwargs)
             except DBAPIError as e:
-                if _collided(e) and attempt < TRANSACTION_ATTEMPTS:
-                    time.sleep(0.005 * attempt * (1 + random.random()))
+                if _collided(e):
+                    if attempt == TRANSACTION_ATTEMPTS:
+                        raise StoreBusy(f"the transaction collided with others "
+                                        f"{attempt} times") from None
+                    # Colliding transactions back off by different, growing amounts.
+                    time.sleep(min(RETRY_PAUSE_CAP_S, 0.002 * 2 ** attempt)
+                               * (0.5 + random.random()))
                     continue
                 if isinstance(e, OperationalError) and _unavailable(e):
                     raise StoreUnavailable(f"the database did not answer: {e.orig}") from None

@@ -323,10 +323,11 @@ class ServerSetup:
                 raise AssertionError(f"{request_id} not {state} within {timeout} s: {answer}")
             await sleep(self.reactor, 0.1)
 
-    async def metrics(self) -> dict[str, float]:
-        """The server's /metrics, as {"name{labels}": value}."""
+    async def metrics(self, port: int | None = None) -> dict[str, float]:
+        """The server's /metrics (or those on another metrics ``port``: a relay's), as
+        {"name{labels}": value}."""
         response = await http_client(self.reactor).get(
-            f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5)
+            f"http://127.0.0.1:{port or self.metrics_port}/metrics", timeout=5)
         values = {}
         for line in (await response.content()).decode().splitlines():
             if line and not line.startswith("#"):

@@ -2,6 +2,7 @@
 
 from twisted.internet.defer import fail, succeed
 from twisted.internet.task import Clock
+from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from remotecomm.relay.core import RelayCore
@@ -67,6 +68,31 @@ class HeartbeatTests(SynchronousTestCase):
         self.node.drain()
         self.sender.start()
         self.assertEqual(self.manager.beats[-1].state, "draining")
+
+    def test_beats_carry_the_nodes_capacity(self):
+        self.node.capacity = 250
+        self.sender.start()
+        self.assertEqual(self.manager.beats[-1].capacity, 250)
+
+    def test_a_draining_node_logs_once_when_it_is_empty(self):
+        session_id = "S" * 32
+        device = FakeConnection("device")
+        self.successResultOf(self.core.join(device, session_id, "device", "d" * 43, "::1"))
+        self.node.drain()
+        logged = []
+        observer = logged.append
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        self.sender.start()
+        self.assertEqual(self.manager.beats[-1].open_sessions, 1)
+        self.core.end_session(session_id, "normal")
+        self.core.closed(device, normal_request=False)
+        for _ in range(3):
+            self.clock.advance(5)
+        self.assertEqual((self.manager.beats[-1].state, self.manager.beats[-1].open_sessions),
+                         ("draining", 0))
+        drained = [e for e in logged if "is drained" in e.get("log_format", "")]
+        self.assertEqual(len(drained), 1)
 
     def test_the_loop_survives_a_manager_that_is_down(self):
         self.manager.down = True

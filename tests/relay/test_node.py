@@ -62,3 +62,15 @@ class RelayNodeTests(SynchronousTestCase):
         result = self.successResultOf(self.node().end_session(
             EndOrder(session_id=new_session_id(), reason="revoked")))
         self.assertFalse(result.was_open)
+
+
+class CapacityTests(SynchronousTestCase):
+    def test_a_full_node_refuses_new_sessions(self):
+        core = RelayCore(Clock(), None, None)
+        node = RelayNode(core, "relay-1", "wss://relay.test/relay", capacity=1)
+        self.successResultOf(node.allocate(request(1)))  # allocated, nobody joined yet
+        core.sessions["S" * 32] = object()  # one session connected: the node is full
+        error = self.failureResultOf(node.allocate(request(2)), NodeDraining).value
+        self.assertIn("is full (1 sessions)", str(error))
+        del core.sessions["S" * 32]
+        self.successResultOf(node.allocate(request(3)))

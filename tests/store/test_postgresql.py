@@ -7,8 +7,8 @@ from pathlib import Path
 from sqlalchemy.exc import OperationalError
 from twisted.trial.unittest import SynchronousTestCase
 
-from remotecomm.store.engine import (TRANSACTION_ATTEMPTS, describe_database, open_database,
-                                     open_postgresql)
+from remotecomm.store.engine import (TRANSACTION_ATTEMPTS, StoreBusy, describe_database,
+                                     open_database, open_postgresql)
 from remotecomm.testing.databases import postgresql_url
 from remotecomm.testing.fakes import migrated_inline_store
 
@@ -38,14 +38,15 @@ class TransactionRetryTests(SynchronousTestCase):
         self.assertEqual(self.store.run_sync(work), "done")
         self.assertEqual(len(attempts), 3)
 
-    def test_it_gives_up_after_a_few_attempts(self):
+    def test_it_gives_up_after_a_few_attempts_as_busy(self):
+        """Exhausted, the caller answers as to a busy store: 503, try again."""
         attempts = []
 
         def work(connection):
             attempts.append(1)
             raise collision()
 
-        with self.assertRaises(OperationalError):
+        with self.assertRaises(StoreBusy):
             self.store.run_sync(work)
         self.assertEqual(len(attempts), TRANSACTION_ATTEMPTS)
 
