@@ -113,7 +113,7 @@ async def run_baselines(reactor, folder: Path, results: sc.Results, quick: bool,
 
 async def run_ours(reactor, folder: Path, results: sc.Results, *, tls: bool, quick: bool,
                    setups: int, idle: int, started: dict, setups_only: bool = False) -> None:
-    pairs = 1 + setups + idle
+    pairs = 1 + sc.REPEATS * setups + idle
     devices = 1 if quick else max(2, min(40, pairs // 50 + 1))
     terminals = 1 if quick else -(-pairs // devices)
     app_ports = {"web-server": free_port(), "remote-panel": free_port()}
@@ -126,8 +126,7 @@ async def run_ours(reactor, folder: Path, results: sc.Results, *, tls: bool, qui
     try:
         await system.start({app: f"http://127.0.0.1:{port}" for app, port in app_ports.items()})
         if setups_only:
-            joined = await sc.setup_rate(results, system, setups)
-            await sc.timed_concurrently(len(joined), 64, lambda i: system.end(joined[i]))
+            await sc.setup_rate(results, system, setups)
         else:
             await sc.bulk_and_round_trips(results, system, quick=quick)
         if not quick and not setups_only:
@@ -152,8 +151,7 @@ async def run_ours(reactor, folder: Path, results: sc.Results, *, tls: bool, qui
                 await sc.direct_large_transfer(results, reactor, app_ports["web-server"],
                                                quick=quick)
             await real.stop()
-            joined = await sc.setup_rate(results, system, setups)
-            await sc.timed_concurrently(len(joined), 64, lambda i: system.end(joined[i]))
+            await sc.setup_rate(results, system, setups)
             if idle and not tls:
                 sessions += await sc.idle_memory(results, system, idle)
         await check_logs(system, results, "after set-up")
@@ -174,7 +172,7 @@ async def run_setup_variants(reactor, folder: Path, results: sc.Results, setups:
     """Scenario 4 again (plain WebSockets) with the manager's store on PostgreSQL, and with
     the relay apart in one or three processes (the manager places sessions on the least
     loaded): beside the normal run's numbers in the same table."""
-    pairs = setups + 1
+    pairs = sc.REPEATS * setups + 1
     devices = max(2, min(40, pairs // 50 + 1))
     for variant, options in SETUP_VARIANTS:
         store_url = databases.create(postgresql_server) if options.get("postgresql") else None
@@ -186,8 +184,7 @@ async def run_setup_variants(reactor, folder: Path, results: sc.Results, setups:
         print(f"scenario 4 on our system: {variant}", flush=True)
         try:
             await system.start()
-            joined = await sc.setup_rate(results, system, setups)
-            await sc.timed_concurrently(len(joined), 64, lambda i: system.end(joined[i]))
+            await sc.setup_rate(results, system, setups)
             await check_logs(system, results, "after teardown")
         finally:
             await system.stop()

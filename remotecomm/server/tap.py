@@ -66,6 +66,20 @@ log = Logger()
 EXIT_XMPP_REFUSED = 3
 
 
+LISTEN_BACKLOG = 1024  # connections the kernel queues before we accept them
+
+
+def with_backlog(endpoint: str) -> str:
+    """A TCP endpoint string with a listen queue of :data:`LISTEN_BACKLOG` unless it names
+    its own: Twisted's default of 50 overflows when devices or terminals connect in a burst
+    (hundreds at once after a relay restarts), and each connection dropped then waits a
+    second for the kernel to try again."""
+    kind, _, _ = endpoint.partition(":")
+    if kind not in ("tcp", "tcp6") or "backlog=" in endpoint:
+        return endpoint
+    return f"{endpoint}:backlog={LISTEN_BACKLOG}"
+
+
 def _refuse_to_start(message: str) -> None:
     sys.stderr.write(f"remotecomm: {message}\n")
     raise SystemExit(1)
@@ -144,7 +158,8 @@ def build_service(config: ServerConfig, reactor, role: str = "both") -> MultiSer
             _refuse_to_start(str(e))
         factory = TLSMemoryBIOFactory(tls_options, False, factory)
 
-    web = StreamServerEndpointService(serverFromString(reactor, config.listen), factory)
+    web = StreamServerEndpointService(serverFromString(reactor, with_backlog(config.listen)),
+                                      factory)
     web.setName("web")
     web._raiseSynchronously = True  # a port in use must stop twistd, not just log
     web.setServiceParent(root)

@@ -156,8 +156,8 @@ class RelayDirectory:
     # -- placement and orders --------------------------------------------------------------
 
     def _placement(self, nodes: list, placed: dict[str, int]) -> list:
-        """The live nodes that have room, least loaded first (sessions placed on it over
-        its capacity); the number of full ones."""
+        """The live nodes that have room, least loaded first (the sessions placed on a node
+        over its capacity)."""
         candidates = []
         for row in nodes:
             count = placed.get(row.node, 0) + self._unsettled[row.node]
