@@ -83,6 +83,12 @@ def end_sessions_of_lost_nodes(connection: Connection, silent_since_us: int,
     return lost, ended
 
 
+def _close(node: IRelayForManager) -> None:
+    close = getattr(node, "close", None)  # an HTTPS client; the local node has none
+    if close is not None:
+        close()
+
+
 class RelayDirectory:
     """Placement on live relay nodes, orders to a node, and the liveness of nodes."""
 
@@ -103,15 +109,16 @@ class RelayDirectory:
     def _node(self, name: str, api_url: str) -> IRelayForManager:
         key = (name, api_url)
         if key not in self._nodes:
+            # A node that came back at another address: its old client goes.
+            for old in [k for k in self._nodes if k[0] == name]:
+                _close(self._nodes.pop(old))
             self._nodes[key] = self._connect(name, api_url)
         return self._nodes[key]
 
     def close(self):
         """Close the HTTPS clients of remote nodes (at shutdown)."""
         for node in self._nodes.values():
-            close = getattr(node, "close", None)
-            if close is not None:
-                close()
+            _close(node)
 
     # -- heartbeats ----------------------------------------------------------------------
 

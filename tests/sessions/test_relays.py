@@ -282,6 +282,28 @@ class DirectoryTests(SynchronousTestCase):
             "ended_at_us": (T0 + 40) * S, "end_reason": "relay-restart",
             "bytes_from_side": 900, "bytes_to_side": 400})
 
+    def test_a_node_back_at_another_address_gets_a_new_client(self):
+        made, closed = [], []
+
+        class Client(Node):
+            def close(self):
+                closed.append(self.name)
+
+        def connect(name, url):
+            made.append(url)
+            return Client(name)
+
+        directory = RelayDirectory(self.store, self.clock, connect, lost_after=30)
+        self.directory = directory
+        self.beat("a")
+        self.successResultOf(self.allocate())
+        self.successResultOf(self.allocate())
+        self.store.run_sync(lambda c: c.execute(relay_nodes.update().values(
+            api_url="https://a-moved.test")))
+        self.successResultOf(self.allocate())
+        self.assertEqual(made, ["https://a.test", "https://a-moved.test"])
+        self.assertEqual(closed, ["a"])
+
     def test_a_manager_that_just_started_calls_nobody_lost(self):
         """Nodes are not lost for the silence of a manager that was down itself."""
         self.beat("a")
