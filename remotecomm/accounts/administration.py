@@ -4,9 +4,11 @@ The API has already checked the caller's role for the action (in the unit
 the call acts in: :mod:`remotecomm.accounts.permissions`); what is left here
 is what no table can say: a user is administered only through a unit they
 belong to (another unit's user looks like no user), a unit admin cannot
-make provider admins, nobody disables or demotes the last active provider
+make provider admins nor disable or reset the password of a user who also
+belongs to other units, nobody disables or demotes the last active provider
 admin, a password follows the password rules.  Every change is audited,
-with the admin who made it.
+with the admin who made it and where they called from; so is every refusal
+(:mod:`remotecomm.accounts.refusals`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from twisted.logger import Logger
 from remotecomm.accounts.login import Caller
 from remotecomm.accounts.passwords import PasswordRuleError, check_new_password
 from remotecomm.accounts.permissions import MEMBERSHIP_ROLES, PROVIDER_ADMIN
+from remotecomm.accounts.refusals import refusals_audited
 from remotecomm.clock import now_us, seconds_to_us
 from remotecomm.service_errors import ServiceError
 from remotecomm.store import accounts as account_rows
@@ -61,7 +64,7 @@ class AccountAdmin:
     async def _audited(self, caller: Caller, kind: str, unit_id: str | None, change,
                        *args, **detail):
         run = audited(change, now_us(self._clock), kind, actor=caller.user_id, unit_id=unit_id,
-                      **detail)
+                      source_address=caller.source_address, **detail)
         try:
             return await self._store.run(run, *args)
         except account_rows.AlreadyExists as e:
@@ -71,6 +74,7 @@ class AccountAdmin:
 
     # -- units -------------------------------------------------------------------------
 
+    @refusals_audited
     async def create_unit(self, caller: Caller, unit_id: str, name: str,
                           time_zone: str) -> dict:
         """A new unit."""
@@ -82,12 +86,14 @@ class AccountAdmin:
                  user_id=caller.user_id)
         return (await self._store.run(account_rows.unit_rows, (unit_id,)))[0]
 
+    @refusals_audited
     async def units(self, caller: Caller) -> list[dict]:
         """Every unit for a provider admin; a unit admin's own units."""
         mine = None if caller.role == PROVIDER_ADMIN else tuple(
             unit for unit, role in caller.memberships if role == "unit-admin")
         return await self._store.run(account_rows.unit_rows, mine)
 
+    @refusals_audited
     async def change_unit(self, caller: Caller, name: str | None,
                           time_zone: str | None) -> dict:
         """Rename the caller's unit or set its time zone."""
@@ -104,18 +110,24 @@ class AccountAdmin:
 
     # -- users -------------------------------------------------------------------------
 
+    @refusals_audited
     async def user(self, caller: Caller, user_id: str) -> dict:
         """A user of the caller's unit (anyone else looks like no user)."""
+        return await self._user(caller, user_id)
+
+    async def _user(self, caller: Caller, user_id: str) -> dict:
         found = await self._store.run(account_rows.user_row, user_id)
         if found is None or caller.unit_id not in [m["unit_id"] for m in found["memberships"]]:
             raise AdminError(404, "user-not-found", f"no user {user_id} in unit "
                                                     f"{caller.unit_id}")
         return found
 
+    @refusals_audited
     async def users(self, caller: Caller) -> list[dict]:
         """The users of the caller's unit."""
         return await self._store.run(account_rows.users_of_unit, caller.unit_id)
 
+    @refusals_audited
     async def create_user(self, caller: Caller, user_id: str, display_name: str, role: str,
                           password: str | None) -> tuple[dict, str | None]:
         """A new user in the caller's unit, with a password or (without one) a one-time
@@ -140,8 +152,9 @@ class AccountAdmin:
                             role=role, set_password_token=token is not None)
         log.info("user {user_id} created in {unit_id} by {admin}", user_id=user_id,
                  unit_id=caller.unit_id, admin=caller.user_id)
-        return await self.user(caller, user_id), token
+        return await self._user(caller, user_id), token
 
+    @refusals_audited
     async def set_role(self, caller: Caller, user_id: str, role: str | None) -> dict:
         """Give an existing user a role in the caller's unit (``None``: take the unit from
         them).  Adding a user of no unit of the caller's is allowed only to provider
@@ -167,6 +180,7 @@ class AccountAdmin:
                                 now_us(self._clock), user_id=user_id, role=role)
         return await self._store.run(account_rows.user_row, user_id)
 
+    @refusals_audited
     async def set_provider_admin(self, caller: Caller, user_id: str, flag: bool) -> dict:
         """Make a user a provider admin or no longer one (never the last active one)."""
         found = await self._store.run(account_rows.user_row, user_id)
@@ -185,10 +199,25 @@ class AccountAdmin:
             raise AdminError(409, "last-provider-admin", "the service needs at least one "
                                                          "active provider admin")
 
+    @staticmethod
+    def _only_in_callers_unit(caller: Caller, found: dict, what: str) -> None:
+        """A unit admin's change to the account itself (disable, password) reaches every
+        unit the user belongs to: only a provider admin makes it for a user of other units
+        too."""
+        others = sorted(m["unit_id"] for m in found["memberships"]
+                        if m["unit_id"] != caller.unit_id)
+        if others and caller.role != PROVIDER_ADMIN:
+            raise AdminError(409, "user-in-other-units",
+                             f"{found['user_id']} also belongs to {', '.join(others)}: a "
+                             f"provider admin can {what}, or take this unit from them")
+
+    @refusals_audited
     async def set_disabled(self, caller: Caller, user_id: str, disabled: bool) -> dict:
         """Disable a user of the caller's unit (their tokens stop at once, their sessions
-        end within seconds) or enable them again."""
-        found = await self.user(caller, user_id)
+        end within seconds) or enable them again; a user who also belongs to other units,
+        only a provider admin."""
+        found = await self._user(caller, user_id)
+        self._only_in_callers_unit(caller, found, "disable or enable them")
         if disabled and found["provider_admin"]:
             if caller.role != PROVIDER_ADMIN:
                 raise AdminError(404, "user-not-found", f"no user {user_id} in unit "
@@ -203,19 +232,23 @@ class AccountAdmin:
 
     audit_kinds = tuple(sorted(AUDIT_KINDS))  # what an audit record can be
 
+    @refusals_audited
     async def audit(self, caller: Caller, **filters) -> list[dict]:
         """The audit records of the caller's unit, newest first (filters: ``kind``,
         ``actor``, ``from_us``, ``to_us``, ``before_id``, ``limit``)."""
         return await self._store.run(unit_audit, caller.unit_id, **filters)
 
+    @refusals_audited
     async def reset_password(self, caller: Caller, user_id: str,
                              password: str | None) -> str | None:
         """Give a user of the caller's unit a new password, or (without one) a one-time
-        set-password token; their API tokens are revoked.  The token, if any."""
-        found = await self.user(caller, user_id)
+        set-password token; their API tokens are revoked (a user who also belongs to other
+        units: only a provider admin).  The token, if any."""
+        found = await self._user(caller, user_id)
         if found["provider_admin"] and caller.role != PROVIDER_ADMIN:
             raise AdminError(404, "user-not-found", f"no user {user_id} in unit "
                                                     f"{caller.unit_id}")
+        self._only_in_callers_unit(caller, found, "reset their password")
         if password is not None:
             _check_password(password)
         stored = await self._hasher.hash(password if password is not None else new_token())
@@ -232,6 +265,7 @@ class AccountAdmin:
         await self._audited(caller, "password-reset", caller.unit_id, reset, user_id=user_id)
         return token
 
+    @refusals_audited
     async def change_own_password(self, caller: Caller, current: str, new: str) -> None:
         """A user changes their own password (the current one first); their other tokens
         are revoked."""

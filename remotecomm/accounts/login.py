@@ -53,6 +53,7 @@ class Caller:
     role: str
     terminal_id: str
     memberships: tuple[tuple[str, str], ...] = ()
+    source_address: str | None = None  # where the call came from (for audit records)
 
 
 @dataclass(frozen=True)
@@ -164,7 +165,8 @@ class Accounts:
                     account_queries.unit_exists, unit):
                 raise Refused("unit-not-found", f"no unit {unit}")
             return Caller(user_id=record.user_id, unit_id=unit, role=role,
-                          terminal_id=record.terminal_id, memberships=record.memberships)
+                          terminal_id=record.terminal_id, memberships=record.memberships,
+                          source_address=source_address)
         units = record.memberships if record else ()
         await self._store.run(append_audit, now, TOKEN_REFUSED,
                               actor=record.user_id if record else None,

@@ -31,6 +31,7 @@ from twisted.logger import Logger
 
 from remotecomm.accounts.login import Caller
 from remotecomm.accounts.permissions import PROVIDER_ADMIN, UNIT_ADMIN
+from remotecomm.accounts.refusals import refusals_audited
 from remotecomm.clock import now_us
 from remotecomm.device.config import render_agent_config
 from remotecomm.service_errors import ServiceError
@@ -65,7 +66,7 @@ class DeviceRegistry:
     async def _audited(self, caller: Caller, kind: str, unit_id: str, change, *args,
                        **detail):
         run = audited(change, now_us(self._clock), kind, actor=caller.user_id, unit_id=unit_id,
-                      **detail)
+                      source_address=caller.source_address, **detail)
         try:
             return await self._store.run(run, *args)
         except AlreadyExists as e:
@@ -73,6 +74,7 @@ class DeviceRegistry:
         except NotFound as e:
             raise FleetError(404, "device-not-found", str(e)) from None
 
+    @refusals_audited
     async def register(self, caller: Caller, device_id: str, name: str, model: str) -> dict:
         """A new device in the caller's unit: its agent config and CA, this once."""
         await self._audited(caller, "device-registered", caller.unit_id,
@@ -102,6 +104,7 @@ class DeviceRegistry:
                  device_id=device_id, unit_id=caller.unit_id, user_id=caller.user_id)
         return answer
 
+    @refusals_audited
     async def move(self, caller: Caller, device_id: str, to_unit: str) -> dict:
         """Move a device of the caller's unit to another unit they administer."""
         admin_there = caller.role == PROVIDER_ADMIN or (to_unit, UNIT_ADMIN) in \
@@ -113,6 +116,7 @@ class DeviceRegistry:
                             to_unit=to_unit)
         return {"device_id": device_id, "unit_id": to_unit}
 
+    @refusals_audited
     async def revoke(self, caller: Caller, device_id: str) -> dict:
         """Revoke a device of the caller's unit: hidden, its XMPP account gone, its
         connection closed, its sessions ended by the broker within seconds."""
@@ -132,6 +136,7 @@ class DeviceRegistry:
                 answer["xmpp_account"] = f"removal failed: {e}"
         return answer
 
+    @refusals_audited
     async def rotate(self, caller: Caller, device_id: str) -> dict:
         """New XMPP credentials for a device of the caller's unit, saved by its agent first."""
         if await self._store.run(device_rows.device_unit, device_id) != caller.unit_id:

@@ -87,7 +87,7 @@ class FirmwareImages:
         def insert(connection):
             firmware_rows.insert_image(connection, values)
             append_audit(connection, at, FIRMWARE_UPLOADED, actor=caller.user_id,
-                         unit_id=caller.unit_id, image_id=image_id, version=version,
+                         source_address=caller.source_address, unit_id=caller.unit_id, image_id=image_id, version=version,
                          size=size, sha256=sha256)
             return firmware_rows.load_image(connection, image_id)
 

@@ -133,6 +133,7 @@ class JobService:
                 user_id=caller.user_id, action=action, setting_key=key, setting_value=value,
                 image_id=image_id))
             append_audit(connection, at, JOB_CREATED, actor=caller.user_id,
+                         source_address=caller.source_address,
                          unit_id=caller.unit_id, job_id=job.job_id, device_id=device_id,
                          action=action, key=key, state=job.state)
             return job_rows.load_job(connection, job.job_id)

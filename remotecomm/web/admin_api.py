@@ -19,14 +19,13 @@ from twisted.web import server
 from remotecomm.accounts.administration import AccountAdmin, AdminError
 from remotecomm.accounts.login import Caller
 from remotecomm.accounts.passwords import MAX_PASSWORD_BYTES, HasherBusy
-from remotecomm.clock import now_us
 from remotecomm.fleet.registry import DeviceRegistry, FleetError
 from remotecomm.identifiers import DEVICE_ID, RELAY_NODE, TOKEN, UNIT_ID, USER_ID, is_valid
 from remotecomm.json_http import ApiError, Download, Route, no_more_fields, read_json, take_str
 from remotecomm.reports.csv_export import audit_csv
 from remotecomm.reports.sessions import unit_zone
 from remotecomm.sessions.relays import RelayDirectory, RelayError
-from remotecomm.store.audit import AUDIT_KINDS, append_audit, unit_audit
+from remotecomm.store.audit import AUDIT_KINDS, unit_audit
 from remotecomm.store.engine import Store, StoreBusy
 from remotecomm.web.answers import BUSY, with_iso_times
 
@@ -85,23 +84,14 @@ class AdminRoutes:
                 Route("/api/v1/audit.csv", get=self.audit_csv)]
 
     async def _run(self, call, *args):
+        """An administration call; its refusal as the API's error (the service audited
+        it: :mod:`remotecomm.accounts.refusals`)."""
         try:
             return await call(*args)
         except (AdminError, FleetError) as e:
-            caller = args[0] if args and isinstance(args[0], Caller) else None
-            if caller is not None:  # a refused admin call is audited (the role check's own
-                await self._audit_refusal(caller, call, e)  # refusals are, in the API)
             raise ApiError(e.status, e.code, e.message) from None
         except (StoreBusy, HasherBusy):
             raise BUSY from None
-
-    async def _audit_refusal(self, caller: Caller, call, error) -> None:
-        try:
-            await self._store.run(append_audit, now_us(self._clock), "admin-refused",
-                                  actor=caller.user_id, unit_id=caller.unit_id,
-                                  call=getattr(call, "__name__", "?"), code=error.code)
-        except StoreBusy:
-            pass
 
     # -- units -------------------------------------------------------------------------
 

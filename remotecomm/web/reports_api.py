@@ -143,7 +143,7 @@ class ReportRoutes:
             result = change(connection, *args)
             if result:
                 append_audit(connection, at, kind, actor=caller.user_id, unit_id=caller.unit_id,
-                             **detail)
+                             source_address=caller.source_address, **detail)
             return result
 
         return await self._run(run)

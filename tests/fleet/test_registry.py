@@ -89,7 +89,7 @@ class RegistryTests(RegistryTestCase):
         self.assertEqual(self.refused(self.registry.register(UNA, "mfp-9", "x", "y")).code,
                          "already-exists")
         kinds = [r["kind"] for r in self.store.run_sync(audit_records, None)]
-        self.assertEqual(kinds, ["device-registered"])
+        self.assertEqual(kinds, ["device-registered", "admin-refused"])  # the second, refused
 
     def test_a_failed_account_leaves_nothing_behind(self):
         self.tools.failing = True

@@ -88,8 +88,10 @@ class AdminApiTests(ApiTestCase):
         self.assertEqual((status, body["code"]), (401, "invalid-token"))
         self.admin("POST", "/api/v1/users/alice/enable", token=self.una)
         self.assertEqual(self.login()[0], 200)
-        kinds = [r["kind"] for r in self.audit() if r["actor"] == "una"]
-        self.assertEqual(kinds, ["user-disabled", "user-enabled"])
+        records = [r for r in self.audit() if r["actor"] == "una"]
+        self.assertEqual([r["kind"] for r in records], ["user-disabled", "user-enabled"])
+        # Where the admin called from is kept with each change.
+        self.assertTrue(all(r["source_address"] for r in records), records)
 
     def test_the_last_provider_admin_stays(self):
         status, body = self.admin("PUT", "/api/v1/users/pat/provider-admin",
@@ -123,6 +125,22 @@ class AdminApiTests(ApiTestCase):
         self.assertEqual([m["unit_id"] for m in body["memberships"]], ["acme", "globex"])
         status, users = self.admin("GET", "/api/v1/users", token=self.una)
         self.assertEqual([u["user_id"] for u in users["users"]], ["alice", "gina", "una"])
+
+    def test_a_unit_admin_leaves_the_account_of_a_user_of_other_units_alone(self):
+        """Disabling and password resets reach every unit of the user: acme's admin may
+        not make them for globex's gina (a provider admin may), only take acme from her."""
+        self.admin("PUT", "/api/v1/units/acme/users/gina", {"role": "technician"}, unit=None)
+        for path, body in (("/api/v1/users/gina/disable", None),
+                           ("/api/v1/users/gina/password", {"password": NEW_PASSWORD})):
+            status, refused = self.admin("POST", path, body, token=self.una)
+            self.assertEqual((status, refused["code"]), (409, "user-in-other-units"))
+            self.assertIn("also belongs to globex", refused["message"])
+        self.assertEqual(self.login(user_id="gina")[0], 200)
+        status, user = self.admin("POST", "/api/v1/users/gina/disable")  # the provider admin
+        self.assertEqual((status, user["disabled"]), (200, True))
+        status, body = self.admin("DELETE", "/api/v1/units/acme/users/gina", token=self.una,
+                                  unit=None)
+        self.assertEqual(status, 200)
 
     def test_passwords_reset_by_an_admin_and_changed_by_their_owner(self):
         alice = self.token()
