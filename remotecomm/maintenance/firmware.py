@@ -68,6 +68,8 @@ class FirmwareImages:
         self.folder = folder
         self.incoming = folder / "incoming"
         self._download_base = public_url.rstrip("/") + DOWNLOAD_PATH
+        # Jobs whose image is being sent now: how to end that download.
+        self._downloading: dict[str, Callable[[], None]] = {}
 
     def path_of(self, image_id: str) -> Path:
         """Where an image's file lives."""
@@ -156,6 +158,26 @@ class FirmwareImages:
                                   "this reference was used already" if reason == "used"
                                   else "this reference is no longer valid")
         return ImageDownload(job_id, self.path_of(row.image_id), row.size)
+
+    def start_download(self, job_id: str, stop: Callable[[], None]) -> Callable[[], None]:
+        """One download of a job's image at a time: a reference works until the image's
+        last byte went out, so that a broken download can resume with a byte range, but a
+        new download with it ends the one still under way (``stop`` ends this one; a
+        device retrying after a network break is not held up by a connection the manager
+        has not seen break yet).  The function to call when this one is over, however it
+        ended."""
+        previous = self._downloading.get(job_id)
+        if previous is not None:
+            log.info("job {job_id}: a new download of the image ends the one under way",
+                     job_id=job_id)
+            previous()
+        self._downloading[job_id] = stop
+
+        def over() -> None:
+            if self._downloading.get(job_id) is stop:
+                del self._downloading[job_id]
+
+        return over
 
     async def downloaded(self, job_id: str) -> None:
         """The image's last byte went out: its reference is used."""

@@ -219,6 +219,8 @@ class JobRoutes:
             raise ApiError(e.status, e.code, e.message) from None
         except StoreBusy:
             raise BUSY from None
+        over = images.start_download(job_id, request.channel.transport.abortConnection)
+        request.notifyFinish().addBoth(lambda _: over())
         serve_file(request, found.path, found.size,
                    on_complete=lambda: ensureDeferred(images.downloaded(job_id)))
         return 200, ANSWERED

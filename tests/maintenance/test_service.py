@@ -302,6 +302,20 @@ class FirmwareJobTests(SynchronousTestCase):
                    if r["kind"] == "firmware-download-refused"]
         self.assertEqual(reasons, ["wrong-token", "used", "expired"])
 
+    def test_a_new_download_ends_the_one_under_way(self):
+        """A device that retries after a network break is served; the connection the
+        manager had not seen break yet is ended."""
+        job, request = self.install()
+        ended = []
+        first_over = self.images.start_download(job["job_id"], lambda: ended.append("first"))
+        second_over = self.images.start_download(job["job_id"], lambda: ended.append("second"))
+        self.assertEqual(ended, ["first"])
+        first_over()  # its connection closes after it was replaced: the second stays
+        self.images.start_download(job["job_id"], lambda: ended.append("third"))
+        self.assertEqual(ended, ["first", "second"])
+        second_over()
+        self.wait(self.images.open_download(job["job_id"], request.image_token))
+
     def test_sending_again_replaces_the_reference(self):
         job, first = self.install()
         self.devices.reachable.discard("mfp-1")
