@@ -23,35 +23,50 @@ _REPORT_EVENTS = ("approval-decided", "session-ready", "relay-joined", "relay-en
                   "session-report")
 
 
-class History:
-    """Appends events to ``path`` and reads them back."""
+MAX_BYTES = 4 * 1024 * 1024  # a history file this big is rotated (one older one is kept)
 
-    def __init__(self, path: Path):
+
+class History:
+    """Appends events to ``path`` and reads them back.
+
+    The file is bounded: once it holds ``max_bytes`` it becomes ``path.1`` (replacing
+    the one before) and a new file starts, so an appliance that runs for years keeps at
+    most twice ``max_bytes`` -- thousands of sessions, far more than the manager's
+    collection window asks about -- and reads no more than that when asked.
+    """
+
+    def __init__(self, path: Path, max_bytes: int = MAX_BYTES):
         self.path = path
+        self.previous = path.with_name(path.name + ".1")
+        self._max_bytes = max_bytes
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     def append(self, event: str, at_us: int, **fields: object) -> None:
-        """Write one event durably."""
+        """Write one event durably (then rotate the file if it is full)."""
         line = json.dumps({"at_us": at_us, "event": event, **fields}, sort_keys=True)
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             os.write(fd, line.encode("utf-8") + b"\n")
             os.fsync(fd)
+            full = os.fstat(fd).st_size >= self._max_bytes
         finally:
             os.close(fd)
+        if full:
+            os.replace(self.path, self.previous)
 
     def events(self) -> list[dict]:
-        """Every event, oldest first (a torn last line is skipped)."""
-        try:
-            lines = self.path.read_text("utf-8").splitlines()
-        except FileNotFoundError:
-            return []
+        """Every event kept, oldest first (a torn line is skipped)."""
         events = []
-        for line in lines:
+        for path in (self.previous, self.path):
             try:
-                events.append(json.loads(line))
-            except ValueError:
+                lines = path.read_text("utf-8").splitlines()
+            except FileNotFoundError:
                 continue
+            for line in lines:
+                try:
+                    events.append(json.loads(line))
+                except ValueError:
+                    continue
         return events
 
 
