@@ -14,7 +14,8 @@ sessions running.  Then:
    takes new sessions;
 4. another relay is drained (``remotecomm admin relay drain``, the real CLI):
    new sessions go elsewhere; once its sessions end it is listed ``drained``;
-5. every session still open ends normally.
+5. it is resumed (``remotecomm admin relay resume``) and takes new sessions;
+6. every session still open ends normally.
 
 At the end every session in the store has two started and two end logs
 from its relay, or ended ``relay-lost`` with the end logs the manager wrote
@@ -65,6 +66,7 @@ class ClusterFigures:
     after_restart: dict[str, int] = field(default_factory=dict)
     drained: str = ""
     after_drain: dict[str, int] = field(default_factory=dict)
+    after_resume: dict[str, int] = field(default_factory=dict)
     sessions: int = 0
     ended: dict[str, int] = field(default_factory=dict)
     complete_by_relay: int = 0
@@ -87,6 +89,7 @@ class ClusterFigures:
             f"new sessions after {self.killed} restarted: {per_node(self.after_restart)}",
             f"drained {self.drained}; new sessions after the drain: "
             f"{per_node(self.after_drain)}",
+            f"new sessions after {self.drained} resumed: {per_node(self.after_resume)}",
             f"sessions in the store: {self.sessions}; "
             + ", ".join(f"{reason} {count}" for reason, count in sorted(self.ended.items())),
             f"  with two started and two end logs from their relay: {self.complete_by_relay}",
@@ -205,6 +208,7 @@ class Cluster:
         await self.kill_one(more)
         await self.restart_it(more)
         await self.drain_another(more)
+        await self.resume_it(more)
         await self.end(list(self.running))
         await self.wait(self.all_filed, 20, "every session ended, every log filed")
         self.count()
@@ -273,6 +277,19 @@ class Cluster:
             if self.reactor.seconds() > deadline:
                 raise ClusterProblem(f"{drained} was not listed drained within 15 s")
             await sleep(self.reactor, 0.3)
+
+    async def resume_it(self, more: int) -> None:
+        drained = self.figures.drained
+        code, output = await self.setup.cli("admin", "relay", "resume", drained,
+                                            home=self.admin_home)
+        if code != 0:
+            raise ClusterProblem(f"remotecomm admin relay resume {drained}: {output}")
+        new = await self.open_sessions(more)
+        self.figures.after_resume = self.placement(new)
+        if not self.figures.after_resume.get(drained):
+            raise ClusterProblem(f"the resumed {drained} took no new session: "
+                                 f"{self.figures.after_resume}")
+        await self.exchange(new)
 
     def manager_log(self) -> str:
         return (self.setup.folder / "server.log").read_text(errors="replace")
@@ -343,7 +360,7 @@ def main(argv: list[str]) -> int:
                         help="keep the work folder (the processes' data and logs)")
     args = parser.parse_args(argv)
     if args.sessions < args.relays or args.devices < 1 or \
-            args.sessions + 3 * max(2, args.sessions // 5) > 2 * args.devices:
+            args.sessions + 4 * max(2, args.sessions // 5) > 2 * args.devices:
         parser.error("need at least one session per relay, and devices for every session "
                      "(two terminals each)")
     server = databases.postgresql_server()

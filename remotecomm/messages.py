@@ -175,6 +175,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "init-prosody": "Wrote the Prosody config {path}",
         "relay-draining": "Relay node {node} takes no new sessions; {count} still running "
                           "finish or reach their lifetime.",
+        "relay-resumed": "Relay node {node} takes new sessions again ({count} running).",
         "join-other-terminal": "request {request_id} was made for terminal {terminal_id}, "
                                "not this one: run `remotecomm join` there",
         "join-collected": "the session of request {request_id} was collected already",

@@ -56,7 +56,7 @@ ACTIONS: dict[str, Action] = {
     "audit.read": Action(ADMINS, "read and export the unit's audit records"),
     "devices.manage": Action(ADMINS, "register, move, revoke the unit's devices and rotate "
                                      "their credentials"),
-    "relays.manage": Action((PROVIDER_ADMIN,), "list the relay nodes and drain them",
+    "relays.manage": Action((PROVIDER_ADMIN,), "list the relay nodes, drain and resume them",
                             unit_scoped=False),
 }
 
@@ -110,6 +110,7 @@ ENDPOINTS: dict[str, str] = {
     "GET /api/v1/audit.csv": "audit.read",
     "GET /api/v1/relays": "relays.manage",
     "POST /api/v1/relays/{node}/drain": "relays.manage",
+    "POST /api/v1/relays/{node}/resume": "relays.manage",
 }
 PUBLIC_ENDPOINTS = ("POST /api/v1/login", "GET /healthz", "GET /readyz",
                     "GET /api/v1/firmware-downloads/{job_id}", "POST /api/v1/password/set")

@@ -27,6 +27,7 @@ manager → relay (:class:`IRelayForManager`)
                                                          session ID), or :class:`NodeDraining`
 ``end_session``                     :class:`EndOrder`    :class:`EndResult`
 ``drain``                           (nothing)            :class:`DrainReport`
+``resume``                          (nothing)            :class:`DrainReport`
 ==================================  =================  ==================================
 
 Every message has ``to_json()`` (plain JSON values) and ``from_json(data)``,
@@ -400,7 +401,8 @@ class EndResult(_Message):
 
 @dataclass(frozen=True)
 class DrainReport(_Message):
-    """A draining node takes no new sessions; ``open_sessions`` are still running."""
+    """What a node says after a drain (it takes no new sessions) or a resume (it takes them
+    again): its name and the sessions running on it."""
 
     KIND: ClassVar[str] = "drain report"
 
@@ -421,3 +423,6 @@ class IRelayForManager(Interface):
 
     def drain() -> Deferred:
         """Take no new sessions from now on; fires with a :class:`DrainReport`."""
+
+    def resume() -> Deferred:
+        """Take new sessions again after a drain; fires with a :class:`DrainReport`."""

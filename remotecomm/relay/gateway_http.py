@@ -69,6 +69,7 @@ RELAY_CALLS = (
     Call("/allocate", "allocate", gw.AllocationRequest, gw.Allocation),
     Call("/end-session", "end_session", gw.EndOrder, gw.EndResult),
     Call("/drain", "drain", None, gw.DrainReport),
+    Call("/resume", "resume", None, gw.DrainReport),
 )
 
 

@@ -78,6 +78,14 @@ class RelayNode:
         """Whether no session is connected here."""
         return not self.core.sessions
 
+    def resume(self) -> Deferred:
+        """Take new sessions again (a drain undone without a restart, which would end the
+        sessions running here)."""
+        if self.draining:
+            log.info("relay node {node} takes new sessions again", node=self.node)
+        self.draining = False
+        return succeed(DrainReport(relay_node=self.node, open_sessions=len(self.core.sessions)))
+
     def drain(self) -> Deferred:
         """No new allocations from now on; sessions already placed here run to their end."""
         if not self.draining:

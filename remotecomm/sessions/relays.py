@@ -41,7 +41,7 @@ from remotecomm.relay.gateway import (Allocation, AllocationRequest, EndOrder, E
 from remotecomm.service_errors import ServiceError
 from remotecomm.sessions import lifecycle as lc, rows
 from remotecomm.store import relays as relay_rows, sessions as session_rows
-from remotecomm.store.audit import RELAY_DRAINED, RELAY_EMPTIED, append_audit
+from remotecomm.store.audit import RELAY_DRAINED, RELAY_EMPTIED, RELAY_RESUMED, append_audit
 from remotecomm.store.engine import Store
 
 log = Logger()
@@ -226,19 +226,23 @@ class RelayDirectory:
                  "lost_us": row.lost_us, "alive": row.last_heartbeat_us >= heard_since}
                 for row in nodes]
 
-    async def drain(self, node: str, actor: str, source: str) -> dict:
-        """Take no new sessions on ``node`` (it tells us so in its heartbeats from now on;
-        the table says so at once); its running sessions go on until they end."""
+    async def _order(self, node: str, order: str):
+        """Tell a known, not lost node to drain or resume; its report."""
         row = await self._store.run(relay_rows.node, node)
         if row is None:
             raise RelayError(404, "relay-not-found", f"no relay node {node}")
         if row.state == "lost":
             raise RelayError(409, "relay-lost", f"relay node {node} is lost")
         try:
-            report = await self._node(row.node, row.api_url).drain()
+            return await getattr(self._node(row.node, row.api_url), order)()
         except (GatewayError, PeerUnavailable) as e:
             raise RelayError(503, "relay-unreachable", f"relay node {node} did not answer: "
                                                        f"{e}") from None
+
+    async def drain(self, node: str, actor: str, source: str) -> dict:
+        """Take no new sessions on ``node`` (it tells us so in its heartbeats from now on;
+        the table says so at once); its running sessions go on until they end."""
+        report = await self._order(node, "drain")
         at = now_us(self._clock)
 
         def drained(connection):
@@ -250,6 +254,22 @@ class RelayDirectory:
         log.info("relay node {node} drains ({count} sessions still running), asked by {actor}",
                  node=node, count=report.open_sessions, actor=actor)
         return {"node": node, "state": "draining", "open_sessions": report.open_sessions}
+
+    async def resume(self, node: str, actor: str, source: str) -> dict:
+        """Put a draining ``node`` back into placement (undoing :meth:`drain` without
+        restarting it, which would end its sessions)."""
+        report = await self._order(node, "resume")
+        at = now_us(self._clock)
+
+        def resumed(connection):
+            if relay_rows.set_node_active(connection, node):
+                append_audit(connection, at, RELAY_RESUMED, actor=actor,
+                             source_address=source, relay_node=node)
+
+        await self._store.run(resumed)
+        log.info("relay node {node} takes new sessions again, asked by {actor}", node=node,
+                 actor=actor)
+        return {"node": node, "state": "active", "open_sessions": report.open_sessions}
 
     async def end_session(self, node: str, order: EndOrder) -> EndResult | None:
         """Tell ``node`` to close both sides of a session; ``None`` if it is unknown."""

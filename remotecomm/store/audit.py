@@ -18,6 +18,7 @@ TOKEN_REFUSED = "api-token-refused"
 PERMISSION_DENIED = "permission-denied"
 RELAY_DRAINED = "relay-drained"
 RELAY_EMPTIED = "relay-emptied"
+RELAY_RESUMED = "relay-resumed"
 
 AUDIT_KINDS = {
     PERMISSION_DENIED: "an API call the caller's role does not allow (`endpoint`, `action`, "
@@ -53,6 +54,8 @@ AUDIT_KINDS = {
                    "still running then); it takes no new sessions",
     RELAY_EMPTIED: "a draining relay node holds no session any more (`relay_node`): it can "
                    "be stopped",
+    RELAY_RESUMED: "a provider admin put a drained relay node back into placement "
+                   "(`relay_node`)",
     "device-revoked": "a device was revoked (`remotecomm-admin revoke-device`, or an admin "
                       "through the API)",
     "device-registered": "an admin registered a device in the unit (`device_id`, `name`, "

@@ -81,6 +81,13 @@ def set_node_draining(connection: Connection, name: str) -> bool:
         .values(state="draining", emptied_us=None)).rowcount == 1
 
 
+def set_node_active(connection: Connection, name: str) -> bool:
+    """Put a draining node back into placement now; whether it was draining."""
+    return connection.execute(update(relay_nodes).where(
+        relay_nodes.c.node == name, relay_nodes.c.state == "draining")
+        .values(state="active", emptied_us=None)).rowcount == 1
+
+
 def node(connection: Connection, name: str):
     """One node's row, or ``None``."""
     return connection.execute(select(relay_nodes).where(relay_nodes.c.node == name)).first()

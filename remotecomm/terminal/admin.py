@@ -12,7 +12,7 @@ that redeems it), ``user-role USER technician|unit-admin|none``,
 the current unit: ``device-add DEVICE [--name] [--model] [--agent-dir DIR]``
 (writes the agent's config, shown this once, and the CA), ``device-move
 DEVICE UNIT``, ``device-revoke DEVICE``, ``device-rotate DEVICE``.  Relay nodes
-(provider admins): ``relays``, ``relay drain NODE``.
+(provider admins): ``relays``, ``relay drain NODE``, ``relay resume NODE``.
 
 What only the server host can do -- ``init``, the first provider admin, units,
 users and devices before anyone can log in -- stays with ``remotecomm-admin``
@@ -92,9 +92,9 @@ def add_parsers(commands) -> None:
                                                              "device (it must be online)")
     device_rotate.add_argument("device_id", type=identifier(DEVICE_ID, "device ID"))
     actions.add_parser("relays", help="the relay nodes: state, sessions (provider admins)")
-    relay = actions.add_parser("relay", help="drain a relay node: it takes no new sessions "
-                                             "(provider admins)")
-    relay.add_argument("relay_action", choices=("drain",))
+    relay = actions.add_parser("relay", help="drain a relay node (it takes no new sessions) "
+                                             "or resume it (provider admins)")
+    relay.add_argument("relay_action", choices=("drain", "resume"))
     relay.add_argument("node", type=identifier(RELAY_NODE, "relay node"))
     audit = actions.add_parser("audit", help="the current unit's audit log")
     audit.add_argument("--kind")
@@ -152,9 +152,9 @@ async def admin(client, args) -> list[str]:
                   r.get("public_url")) for r in answer.get("relays") or []]
         lines = table(rows)
     elif command == "relay":
-        answer = await client.post(f"/api/v1/relays/{args.node}/drain", {})
-        lines = [text("relay-draining", node=answer.get("node"),
-                      count=answer.get("open_sessions"))]
+        answer = await client.post(f"/api/v1/relays/{args.node}/{args.relay_action}", {})
+        lines = [text("relay-draining" if args.relay_action == "drain" else "relay-resumed",
+                      node=answer.get("node"), count=answer.get("open_sessions"))]
     elif command == "unit-add":
         answer = await client.post("/api/v1/units", {"unit_id": args.new_unit,
                                                      "name": args.name,

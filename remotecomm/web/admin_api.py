@@ -80,6 +80,7 @@ class AdminRoutes:
                       post=self.rotate_credentials),
                 Route("/api/v1/relays", get=self.relay_nodes),
                 Route("/api/v1/relays/{node}/drain", post=self.drain_relay),
+                Route("/api/v1/relays/{node}/resume", post=self.resume_relay),
                 Route("/api/v1/audit", get=self.audit),
                 Route("/api/v1/audit.csv", get=self.audit_csv)]
 
@@ -304,12 +305,19 @@ class AdminRoutes:
 
     async def drain_relay(self, request: server.Request, node: str):
         """A relay node takes no new sessions from now on; its running ones finish."""
+        return await self._relay_order(request, node, "drain")
+
+    async def resume_relay(self, request: server.Request, node: str):
+        """A draining relay node takes new sessions again."""
+        return await self._relay_order(request, node, "resume")
+
+    async def _relay_order(self, request: server.Request, node: str, order: str):
         caller, _ = await self._caller(request)
         if not is_valid(RELAY_NODE, node):
             raise ApiError(404, "relay-not-found", "no such relay node")
         try:
-            return 200, await self._relay_directory().drain(node, caller.user_id,
-                                                            self._source(request))
+            return 200, await getattr(self._relay_directory(), order)(
+                node, caller.user_id, self._source(request))
         except RelayError as e:
             raise ApiError(e.status, e.code, e.message) from None
         except StoreBusy:

@@ -73,3 +73,6 @@ class RelayNodeClient(GatewayClient):
 
     def drain(self):
         return self.call("drain")
+
+    def resume(self):
+        return self.call("resume")

@@ -1,6 +1,6 @@
 """End to end: ``scripts/cluster-demo`` smaller -- PostgreSQL, one manager, two relay
 processes, Prosody, ten bench devices and ten sessions; one relay killed and restarted,
-the other drained (bench/cluster.py)."""
+the other drained and resumed (bench/cluster.py)."""
 
 from pathlib import Path
 
@@ -28,12 +28,13 @@ class ClusterTests(TestCase):
         self.assertEqual(set(figures.after_kill), {"relay-a"})
         self.assertIn("relay-b", figures.after_restart)
         self.assertEqual(set(figures.after_drain), {"relay-b"})
+        self.assertIn("relay-a", figures.after_resume)  # resumed, it takes sessions again
         # Every session is accounted for: two started and two end logs from its relay, or
         # relay-lost with both end logs the manager wrote (and the relay's late ones beside).
-        self.assertEqual(figures.sessions, 16)
-        self.assertEqual(figures.ended, {"normal": 16 - figures.lost_sessions,
+        self.assertEqual(figures.sessions, 18)
+        self.assertEqual(figures.ended, {"normal": 18 - figures.lost_sessions,
                                          "relay-lost": figures.lost_sessions})
-        self.assertEqual(figures.complete_by_relay, 16 - figures.lost_sessions)
+        self.assertEqual(figures.complete_by_relay, 18 - figures.lost_sessions)
         self.assertEqual(figures.ended_by_manager, figures.lost_sessions)
         self.assertEqual(figures.late_relay_logs, 2 * figures.lost_sessions)
         self.assertEqual(figures.open_sessions, 0)

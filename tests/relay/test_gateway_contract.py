@@ -353,6 +353,13 @@ class RelayForManagerContract:
         with self.assertRaises(NodeDraining):
             await self.subject.allocate(self.request(1))
 
+    async def test_a_resumed_node_takes_new_sessions_again(self):
+        await self.subject.drain()
+        report = await self.subject.resume()
+        self.assertEqual(report.relay_node, "relay-7")
+        allocation = await self.subject.allocate(self.request(2))
+        self.assertEqual(allocation.relay_node, "relay-7")
+
 
 class RelayForManagerInProcessTests(RelayForManagerContract, TestCase):
     """The contract on the relay node itself (``--role both``)."""

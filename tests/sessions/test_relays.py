@@ -155,6 +155,22 @@ class DirectoryTests(SynchronousTestCase):
         (record,) = self.store.run_sync(audit_records, "relay-drained")
         self.assertEqual((record["actor"], record["detail"]["relay_node"]), ("pat", "a"))
 
+    def test_a_drained_node_is_resumed_without_a_restart(self):
+        self.nodes = {"a": Node("a"), "b": Node("b")}
+        self.nodes["a"].resume = lambda: succeed(DrainReport(relay_node="a", open_sessions=2))
+        self.beat("a")
+        self.beat("b")
+        self.place("b", 5)
+        self.successResultOf(Deferred.fromCoroutine(
+            self.directory.drain("a", "pat", "127.0.0.1")))
+        self.assertEqual(self.successResultOf(self.allocate()).relay_node, "b")
+        answer = self.successResultOf(Deferred.fromCoroutine(
+            self.directory.resume("a", "pat", "127.0.0.1")))
+        self.assertEqual(answer, {"node": "a", "state": "active", "open_sessions": 2})
+        self.assertEqual(self.successResultOf(self.allocate()).relay_node, "a")
+        (record,) = self.store.run_sync(audit_records, "relay-resumed")
+        self.assertEqual((record["actor"], record["detail"]["relay_node"]), ("pat", "a"))
+
     def test_a_draining_node_reports_when_it_is_empty_once(self):
         self.nodes = {"a": Node("a")}
         self.beat("a")
