@@ -320,6 +320,22 @@ class DirectoryTests(SynchronousTestCase):
         self.assertEqual(made, ["https://a.test", "https://a-moved.test"])
         self.assertEqual(closed, ["a"])
 
+    def test_two_managers_end_a_lost_relays_sessions_once(self):
+        """Whichever manager notices first ends them; the other finds nothing to do."""
+        other = RelayDirectory(self.store, self.clock, lambda name, url: None, lost_after=30)
+        self.beat("a")
+        (request_id,) = self.place("a", 1)
+        self.store.run_sync(session_rows.insert_connection_record, request_id, "device",
+                            "mfp-1")
+        self.clock.advance(31)
+        first = self.successResultOf(Deferred.fromCoroutine(
+            other.end_sessions_of_lost_nodes()))
+        second = self.successResultOf(Deferred.fromCoroutine(
+            self.directory.end_sessions_of_lost_nodes()))
+        self.assertEqual(([r.request_id for r in first], second), ([request_id], []))
+        (record,) = self.store.run_sync(session_rows.connection_records, request_id).values()
+        self.assertEqual(record.ended_by, "manager")
+
     def test_a_manager_that_just_started_calls_nobody_lost(self):
         """Nodes are not lost for the silence of a manager that was down itself."""
         self.beat("a")
