@@ -28,7 +28,7 @@ from remotecomm.service_errors import ServiceError
 from remotecomm.sessions import lifecycle as lc, records, rows
 from remotecomm.sessions.messages import (ApprovalCancelled, ApprovalDecision, ApprovalRequest,
                                           EndSession, MessageRefused, SessionReady, SessionReport)
-from remotecomm.sessions.relays import RelayDirectory
+from remotecomm.sessions.relays import NoRelayAvailable, RelayDirectory
 from remotecomm.store import sessions as session_queries
 from remotecomm.store.audit import append_audit
 from remotecomm.store.engine import Store
@@ -342,7 +342,8 @@ class SessionBroker:
         except Exception as e:
             log.error("session {request_id}: the relay gave no session ID: {error}",
                       request_id=row.request_id, error=repr(e))
-            await self._end(row.request_id, "error", "the relay gave no session ID")
+            await self._end(row.request_id, "error", ("no relay took the session: " + str(e))[:200]
+                            if isinstance(e, NoRelayAvailable) else "the relay gave no session ID")
             return
         at = now_us(self._clock)
         device_token = new_token()

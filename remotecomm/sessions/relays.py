@@ -194,9 +194,12 @@ class RelayDirectory:
                 continue
             self._unsettled[allocation.relay_node] += 1
             return allocation
+        if not nodes:
+            raise NoRelayAvailable(f"no relay node is live (none heard from within "
+                                   f"{self._lost_after_us / 1e6:g} s and not draining)")
         raise NoRelayAvailable(
-            f"no live relay node took the session ({len(candidates)} tried, "
-            f"{len(nodes) - len(candidates)} full, of {len(nodes)} live)")
+            f"of {len(nodes)} live relay nodes, {len(candidates)} refused or did not answer "
+            f"and {len(nodes) - len(candidates)} were full")
 
     def settle(self, node: str) -> None:
         """A session :meth:`allocate` placed on ``node`` is stored (or given up): the store

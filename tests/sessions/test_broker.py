@@ -174,6 +174,16 @@ class DecisionTests(BrokerTestCase):
         self.assertIsNotNone(row.device_notified_us)
         self.assertIn(ready.session_id, self.relay.allocated)
 
+    def test_yes_with_no_relay_to_take_it_ends_as_an_error_saying_why(self):
+        self.relay.drain()
+        accepted = self.request()
+        self.successResultOf(self.decide(accepted.request_id))
+        self.clock.advance(0)
+        row = self.row(accepted.request_id)
+        self.assertEqual((row.state, row.end_reason), ("ended", "error"))
+        self.assertEqual(row.end_detail, "no relay took the session: of 1 live relay nodes, 1 "
+                                         "refused or did not answer and 0 were full")
+
     def test_terminal_token_is_returned_exactly_once(self):
         """The first poll after approval gets the terminal token; later polls do not."""
         accepted = self.request()

@@ -106,7 +106,8 @@ class DirectoryTests(SynchronousTestCase):
                           listed["b"]["load"]), (4, 4, 1.0))
         self.place("a", 30)  # full too
         error = self.failureResultOf(self.allocate(), NoRelayAvailable).value
-        self.assertIn("2 full", str(error))
+        self.assertEqual(str(error), "of 2 live relay nodes, 0 refused or did not answer and "
+                                     "2 were full")
 
     def test_sessions_placed_but_not_yet_stored_count_until_settled(self):
         """A burst of placements spreads over the nodes even before the approvals that
@@ -131,7 +132,9 @@ class DirectoryTests(SynchronousTestCase):
         self.nodes = {"a": Node("a")}
         self.beat("a")
         self.clock.advance(31)
-        self.failureResultOf(self.allocate(), NoRelayAvailable)
+        error = self.failureResultOf(self.allocate(), NoRelayAvailable).value
+        self.assertEqual(str(error), "no relay node is live (none heard from within 30 s and "
+                                     "not draining)")
         self.beat("a", state="draining")
         self.failureResultOf(self.allocate(), NoRelayAvailable)
 
