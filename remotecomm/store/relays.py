@@ -19,7 +19,7 @@ def record_heartbeat(connection: Connection, node: str, api_url: str, public_url
     before = connection.execute(select(relay_nodes.c.state, relay_nodes.c.emptied_us)
                                 .where(relay_nodes.c.node == node)).first()
     empty = state == "draining" and open_sessions == 0 and not placed_sessions(
-        connection, placed_states).get(node)
+        connection, placed_states, node).get(node)
     emptied_now = empty and (before is None or before.emptied_us is None)
     values = dict(api_url=api_url, public_url=public_url, state=state,
                   last_heartbeat_us=at_us, open_sessions=open_sessions, lost_us=None,
@@ -36,12 +36,15 @@ def record_heartbeat(connection: Connection, node: str, api_url: str, public_url
     return (before.state if before is not None else None), emptied_now
 
 
-def placed_sessions(connection: Connection, states: Iterable[str]) -> dict[str, int]:
-    """How many sessions in ``states`` each node holds, by the sessions table (what the
-    manager placed there, whether or not its sides have joined yet)."""
+def placed_sessions(connection: Connection, states: Iterable[str],
+                    node: str | None = None) -> dict[str, int]:
+    """How many sessions in ``states`` each node (or just ``node``) holds, by the sessions
+    table (what the manager placed there, whether or not its sides have joined yet)."""
+    on_node = (sessions.c.relay_node == node if node is not None
+               else sessions.c.relay_node.is_not(None))
     return dict(connection.execute(
         select(sessions.c.relay_node, func.count()).where(
-            sessions.c.relay_node.is_not(None), sessions.c.state.in_(tuple(states)))
+            on_node, sessions.c.state.in_(tuple(states)))
         .group_by(sessions.c.relay_node)).all())
 
 
