@@ -45,6 +45,7 @@ ACTIONS: dict[str, Action] = {
                                      "report now"),
     "jobs.run": Action(EVERYONE, "run, follow and withdraw maintenance jobs"),
     "firmware.upload": Action(EVERYONE, "upload and list firmware images"),
+    "firmware.delete": Action(ADMINS, "delete the unit's firmware images"),
     "units.create": Action((PROVIDER_ADMIN,), "create units", unit_scoped=False),
     "units.list": Action(ADMINS, "list the units one administers", unit_scoped=False),
     "units.manage": Action(ADMINS, "rename the unit or set its time zone"),
@@ -89,6 +90,7 @@ ENDPOINTS: dict[str, str] = {
     "DELETE /api/v1/jobs/{job_id}": "jobs.run",
     "POST /api/v1/firmware": "firmware.upload",
     "GET /api/v1/firmware": "firmware.upload",
+    "DELETE /api/v1/firmware/{image_id}": "firmware.delete",
     "POST /api/v1/password": "",  # one's own password
     "POST /api/v1/units": "units.create",
     "GET /api/v1/units": "units.list",

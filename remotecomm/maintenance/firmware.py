@@ -35,12 +35,17 @@ from remotecomm.tokens import new_token, token_hash
 log = Logger()
 
 FIRMWARE_UPLOADED = "firmware-uploaded"
+FIRMWARE_DELETED = "firmware-deleted"
 DOWNLOAD_REFUSED = "firmware-download-refused"
 DOWNLOAD_PATH = "/api/v1/firmware-downloads/"
 
 
 class DownloadRefused(ServiceError):
     """A download the manager does not serve."""
+
+
+class FirmwareError(ServiceError):
+    """A request about firmware images refused."""
 
 
 @dataclass(frozen=True)
@@ -106,6 +111,34 @@ class FirmwareImages:
         """The caller's unit's images, newest first."""
         return [image_json(row)
                 for row in await self._store.run(firmware_rows.images_of, caller.unit_id)]
+
+    async def delete(self, caller: Caller, image_id: str) -> dict:
+        """Remove an image of the caller's unit and its file (not while a job installs it:
+        ``409 image-in-use``); finished jobs keep its ID."""
+        at = now_us(self._clock)
+
+        def delete(connection):
+            image = firmware_rows.load_image(connection, image_id, caller.unit_id)
+            refused = firmware_rows.delete_image(connection, image_id, caller.unit_id,
+                                                 jl.OPEN_STATES)
+            if refused is None:
+                append_audit(connection, at, FIRMWARE_DELETED, actor=caller.user_id,
+                             source_address=caller.source_address, unit_id=caller.unit_id,
+                             image_id=image_id, version=image.version)
+            return image, refused
+
+        image, refused = await self._store.run(delete)
+        if refused == "not-found":
+            raise FirmwareError(404, "image-not-found", f"no firmware image {image_id} in "
+                                                        f"unit {caller.unit_id}")
+        if refused == "in-use":
+            raise FirmwareError(409, "image-in-use", "a maintenance job is installing this "
+                                                     "image: let it end (or withdraw it while "
+                                                     "it is queued)")
+        self.path_of(image_id).unlink(missing_ok=True)
+        log.info("firmware image {image_id} ({version}) deleted by {user_id}",
+                 image_id=image_id, version=image.version, user_id=caller.user_id)
+        return image_json(image)
 
     async def image(self, caller: Caller, image_id: str):
         """One image of the caller's unit (``None``: none, or another unit's)."""

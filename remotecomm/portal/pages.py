@@ -247,16 +247,27 @@ def firmware_page(viewer: Viewer, images: list[dict]) -> Tag:
         tags.span("", id="upload-status", role="status"),
         method="post", action="/portal/firmware", id="upload", class_="filters",
         **{"data-upload": "", "data-csrf": viewer.csrf})
+    may_delete = allowed(viewer.role, "firmware.delete")
+
+    def delete(image: dict) -> list:
+        if not may_delete:
+            return []
+        return [tags.td(tags.form(
+            _csrf_field(viewer), tags.button(text("portal-delete"), type="submit"),
+            method="post", action=f"/portal/delete-image/{image['image_id']}"))]
+
     if images:
         listing = tags.div(tags.table(
             tags.thead(tags.tr(*[tags.th(text(key), scope="col") for key in (
                 "portal-firmware-version", "portal-firmware-size", "portal-firmware-sha256",
-                "portal-col-user", "portal-col-when")])),
+                "portal-col-user", "portal-col-when")
+                + (("portal-col-delete",) if may_delete else ())])),
             tags.tbody(*[tags.tr(tags.td(image["version"]), tags.td(_bytes(image["size"])),
                                  tags.td(tags.code(image["sha256"][:16] + "…"),
                                          title=image["sha256"]),
                                  tags.td(image["uploaded_by"]),
                                  tags.td(_when(image["uploaded_us"])),
+                                 *delete(image),
                                  **{"data-image": image["image_id"]})
                          for image in images]), id="images"), class_="table")
     else:

@@ -111,6 +111,7 @@ class Portal(resource.Resource):
             (b"POST", "withdraw"): (self.withdraw_job, 1),
             (b"GET", "firmware"): (self.firmware_page, 0),
             (b"POST", "firmware"): (self.upload_firmware, 0),
+            (b"POST", "delete-image"): (self.delete_image, 1),
             (b"POST", "register"): (self.register_device, 0),
             (b"POST", "rotate"): (self.rotate_device, 1),
             (b"POST", "revoke"): (self.revoke_device, 1),
@@ -561,6 +562,13 @@ class Portal(resource.Resource):
         return _Raw(json.dumps({"image_id": image["image_id"],
                                 "version": image["version"]}).encode())
 
+    async def delete_image(self, request, image_id: str):
+        await self._checked_form(request)
+        caller, _ = await self._viewer(request, "firmware.delete", "POST /portal/delete-image")
+        _check_id("image", image_id)
+        await self._images().delete(caller, image_id)
+        raise _Redirect("/portal/firmware")
+
     # -- devices (administration) ---------------------------------------------------------
 
     def _may_manage_devices(self, caller: Caller) -> bool:
@@ -748,7 +756,8 @@ def sessions_fingerprint(found: list[dict]) -> str:
 # The identifiers in portal paths: their shape, and what a wrong one is said to be.
 _PATH_IDS = {"device": (DEVICE_ID, "device-not-found", "portal-no-such-device"),
              "session": (REQUEST_ID, "session-not-found", "portal-no-such-session"),
-             "job": (JOB_ID, "job-not-found", "portal-no-such-job")}
+             "job": (JOB_ID, "job-not-found", "portal-no-such-job"),
+             "image": (IMAGE_ID, "image-not-found", "portal-no-such-image")}
 
 
 def _check_id(kind: str, value: str) -> None:

@@ -77,6 +77,7 @@ AUDIT_KINDS = {
     "job-finished": "a maintenance job ended (`state`, `error_code`)",
     "firmware-uploaded": "a firmware image was uploaded (`image_id`, `version`, `size`, "
                          "`sha256`)",
+    "firmware-deleted": "a firmware image and its file were removed (`image_id`, `version`)",
     "firmware-download-refused": "a firmware job's download reference was refused (`job_id`, "
                                  "`reason`: wrong-token, used, expired, job-over)",
 }

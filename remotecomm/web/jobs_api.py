@@ -29,7 +29,7 @@ from remotecomm.http_files import StreamedUpload, UploadError, serve_file
 from remotecomm.identifiers import (DEVICE_ID, IMAGE_ID, JOB_ID, SETTING_NAME, TOKEN, VERSION_TEXT,
                                     is_valid)
 from remotecomm.json_http import ANSWERED, ApiError, Route, no_more_fields, read_json, take_str
-from remotecomm.maintenance.firmware import DownloadRefused, FirmwareImages
+from remotecomm.maintenance.firmware import DownloadRefused, FirmwareError, FirmwareImages
 from remotecomm.maintenance.lifecycle import MAX_WAIT_ONLINE_US
 from remotecomm.maintenance.messages import ACTIONS, MAX_FIRMWARE_BYTES
 from remotecomm.maintenance.service import JobError, JobService
@@ -96,6 +96,7 @@ class JobRoutes:
                 Route("/api/v1/jobs", get=self.unit_jobs),
                 Route("/api/v1/jobs/{job_id}", get=self.one, delete=self.cancel),
                 Route("/api/v1/firmware", post=self.upload, get=self.images),
+                Route("/api/v1/firmware/{image_id}", delete=self.delete_image),
                 Route("/api/v1/firmware-downloads/{job_id}", get=self.download)]
 
     async def _call(self, name: str, *args):
@@ -206,6 +207,18 @@ class JobRoutes:
         except StoreBusy:
             raise BUSY from None
         return 200, {"unit_id": caller.unit_id, "images": [with_iso_times(i) for i in found]}
+
+    async def delete_image(self, request: server.Request, image_id: str):
+        """Remove one of the unit's images (not while a job installs it)."""
+        caller, _ = await self._caller(request)
+        if not is_valid(IMAGE_ID, image_id):
+            raise ApiError(404, "image-not-found", "no such firmware image")
+        try:
+            return 200, with_iso_times(await self._firmware_images().delete(caller, image_id))
+        except FirmwareError as e:
+            raise ApiError(e.status, e.code, e.message) from None
+        except StoreBusy:
+            raise BUSY from None
 
     async def download(self, request: server.Request, job_id: str):
         """A device downloads the image of its firmware job (one-time reference)."""

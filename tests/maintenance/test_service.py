@@ -10,7 +10,7 @@ from twisted.words.protocols.jabber.xmlstream import TimeoutError
 
 from remotecomm.accounts.login import Caller
 from remotecomm.maintenance import lifecycle as jl
-from remotecomm.maintenance.firmware import DownloadRefused, FirmwareImages
+from remotecomm.maintenance.firmware import DownloadRefused, FirmwareError, FirmwareImages
 from remotecomm.maintenance.messages import JobProgress, JobResult
 from remotecomm.maintenance.service import JobError, JobService
 from remotecomm.sessions.messages import MessageRefused, SettingSpec
@@ -301,6 +301,28 @@ class FirmwareJobTests(SynchronousTestCase):
         reasons = [r["detail"]["reason"] for r in self.store.run_sync(audit_records, None)
                    if r["kind"] == "firmware-download-refused"]
         self.assertEqual(reasons, ["wrong-token", "used", "expired"])
+
+    def test_an_image_is_deleted_with_its_file_but_not_while_a_job_installs_it(self):
+        job, _ = self.install()
+        image_id = self.image["image_id"]
+        busy = self.failureResultOf(Deferred.fromCoroutine(
+            self.images.delete(ALICE, image_id)), FirmwareError).value
+        self.assertEqual((busy.status, busy.code), (409, "image-in-use"))
+        self.store.run_sync(lambda c: c.execute(  # the job ends
+            jobs.update().where(jobs.c.job_id == job["job_id"]).values(state="failed")))
+        deleted = self.wait(self.images.delete(ALICE, image_id))
+        self.assertEqual(deleted["version"], "4.3.0")
+        self.assertFalse(self.images.path_of(image_id).exists())
+        self.assertEqual(self.wait(self.images.list(ALICE)), [])
+        again = self.failureResultOf(Deferred.fromCoroutine(
+            self.images.delete(ALICE, image_id)), FirmwareError).value
+        self.assertEqual((again.status, again.code), (404, "image-not-found"))
+        (record,) = self.store.run_sync(audit_records, "firmware-deleted")
+        self.assertEqual(record["detail"], {"image_id": image_id, "version": "4.3.0"})
+        other = self.upload(b"x" * 10, "9.9.9", caller=GINA)  # another unit's: not found
+        self.assertEqual(self.failureResultOf(Deferred.fromCoroutine(
+            self.images.delete(ALICE, other["image_id"])), FirmwareError).value.code,
+            "image-not-found")
 
     def test_a_new_download_ends_the_one_under_way(self):
         """A device that retries after a network break is served; the connection the

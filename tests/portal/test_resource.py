@@ -13,7 +13,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 
-from remotecomm.accounts.login import Accounts
+from remotecomm.accounts.login import Accounts, Caller
 from remotecomm.accounts.passwords import make_hasher
 from remotecomm.accounts.throttle import LoginThrottle
 from remotecomm.fleet.listing import FleetListing
@@ -758,6 +758,30 @@ class MaintenancePagesTests(PortalTestCase):
         self.http.flush()
         self.assertIn(b"event: change", self.successResultOf(body))
 
+
+    def test_a_unit_admin_deletes_an_image_a_technician_cannot(self):
+        def finish(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"image")
+            return 5, "0" * 64
+
+        image = self.successResultOf(Deferred.fromCoroutine(self.images.add(
+            Caller("alice", "acme", "technician", "t-1"), "2.0", finish)))
+        path = f"/portal/delete-image/{image['image_id']}"
+        _, _, body = self.request("GET", "/portal/firmware")
+        self.assertNotIn(path, body)  # alice is a technician
+        status, _, _ = self.request("POST", path, {"csrf": self.csrf()})
+        self.assertEqual(status, 403)
+        self.cookies.clear()
+        self.log_in("carl")  # of two units: acts in acme
+        self.request("POST", "/portal/unit", {"csrf": self.csrf(), "unit_id": "acme"})
+        _, _, body = self.request("GET", "/portal/firmware")
+        self.assertIn(f'action="{path}"', body)
+        status, headers, _ = self.request("POST", path, {"csrf": self.csrf()})
+        self.assertEqual((status, headers.getRawHeaders("location")), (303, ["/portal/firmware"]))
+        self.assertFalse(self.images.path_of(image["image_id"]).exists())
+        _, _, body = self.request("GET", "/portal/firmware")
+        self.assertIn("No firmware images", body)
 
     def test_an_upload_needs_the_csrf_header_and_the_script(self):
         headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items()),

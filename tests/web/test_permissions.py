@@ -17,7 +17,7 @@ SAMPLE_PARAMETERS = {"request_id": "r" * 22, "job_id": "job-" + "j" * 22,
                      "device_id": "mfp-1", "address": "ops@example.com",
                      "schedule_id": "1", "unit_id": "acme",
                      "user_id": "alice",  # a bystander: disabling her harms no caller
-                     "node": "relay-1"}
+                     "node": "relay-1", "image_id": "fw-" + "i" * 22}
 
 
 class PermissionTableTests(ApiTestCase):
