@@ -224,6 +224,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "portal-col-apps": "Apps",
         "portal-no-such-device": "There is no such device in this unit.",
         "portal-no-such-image": "There is no such firmware image in this unit.",
+        "portal-ended-by-manager": "(logged by the manager: the relay was lost)",
         "portal-delete": "Delete",
         "portal-col-delete": "Remove",
         "portal-back": "Back to the devices",

@@ -575,7 +575,9 @@ def session_page(viewer: Viewer, record: dict, may_end: bool, seen: str = "") ->
     side_rows = [tags.tr(
         tags.th(text(f"portal-side-{side}"), scope="row"), tags.td(values["party_id"]),
         tags.td(_when(values.get("started_at_us"))), tags.td(_when(values.get("ended_at_us"))),
-        tags.td(values.get("end_reason") or "–"),
+        tags.td(values.get("end_reason") or "–",
+                *([" ", text("portal-ended-by-manager")]
+                  if values.get("end_written_by") == "manager" else [])),
         tags.td(_bytes(values.get("bytes_to_side"))),
         tags.td(_bytes(values.get("bytes_from_side")))) for side, values in sides.items()]
     content = []

@@ -786,11 +786,21 @@ def format_record(record: dict) -> list[str]:
                      + (f", {connection['refused_frames']} frame(s) refused"
                         if connection.get("refused_frames") else "")
                      + (f" ({connection['end_detail']})" if connection.get("end_detail")
-                        else ""))
+                        else "")
+                     + _late_relay_log(connection.get("late_relay_log")))
     device = record.get("device")
     if device:
         lines.append(f"{'Device saw:':<13} {_device_saw(device)}")
     return lines
+
+
+def _late_relay_log(late: dict | None) -> str:
+    """The relay's own end log of a side the manager ended for it (it came later)."""
+    if not late:
+        return ""
+    return (f"; the relay's own log came later: {late.get('end_reason')} at "
+            f"{_clock_time(late.get('ended_at_us'))}, {late.get('bytes_from_side', 0)} B sent, "
+            f"{late.get('bytes_to_side', 0)} B received")
 
 
 def _device_saw(device: dict) -> str:

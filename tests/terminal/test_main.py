@@ -298,6 +298,20 @@ class RecordTableTests(SynchronousTestCase):
                      "to an end it did not see (its clock), agent-stopped, bytes not known"):
             self.assertIn(part, text)
 
+    def test_a_side_the_manager_ended_for_a_lost_relay_and_the_relays_late_log(self):
+        record = dict(self.RECORD, connections={"device": {
+            "party_id": "mfp-1", "end_reason": "relay-lost", "bytes_from_side": 700,
+            "bytes_to_side": 300, "end_written_by": "manager",
+            "end_detail": "written by the manager: relay node relay-b went silent",
+            "late_relay_log": {"ended_at_us": 1_800_000_040_000_000,
+                               "end_reason": "relay-restart", "bytes_from_side": 900,
+                               "bytes_to_side": 400}}})
+        text = "\n".join(cli.format_record(record))
+        self.assertIn("relay-lost, 700 B sent, 300 B received (written by the manager: relay "
+                      "node relay-b went silent); the relay's own log came later: "
+                      "relay-restart at ", text)
+        self.assertIn(", 900 B sent, 400 B received", text)
+
     def test_a_collection_says_who_was_offline(self):
         lines = cli.format_collection({"asked_devices": ["mfp-1"], "reports_collected": 2,
                                        "still_missing": 1, "offline_devices": ["mfp-2"],
