@@ -68,7 +68,8 @@ def report_csv(report: dict) -> bytes:
 
 # The columns of a session record, in order: (header, how to read it from the record).
 _SIDE_FIELDS = ("party_id", "started_at_us", "ended_at_us", "ended_normally", "end_reason",
-                "end_detail", "refused_frames", "bytes_from_side", "bytes_to_side")
+                "end_detail", "end_written_by", "refused_frames", "bytes_from_side",
+                "bytes_to_side")
 _DEVICE_FIELDS = ("operator", "app_version", "agent_version", "firmware_version",
                   "started_at_us", "ended_at_us", "end_code", "end_reason", "bytes_to_device",
                   "bytes_from_device", "errors", "reported_at_us", "received_at_us")

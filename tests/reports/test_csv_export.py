@@ -65,7 +65,7 @@ class RecordsCsvTests(SynchronousTestCase):
               "duration_us": 1_500_000, "approved_by_test_approver": False,
               "terminal": {"client_name": "remotecomm-cli", "os_name": "@Linux"},
               "connections": {"device": {"party_id": "mfp-1", "bytes_to_side": 5,
-                                         "refused_frames": 0}},
+                                         "refused_frames": 0, "end_written_by": "manager"}},
               "device": {"operator": "olga", "firmware_version": "4.2.1", "errors": 1}}
 
     def test_fields_and_times(self):
@@ -74,8 +74,9 @@ class RecordsCsvTests(SynchronousTestCase):
         self.assertEqual((row["duration_s"], row["operator"], row["terminal_os_name"],
                           row["device_side_bytes_to_side"], row["device_side_refused_frames"],
                           row["device_report_firmware_version"], row["terminal_side_party_id"],
-                          row["approved_by_test_approver"]),
-                         ("1.500", "'+olga", "'@Linux", "5", "0", "4.2.1", "", "false"))
+                          row["approved_by_test_approver"], row["device_side_end_written_by"]),
+                         ("1.500", "'+olga", "'@Linux", "5", "0", "4.2.1", "", "false",
+                          "manager"))
 
 
 class SafeCellTests(SynchronousTestCase):
