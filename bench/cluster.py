@@ -242,54 +242,50 @@ class Cluster:
         if killed in self.figures.after_kill:
             raise ClusterProblem(f"a new session went to the lost relay {killed}")
 
+    async def admin(self, *args: str) -> str:
+        """``remotecomm admin ARGS`` as the provider admin (the real CLI); its output."""
+        code, output = await self.setup.cli("admin", *args, home=self.admin_home)
+        if code != 0:
+            raise ClusterProblem(f"remotecomm admin {' '.join(args)}: {output}")
+        return output
+
+    async def new_sessions_reach(self, node: str, more: int, what: str) -> dict[str, int]:
+        """``more`` new sessions, at least one of them on ``node`` (bytes checked through
+        them); where they went."""
+        new = await self.open_sessions(more)
+        placed = self.placement(new)
+        if not placed.get(node):
+            raise ClusterProblem(f"the {what} {node} took no new session: {placed}")
+        await self.exchange(new)
+        return placed
+
     async def restart_it(self, more: int) -> None:
         killed = self.figures.killed
         await self.setup.start_relay(killed)
         await self.wait(lambda: self.node_states()[killed] == "active", 10,
                         f"{killed} active again")
-        new = await self.open_sessions(more)
-        self.figures.after_restart = self.placement(new)
-        if not self.figures.after_restart.get(killed):
-            raise ClusterProblem(f"the restarted {killed} took no new session: "
-                                 f"{self.figures.after_restart}")
-        await self.exchange(new)
+        self.figures.after_restart = await self.new_sessions_reach(killed, more, "restarted")
 
     async def drain_another(self, more: int) -> None:
         drained = self.figures.drained = self.nodes[-1] if len(self.nodes) > 2 else \
             self.nodes[0]
-        code, output = await self.setup.cli("admin", "relay", "drain", drained,
-                                            home=self.admin_home)
-        if code != 0:
-            raise ClusterProblem(f"remotecomm admin relay drain {drained}: {output}")
+        await self.admin("relay", "drain", drained)
         new = await self.open_sessions(more)
         self.figures.after_drain = self.placement(new)
         if drained in self.figures.after_drain:
             raise ClusterProblem(f"a new session went to the draining {drained}")
         await self.end([s for s in self.running if self.node_of(s) == drained])
-
-        async def listed_drained():
-            code, output = await self.setup.cli("admin", "relays", home=self.admin_home)
-            return any(line.split()[:2] == [drained, "drained"] for line in
-                       output.splitlines())
-
         deadline = self.reactor.seconds() + 15
-        while not await listed_drained():
+        while not any(line.split()[:2] == [drained, "drained"]
+                      for line in (await self.admin("relays")).splitlines()):
             if self.reactor.seconds() > deadline:
                 raise ClusterProblem(f"{drained} was not listed drained within 15 s")
             await sleep(self.reactor, 0.3)
 
     async def resume_it(self, more: int) -> None:
         drained = self.figures.drained
-        code, output = await self.setup.cli("admin", "relay", "resume", drained,
-                                            home=self.admin_home)
-        if code != 0:
-            raise ClusterProblem(f"remotecomm admin relay resume {drained}: {output}")
-        new = await self.open_sessions(more)
-        self.figures.after_resume = self.placement(new)
-        if not self.figures.after_resume.get(drained):
-            raise ClusterProblem(f"the resumed {drained} took no new session: "
-                                 f"{self.figures.after_resume}")
-        await self.exchange(new)
+        await self.admin("relay", "resume", drained)
+        self.figures.after_resume = await self.new_sessions_reach(drained, more, "resumed")
 
     def manager_log(self) -> str:
         return (self.setup.folder / "server.log").read_text(errors="replace")
