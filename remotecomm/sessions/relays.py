@@ -17,9 +17,10 @@ calls it at.  The directory:
   marked ``lost`` once (a guarded update, so several managers agree), and its
   approved and active sessions end ``relay-lost`` in the same transaction, each
   joined side with an end log the manager writes on the relay's behalf (marked
-  ``ended_by`` manager).  A node that heartbeats again is active again; its
-  late logs are still filed (a late end log beside the manager's) and reopen
-  nothing.
+  ``ended_by`` manager).  A node that heartbeats again is active again and is
+  told to end the sessions ended for it (it was cut off, not dead, and may
+  still hold them); its late logs are still filed (a late end log beside the
+  manager's) and reopen nothing.
 
 It speaks to a node through :class:`~remotecomm.relay.gateway.IRelayForManager`,
 made by ``connect(node, api_url)``: the relay of this very process, or an
@@ -32,6 +33,7 @@ from collections import Counter
 from typing import Callable
 
 from sqlalchemy import Connection
+from twisted.internet.defer import ensureDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
@@ -135,9 +137,16 @@ class RelayDirectory:
                 for c in beat.counters])
             if emptied:
                 append_audit(connection, at, RELAY_EMPTIED, relay_node=beat.relay_node)
-            return before, emptied
+            ended = (relay_rows.sessions_ended_when_lost(connection, beat.relay_node,
+                                                         before.lost_us)
+                     if before is not None and before.state == "lost" else [])
+            return (before.state if before is not None else None), emptied, ended
 
-        before, emptied = await self._store.run(record)
+        before, emptied, ended_while_lost = await self._store.run(record)
+        if ended_while_lost:
+            # Back from a partition rather than a crash, it may still hold sessions the
+            # manager ended for it: it ends them too (the logs it files then are late).
+            self._end_on_node(beat.relay_node, beat.api_url, ended_while_lost)
         if before != beat.state:
             log.info("relay node {node} is {state} ({url})", node=beat.relay_node,
                      state=beat.state if before is not None else "registered",
@@ -145,6 +154,22 @@ class RelayDirectory:
         if emptied:
             log.info("relay node {node} is drained: it holds no session any more",
                      node=beat.relay_node)
+
+    def _end_on_node(self, name: str, api_url: str, session_ids: list[str]) -> None:
+        """Order ``name`` to end ``session_ids`` (without waiting; a failure is logged, the
+        heartbeat that brought the node back stands)."""
+        try:
+            node = self._node(name, api_url)
+        except Exception as e:
+            log.warn("relay node {node} cannot be told to end {count} sessions: {error}",
+                     node=name, count=len(session_ids), error=repr(e))
+            return
+        for session_id in session_ids:
+            ensureDeferred(node.end_session(EndOrder(session_id=session_id,
+                                                     reason="relay-lost"))).addErrback(
+                lambda f, s=session_id: log.warn(
+                    "relay node {node} did not end session {session_id}: {error}",
+                    node=name, session_id=s, error=f.getErrorMessage()))
 
     async def end_sessions_of_lost_nodes(self) -> list:
         """Nodes silent past the bound become lost, once; the rows of the sessions that

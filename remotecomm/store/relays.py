@@ -12,11 +12,12 @@ from remotecomm.store.schema import relay_nodes, session_connections, sessions
 def record_heartbeat(connection: Connection, node: str, api_url: str, public_url: str,
                      state: str, open_sessions: int, capacity: int | None, at_us: int,
                      placed_states: Iterable[str]) -> tuple[str | None, bool]:
-    """Register a node or note that it is alive; the state it was in before (``None``: new)
-    and whether it has just become empty while draining: no open session on it, none
+    """Register a node or note that it is alive; its row before (state, ``emptied_us``,
+    ``lost_us``; ``None``: new) and whether it has just become empty while draining: no open session on it, none
     placed on it in ``placed_states`` either (``emptied_us`` is set once, and cleared when
     it holds sessions again or takes new ones)."""
-    before = connection.execute(select(relay_nodes.c.state, relay_nodes.c.emptied_us)
+    before = connection.execute(select(relay_nodes.c.state, relay_nodes.c.emptied_us,
+                                       relay_nodes.c.lost_us)
                                 .where(relay_nodes.c.node == node)).first()
     empty = state == "draining" and open_sessions == 0 and not placed_sessions(
         connection, placed_states, node).get(node)
@@ -33,7 +34,15 @@ def record_heartbeat(connection: Connection, node: str, api_url: str, public_url
     else:
         connection.execute(update(relay_nodes).where(relay_nodes.c.node == node)
                            .values(**values))
-    return (before.state if before is not None else None), emptied_now
+    return before, emptied_now
+
+
+def sessions_ended_when_lost(connection: Connection, node: str, lost_us: int) -> list[str]:
+    """The session IDs the manager ended ``relay-lost`` when ``node`` was marked lost at
+    ``lost_us``."""
+    return list(connection.execute(select(sessions.c.session_id).where(
+        sessions.c.relay_node == node, sessions.c.end_reason == "relay-lost",
+        sessions.c.ended_us >= lost_us, sessions.c.session_id.is_not(None))).scalars())
 
 
 def placed_sessions(connection: Connection, states: Iterable[str],

@@ -6,8 +6,8 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from remotecomm.relay.gateway import (Allocation, AllocationRequest, DrainReport, Heartbeat,
-                                      NodeDraining, PeerUnavailable, SessionLog)
+from remotecomm.relay.gateway import (Allocation, AllocationRequest, DrainReport, EndResult,
+                                      Heartbeat, NodeDraining, PeerUnavailable, SessionLog)
 from remotecomm.sessions import records as records_of_sessions
 from remotecomm.sessions.relay_api import ManagerForRelay
 from remotecomm.sessions.relays import NoRelayAvailable, RelayDirectory, RelayError
@@ -36,6 +36,10 @@ class Node:
             return fail(PeerUnavailable("connection refused"))
         self.drained = True
         return succeed(DrainReport(relay_node=self.name, open_sessions=2))
+
+    def end_session(self, order):
+        self.ended = getattr(self, "ended", []) + [(order.session_id, order.reason)]
+        return succeed(EndResult(session_id=order.session_id, was_open=True))
 
     def allocate(self, request):
         self.calls += 1
@@ -322,6 +326,20 @@ class DirectoryTests(SynchronousTestCase):
         self.successResultOf(self.allocate())
         self.assertEqual(made, ["https://a.test", "https://a-moved.test"])
         self.assertEqual(closed, ["a"])
+
+    def test_a_relay_back_from_a_partition_ends_what_the_manager_ended_for_it(self):
+        """Silent but not dead (cut off from the manager): when its heartbeats come through
+        again it is told to end the sessions that ended relay-lost meanwhile, no others."""
+        self.nodes = {"a": Node("a")}
+        self.beat("a")
+        (lost,) = self.place("a", 1)
+        self.clock.advance(31)
+        self.successResultOf(Deferred.fromCoroutine(self.directory.end_sessions_of_lost_nodes()))
+        (later,) = self.place("a", 1, state="ended")  # ended otherwise: not ordered
+        self.beat("a")
+        self.assertEqual(self.nodes["a"].ended, [(lost + "s" * 10, "relay-lost")])
+        self.beat("a")  # once
+        self.assertEqual(len(self.nodes["a"].ended), 1)
 
     def test_two_managers_end_a_lost_relays_sessions_once(self):
         """Whichever manager notices first ends them; the other finds nothing to do."""
