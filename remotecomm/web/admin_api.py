@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from typing import Awaitable, Callable
 
-from twisted.internet.interfaces import IReactorTime
 from twisted.web import server
 
 from remotecomm.accounts.administration import AccountAdmin, AdminError
@@ -47,7 +46,7 @@ def _text(body: dict, field: str, max_length: int = 200, required: bool = True) 
 class AdminRoutes:
     """Units, users and the audit log, for admins (and one's own password)."""
 
-    def __init__(self, admin: AccountAdmin, store: Store, clock: IReactorTime,
+    def __init__(self, admin: AccountAdmin, store: Store,
                  caller: Callable[[server.Request], Awaitable[tuple[Caller, str]]],
                  instant: Callable[[str, str], int], source: Callable[[server.Request], str],
                  registry: DeviceRegistry | None = None, relays: RelayDirectory | None = None):
@@ -55,7 +54,6 @@ class AdminRoutes:
         self._registry = registry
         self._relays = relays
         self._store = store
-        self._clock = clock
         self._caller = caller
         self._instant = instant
         self._source = source

@@ -120,7 +120,7 @@ class Api:
         self._collector = collector
         self._reports = ReportRoutes(store, clock, self._caller, session_filters, mailer)
         self._jobs = JobRoutes(jobs, self._caller, firmware, _source)
-        self._admin = AdminRoutes(AccountAdmin(store, accounts.hasher, clock), store, clock,
+        self._admin = AdminRoutes(AccountAdmin(store, accounts.hasher, clock), store,
                                   self._caller, _instant, _source, registry, relays)
         self._fleet = FleetListing(store, devices_link_up)
         self._extra_routes = list(extra_routes or [])
