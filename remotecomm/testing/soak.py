@@ -42,11 +42,12 @@ from twisted.web import resource, server
 from remotecomm.relay import envelope as env
 from remotecomm.relay.client import RelayClient
 from remotecomm.sessions.lifecycle import END_REASONS
-from remotecomm.store.sessions import UNSTARTED_DETAIL
+from remotecomm.store.sessions import MANAGER, UNSTARTED_DETAIL
 from remotecomm.testing.http import call_api, http_client
 from remotecomm.testing.processes import sleep
 from remotecomm.testing.servers import PASSWORD, ServerSetup
 
+RELAY_LOST_PAUSE = 4.0  # seconds: past the split setup's lost_after of 3 s
 VICTIMS = ("relay", "manager", "prosody", "agent")
 UNIT = "soak"
 USER = "soak"
@@ -248,7 +249,10 @@ class Soak:
             victim = f"agent:{device_id}"
             setup.agents[device_id].signal("KILL")
             await setup.agents[device_id].ended()
-        await sleep(self.reactor, self.rng.uniform(0, 0.5))
+        # A killed relay stays down past the manager's lost_after every other time: its
+        # sessions then end relay-lost, with the end logs the manager writes for it.
+        lost = victim == "relay" and self.rng.random() < 0.5
+        await sleep(self.reactor, RELAY_LOST_PAUSE if lost else self.rng.uniform(0, 0.5))
         if victim == "relay":
             await setup.start_relay()
         elif victim == "manager":
@@ -475,18 +479,23 @@ class Soak:
         for row in connections:
             by_session.setdefault(row["request_id"], []).append(row)
             name = f"{row['request_id']} {row['side']}"
+            for_lost_relay = row["ended_by"] == MANAGER
             if row["started_log_key"] is None:
                 # Admitted, then the relay died before the side was established: no logs,
-                # closed with the session (the documented record).
-                if row["ended_log_key"] is not None or row["ended_us"] is None or \
-                        row["end_detail"] != UNSTARTED_DETAIL:
+                # closed with the session (the documented record), or ended by the manager
+                # for a relay it lost.
+                if not for_lost_relay and (row["ended_log_key"] is not None or
+                                           row["ended_us"] is None or
+                                           row["end_detail"] != UNSTARTED_DETAIL):
                     problems.append(f"{name}: never started, but not closed as such")
                 continue
             started += 1
             if row["ended_log_key"] is None:
                 problems.append(f"{name}: started, but no end log")
-            manager_keys += [key for key in (row["started_log_key"], row["ended_log_key"])
-                             if key]
+            # A side the manager ended for a lost relay: the relay's own end log is the
+            # late one kept beside the manager's.
+            relay_end = row["late_log_key"] if for_lost_relay else row["ended_log_key"]
+            manager_keys += [key for key in (row["started_log_key"], relay_end) if key]
         figures.logs_filed = len(manager_keys)
         for request_id, session in sessions.items():
             reason = session["end_reason"]
@@ -514,8 +523,8 @@ class Soak:
             if not mine:
                 problems.append(f"relay connection {session_id} {side}: not in the manager's "
                                 f"record")
-            elif (mine[0]["bytes_from_side"], mine[0]["bytes_to_side"]) != (
-                    relay_row["bytes_from_side"], relay_row["bytes_to_side"]):
+            elif _relay_bytes(mine[0]) != (relay_row["bytes_from_side"],
+                                           relay_row["bytes_to_side"]):
                 problems.append(f"{request_id} {side}: bytes differ between relay and manager")
         if started != len(relay_connections):
             problems.append(f"{started} started connection records at the manager, "
@@ -590,3 +599,11 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def _relay_bytes(record: dict) -> tuple:
+    """The bytes the relay logged for a side: its late log's, if the manager ended the side
+    for a lost relay."""
+    if record["ended_by"] == MANAGER:
+        return record["late_bytes_from_side"], record["late_bytes_to_side"]
+    return record["bytes_from_side"], record["bytes_to_side"]
