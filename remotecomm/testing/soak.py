@@ -545,6 +545,15 @@ class Soak:
         return problems
 
 
+
+def _relay_bytes(record: dict) -> tuple:
+    """The bytes the relay logged for a side: its late log's, if the manager ended the side
+    for a lost relay."""
+    if record["ended_by"] == MANAGER:
+        return record["late_bytes_from_side"], record["late_bytes_to_side"]
+    return record["bytes_from_side"], record["bytes_to_side"]
+
+
 def main(argv: list[str] | None = None) -> int:
     """``scripts/soak``: run one soak, print its figures; exit 1 if a problem was found."""
     import argparse
@@ -599,11 +608,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
-
-
-def _relay_bytes(record: dict) -> tuple:
-    """The bytes the relay logged for a side: its late log's, if the manager ended the side
-    for a lost relay."""
-    if record["ended_by"] == MANAGER:
-        return record["late_bytes_from_side"], record["late_bytes_to_side"]
-    return record["bytes_from_side"], record["bytes_to_side"]
