@@ -355,7 +355,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--keep", action="store_true",
                         help="keep the work folder (the processes' data and logs)")
     args = parser.parse_args(argv)
-    if args.sessions < args.relays or args.devices < 1 or \
+    if not 1 <= args.devices <= 500 or not 1 <= args.sessions <= 1000:
+        parser.error("--devices must be 1-500 and --sessions 1-1000")
+    if args.sessions < args.relays or \
             args.sessions + 4 * max(2, args.sessions // 5) > 2 * args.devices:
         parser.error("need at least one session per relay, and devices for every session "
                      "(two terminals each)")
