@@ -22,9 +22,10 @@ ADMISSION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
 class RelayCollector:
     """Reads the relay's counters at scrape time."""
 
-    def __init__(self, core: RelayCore, outbox: LogOutbox):
+    def __init__(self, core: RelayCore, outbox: LogOutbox, node=None):
         self._core = core
         self._outbox = outbox
+        self._node = node  # the RelayNode: its capacity and whether it drains
 
     def collect(self):
         core, outbox = self._core, self._outbox
@@ -61,6 +62,12 @@ class RelayCollector:
         yield GaugeMetricFamily("remotecomm_relay_logs_dead",
                                 "Session logs the manager rejected for good (dead letters)",
                                 outbox.dead)
+        if self._node is not None:
+            yield GaugeMetricFamily("remotecomm_relay_capacity",
+                                    "Sessions this relay node takes at once", self._node.capacity)
+            yield GaugeMetricFamily("remotecomm_relay_draining",
+                                    "1 while this relay node takes no new sessions (drained)",
+                                    int(self._node.draining))
 
 
 class MailCollector:
@@ -86,10 +93,11 @@ def manager_registry(registry: CollectorRegistry, mailer) -> CollectorRegistry:
 
 
 def relay_registry(core: RelayCore, outbox: LogOutbox,
-                   registry: CollectorRegistry | None = None) -> CollectorRegistry:
-    """A registry with the relay's counters and its admission-latency histogram."""
+                   registry: CollectorRegistry | None = None, node=None) -> CollectorRegistry:
+    """A registry with the relay's counters (and its ``node``'s capacity and drain), and its
+    admission-latency histogram."""
     registry = registry or CollectorRegistry(auto_describe=True)
-    registry.register(RelayCollector(core, outbox))
+    registry.register(RelayCollector(core, outbox, node))
     admission = Histogram("remotecomm_relay_admission_seconds",
                           "From a side's join to its being established (token check and "
                           "started log included)", buckets=ADMISSION_BUCKETS, registry=registry)

@@ -23,8 +23,9 @@ class MetricsTests(SynchronousTestCase):
         outbox = SimpleNamespace(written={"started": 6, "ended": 4}, filed=9, pending=1,
                                  dead=2)
         mailer = SimpleNamespace(sent=5, failures=2, pending=1)
+        self.node = SimpleNamespace(capacity=250, draining=True)
         self.http = StubTreq(MetricsResource(manager_registry(
-            relay_registry(self.core, outbox), mailer)))
+            relay_registry(self.core, outbox, node=self.node), mailer)))
 
     def scrape(self, path="/metrics"):
         response = self.successResultOf(self.http.get("http://metrics" + path))
@@ -48,6 +49,7 @@ class MetricsTests(SynchronousTestCase):
                      "remotecomm_relay_logs_filed_total 9.0",
                      "remotecomm_relay_logs_pending 1.0",
                      "remotecomm_relay_logs_dead 2.0",
+                     "remotecomm_relay_capacity 250.0", "remotecomm_relay_draining 1.0",
                      "remotecomm_relay_admission_seconds_count 1.0",
                      'remotecomm_relay_admission_seconds_bucket{le="0.005"} 1.0'):
             self.assertIn(line, text)

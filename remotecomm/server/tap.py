@@ -418,7 +418,7 @@ class RelayService(Service):
 
 def _registry(relay: _RelayParts, manager: _ManagerParts | None) -> CollectorRegistry:
     """What ``/metrics`` shows: the relay's counters, and the manager's in one process."""
-    registry = relay_registry(relay.core, relay.outbox)
+    registry = relay_registry(relay.core, relay.outbox, node=relay.node)
     if manager is not None and manager.mailer is not None:
         manager_registry(registry, manager.mailer)
     return registry
