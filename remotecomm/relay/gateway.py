@@ -312,6 +312,9 @@ class SessionCounters(_Message):
 
 
 MAX_COUNTERS = 300  # per heartbeat; sessions that changed later go in the next one
+# Sessions a relay node holds at once unless its config says otherwise; the manager also
+# orders by it the nodes whose heartbeats name no capacity (relays before 0.4).
+DEFAULT_CAPACITY = 10_000
 NODE_STATES = ("active", "draining")
 
 

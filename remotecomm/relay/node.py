@@ -18,14 +18,13 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from remotecomm.relay.core import RelayCore
-from remotecomm.relay.gateway import (Allocation, AllocationRequest, DrainReport, EndOrder,
-                                      EndResult, IRelayForManager, NodeDraining)
+from remotecomm.relay.gateway import (DEFAULT_CAPACITY, Allocation, AllocationRequest, DrainReport,
+                                      EndOrder, EndResult, IRelayForManager, NodeDraining)
 
 log = Logger()
 
 SESSION_ID_BYTES = 24  # 192 bits, 32 base64url characters
 MAX_REMEMBERED = 100_000
-DEFAULT_CAPACITY = 10_000
 
 
 def new_session_id() -> str:

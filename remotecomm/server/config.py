@@ -8,6 +8,7 @@ from pathlib import Path
 from remotecomm.accounts.passwords import PasswordHashConfig
 from remotecomm.config import ConfigError, ConfigFile, is_loopback_endpoint
 from remotecomm.identifiers import MAIL_ADDRESS, RELAY_NODE
+from remotecomm.relay.gateway import DEFAULT_CAPACITY
 from remotecomm.store.engine import POSTGRESQL_SCHEME
 
 TLS_PROFILES = ("modern", "intermediate")
@@ -91,7 +92,7 @@ class RelayConfig:
     heartbeat_interval: float  # how often this relay node tells the manager it is alive
     lost_after: float       # manager: a node silent this long is lost, its sessions end
     max_connections_per_address: int = 500  # WebSockets open at once from one address
-    capacity: int = 10_000  # sessions this node holds at once; past it, placement skips it
+    capacity: int = DEFAULT_CAPACITY  # sessions it holds at once; past it, placement skips it
 
 
 @dataclass(frozen=True)
@@ -269,7 +270,8 @@ def load_server_config(path: str | Path) -> ServerConfig:
         lost_after=relay_section.get_duration("lost_after", 30, minimum=1, maximum=3600),
         max_connections_per_address=relay_section.get_int(
             "max_connections_per_address", 500, minimum=1, maximum=1_000_000),
-        capacity=relay_section.get_int("capacity", 10_000, minimum=1, maximum=1_000_000),
+        capacity=relay_section.get_int("capacity", DEFAULT_CAPACITY, minimum=1,
+                                       maximum=1_000_000),
     )
     relay_section.finish()
 

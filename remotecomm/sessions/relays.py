@@ -38,8 +38,9 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from remotecomm.clock import now_us, seconds_to_us
-from remotecomm.relay.gateway import (Allocation, AllocationRequest, EndOrder, EndResult,
-                                      GatewayError, Heartbeat, IRelayForManager, PeerUnavailable)
+from remotecomm.relay.gateway import (DEFAULT_CAPACITY, Allocation, AllocationRequest, EndOrder,
+                                      EndResult, GatewayError, Heartbeat, IRelayForManager,
+                                      PeerUnavailable)
 from remotecomm.service_errors import ServiceError
 from remotecomm.sessions import lifecycle as lc, rows
 from remotecomm.store import relays as relay_rows, sessions as session_rows
@@ -49,7 +50,6 @@ from remotecomm.store.engine import Store
 log = Logger()
 
 LOST_AFTER = 30.0  # seconds without a heartbeat before a node counts as lost
-DEFAULT_CAPACITY = 10_000  # for ordering nodes that set no capacity (relays before 0.4)
 
 
 class RelayError(ServiceError):
@@ -79,7 +79,8 @@ def end_sessions_of_lost_nodes(connection: Connection, silent_since_us: int,
         if session_rows.end_connections_for_lost_relay(
                 connection, row.request_id, row.session_id, at_us, "relay-lost",
                 f"written by the manager: {detail}"):
-            rows.copy_traffic(connection, session_rows.load_session(connection, row.request_id),
+            # (saving the lifecycle left the row's traffic columns as they were)
+            rows.copy_traffic(connection, row,
                               session_rows.connection_records(connection, row.request_id))
         ended.append(row)
     return lost, ended

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, Row, func, insert, select, update
 
 from remotecomm.store.schema import relay_nodes, session_connections, sessions
 
 
 def record_heartbeat(connection: Connection, node: str, api_url: str, public_url: str,
                      state: str, open_sessions: int, capacity: int | None, at_us: int,
-                     placed_states: Iterable[str]) -> tuple[str | None, bool]:
-    """Register a node or note that it is alive; its row before (state, ``emptied_us``,
-    ``lost_us``; ``None``: new) and whether it has just become empty while draining: no open session on it, none
-    placed on it in ``placed_states`` either (``emptied_us`` is set once, and cleared when
-    it holds sessions again or takes new ones)."""
+                     placed_states: Iterable[str]) -> tuple[Row | None, bool]:
+    """Register a node or note that it is alive; its row before (``state``,
+    ``emptied_us``, ``lost_us``; ``None``: new) and whether it has just become empty while
+    draining: no open session on it, none placed on it in ``placed_states`` either
+    (``emptied_us`` is set once, and cleared when it holds sessions again or takes new
+    ones)."""
     before = connection.execute(select(relay_nodes.c.state, relay_nodes.c.emptied_us,
                                        relay_nodes.c.lost_us)
                                 .where(relay_nodes.c.node == node)).first()
