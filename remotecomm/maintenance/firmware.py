@@ -94,8 +94,8 @@ class FirmwareImages:
         def insert(connection):
             firmware_rows.insert_image(connection, values)
             append_audit(connection, at, FIRMWARE_UPLOADED, actor=caller.user_id,
-                         source_address=caller.source_address, unit_id=caller.unit_id, image_id=image_id, version=version,
-                         size=size, sha256=sha256)
+                         source_address=caller.source_address, unit_id=caller.unit_id,
+                         image_id=image_id, version=version, size=size, sha256=sha256)
             return firmware_rows.load_image(connection, image_id)
 
         try:
@@ -117,17 +117,19 @@ class FirmwareImages:
         ``409 image-in-use``); finished jobs keep its ID."""
         at = now_us(self._clock)
 
-        def delete(connection):
+        def remove(connection):
             image = firmware_rows.load_image(connection, image_id, caller.unit_id)
-            refused = firmware_rows.delete_image(connection, image_id, caller.unit_id,
-                                                 jl.OPEN_STATES)
-            if refused is None:
-                append_audit(connection, at, FIRMWARE_DELETED, actor=caller.user_id,
-                             source_address=caller.source_address, unit_id=caller.unit_id,
-                             image_id=image_id, version=image.version)
-            return image, refused
+            if image is None:
+                return None, "not-found"
+            if firmware_rows.image_in_use(connection, image_id, jl.OPEN_STATES):
+                return image, "in-use"
+            firmware_rows.delete_image(connection, image_id)
+            append_audit(connection, at, FIRMWARE_DELETED, actor=caller.user_id,
+                         source_address=caller.source_address, unit_id=caller.unit_id,
+                         image_id=image_id, version=image.version)
+            return image, None
 
-        image, refused = await self._store.run(delete)
+        image, refused = await self._store.run(remove)
         if refused == "not-found":
             raise FirmwareError(404, "image-not-found", f"no firmware image {image_id} in "
                                                         f"unit {caller.unit_id}")

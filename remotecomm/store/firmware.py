@@ -20,17 +20,15 @@ def load_image(connection: Connection, image_id: str, unit_id: str | None = None
     return connection.execute(query).first()
 
 
-def delete_image(connection: Connection, image_id: str, unit_id: str,
-                 open_states) -> str | None:
-    """Remove a unit's image unless a job in ``open_states`` installs it; ``None`` when
-    removed, else ``"not-found"`` or ``"in-use"``.  Finished jobs keep its ID."""
-    if load_image(connection, image_id, unit_id) is None:
-        return "not-found"
-    if connection.execute(select(jobs.c.job_id).where(
-            jobs.c.image_id == image_id, jobs.c.state.in_(tuple(open_states)))).first():
-        return "in-use"
+def image_in_use(connection: Connection, image_id: str, open_states) -> bool:
+    """Whether a job in ``open_states`` installs the image."""
+    return connection.execute(select(jobs.c.job_id).where(
+        jobs.c.image_id == image_id, jobs.c.state.in_(tuple(open_states)))).first() is not None
+
+
+def delete_image(connection: Connection, image_id: str) -> None:
+    """Remove an image's row (finished jobs keep its ID)."""
     connection.execute(firmware_images.delete().where(firmware_images.c.image_id == image_id))
-    return None
 
 
 def images_of(connection: Connection, unit_id: str, limit: int = 100) -> list:
