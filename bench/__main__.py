@@ -111,11 +111,17 @@ async def run_baselines(reactor, folder: Path, results: sc.Results, quick: bool,
     return started
 
 
+def bench_size(pairs: int) -> tuple[int, int]:
+    """Bench devices and terminals for ``pairs`` distinct (device, terminal) pairs: up to 40
+    devices, a device per 50 pairs, and as many terminals as it takes."""
+    devices = max(2, min(40, pairs // 50 + 1))
+    return devices, -(-pairs // devices)
+
+
 async def run_ours(reactor, folder: Path, results: sc.Results, *, tls: bool, quick: bool,
                    setups: int, idle: int, started: dict, setups_only: bool = False) -> None:
     pairs = 1 + sc.REPEATS * setups + idle
-    devices = 1 if quick else max(2, min(40, pairs // 50 + 1))
-    terminals = 1 if quick else -(-pairs // devices)
+    devices, terminals = (1, 1) if quick else bench_size(pairs)
     app_ports = {"web-server": free_port(), "remote-panel": free_port()}
     system = BenchSystem(reactor, folder / ("tls" if tls else "plain"), tls=tls,
                          devices=devices, terminals=terminals,
@@ -172,13 +178,12 @@ async def run_setup_variants(reactor, folder: Path, results: sc.Results, setups:
     """Scenario 4 again (plain WebSockets) with the manager's store on PostgreSQL, and with
     the relay apart in one or three processes (the manager places sessions on the least
     loaded): beside the normal run's numbers in the same table."""
-    pairs = sc.REPEATS * setups + 1
-    devices = max(2, min(40, pairs // 50 + 1))
+    devices, terminals = bench_size(sc.REPEATS * setups + 1)
     for variant, options in SETUP_VARIANTS:
         store_url = databases.create(postgresql_server) if options.get("postgresql") else None
         nodes = tuple(f"relay-{chr(ord('a') + n)}" for n in range(options.get("relays", 0)))
         system = BenchSystem(reactor, folder / variant.replace(" ", "-").replace(",", ""),
-                             tls=False, devices=devices, terminals=-(-pairs // devices),
+                             tls=False, devices=devices, terminals=terminals,
                              relays=nodes, store_url=store_url, lost_after="60s",
                              variant=variant)
         print(f"scenario 4 on our system: {variant}", flush=True)

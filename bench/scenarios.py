@@ -309,13 +309,36 @@ async def http_rates(results: Results, reactor, path: str, url: str,
 # -- 4 and 5: set-up rate and idle memory ------------------------------------------------
 
 
+class SetupRounds:
+    """Scenario 4's rounds on one path: each round's rate and latency percentiles, added to
+    the results as medians with every round kept."""
+
+    def __init__(self):
+        self.rates: list[float] = []
+        self.p50s: list[float] = []
+        self.p99s: list[float] = []
+
+    def round(self, rate: float, durations: list[float]) -> None:
+        self.rates.append(rate)
+        self.p50s.append(percentile(durations, 0.5) * 1e3)
+        self.p99s.append(percentile(durations, 0.99) * 1e3)
+
+    def add_to(self, results: Results, path: str, count: int, concurrency: int) -> None:
+        results.add_repeated("4-setup", f"{count} sessions, {concurrency} at once", path,
+                             "rate", self.rates, "sessions/s")
+        results.add_repeated("4-setup", "p50", path, "latency", self.p50s, "ms",
+                             higher_is_better=False)
+        results.add_repeated("4-setup", "p99", path, "latency", self.p99s, "ms",
+                             higher_is_better=False)
+
+
 async def setup_rate(results: Results, system: BenchSystem, count: int,
                      concurrency: int = 32, rounds: int = REPEATS) -> None:
     """``rounds`` times: ``count`` approved sessions joined, ``concurrency`` at once (timed),
     then ended (not timed).  The median round's rate, with every round's kept: one round's
     rate swings widely on this machine (250/s and 560/s in consecutive rounds on one
     server)."""
-    rates, p50s, p99s = [], [], []
+    measured = SetupRounds()
     for _ in range(rounds):
         sessions = await system.prepare(count)
         # Joined sessions stay open until the round ends: their sockets come from eight
@@ -323,37 +346,22 @@ async def setup_rate(results: Results, system: BenchSystem, count: int,
         rate, durations, _ = await timed_concurrently(
             count, concurrency, lambda i: system.join(
                 sessions[i], bind=(ADDRESSES[i % 8], ADDRESSES[(i + 4) % 8])))
-        rates.append(rate)
-        p50s.append(percentile(durations, 0.5) * 1e3)
-        p99s.append(percentile(durations, 0.99) * 1e3)
+        measured.round(rate, durations)
         await timed_concurrently(len(sessions), 64, lambda i: system.end(sessions[i]))
-    path = ours(system)
-    results.add_repeated("4-setup", f"{count} sessions, {concurrency} at once", path, "rate",
-                         rates, "sessions/s")
-    results.add_repeated("4-setup", "p50", path, "latency", p50s, "ms",
-                         higher_is_better=False)
-    results.add_repeated("4-setup", "p99", path, "latency", p99s, "ms",
-                         higher_is_better=False)
+    measured.add_to(results, ours(system), count, concurrency)
 
 
 async def baseline_setup_rate(results: Results, baseline: Baseline, count: int,
                               concurrency: int = 32, rounds: int = REPEATS) -> None:
-    rates, p50s, p99s = [], [], []
+    measured = SetupRounds()
     for _ in range(rounds):
         rate, durations, pairs = await timed_concurrently(count, concurrency,
                                                           lambda i: baseline.connect())
-        rates.append(rate)
-        p50s.append(percentile(durations, 0.5) * 1e3)
-        p99s.append(percentile(durations, 0.99) * 1e3)
+        measured.round(rate, durations)
         for a, b in pairs:
             a.close()
             b.close()
-    results.add_repeated("4-setup", f"{count} sessions, {concurrency} at once", baseline.name,
-                         "rate", rates, "sessions/s")
-    results.add_repeated("4-setup", "p50", baseline.name, "latency", p50s, "ms",
-                         higher_is_better=False)
-    results.add_repeated("4-setup", "p99", baseline.name, "latency", p99s, "ms",
-                         higher_is_better=False)
+    measured.add_to(results, baseline.name, count, concurrency)
 
 
 ADDRESSES = [f"127.0.0.{i}" for i in range(2, 10)]

@@ -4,10 +4,10 @@ TestSuite's cases in a modern runner; a pinned test dependency).
 The relay's admission needs our headers, which a conformance client does not send, so the
 cases run against autobahn's server protocol with the relay's production options
 (``relay_protocol_options``) and its frame reading (``EnvelopeFrameReading``) behind a test
-echo factory -- what every relay connection is after admission.  Excluded, as intended: the compression cases (12.*, 13.*: the relay
-refuses permessage-deflate) and the 9.x cases whose messages exceed the relay's cap
-(``MAX_MESSAGE``, one envelope frame: 4 MiB and up; they are closed with 1009, see
-``tests/relay/test_websocket.py``).  The other 9.x cases run: their messages fit.
+echo factory -- what every relay connection is after admission.  Excluded, as intended:
+the compression cases (12.*, 13.*: the relay refuses permessage-deflate) and the 9.x
+cases whose messages exceed the relay's cap (``MAX_MESSAGE``, one envelope frame: 4 MiB and
+up; they are closed with 1009, see ``tests/relay/test_websocket.py``).  The other 9.x cases run: their messages fit.
 """
 
 import shutil
